@@ -1,0 +1,95 @@
+"""Value objects the store hands out: change-feed entries, conflicts and apply reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clock import Version, format_hlc
+from .errors import Error
+
+__all__ = ["ApplyReport", "Change", "Conflict", "RawChange"]
+
+RawChange = tuple[int, int, bytes]
+"""``(origin, seq, txn)``: one log entry as it travels between nodes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One operation of the change feed (``store.changes()``), like a DynamoDB Streams record.
+
+    ``position`` orders the feed locally; all operations of one transaction share it, as
+    they share ``version`` and ``txid``. ``kind`` is ``put``, ``update``, ``delete`` or
+    ``create_table``. ``delta`` is what the operation wrote (``item``; ``set``/``remove``);
+    ``new_image`` is the visible item right after this transaction was applied here.
+    """
+
+    position: int
+    table: str
+    key: dict[str, Any]
+    kind: str
+    version: Version
+    origin: int
+    seq: int
+    delta: dict[str, Any]
+    new_image: dict[str, Any] | None
+
+    @property
+    def txid(self) -> tuple[int, int]:
+        """The transaction id ``(origin, seq)``, shared by every op of one batch."""
+        return (self.origin, self.seq)
+
+    @property
+    def hlc(self) -> int:
+        return self.version[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A value lost to a concurrent write, recorded when a remote change was merged.
+
+    ``winner``/``loser`` are versions ``(hlc, node)``; ``origin`` is the node whose write
+    lost and ``value`` what it had written; ``local_lost`` says whether the losing value was
+    the one this node held. Conflicts are local diagnostics and never replicate.
+    """
+
+    id: int
+    table: str
+    key: dict[str, Any]
+    attribute: str
+    winner: Version
+    loser: Version
+    origin: int
+    value: Any
+    winner_value: Any
+    local_lost: bool
+
+    def __str__(self) -> str:
+        return (
+            f"conflict #{self.id} {self.table} {self.key} .{self.attribute}: "
+            f"{self.value!r} from {self.origin:016x} at {format_hlc(self.loser[0])} lost to "
+            f"{self.winner_value!r} at {format_hlc(self.winner[0])}"
+        )
+
+
+@dataclass(slots=True)
+class ApplyReport:
+    """What ``Store.apply_changes`` did with a batch of remote transactions.
+
+    ``refused`` maps an origin to why its changes stopped applying (clock skew, a gap in its
+    sequence, a forgotten node); the changes stay with the sender and can be offered again.
+    """
+
+    applied: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+    refused: dict[int, Error] = field(default_factory=dict)
+    gaps: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def add(self, other: ApplyReport) -> None:
+        """Fold another report into this one."""
+        self.applied += other.applied
+        self.skipped += other.skipped
+        self.conflicts += other.conflicts
+        self.refused.update(other.refused)
+        self.gaps.update(other.gaps)

@@ -1,0 +1,295 @@
+"""The CBOR boundary: attribute validation, item-state and transaction encodings.
+
+Stored item state (compact: after a put every attribute shares the clear point's version)::
+
+    [cleared_hlc, cleared_node, base, over]
+    base = {name: value}                    entries whose version is the clear point
+    over = {name: [hlc, node] | [hlc, node, value]}   the others; two elements = ABSENT
+
+A transaction (the unit of the log and of replication; all ops share version
+``(hlc, origin)``)::
+
+    [hlc, [op, ...]]
+    ["T", table, partition_key, sort_key | null]          create a table
+    ["P", table, key, {attrs}, seen_hlc, seen_node]        put
+    ["U", table, key, {set}, [remove], seen_hlc, seen_node] update
+    ["D", table, key, seen_hlc, seen_node]                 delete
+
+``key`` is the item key from :mod:`engine.keys`. Transactions from peers are untrusted:
+:func:`decode_txn` checks every field and raises ``ValidationError``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+import cbor2
+
+from .bounded import loads_bounded
+from .clock import Version
+from .errors import ValidationError
+from .item import ABSENT, Entry, ItemState
+from .keys import decode_key
+
+__all__ = [
+    "MAX_ITEM_BYTES",
+    "MAX_NAME_BYTES",
+    "Op",
+    "canonical",
+    "check_attr_name",
+    "check_value",
+    "decode_state",
+    "decode_txn",
+    "dumps",
+    "encode_state",
+    "encode_txn",
+    "loads",
+    "visible_from_raw",
+]
+
+MAX_ITEM_BYTES = 4 << 20
+MAX_NAME_BYTES = 255
+MAX_DEPTH = 32
+_U64 = (1 << 64) - 1
+
+dumps = cbor2.dumps
+loads = cbor2.loads
+
+
+def canonical(value: Any) -> bytes:
+    """Canonical CBOR of a value: equal values give equal bytes (digest, tie-breaks)."""
+    return cbor2.dumps(value, canonical=True)
+
+
+class Op(NamedTuple):
+    """One decoded operation of a transaction."""
+
+    kind: str                   # "T", "P", "U" or "D"
+    table: str
+    key: bytes                  # item key ("T": empty)
+    attrs: dict[str, Any]       # P: item, U: set, T: {"partition_key":…, "sort_key":…}
+    remove: tuple[str, ...]     # U only
+    seen: Version
+
+
+def check_attr_name(name: object, where: str = "item") -> str:
+    """Validate an attribute name: a non-empty str of at most 255 UTF-8 bytes."""
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"{where}: attribute names must be non-empty strings, not {name!r}")
+    if len(name) > MAX_NAME_BYTES and len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise ValidationError(f"{where}: attribute name {name[:40]!r}… is longer than 255 bytes")
+    return name
+
+
+_SCALARS = (str, int, bytes, bool, type(None))
+_SET_ELEMENTS = (str, int, float, Decimal, bytes)
+
+
+def check_value(value: Any, path: str, depth: int = 0) -> None:
+    """Raise ``ValidationError`` naming ``path`` unless ``value`` is a storable attribute value."""
+    if isinstance(value, _SCALARS):
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(f"{path}: string is not valid Unicode") from None
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(f"{path}: numbers must be finite, not {value!r}")
+        return
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValidationError(f"{path}: numbers must be finite, not {value!r}")
+        return
+    if depth >= MAX_DEPTH:
+        raise ValidationError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            check_value(v, f"{path}[{i}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValidationError(f"{path}: map keys must be strings, not {k!r}")
+            check_value(v, f"{path}.{k}", depth + 1)
+        return
+    if isinstance(value, (set, frozenset)):
+        kinds = set()
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, _SET_ELEMENTS):
+                raise ValidationError(
+                    f"{path}: set elements must be str, number or bytes, not {type(v).__name__}"
+                )
+            check_value(v, f"{path}{{…}}", depth + 1)
+            kinds.add(str if isinstance(v, str) else bytes if isinstance(v, bytes) else int)
+        if len(kinds) > 1:
+            raise ValidationError(f"{path}: a set must hold one kind (strings, numbers or bytes)")
+        return
+    raise ValidationError(f"{path}: unsupported value type {type(value).__name__}")
+
+
+def check_attrs(attrs: Mapping[str, Any], where: str) -> None:
+    """Validate every name and value of an attribute map."""
+    for name, value in attrs.items():
+        check_attr_name(name, where)
+        check_value(value, f"{where}: attribute {name!r}")
+
+
+# -- item state -------------------------------------------------------------------------
+
+
+def encode_state(state: ItemState) -> bytes:
+    """Encode a state compactly (see module docstring)."""
+    c = state.cleared
+    base: dict[str, Any] = {}
+    over: dict[str, list[Any]] = {}
+    for name, (v, value) in state.attrs.items():
+        if v == c and value is not ABSENT:
+            base[name] = value
+        elif value is ABSENT:
+            over[name] = [v[0], v[1]]
+        else:
+            over[name] = [v[0], v[1], value]
+    return cbor2.dumps([c[0], c[1], base, over])
+
+
+def _decode_state_obj(obj: Any) -> ItemState:
+    c_hlc, c_node, base, over = obj
+    cleared = (c_hlc, c_node)
+    attrs: dict[str, Entry] = {name: (cleared, value) for name, value in base.items()}
+    for name, e in over.items():
+        attrs[name] = ((e[0], e[1]), e[2] if len(e) == 3 else ABSENT)
+    return ItemState(cleared, attrs)
+
+
+def decode_state(raw: bytes) -> ItemState:
+    """Decode a state this store wrote."""
+    return _decode_state_obj(cbor2.loads(raw))
+
+
+def visible_from_raw(raw: bytes) -> dict[str, Any] | None:
+    """The visible item straight from stored bytes; avoids building a state for plain puts."""
+    c_hlc, c_node, base, over = cbor2.loads(raw)
+    if not over:
+        return base or None
+    for name, e in over.items():
+        if len(e) == 3:
+            base[name] = e[2]
+    return base or None
+
+
+def decode_state_untrusted(raw: bytes, where: str) -> ItemState:
+    """Decode and check a state that came from a peer (snapshot records)."""
+    try:
+        obj = loads_bounded(raw, max_depth=MAX_DEPTH + 4)
+        if not (isinstance(obj, list) and len(obj) == 4):
+            raise ValidationError("not a 4-element array")
+        c_hlc, c_node, base, over = obj
+        _check_u64(c_hlc, "cleared hlc")
+        _check_u64(c_node, "cleared node")
+        if not isinstance(base, dict) or not isinstance(over, dict):
+            raise ValidationError("base/over are not maps")
+        check_attrs(base, where)
+        for name, e in over.items():
+            check_attr_name(name, where)
+            if not isinstance(e, list) or len(e) not in (2, 3):
+                raise ValidationError(f"entry {name!r} is malformed")
+            _check_u64(e[0], "entry hlc")
+            _check_u64(e[1], "entry node")
+            if (e[0], e[1]) < (c_hlc, c_node):
+                raise ValidationError(f"entry {name!r} is older than the clear point")
+            if len(e) == 3:
+                check_value(e[2], f"{where}: attribute {name!r}")
+        return _decode_state_obj(obj)
+    except ValidationError as exc:
+        raise ValidationError(f"{where}: malformed item state: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{where}: malformed item state: {exc}") from None
+
+
+# -- transactions -----------------------------------------------------------------------
+
+
+def encode_txn(hlc: int, ops: list[list[Any]]) -> bytes:
+    """Encode a transaction from its wire-form op lists."""
+    return cbor2.dumps([hlc, ops])
+
+
+def _check_u64(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _U64:
+        raise ValidationError(f"{what} is not a 64-bit unsigned integer: {v!r}")
+    return v
+
+
+def _check_str(v: Any, what: str) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValidationError(f"{what} is not a non-empty string: {v!r}")
+    return v
+
+
+def _check_key(table: str, key: Any) -> bytes:
+    if not isinstance(key, bytes):
+        raise ValidationError("item key is not bytes")
+    name, _ = decode_key(key)
+    if name != table:
+        raise ValidationError(f"item key belongs to table {name!r}, op names {table!r}")
+    return key
+
+
+def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
+    """Decode a transaction; untrusted input is checked field by field.
+
+    :raises ValidationError: for anything malformed (the message says what).
+    """
+    obj = cbor2.loads(raw) if trusted else loads_bounded(raw, max_depth=MAX_DEPTH + 4)
+    if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[1], list)):
+        raise ValidationError("transaction is not [hlc, [ops]]")
+    hlc = _check_u64(obj[0], "transaction hlc")
+    if not obj[1]:
+        raise ValidationError("transaction has no operations")
+    ops: list[Op] = []
+    for i, w in enumerate(obj[1]):
+        if not isinstance(w, list) or not w:
+            raise ValidationError(f"operation {i} is not an array")
+        kind = w[0]
+        try:
+            if kind == "T" and len(w) == 4:
+                name = _check_str(w[1], "table name")
+                pk = _check_str(w[2], "partition key")
+                sk = None if w[3] is None else _check_str(w[3], "sort key")
+                ops.append(Op("T", name, b"", {"partition_key": pk, "sort_key": sk}, (), (0, 0)))
+            elif kind == "P" and len(w) == 6:
+                table = _check_str(w[1], "table name")
+                if not trusted:
+                    if not isinstance(w[3], dict):
+                        raise ValidationError("put item is not a map")
+                    check_attrs(w[3], f"table {table!r}")
+                seen = (_check_u64(w[4], "seen hlc"), _check_u64(w[5], "seen node"))
+                ops.append(Op("P", table, _check_key(table, w[2]), w[3], (), seen))
+            elif kind == "U" and len(w) == 7:
+                table = _check_str(w[1], "table name")
+                if not trusted:
+                    if not isinstance(w[3], dict) or not isinstance(w[4], list):
+                        raise ValidationError("update set/remove are not a map and an array")
+                    check_attrs(w[3], f"table {table!r}")
+                    for r in w[4]:
+                        check_attr_name(r, f"table {table!r}")
+                    if set(w[4]) & set(w[3]):
+                        raise ValidationError("update sets and removes the same attribute")
+                seen = (_check_u64(w[5], "seen hlc"), _check_u64(w[6], "seen node"))
+                ops.append(Op("U", table, _check_key(table, w[2]), w[3], tuple(w[4]), seen))
+            elif kind == "D" and len(w) == 5:
+                table = _check_str(w[1], "table name")
+                seen = (_check_u64(w[3], "seen hlc"), _check_u64(w[4], "seen node"))
+                ops.append(Op("D", table, _check_key(table, w[2]), {}, (), seen))
+            else:
+                raise ValidationError(f"unknown operation {kind!r} of {len(w)} fields")
+        except ValidationError as exc:
+            raise ValidationError(f"operation {i}: {exc}") from None
+        except TypeError as exc:  # e.g. unhashable attribute names in a remove list
+            raise ValidationError(f"operation {i}: {exc}") from None
+    return hlc, ops

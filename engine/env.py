@@ -1,0 +1,241 @@
+"""The LMDB environment: opening once per process, transactions, and invisible map growth.
+
+This is the only module that imports ``lmdb``. It owns three LMDB rules:
+
+* One process must not open the same environment twice: ``acquire`` shares one handle per
+  real path (reference counted) and a forked child never reuses its parent's handle.
+* The map size is fixed per open. A write that hits ``MapFullError`` is aborted, the map is
+  doubled while no transaction of this process is active (the *gate*), and the write re-runs.
+  Another process that then sees ``MapResizedError`` adopts the new size and retries.
+* A write transaction belongs to the thread that began it and a leaked one blocks every
+  writer, so write transactions exist only inside :meth:`Env.write`, never returned to callers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+
+from .errors import StorageError, ValidationError
+
+__all__ = ["DEFAULT_MAP_SIZE", "Env", "acquire", "release"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAP_SIZE = 1 << 30
+DB_NAMES = ("meta", "items", "log", "index", "vv", "floors", "tables", "conflicts")
+T = TypeVar("T")
+
+Txn = Any  # lmdb.Transaction; typed loosely because lmdb ships no stubs for every version
+
+
+class _Gate:
+    """Shared/exclusive gate: transactions are shared, a map resize is exclusive.
+
+    A thread already inside the gate may re-enter shared even while a resize waits, so
+    nested use in one thread cannot deadlock.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._active = 0
+        self._exclusive_wanted = 0
+        self._local = threading.local()
+
+    def enter(self) -> None:
+        depth = getattr(self._local, "depth", 0)
+        with self._cond:
+            if depth == 0:
+                while self._exclusive_wanted:
+                    self._cond.wait()
+            self._active += 1
+        self._local.depth = depth + 1
+
+    def leave(self) -> None:
+        self._local.depth -= 1
+        with self._cond:
+            self._active -= 1
+            if self._active == 0 and self._exclusive_wanted:
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        if getattr(self._local, "depth", 0):
+            raise RuntimeError("map resize attempted inside a transaction")
+        with self._cond:
+            self._exclusive_wanted += 1
+            while self._active:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive_wanted -= 1
+                self._cond.notify_all()
+
+
+class Env:
+    """One open LMDB environment with its named databases."""
+
+    def __init__(self, path: Path, *, map_size: int, durable: bool) -> None:
+        self.path = path
+        self.durable = durable
+        self.pid = os.getpid()
+        self.refs = 0
+        self._gate = _Gate()
+        self._local = threading.local()
+        try:
+            self.lmdb = lmdb.open(
+                str(path), map_size=map_size, max_dbs=len(DB_NAMES) + 2, subdir=True,
+                sync=durable, metasync=durable, readahead=False, max_readers=512, lock=True,
+            )
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open LMDB environment at {path}: {exc}") from exc
+        self.dbs = {name: self.lmdb.open_db(name.encode()) for name in DB_NAMES}
+
+    def __getattr__(self, name: str) -> Any:  # env.items, env.log, …
+        try:
+            return self.__dict__["dbs"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def in_write(self) -> bool:
+        """Whether this thread is inside a write transaction of this environment."""
+        return getattr(self._local, "writing", False)
+
+    def map_size(self) -> int:
+        return int(self.lmdb.info()["map_size"])
+
+    def _adopt_resize(self) -> None:
+        with self._gate.exclusive():
+            self.lmdb.set_mapsize(0)
+
+    def _grow(self) -> None:
+        with self._gate.exclusive():
+            new = self.map_size() * 2
+            log.info("growing LMDB map of %s to %d MiB", self.path, new >> 20)
+            self.lmdb.set_mapsize(new)
+
+    def _begin(self, write: bool) -> Txn:
+        try:
+            return self.lmdb.begin(write=write)
+        except lmdb.MapResizedError:
+            return None
+
+    def read(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a read transaction; the transaction does not outlive the call."""
+        if self.in_write:
+            raise ValidationError(
+                "the store cannot be used from inside a write condition or a batch commit"
+            )
+        while True:
+            self._gate.enter()
+            try:
+                txn = self._begin(False)
+                if txn is not None:
+                    try:
+                        return fn(txn)
+                    finally:
+                        txn.abort()
+            except lmdb.Error as exc:
+                raise StorageError(f"LMDB read failed in {self.path}: {exc}") from exc
+            finally:
+                self._gate.leave()
+            self._adopt_resize()
+
+    def write(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a write transaction and commit; re-run it after growing a full map.
+
+        ``fn`` must be safe to run again from the start: it is, for the store's write path,
+        because everything it reads comes from the transaction.
+        """
+        if self.in_write:
+            raise ValidationError(
+                "the store cannot be used from inside a write condition or a batch commit"
+            )
+        while True:
+            grow = resized = False
+            self._gate.enter()
+            try:
+                txn = self._begin(True)
+                if txn is None:
+                    resized = True
+                else:
+                    self._local.writing = True
+                    try:
+                        result = fn(txn)
+                        txn.commit()
+                        return result
+                    except lmdb.MapFullError:
+                        _abort_quietly(txn)
+                        grow = True
+                    except BaseException:
+                        _abort_quietly(txn)
+                        raise
+                    finally:
+                        self._local.writing = False
+            except lmdb.MapResizedError:
+                resized = True
+            except lmdb.Error as exc:
+                raise StorageError(
+                    f"LMDB write failed in {self.path}: {exc}",
+                    hint="check free disk space and file permissions",
+                ) from exc
+            finally:
+                self._gate.leave()
+            if grow:
+                self._grow()
+            elif resized:
+                self._adopt_resize()
+
+    def close(self) -> None:
+        with self._gate.exclusive():
+            self.lmdb.close()
+
+
+def _abort_quietly(txn: Txn) -> None:
+    try:
+        txn.abort()
+    except lmdb.Error:  # already finished by a failed commit
+        pass
+
+
+_registry: dict[str, Env] = {}
+_registry_lock = threading.Lock()
+
+
+def acquire(path: Path, *, map_size: int, durable: bool) -> Env:
+    """Open (or share) the environment at ``path`` for this process."""
+    key = os.path.realpath(path)
+    with _registry_lock:
+        env = _registry.get(key)
+        if env is not None and env.pid != os.getpid():
+            env = None  # inherited through fork: LMDB forbids using it in the child
+        if env is None:
+            env = Env(Path(key), map_size=map_size, durable=durable)
+            _registry[key] = env
+        elif env.durable != durable:
+            raise ValidationError(
+                f"{path} is already open in this process with durable={env.durable}"
+            )
+        env.refs += 1
+        return env
+
+
+def release(env: Env) -> None:
+    """Drop one reference; the environment closes with its last user."""
+    with _registry_lock:
+        env.refs -= 1
+        if env.refs > 0:
+            return
+        if _registry.get(str(env.path)) is env:
+            del _registry[str(env.path)]
+    env.close()

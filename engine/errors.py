@@ -1,0 +1,101 @@
+"""The exception hierarchy shared by ``engine`` and ``replication``.
+
+Every error a caller, a file or a peer can provoke is one of these, rooted at
+:class:`Error`, so an application can ``except engine.Error``. Errors raised for
+bad input guarantee that nothing was written.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "ClockSkewError",
+    "ConditionFailed",
+    "Error",
+    "ForgottenNodeError",
+    "LogTruncated",
+    "ProtocolError",
+    "SchemaError",
+    "SegmentError",
+    "StorageError",
+    "StoreClosed",
+    "TableNotFound",
+    "ValidationError",
+]
+
+
+class Error(Exception):
+    """Base class of every regiondb error."""
+
+
+class ValidationError(Error, ValueError):
+    """Raised for a bad item, key, value, name or argument; nothing was written."""
+
+
+class TableNotFound(Error, KeyError):
+    """Raised when a table is named that this store does not have."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "table not found"
+
+
+class SchemaError(Error):
+    """Raised when a table is created again with a different key schema."""
+
+
+class ConditionFailed(Error):
+    """Raised when a write's ``condition`` returned false; nothing was written."""
+
+
+class ClockSkewError(Error):
+    """Raised when a remote version is further ahead of our wall clock than the maximum offset.
+
+    :ivar origin: node id whose change was refused (``None`` when not known).
+    :ivar skew_ms: how far ahead of local wall time its clock was, in milliseconds.
+    """
+
+    def __init__(self, message: str, *, origin: int | None = None, skew_ms: int = 0) -> None:
+        super().__init__(message)
+        self.origin = origin
+        self.skew_ms = skew_ms
+
+
+class StoreClosed(Error):
+    """Raised when a store (or a table of it) is used after ``close()``."""
+
+
+class StorageError(Error):
+    """Raised when LMDB itself fails; ``__cause__`` is the ``lmdb.Error``, ``hint`` says what to do."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message if hint is None else f"{message} ({hint})")
+        self.hint = hint
+
+
+class LogTruncated(Error):
+    """Raised when log entries below the retention point are asked for: the peer needs a snapshot."""
+
+
+class ForgottenNodeError(Error):
+    """Raised when a node this store was told to ``forget`` shows up again without rejoining."""
+
+
+class SegmentError(Error):
+    """Raised for a segment that is truncated, corrupt, oversized, of a wrong version or hostile.
+
+    :ivar path: the file it came from, if any.
+    :ivar reason: what was wrong, without the path.
+    """
+
+    def __init__(self, reason: str, *, path: object | None = None) -> None:
+        super().__init__(f"{path}: {reason}" if path is not None else reason)
+        self.path = path
+        self.reason = reason
+
+
+class AuthError(Error):
+    """Raised when a peer fails (or we fail) shared-secret authentication."""
+
+
+class ProtocolError(Error):
+    """Raised when a peer sends bytes or messages the protocol does not allow."""
