@@ -1,0 +1,541 @@
+"""The segment format: bytes in, records out (pure; no sockets, no directory choices).
+
+A segment is the unit of exchange between nodes, the same bytes in a file and on the wire.
+``docs/segment-format.md`` is the byte-level specification; this module is its reference
+implementation. Layout (all integers big-endian)::
+
+    magic(8) | version u16 | header_len u32 | header CBOR | payload_len u32 | payload | blake2b-256(32)
+
+Invariants owned here:
+
+- :func:`decode_segment` verifies the *whole* segment before returning anything: size limits,
+  magic, version, checksum, bounded CBOR (:mod:`engine.bounded`), bounded decompression, record
+  shapes and header consistency. Every failure is a :class:`~engine.errors.SegmentError`
+  carrying ``path`` and the reason; no other exception escapes.
+- :func:`encode_segment` runs the same checks on what it is given, so this build never writes a
+  segment it would itself refuse (bad arguments raise :class:`~engine.errors.ValidationError`).
+- Encoding is deterministic (canonical CBOR, fixed zlib level): equal input gives equal bytes.
+- A "changes" segment covers, per origin, exactly the contiguous seq range its header names.
+
+Record ``txn`` and item ``state`` blobs are opaque here; the engine validates them itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+import cbor2
+
+from engine.bounded import loads_bounded
+from engine.errors import SegmentError, ValidationError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "FORMAT_VERSION",
+    "SEGMENT_MAGIC",
+    "ChangeRecord",
+    "ItemRecord",
+    "Record",
+    "Segment",
+    "SegmentHeader",
+    "SegmentLimits",
+    "SegmentName",
+    "TableRecord",
+    "decode_segment",
+    "encode_segment",
+    "parse_segment_filename",
+    "segment_filename",
+]
+
+SEGMENT_MAGIC = b"\x89RGDBSEG"
+FORMAT_VERSION = 1
+CHECKSUM_SIZE = 32
+#: zlib level for compressed payloads: fixed so encoding stays deterministic.
+ZLIB_LEVEL = 6
+#: ``compress=None`` keeps the zlib payload only when it is at most this share of the plain one.
+AUTO_COMPRESS_RATIO = 0.9
+
+_PREFIX = struct.Struct(">8sHI")  # magic, version, header_len
+_U32 = struct.Struct(">I")
+_U64_LIMIT = 1 << 64
+_HEADER_MAX_DEPTH = 4  # acks: map -> map -> int
+_HEADER_KEYS = frozenset(
+    {"kind", "sender", "region", "ranges", "vv", "acks", "forgotten", "record_count",
+     "created_hlc", "compression"}
+)  # fmt: skip
+
+Kind: TypeAlias = Literal["changes", "snapshot"]
+Compression: TypeAlias = Literal["none", "zlib"]
+ChangeRecord: TypeAlias = tuple[int, int, bytes]
+TableRecord: TypeAlias = tuple[Literal["T"], str, str, "str | None", int, int]
+ItemRecord: TypeAlias = tuple[Literal["I"], bytes, bytes]
+Record: TypeAlias = "ChangeRecord | TableRecord | ItemRecord"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentLimits:
+    """Upper bounds a reader enforces before allocating; a writer stays inside the same ones."""
+
+    max_segment_bytes: int = 64 * 1024 * 1024  # the file, and the decompressed payload
+    max_record_bytes: int = 16 * 1024 * 1024  # one txn/state blob; also the header
+    max_depth: int = 32
+    max_records: int = 1_000_000
+
+
+DEFAULT_LIMITS = SegmentLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentHeader:
+    """What a segment says about itself; every field is checked against the records.
+
+    ``ranges`` maps origin -> inclusive ``(first, last)`` seqs covered (``changes`` only);
+    ``vv`` is the sender's version vector, ``acks`` the vvs it knows other nodes acknowledged.
+    """
+
+    kind: Kind
+    sender: int
+    region: str
+    ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
+    vv: dict[int, int] = field(default_factory=dict)
+    acks: dict[int, dict[int, int]] = field(default_factory=dict)
+    forgotten: frozenset[int] = frozenset()
+    record_count: int = 0
+    created_hlc: int = 0
+    compression: Compression = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A verified segment: its header, its records, and the blake2b-256 digest of its bytes.
+
+    The digest identifies the segment's content (two byte-identical segments share it).
+    """
+
+    header: SegmentHeader
+    records: tuple[Record, ...]
+    digest: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentName:
+    """The fields a segment file name encodes (see :func:`segment_filename`)."""
+
+    created_hlc: int
+    sender: int
+    kind: Kind
+
+
+# ---------------------------------------------------------------------------- shape checks
+
+
+def _u64(value: object, what: str) -> int:
+    if type(value) is not int or not 0 <= value < _U64_LIMIT:
+        raise ValidationError(f"{what} must be an int in [0, 2**64), got {value!r:.80}")
+    return value
+
+
+def _str(value: object, what: str) -> str:
+    if type(value) is not str:
+        raise ValidationError(f"{what} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _blob(value: object, what: str, limits: SegmentLimits) -> bytes:
+    if type(value) is not bytes:
+        raise ValidationError(f"{what} must be bytes, got {type(value).__name__}")
+    if len(value) > limits.max_record_bytes:
+        raise ValidationError(
+            f"{what} is {len(value)} bytes, over the record limit of {limits.max_record_bytes}"
+        )
+    return value
+
+
+def _uint_map(value: object, what: str) -> dict[int, int]:
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"{what} must be a map, got {type(value).__name__}")
+    return {_u64(k, f"{what} key"): _u64(v, f"{what}[{k}]") for k, v in value.items()}
+
+
+def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader:
+    """Check field types and self-consistency; return a copy holding plain dicts/tuples."""
+    if header.kind not in ("changes", "snapshot"):
+        raise ValidationError(f"kind must be 'changes' or 'snapshot', got {header.kind!r:.40}")
+    if header.compression not in ("none", "zlib"):
+        raise ValidationError(f"unknown compression {header.compression!r:.40}")
+    _u64(header.sender, "sender")
+    _str(header.region, "region")
+    _u64(header.created_hlc, "created_hlc")
+    count = _u64(header.record_count, "record_count")
+    if count > limits.max_records:
+        raise ValidationError(f"record_count {count} is over the limit of {limits.max_records}")
+    vv = _uint_map(header.vv, "vv")
+    if not isinstance(header.acks, Mapping):
+        raise ValidationError("acks must be a map of node -> version vector")
+    acks = {_u64(k, "acks key"): _uint_map(v, f"acks[{k}]") for k, v in header.acks.items()}
+    if not isinstance(header.forgotten, (frozenset, set)):
+        raise ValidationError("forgotten must be a set of node ids")
+    forgotten = frozenset(_u64(n, "forgotten node id") for n in header.forgotten)
+    if not isinstance(header.ranges, Mapping):
+        raise ValidationError("ranges must be a map of origin -> (first, last)")
+    ranges: dict[int, tuple[int, int]] = {}
+    for origin, rng in header.ranges.items():
+        _u64(origin, "ranges key")
+        if not isinstance(rng, (tuple, list)) or len(rng) != 2:
+            raise ValidationError(f"ranges[{origin}] must be a (first, last) pair")
+        first = _u64(rng[0], f"ranges[{origin}] first")
+        last = _u64(rng[1], f"ranges[{origin}] last")
+        if not 1 <= first <= last:
+            raise ValidationError(f"ranges[{origin}] = ({first}, {last}) is not 1 <= first <= last")
+        if last > vv.get(origin, 0):
+            raise ValidationError(
+                f"ranges[{origin}] ends at {last}, beyond the sender's vv ({vv.get(origin, 0)})"
+            )
+        ranges[origin] = (first, last)
+    if header.kind == "snapshot" and ranges:
+        raise ValidationError("a snapshot segment has no seq ranges")
+    if header.kind == "changes":
+        covered = sum(last - first + 1 for first, last in ranges.values())
+        if covered != count:
+            raise ValidationError(f"ranges cover {covered} changes but record_count is {count}")
+    return SegmentHeader(
+        kind=header.kind, sender=header.sender, region=header.region, ranges=ranges, vv=vv,
+        acks=acks, forgotten=forgotten, record_count=count, created_hlc=header.created_hlc,
+        compression=header.compression,
+    )  # fmt: skip
+
+
+def _check_records(
+    header: SegmentHeader, records: Iterable[object], limits: SegmentLimits
+) -> tuple[Record, ...]:
+    """Check every record's shape and that the records are exactly what the header claims."""
+    out: list[Record] = []
+    if header.kind == "changes":
+        expected = {origin: first for origin, (first, _) in header.ranges.items()}
+        for i, rec in enumerate(records):
+            if not isinstance(rec, (tuple, list)) or len(rec) != 3:
+                raise ValidationError(f"record {i}: a change record is (origin, seq, txn)")
+            origin = _u64(rec[0], f"record {i} origin")
+            seq = _u64(rec[1], f"record {i} seq")
+            txn = _blob(rec[2], f"record {i} txn", limits)
+            want = expected.get(origin)
+            if want is None:
+                raise ValidationError(f"record {i}: origin {origin} is not in the header's ranges")
+            if seq != want:
+                raise ValidationError(
+                    f"record {i}: origin {origin} seq {seq} where {want} was due "
+                    f"(range {header.ranges[origin]}; gap, duplicate or disorder)"
+                )
+            if seq > header.ranges[origin][1]:
+                raise ValidationError(
+                    f"record {i}: origin {origin} seq {seq} is past the header's range "
+                    f"{header.ranges[origin]}"
+                )
+            expected[origin] = seq + 1
+            out.append((origin, seq, txn))
+        for origin, (first, last) in header.ranges.items():
+            if expected[origin] != last + 1:
+                raise ValidationError(
+                    f"origin {origin}: records stop at seq {expected[origin] - 1}, "
+                    f"the header's range is ({first}, {last})"
+                )
+    else:
+        tables: set[str] = set()
+        keys: set[bytes] = set()
+        for i, rec in enumerate(records):
+            if not isinstance(rec, (tuple, list)) or not rec or rec[0] not in ("T", "I"):
+                raise ValidationError(f"record {i}: a snapshot record starts with 'T' or 'I'")
+            if rec[0] == "T":
+                if len(rec) != 6:
+                    raise ValidationError(
+                        f"record {i}: a table record is ('T', name, partition_key, sort_key, "
+                        "hlc, node)"
+                    )
+                name = _str(rec[1], f"record {i} table name")
+                pk = _str(rec[2], f"record {i} partition key")
+                sk = None if rec[3] is None else _str(rec[3], f"record {i} sort key")
+                hlc = _u64(rec[4], f"record {i} hlc")
+                node = _u64(rec[5], f"record {i} node")
+                if name in tables:
+                    raise ValidationError(f"record {i}: table {name!r:.80} defined twice")
+                tables.add(name)
+                out.append(("T", name, pk, sk, hlc, node))
+            else:
+                if len(rec) != 3:
+                    raise ValidationError(f"record {i}: an item record is ('I', key, state)")
+                key = _blob(rec[1], f"record {i} key", limits)
+                state = _blob(rec[2], f"record {i} state", limits)
+                if key in keys:
+                    raise ValidationError(f"record {i}: item key {key!r:.80} appears twice")
+                keys.add(key)
+                out.append(("I", key, state))
+    if len(out) != header.record_count:
+        raise ValidationError(
+            f"header says {header.record_count} records, the payload holds {len(out)}"
+        )
+    return tuple(out)
+
+
+def _ranges_of(records: Iterable[object]) -> dict[int, tuple[int, int]]:
+    ranges: dict[int, tuple[int, int]] = {}
+    for rec in records:
+        if isinstance(rec, (tuple, list)) and len(rec) == 3:
+            origin, seq = rec[0], rec[1]
+            if type(origin) is int and type(seq) is int:
+                first, last = ranges.get(origin, (seq, seq))
+                ranges[origin] = (min(first, seq), max(last, seq))
+    return ranges
+
+
+# ---------------------------------------------------------------------------- framing
+
+
+def _checksum(data: bytes | memoryview) -> bytes:
+    return hashlib.blake2b(data, digest_size=CHECKSUM_SIZE).digest()
+
+
+def _frame(header_cbor: bytes, payload: bytes, *, version: int = FORMAT_VERSION) -> bytes:
+    """Assemble magic, version, both length-prefixed parts and the trailing checksum."""
+    body = b"".join(
+        (_PREFIX.pack(SEGMENT_MAGIC, version, len(header_cbor)), header_cbor,
+         _U32.pack(len(payload)), payload)
+    )  # fmt: skip
+    return body + _checksum(body)
+
+
+def _header_to_cbor(header: SegmentHeader) -> bytes:
+    return cbor2.dumps(
+        {
+            "kind": header.kind,
+            "sender": header.sender,
+            "region": header.region,
+            "ranges": {o: [f, l] for o, (f, l) in header.ranges.items()},
+            "vv": header.vv,
+            "acks": header.acks,
+            "forgotten": sorted(header.forgotten),
+            "record_count": header.record_count,
+            "created_hlc": header.created_hlc,
+            "compression": header.compression,
+        },
+        canonical=True,
+    )
+
+
+def _header_from_obj(obj: object) -> SegmentHeader:
+    if not isinstance(obj, dict):
+        raise ValidationError("header must be a CBOR map")
+    keys = set(obj)
+    if keys != _HEADER_KEYS:
+        missing = sorted(str(k) for k in _HEADER_KEYS - keys)
+        extra = sorted(str(k) for k in keys - _HEADER_KEYS)
+        raise ValidationError(f"header fields wrong (missing {missing}, unknown {extra})")
+    ranges = obj["ranges"]
+    if not isinstance(ranges, dict):
+        raise ValidationError("header ranges must be a map")
+    forgotten = obj["forgotten"]
+    if not isinstance(forgotten, list):
+        raise ValidationError("header forgotten must be an array")
+    for i, node in enumerate(forgotten):
+        _u64(node, "forgotten node id")
+        if i and node <= forgotten[i - 1]:
+            raise ValidationError("header forgotten must be strictly ascending")
+    return SegmentHeader(
+        kind=obj["kind"], sender=obj["sender"], region=obj["region"],
+        ranges={k: tuple(v) if isinstance(v, list) else v for k, v in ranges.items()},
+        vv=obj["vv"], acks=obj["acks"], forgotten=frozenset(forgotten),
+        record_count=obj["record_count"], created_hlc=obj["created_hlc"],
+        compression=obj["compression"],
+    )  # fmt: skip
+
+
+def _inflate(payload: bytes, limit: int) -> bytes:
+    """Decompress a zlib payload, never producing more than ``limit`` bytes (zip bombs)."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(payload, limit + 1)
+    except zlib.error as exc:
+        raise SegmentError(f"payload does not decompress: {exc}") from exc
+    if len(out) > limit:
+        raise SegmentError(f"payload decompresses to more than the limit of {limit} bytes")
+    if not inflater.eof:
+        raise SegmentError("compressed payload is truncated")
+    if inflater.unused_data:
+        raise SegmentError(f"{len(inflater.unused_data)} bytes after the compressed payload")
+    return out
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def encode_segment(
+    *,
+    kind: Kind,
+    sender: int,
+    region: str,
+    records: Iterable[Record],
+    vv: Mapping[int, int],
+    acks: Mapping[int, Mapping[int, int]] | None = None,
+    forgotten: Iterable[int] = (),
+    created_hlc: int,
+    compress: bool | None = None,
+    limits: SegmentLimits = DEFAULT_LIMITS,
+) -> tuple[SegmentHeader, bytes]:
+    """Build a segment from records and the sender's state; return its header and bytes.
+
+    ``ranges`` and ``record_count`` are derived from ``records``, so the header cannot lie.
+    Change records of one origin must come as a contiguous ascending seq run (origins may
+    interleave). ``created_hlc`` must be unique per sender: file names rely on it.
+    ``compress=None`` uses zlib when it saves at least 10 %.
+
+    :raises ValidationError: for bad or inconsistent arguments, or a segment over ``limits``.
+    """
+    recs = tuple(records)
+    draft = SegmentHeader(
+        kind=kind, sender=sender, region=region,
+        ranges=_ranges_of(recs) if kind == "changes" else {},
+        vv=dict(vv), acks={k: dict(v) for k, v in (acks or {}).items()},
+        forgotten=frozenset(forgotten), record_count=len(recs), created_hlc=created_hlc,
+    )  # fmt: skip
+    header = _check_header(draft, limits)
+    checked = _check_records(header, recs, limits)
+    plain = cbor2.dumps([list(r) for r in checked], canonical=True)
+    if len(plain) > limits.max_segment_bytes:
+        raise ValidationError(
+            f"payload of {len(plain)} bytes is over the segment limit of "
+            f"{limits.max_segment_bytes}; put fewer records in each segment"
+        )
+    payload = plain
+    if compress is not False:
+        packed = zlib.compress(plain, ZLIB_LEVEL)
+        if compress or len(packed) <= len(plain) * AUTO_COMPRESS_RATIO:
+            payload = packed
+            header = SegmentHeader(
+                kind=header.kind, sender=header.sender, region=header.region,
+                ranges=header.ranges, vv=header.vv, acks=header.acks,
+                forgotten=header.forgotten, record_count=header.record_count,
+                created_hlc=header.created_hlc, compression="zlib",
+            )  # fmt: skip
+    header_cbor = _header_to_cbor(header)
+    if len(header_cbor) > limits.max_record_bytes:
+        raise ValidationError(f"header of {len(header_cbor)} bytes is over the record limit")
+    data = _frame(header_cbor, payload)
+    if len(data) > limits.max_segment_bytes:
+        raise ValidationError(
+            f"segment of {len(data)} bytes is over the limit of {limits.max_segment_bytes}; "
+            "put fewer records in each segment"
+        )
+    return header, data
+
+
+def decode_segment(
+    data: bytes, *, path: object | None = None, limits: SegmentLimits = DEFAULT_LIMITS
+) -> Segment:
+    """Verify a whole segment and return its header and records.
+
+    Checks, in order: size, magic, version, checksum, lengths, bounded CBOR header, bounded
+    decompression and CBOR payload, record shapes, header consistency. Nothing is returned
+    unless all pass, so a caller can apply the result in one transaction.
+
+    :param path: where the bytes came from, carried into the error for the message.
+    :raises SegmentError: for every problem, with ``path`` and the reason.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise SegmentError(f"segment must be bytes, not {type(data).__name__}", path=path)
+    data = bytes(data)
+    try:
+        return _decode(data, limits)
+    except SegmentError as exc:
+        raise SegmentError(exc.reason, path=path) from exc
+    except ValidationError as exc:
+        raise SegmentError(str(exc), path=path) from exc
+
+
+def _decode(data: bytes, limits: SegmentLimits) -> Segment:
+    size = len(data)
+    if size > limits.max_segment_bytes:
+        raise SegmentError(f"segment is {size} bytes, over the limit of {limits.max_segment_bytes}")
+    if size < len(SEGMENT_MAGIC) or data[: len(SEGMENT_MAGIC)] != SEGMENT_MAGIC:
+        if SEGMENT_MAGIC.startswith(data):
+            raise SegmentError(f"truncated: {size} bytes, shorter than the magic")
+        raise SegmentError("not a regiondb segment (bad magic)")
+    if size < _PREFIX.size:
+        raise SegmentError(f"truncated: {size} bytes, shorter than the fixed prefix")
+    _, version, header_len = _PREFIX.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise SegmentError(
+            f"format version {version} not supported (this build reads {FORMAT_VERSION})"
+        )
+    minimum = _PREFIX.size + _U32.size + CHECKSUM_SIZE
+    if size < minimum:
+        raise SegmentError(f"truncated: {size} bytes, a segment has at least {minimum}")
+    body = memoryview(data)[:-CHECKSUM_SIZE]
+    digest = _checksum(body)
+    if digest != data[-CHECKSUM_SIZE:]:
+        raise SegmentError("checksum mismatch (corrupt or truncated)")
+    if header_len > size - minimum:
+        raise SegmentError(f"header length {header_len} exceeds the segment")
+    header_end = _PREFIX.size + header_len
+    (payload_len,) = _U32.unpack_from(data, header_end)
+    payload_start = header_end + _U32.size
+    if payload_start + payload_len + CHECKSUM_SIZE != size:
+        raise SegmentError(
+            f"payload length {payload_len} disagrees with the segment size {size}"
+        )
+    if header_len > limits.max_record_bytes:
+        raise SegmentError(f"header of {header_len} bytes is over the record limit")
+    try:
+        header_obj = loads_bounded(
+            data[_PREFIX.size : header_end], max_depth=_HEADER_MAX_DEPTH, max_bytes=header_len
+        )
+        header = _check_header(_header_from_obj(header_obj), limits)
+    except ValidationError as exc:
+        raise SegmentError(f"bad header: {exc}") from exc
+    payload = data[payload_start : payload_start + payload_len]
+    if header.compression == "zlib":
+        payload = _inflate(payload, limits.max_segment_bytes)
+    try:
+        records = loads_bounded(
+            payload,
+            max_depth=limits.max_depth,
+            max_items=1 + 7 * header.record_count,  # a snapshot table record has 7 heads
+            max_bytes=limits.max_segment_bytes,
+        )
+        if not isinstance(records, list):
+            raise ValidationError("payload must be a CBOR array of records")
+        if len(records) != header.record_count:
+            raise ValidationError(
+                f"header says {header.record_count} records, the payload holds {len(records)}"
+            )
+        checked = _check_records(header, records, limits)
+    except ValidationError as exc:
+        raise SegmentError(f"bad payload: {exc}") from exc
+    return Segment(header=header, records=checked, digest=digest)
+
+
+_NAME_RE = re.compile(r"([0-9a-f]{16})-([0-9a-f]{16})-(changes|snapshot)\.seg")
+
+
+def segment_filename(header: SegmentHeader) -> str:
+    """The file name for a segment: ``<created_hlc:016x>-<sender:016x>-<kind>.seg``.
+
+    Fixed-width lowercase hex sorts in creation (HLC) order; names never start with ``.`` and
+    never end in ``.tmp``, which mark temporary files.
+    """
+    _u64(header.created_hlc, "created_hlc")
+    _u64(header.sender, "sender")
+    return f"{header.created_hlc:016x}-{header.sender:016x}-{header.kind}.seg"
+
+
+def parse_segment_filename(name: str) -> SegmentName | None:
+    """Parse a name made by :func:`segment_filename`; ``None`` for any other name."""
+    match = _NAME_RE.fullmatch(name)
+    if match is None:
+        return None
+    kind: Kind = "changes" if match.group(3) == "changes" else "snapshot"
+    return SegmentName(created_hlc=int(match.group(1), 16), sender=int(match.group(2), 16), kind=kind)
