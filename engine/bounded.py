@@ -14,7 +14,8 @@ Invariants (each violation is a :class:`~engine.errors.ValidationError` naming t
 - container nesting (arrays, maps, sets) at most ``max_depth``; data items (every head, tags
   included) at most ``max_items``; input at most ``max_bytes``;
 - definite lengths only, arguments in their shortest form (RFC 8949 preferred serialization);
-- map keys are text strings or integers (major types 0, 1, 3); duplicate keys are refused;
+- map keys are text strings or integers (major types 0, 1, 3, or a tag-2/3 bignum); duplicate
+  keys are refused;
 - simple values: ``false``, ``true``, ``null`` and half/single/double floats only;
 - tags: exactly what ``cbor2.dumps`` emits for the value types of DESIGN.md —
   2/3 (bignum, a byte string of at most ``max_bignum_bytes``), 4 (``Decimal``: an array of an
@@ -147,13 +148,15 @@ def _scan_decimal(data: bytes, pos: int, n: int, max_bignum: int) -> tuple[int, 
     return after, 2 + items
 
 
-def _scan_scalar_tag(data: bytes, pos: int, n: int, tag: int, max_bignum: int) -> tuple[int, int]:
-    """Check the content of a scalar tag (2, 3, 4) at ``pos``; return ``(next_pos, items)``."""
+def _scan_scalar_tag(
+    data: bytes, tag_at: int, pos: int, n: int, tag: int, max_bignum: int
+) -> tuple[int, int]:
+    """Check the content (at ``pos``) of a scalar tag 2, 3 or 4; return ``(next_pos, items)``."""
     if tag == _TAG_DECIMAL:
         return _scan_decimal(data, pos, n, max_bignum)
     if tag in (_TAG_POS_BIGNUM, _TAG_NEG_BIGNUM):
         return _scan_bignum(data, pos, n, max_bignum), 1
-    raise _fail(pos, f"tag {tag} not allowed")
+    raise _fail(tag_at, f"tag {tag} not allowed")
 
 
 def _scan_set(data: bytes, pos: int, n: int, max_bignum: int) -> tuple[int, int]:
@@ -173,7 +176,7 @@ def _scan_set(data: bytes, pos: int, n: int, max_bignum: int) -> tuple[int, int]
                 raise _fail(start, f"string length {arg} exceeds the {n - pos} bytes left")
             pos += arg
         elif major == 6:
-            pos, extra = _scan_scalar_tag(data, pos, n, arg, max_bignum)
+            pos, extra = _scan_scalar_tag(data, start, pos, n, arg, max_bignum)
             items += extra
         elif major in (4, 5):
             raise _fail(start, f"set element must be a scalar, not {_MAJOR_NAMES[major]}")
@@ -214,7 +217,8 @@ def check_bounded(
         ib = data[pos]
         major = ib >> 5
         ai = ib & 0x1F
-        if top_map and not top_rem & 1 and major not in (0, 1, 3):
+        key_due = top_map and not top_rem & 1
+        if key_due and major not in (0, 1, 3, 6):
             raise _fail(start, f"map key must be a text string or integer, not {_MAJOR_NAMES[major]}")
         items += 1
         if major == 7:
@@ -259,12 +263,14 @@ def check_bounded(
                     top_map = major == 5
                     continue
             elif major == 6:
+                if key_due and arg != _TAG_POS_BIGNUM and arg != _TAG_NEG_BIGNUM:
+                    raise _fail(start, f"map key must be a text string or integer, not tag {arg}")
                 if arg == _TAG_SET:
                     if len(stack) >= max_depth:
                         raise _fail(start, f"nesting deeper than {max_depth}")
                     pos, extra = _scan_set(data, pos, n, max_bignum_bytes)
                 else:
-                    pos, extra = _scan_scalar_tag(data, pos, n, arg, max_bignum_bytes)
+                    pos, extra = _scan_scalar_tag(data, start, pos, n, arg, max_bignum_bytes)
                 items += extra
         top_rem -= 1
         while not top_rem:
