@@ -76,12 +76,15 @@ class Conflict:
 class ApplyReport:
     """What ``Store.apply_changes`` did with a batch of remote transactions.
 
-    ``refused`` maps an origin to why its changes stopped applying (clock skew, a gap in its
-    sequence, a forgotten node); the changes stay with the sender and can be offered again.
+    ``applied`` and ``skipped`` (already known) count transactions; ``held`` counts those not
+    applied because their origin stopped: ``refused`` maps an origin to why (clock skew, a
+    forgotten node) and ``gaps`` to ``(have, got)`` when a sequence number is missing. Held
+    changes stay with the sender and can be offered again.
     """
 
     applied: int = 0
     skipped: int = 0
+    held: int = 0
     conflicts: int = 0
     refused: dict[int, Error] = field(default_factory=dict)
     gaps: dict[int, tuple[int, int]] = field(default_factory=dict)
@@ -90,6 +93,7 @@ class ApplyReport:
         """Fold another report into this one."""
         self.applied += other.applied
         self.skipped += other.skipped
+        self.held += other.held
         self.conflicts += other.conflicts
         self.refused.update(other.refused)
         self.gaps.update(other.gaps)
