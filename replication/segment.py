@@ -282,14 +282,24 @@ def _check_records(
     return tuple(out)
 
 
-def _ranges_of(records: Iterable[object]) -> dict[int, tuple[int, int]]:
+def _ranges_of(records: tuple[object, ...]) -> dict[int, tuple[int, int]]:
+    """Derive a changes header's ranges, refusing records that are not contiguous per origin."""
     ranges: dict[int, tuple[int, int]] = {}
-    for rec in records:
-        if isinstance(rec, (tuple, list)) and len(rec) == 3:
-            origin, seq = rec[0], rec[1]
-            if type(origin) is int and type(seq) is int:
-                first, last = ranges.get(origin, (seq, seq))
-                ranges[origin] = (min(first, seq), max(last, seq))
+    for i, rec in enumerate(records):
+        if not isinstance(rec, (tuple, list)) or len(rec) != 3:
+            raise ValidationError(f"record {i}: a change record is (origin, seq, txn)")
+        origin = _u64(rec[0], f"record {i} origin")
+        seq = _u64(rec[1], f"record {i} seq")
+        if origin in ranges:
+            first, last = ranges[origin]
+            if seq != last + 1:
+                raise ValidationError(
+                    f"record {i}: origin {origin} seq {seq} where {last + 1} was due "
+                    "(gap, duplicate or disorder)"
+                )
+            ranges[origin] = (first, seq)
+        else:
+            ranges[origin] = (seq, seq)
     return ranges
 
 
