@@ -143,8 +143,10 @@ class RawLmdb(Backend):
         self._seq = 0
 
     def open(self, root: Path, map_size: int = MAP_SIZE) -> None:
+        # The same environment flags as engine/env.py, so only the work differs.
         self.env = lmdb.open(
-            str(root), map_size=map_size, max_dbs=16, sync=self.durable, metasync=self.durable
+            str(root), map_size=map_size, max_dbs=16, subdir=True, sync=self.durable,
+            metasync=self.durable, readahead=False, max_readers=512, lock=True,
         )
         self._log = self.env.open_db(b"log")
 
