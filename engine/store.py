@@ -516,6 +516,18 @@ class Store:
         env = self._e()
         return env.read(lambda txn: self._clock(txn)[2])
 
+    def tick(self) -> int:
+        """Issue (and persist) a fresh HLC of this node, e.g. to stamp a segment it creates."""
+        env = self._e()
+
+        def run(txn: Txn) -> int:
+            hlc, seq, pos = self._clock(txn)
+            hlc = tick(hlc, self._wall())
+            txn.put(b"clock", _CLOCK.pack(hlc, seq, pos), db=env.meta)
+            return hlc
+
+        return env.write(run)
+
     def add_listener(self, callback: Callable[[int], None]) -> None:
         """Call ``callback(position)`` after each commit made through this process's store."""
         self._listeners.append(callback)
