@@ -218,7 +218,7 @@ def check_bounded(
         major = ib >> 5
         ai = ib & 0x1F
         key_due = top_map and not top_rem & 1
-        if key_due and major not in (0, 1, 3, 6):
+        if key_due and major != 3 and major > 1 and major != 6:
             raise _fail(start, f"map key must be a text string or integer, not {_MAJOR_NAMES[major]}")
         items += 1
         if major == 7:
@@ -234,6 +234,11 @@ def check_bounded(
             if ai < 24:
                 arg = ai
                 pos += 1
+            elif ai == 24 and pos + 1 < n:  # the common one-byte argument, without a slice
+                arg = data[pos + 1]
+                pos += 2
+                if arg < 24:
+                    raise _fail(start, f"non-minimal {_MAJOR_NAMES[major]} argument {arg}")
             else:
                 size = arg_len.get(ai)
                 if size is None:
