@@ -1,30 +1,32 @@
-# The two commands of the README work on a fresh machine with only Python 3.11+ and make.
+# The README's two commands work on a fresh machine with only Python 3.11+ and make:
+#   make demo   - creates .venv, installs, runs the three-region ShopEase demo
+#   make test   - creates .venv, installs, runs the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
-STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HASH   := $(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: demo test test-slow bench bench-quick clean
 
-$(STAMP): pyproject.toml
+# One stamp per extra set, renewed whenever pyproject.toml changes.
+$(VENV)/.stamp-%-$(HASH): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
-	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$*]'
+	@rm -f $(VENV)/.stamp-$*-* && touch $@
 
-demo: $(STAMP)
+demo: $(VENV)/.stamp-progress-$(HASH)
 	$(VENV)/bin/regiondb demo
 
-test: $(STAMP)
+test: $(VENV)/.stamp-test-$(HASH)
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(VENV)/.stamp-test-$(HASH)
 	REGIONDB_SLOW=1 HYPOTHESIS_PROFILE=slow $(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(VENV)/.stamp-bench-$(HASH)
 	$(PY) -m bench
 
-bench-quick: $(STAMP)
+bench-quick: $(VENV)/.stamp-bench-$(HASH)
 	$(PY) -m bench --quick
 
 clean:
