@@ -219,7 +219,7 @@ def check_bounded(
         ai = ib & 0x1F
         key_due = top_map and not top_rem & 1
         if key_due and major != 3 and major > 1 and major != 6:
-            raise _fail(start, f"map key must be a text string or integer, not {_MAJOR_NAMES[major]}")
+            raise _fail(start, f"map key must be text or an integer, not {_MAJOR_NAMES[major]}")
         items += 1
         if major == 7:
             if ai in (20, 21, 22):
@@ -269,7 +269,7 @@ def check_bounded(
                     continue
             elif major == 6:
                 if key_due and arg != _TAG_POS_BIGNUM and arg != _TAG_NEG_BIGNUM:
-                    raise _fail(start, f"map key must be a text string or integer, not tag {arg}")
+                    raise _fail(start, f"map key must be text or an integer, not tag {arg}")
                 if arg == _TAG_SET:
                     if len(stack) >= max_depth:
                         raise _fail(start, f"nesting deeper than {max_depth}")

@@ -4,7 +4,8 @@ A segment is the unit of exchange between nodes, the same bytes in a file and on
 ``docs/segment-format.md`` is the byte-level specification; this module is its reference
 implementation. Layout (all integers big-endian)::
 
-    magic(8) | version u16 | header_len u32 | header CBOR | payload_len u32 | payload | blake2b-256(32)
+    magic(8) | version u16 | header_len u32 | header CBOR | payload_len u32 | payload
+             | blake2b-256 of all the preceding bytes (32)
 
 Invariants owned here:
 
@@ -27,7 +28,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeAlias
 
 import cbor2
@@ -204,11 +205,7 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
         covered = sum(last - first + 1 for first, last in ranges.values())
         if covered != count:
             raise ValidationError(f"ranges cover {covered} changes but record_count is {count}")
-    return SegmentHeader(
-        kind=header.kind, sender=header.sender, region=header.region, ranges=ranges, vv=vv,
-        acks=acks, forgotten=forgotten, record_count=count, created_hlc=header.created_hlc,
-        compression=header.compression,
-    )  # fmt: skip
+    return replace(header, ranges=ranges, vv=vv, acks=acks, forgotten=forgotten)
 
 
 def _check_records(
@@ -425,12 +422,7 @@ def encode_segment(
         packed = zlib.compress(plain, ZLIB_LEVEL)
         if compress or len(packed) <= len(plain) * AUTO_COMPRESS_RATIO:
             payload = packed
-            header = SegmentHeader(
-                kind=header.kind, sender=header.sender, region=header.region,
-                ranges=header.ranges, vv=header.vv, acks=header.acks,
-                forgotten=header.forgotten, record_count=header.record_count,
-                created_hlc=header.created_hlc, compression="zlib",
-            )  # fmt: skip
+            header = replace(header, compression="zlib")
     header_cbor = _header_to_cbor(header)
     if len(header_cbor) > limits.max_record_bytes:
         raise ValidationError(f"header of {len(header_cbor)} bytes is over the record limit")
@@ -548,4 +540,5 @@ def parse_segment_filename(name: str) -> SegmentName | None:
     if match is None:
         return None
     kind: Kind = "changes" if match.group(3) == "changes" else "snapshot"
-    return SegmentName(created_hlc=int(match.group(1), 16), sender=int(match.group(2), 16), kind=kind)
+    hlc, sender = int(match.group(1), 16), int(match.group(2), 16)
+    return SegmentName(created_hlc=hlc, sender=sender, kind=kind)

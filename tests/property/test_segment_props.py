@@ -30,7 +30,7 @@ def changes_segments(draw: st.DrawFn) -> dict[str, Any]:
             node_ids, st.tuples(st.integers(1, 2**63), st.integers(0, 6)), max_size=4
         )
     )
-    pending = {origin: list(range(first, first + length)) for origin, (first, length) in runs.items()}
+    pending = {o: list(range(first, first + length)) for o, (first, length) in runs.items()}
     records: list[Record] = []
     while any(pending.values()):
         origin = draw(st.sampled_from(sorted(o for o, seqs in pending.items() if seqs)))
@@ -66,7 +66,8 @@ def segment_args(draw: st.DrawFn) -> dict[str, Any]:
     args.update(
         sender=draw(node_ids),
         region=draw(st.text(max_size=12)),
-        acks=draw(st.dictionaries(node_ids, st.dictionaries(node_ids, u64, max_size=3), max_size=3)),
+        acks=draw(st.dictionaries(node_ids, st.dictionaries(node_ids, u64, max_size=3),
+                                  max_size=3)),
         forgotten=draw(st.frozensets(node_ids, max_size=3)),
         created_hlc=draw(u64),
         compress=draw(st.sampled_from([None, True, False])),

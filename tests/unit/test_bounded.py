@@ -1,4 +1,4 @@
-"""engine.bounded: everything cbor2 writes for the allowed value types passes; bad input is refused."""
+"""engine.bounded: what cbor2 writes for the allowed value types is accepted; bad input is not."""
 
 from __future__ import annotations
 
@@ -140,10 +140,10 @@ REJECTED = [
     ("d9 01 02 81 80", "set element must be a scalar, not array"),
     ("d9 01 02 81 a0", "set element must be a scalar, not map"),
     ("d9 01 02 81 d9 01 02 80", "tag 258 not allowed"),
-    ("a1 41 61 01", "map key must be a text string or integer, not bytes"),
-    ("a1 80 01", "map key must be a text string or integer, not array"),
-    ("a1 f5 01", "map key must be a text string or integer, not simple/float"),
-    ("a1 c4 82 01 01 01", "map key must be a text string or integer, not tag 4"),
+    ("a1 41 61 01", "map key must be text or an integer, not bytes"),
+    ("a1 80 01", "map key must be text or an integer, not array"),
+    ("a1 f5 01", "map key must be text or an integer, not simple/float"),
+    ("a1 c4 82 01 01 01", "map key must be text or an integer, not tag 4"),
     ("a2 01 01 01 02", "Duplicate map key"),
     ("62 c3 28", "error decoding text string"),
 ]

@@ -218,7 +218,7 @@ def test_hostile_helper_builds_a_valid_segment() -> None:
     ("payload", "header", "reason"),
     [
         ([[A, 1, b""]], {}, "header says 2 records, the payload holds 1"),
-        ([[A, 1, b""], [A, 2, b""]], {"record_count": 3}, "ranges cover 2 changes but record_count"),
+        ([[A, 1, b""], [A, 2, b""]], {"record_count": 3}, "ranges cover 2 changes but"),
         ([[A, 1, b""], [A, 3, b""]], {"ranges": {A: (1, 3)}, "vv": {A: 3}, "record_count": 3},
          "header says 3 records"),
         ([[A, 1, b""], [A, 3, b""]], {}, "seq 3 where 2 was due"),
@@ -253,7 +253,9 @@ def test_hostile_helper_builds_a_valid_segment() -> None:
         ([[A, 1, b""], [A, 2, b""]], {"acks": {A: {B: "x"}}}, "must be an int"),
     ],
 )
-def test_header_lies_and_bad_records(payload: object, header: dict[str, object], reason: str) -> None:
+def test_header_lies_and_bad_records(
+    payload: object, header: dict[str, object], reason: str
+) -> None:
     refused(hostile(payload, **header), reason)
 
 
@@ -393,7 +395,8 @@ def test_filename_round_trip_and_order() -> None:
 @pytest.mark.parametrize(
     "name",
     ["", "x.seg", ".00000000000003e8-00000000000000a1-changes.seg.1a2b.tmp",
-     "00000000000003e8-00000000000000a1-changes.seg.tmp", "00000000000003E8-00000000000000a1-changes.seg",
+     "00000000000003e8-00000000000000a1-changes.seg.tmp",
+     "00000000000003E8-00000000000000a1-changes.seg",
      "00000000000003e8-00000000000000a1-delta.seg", "3e8-a1-changes.seg"],
 )  # fmt: skip
 def test_parse_ignores_other_names(name: str) -> None:
