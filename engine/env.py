@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from threading import get_ident
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,36 +40,29 @@ Txn = Any  # lmdb.Transaction; typed loosely because lmdb ships no stubs for eve
 class _Gate:
     """Shared/exclusive gate: transactions are shared, a map resize is exclusive.
 
-    A thread already inside the gate may re-enter shared even while a resize waits, so
-    nested use in one thread cannot deadlock.
+    Our transactions never nest within one thread (reads inside a write are refused), so a
+    waiting resize can hold back new transactions without any risk of deadlock.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._active = 0
         self._exclusive_wanted = 0
-        self._local = threading.local()
 
     def enter(self) -> None:
-        depth = getattr(self._local, "depth", 0)
         with self._cond:
-            if depth == 0:
-                while self._exclusive_wanted:
-                    self._cond.wait()
+            while self._exclusive_wanted:
+                self._cond.wait()
             self._active += 1
-        self._local.depth = depth + 1
 
     def leave(self) -> None:
-        self._local.depth -= 1
         with self._cond:
             self._active -= 1
-            if self._active == 0 and self._exclusive_wanted:
+            if self._exclusive_wanted and self._active == 0:
                 self._cond.notify_all()
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
-        if getattr(self._local, "depth", 0):
-            raise RuntimeError("map resize attempted inside a transaction")
         with self._cond:
             self._exclusive_wanted += 1
             while self._active:
@@ -90,7 +84,7 @@ class Env:
         self.pid = os.getpid()
         self.refs = 0
         self._gate = _Gate()
-        self._local = threading.local()
+        self._writer = 0  # thread ident inside a write transaction of this env, else 0
         try:
             self.lmdb = lmdb.open(
                 str(path), map_size=map_size, max_dbs=len(DB_NAMES) + 2, subdir=True,
@@ -109,7 +103,32 @@ class Env:
     @property
     def in_write(self) -> bool:
         """Whether this thread is inside a write transaction of this environment."""
-        return getattr(self._local, "writing", False)
+        return self._writer == get_ident()
+
+    def _refuse_nesting(self) -> None:
+        raise ValidationError(
+            "the store cannot be used from inside a write condition or a batch commit"
+        )
+
+    def get(self, key: bytes, db: Any) -> bytes | None:
+        """One value by key in its own read transaction (the point-read fast path)."""
+        if self._writer == get_ident():
+            self._refuse_nesting()
+        gate = self._gate
+        while True:
+            gate.enter()
+            try:
+                txn = self._begin(False)
+                if txn is not None:
+                    try:
+                        return txn.get(key, db=db)  # type: ignore[no-any-return]
+                    finally:
+                        txn.abort()
+            except lmdb.Error as exc:
+                raise StorageError(f"LMDB read failed in {self.path}: {exc}") from exc
+            finally:
+                gate.leave()
+            self._adopt_resize()
 
     def map_size(self) -> int:
         return int(self.lmdb.info()["map_size"])
@@ -132,10 +151,8 @@ class Env:
 
     def read(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in a read transaction; the transaction does not outlive the call."""
-        if self.in_write:
-            raise ValidationError(
-                "the store cannot be used from inside a write condition or a batch commit"
-            )
+        if self._writer == get_ident():
+            self._refuse_nesting()
         while True:
             self._gate.enter()
             try:
@@ -157,10 +174,9 @@ class Env:
         ``fn`` must be safe to run again from the start: it is, for the store's write path,
         because everything it reads comes from the transaction.
         """
-        if self.in_write:
-            raise ValidationError(
-                "the store cannot be used from inside a write condition or a batch commit"
-            )
+        me = get_ident()
+        if self._writer == me:
+            self._refuse_nesting()
         while True:
             grow = resized = False
             self._gate.enter()
@@ -169,7 +185,7 @@ class Env:
                 if txn is None:
                     resized = True
                 else:
-                    self._local.writing = True
+                    self._writer = me
                     try:
                         result = fn(txn)
                         txn.commit()
@@ -181,7 +197,7 @@ class Env:
                         _abort_quietly(txn)
                         raise
                     finally:
-                        self._local.writing = False
+                        self._writer = 0
             except lmdb.MapResizedError:
                 resized = True
             except lmdb.Error as exc:

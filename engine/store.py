@@ -340,7 +340,7 @@ class Store:
 
     def _get_raw(self, key: bytes) -> bytes | None:
         env = self._e()
-        return env.read(lambda txn: txn.get(key, db=env.items))
+        return env.get(key, env.items)
 
     def _range(
         self, start: bytes, stop: bytes, *, reverse: bool, limit: int | None,

@@ -66,7 +66,6 @@ class Table:
     # -- keys --------------------------------------------------------------------------
 
     def _key(self, pk: Any, sk: Any) -> tuple[bytes, tuple[Any, ...]]:
-        check_key_value(pk, self.partition_key)
         key = self._prefix + encode_value(pk, self.partition_key)
         if self.sort_key is None:
             if sk is not None:
@@ -77,7 +76,6 @@ class Table:
                 raise ValidationError(
                     f"table {self.name!r} needs a sort key value for {self.sort_key!r}"
                 )
-            check_key_value(sk, self.sort_key)
             key += encode_value(sk, self.sort_key)
             values = (pk, sk)
         if len(key) > _MAX_KEY:
