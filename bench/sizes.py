@@ -43,8 +43,8 @@ SIZES: dict[str, Sizes] = {
         lag_seconds=1.0, lag_rate=200,
     ),
     "quick": Sizes(
-        customers=20, orders_per_customer=100, rounds=3, single_writes=200, batches=2,
-        batch_size=1000, gets=2000, queries=100, thread_writes=200, threads=4,
+        customers=20, orders_per_customer=100, rounds=5, single_writes=300, batches=2,
+        batch_size=1000, gets=5000, queries=200, thread_writes=400, threads=4,
         ycsb_records=2000, ycsb_ops=2000, ycsb_chunks=5, repl_changes=10_000, repl_rounds=1,
         lag_seconds=3.0, lag_rate=1000,
     ),
