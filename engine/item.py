@@ -123,10 +123,18 @@ def _tiebreak(a: Entry, b: Entry, order: Callable[[Any], bytes]) -> Entry:
     return a if order(a[1]) >= order(b[1]) else b
 
 
+_PLAIN = frozenset({str, bytes, int, bool, type(None)})
+
+
 def _pick(a: Entry, b: Entry, order: Callable[[Any], bytes]) -> Entry:
     if a[0] != b[0]:
         return a if a[0] > b[0] else b
-    if a[1] is b[1] or a[1] == b[1]:
+    x, y = a[1], b[1]
+    if x is y:
+        return a
+    # Python equality is not enough: 1 == 1.0 == True and 0.0 == -0.0 encode differently, and
+    # replicas must end up with byte-identical values. Only plain scalars of one type are safe.
+    if type(x) is type(y) and type(x) in _PLAIN and x == y:
         return a
     return _tiebreak(a, b, order)
 
