@@ -22,7 +22,8 @@ A transaction (the unit of the log and of replication; all ops share version
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import struct
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -46,6 +47,9 @@ __all__ = [
     "dumps",
     "encode_state",
     "encode_txn",
+    "encode_txn_parts",
+    "put_op_bytes",
+    "put_state_bytes",
     "loads",
     "visible_from_raw",
 ]
@@ -77,34 +81,60 @@ class Op(NamedTuple):
 
 def check_attr_name(name: object, where: str = "item") -> str:
     """Validate an attribute name: a non-empty str of at most 255 UTF-8 bytes."""
-    if not isinstance(name, str) or not name:
+    if type(name) is not str or not name:
         raise ValidationError(f"{where}: attribute names must be non-empty strings, not {name!r}")
-    if len(name) > MAX_NAME_BYTES and len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+    if len(name) * 4 > MAX_NAME_BYTES and len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         raise ValidationError(f"{where}: attribute name {name[:40]!r}… is longer than 255 bytes")
     return name
 
 
-_SCALARS = (str, int, bytes, bool, type(None))
 _SET_ELEMENTS = (str, int, float, Decimal, bytes)
+_MAX_INT_BITS = 8000  # the bounded decoder refuses larger bignums: never write one
+
+
+def _check_str(value: str, path: str) -> None:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(f"{path}: string is not valid Unicode") from None
+
+
+def _check_int(value: int, path: str) -> None:
+    if value.bit_length() > _MAX_INT_BITS:
+        raise ValidationError(f"{path}: integer of {value.bit_length()} bits is too large")
+
+
+def _check_float(value: float, path: str) -> None:
+    if not math.isfinite(value):
+        raise ValidationError(f"{path}: numbers must be finite, not {value!r}")
+
+
+def _check_decimal(value: Decimal, path: str) -> None:
+    if not value.is_finite():
+        raise ValidationError(f"{path}: numbers must be finite, not {value!r}")
+
+
+def _ok(value: Any, path: str) -> None:
+    pass
+
+
+_SCALAR_CHECKS: dict[type, Callable[[Any, str], None]] = {
+    str: _check_str, int: _check_int, float: _check_float, Decimal: _check_decimal,
+    bytes: _ok, bool: _ok, type(None): _ok,
+}
 
 
 def check_value(value: Any, path: str, depth: int = 0) -> None:
     """Raise ``ValidationError`` naming ``path`` unless ``value`` is a storable attribute value."""
-    if isinstance(value, _SCALARS):
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValidationError(f"{path}: string is not valid Unicode") from None
+    check = _SCALAR_CHECKS.get(type(value))
+    if check is not None:
+        check(value, path)
         return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValidationError(f"{path}: numbers must be finite, not {value!r}")
-        return
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValidationError(f"{path}: numbers must be finite, not {value!r}")
-        return
+    for kind, check in _SCALAR_CHECKS.items():  # subclasses (str enums, IntFlag, …)
+        if isinstance(value, kind):
+            check(value, path)
+            return
     if depth >= MAX_DEPTH:
         raise ValidationError(f"{path}: nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, list):
@@ -129,13 +159,35 @@ def check_value(value: Any, path: str, depth: int = 0) -> None:
         if len(kinds) > 1:
             raise ValidationError(f"{path}: a set must hold one kind (strings, numbers or bytes)")
         return
-    raise ValidationError(f"{path}: unsupported value type {type(value).__name__}")
+    raise ValidationError(
+        f"{path}: unsupported value type {type(value).__name__} "
+        "(use str, int, float, Decimal, bytes, bool, None, list, dict or set)"
+    )
+
+
+_PLAIN = frozenset((bytes, bool, type(None)))
 
 
 def check_attrs(attrs: Mapping[str, Any], where: str) -> None:
-    """Validate every name and value of an attribute map."""
+    """Validate every name and value of an attribute map (hot path: no strings built on success)."""
     for name, value in attrs.items():
-        check_attr_name(name, where)
+        if type(name) is not str or not name or len(name) * 4 > MAX_NAME_BYTES:
+            check_attr_name(name, where)
+        t = type(value)
+        if t is str:
+            if value.isascii():
+                continue
+        elif t is int:
+            if value.bit_length() <= _MAX_INT_BITS:
+                continue
+        elif t in _PLAIN:
+            continue
+        elif t is float:
+            if math.isfinite(value):
+                continue
+        elif t is Decimal:
+            if value.is_finite():
+                continue
         check_value(value, f"{where}: attribute {name!r}")
 
 
@@ -164,6 +216,17 @@ def _decode_state_obj(obj: Any) -> ItemState:
     for name, e in over.items():
         attrs[name] = ((e[0], e[1]), e[2] if len(e) == 3 else ABSENT)
     return ItemState(cleared, attrs)
+
+
+def max_version_raw(raw: bytes) -> Version:
+    """The largest version in a stored state, without building it (write-path ``seen``)."""
+    c_hlc, c_node, _, over = cbor2.loads(raw)
+    best = (c_hlc, c_node)
+    for e in over.values():
+        v = (e[0], e[1])
+        if v > best:
+            best = v
+    return best
 
 
 def decode_state(raw: bytes) -> ItemState:
@@ -217,6 +280,44 @@ def decode_state_untrusted(raw: bytes, where: str) -> ItemState:
 def encode_txn(hlc: int, ops: list[list[Any]]) -> bytes:
     """Encode a transaction from its wire-form op lists."""
     return cbor2.dumps([hlc, ops])
+
+
+# The write path encodes a put's attributes once and splices the bytes into both the item
+# state and the log entry; these helpers write the few CBOR heads around them (shortest form,
+# exactly what cbor2 would write, so the result decodes the same and passes loads_bounded).
+
+def _head(major: int, n: int) -> bytes:
+    m = major << 5
+    if n < 24:
+        return bytes((m | n,))
+    if n < 0x100:
+        return bytes((m | 24, n))
+    if n < 0x10000:
+        return struct.pack(">BH", m | 25, n)
+    if n < 0x100000000:
+        return struct.pack(">BI", m | 26, n)
+    return struct.pack(">BQ", m | 27, n)
+
+
+def _text(s: str) -> bytes:
+    raw = s.encode("utf-8")
+    return _head(3, len(raw)) + raw
+
+
+def put_state_bytes(version: Version, attrs_cbor: bytes) -> bytes:
+    """``encode_state`` of a put's delta, from the attributes' CBOR: ``[hlc, node, attrs, {}]``."""
+    return b"\x84" + _head(0, version[0]) + _head(0, version[1]) + attrs_cbor + b"\xa0"
+
+
+def put_op_bytes(table: str, key: bytes, attrs_cbor: bytes, seen: Version) -> bytes:
+    """One encoded ``["P", table, key, attrs, seen_hlc, seen_node]`` op."""
+    return (b"\x86\x61P" + _text(table) + _head(2, len(key)) + key + attrs_cbor
+            + _head(0, seen[0]) + _head(0, seen[1]))
+
+
+def encode_txn_parts(hlc: int, ops: list[bytes]) -> bytes:
+    """Encode a transaction from already-encoded ops."""
+    return b"\x82" + _head(0, hlc) + _head(4, len(ops)) + b"".join(ops)
 
 
 def _check_u64(v: Any, what: str) -> int:

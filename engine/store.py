@@ -296,41 +296,54 @@ class Store:
             hlc, seq, pos = self._clock(txn)
             hlc = tick(hlc, self._wall())
             v = (hlc, node)
-            wire: list[list[Any]] = []
+            wire: list[bytes] = []
             images: list[Any] = []
             results: list[dict[str, Any] | None] = []
             items_db = env.items
             for op in ops:
                 raw = txn.get(op.key, db=items_db)
-                state = codec.decode_state(raw) if raw is not None else None
-                if op.condition is not None:
-                    current = visible(state)
-                    if not op.condition(current):
+                state = None
+                if op.kind == "P" and op.condition is None:
+                    # a blind put needs only the largest version held, not the whole state
+                    seen = BOTTOM if raw is None else codec.max_version_raw(raw)
+                else:
+                    state = codec.decode_state(raw) if raw is not None else None
+                    if op.condition is not None and not op.condition(visible(state)):
                         raise ConditionFailed(
                             f"condition failed for {op.tdef.name} {op.key_values}; nothing written"
                         )
-                seen = max_version(state)
+                    seen = max_version(state)
                 table = op.tdef.name
-                if op.kind == "P":
-                    delta = put_delta(op.attrs, v)
-                    wire.append(["P", table, op.key, op.attrs, seen[0], seen[1]])
-                elif op.kind == "U":
-                    delta = update_delta(op.attrs, op.remove, v)
-                    wire.append(["U", table, op.key, op.attrs, list(op.remove), seen[0], seen[1]])
-                else:
-                    delta = delete_delta(v)
-                    wire.append(["D", table, op.key, seen[0], seen[1]])
                 # v is above every version held (the clock observes all it applies), so a put
                 # or delete replaces the state outright; only an update merges.
-                if state is None or (op.kind != "U" and seen < v):
+                if op.kind == "P" and seen < v:
+                    attrs_cbor = codec.dumps(op.attrs)  # encoded once, spliced twice
+                    txn.put(op.key, codec.put_state_bytes(v, attrs_cbor), db=items_db)
+                    wire.append(codec.put_op_bytes(table, op.key, attrs_cbor, seen))
+                    results.append(op.attrs)
+                    images.append(True)
+                    continue
+                if state is None and raw is not None:
+                    state = codec.decode_state(raw)
+                if op.kind == "P":
+                    delta = put_delta(op.attrs, v)
+                    wire.append(codec.dumps(["P", table, op.key, op.attrs, seen[0], seen[1]]))
+                elif op.kind == "U":
+                    delta = update_delta(op.attrs, op.remove, v)
+                    wire.append(codec.dumps(
+                        ["U", table, op.key, op.attrs, list(op.remove), seen[0], seen[1]]))
+                else:
+                    delta = delete_delta(v)
+                    wire.append(codec.dumps(["D", table, op.key, seen[0], seen[1]]))
+                if state is None or (op.kind == "D" and seen < v):
                     new = delta
                 else:
                     new = merge(state, delta, order)
                 txn.put(op.key, codec.encode_state(new), db=items_db)
                 image = visible(new)
                 results.append(image)
-                images.append(True if op.kind == "P" and new is delta else image)
-            pos = self._append(txn, env, node, seq + 1, codec.encode_txn(hlc, wire), images, pos)
+                images.append(True if op.kind == "P" and image == op.attrs else image)
+            pos = self._append(txn, env, node, seq + 1, codec.encode_txn_parts(hlc, wire), images, pos)
             txn.put(b"clock", _CLOCK.pack(hlc, seq + 1, pos), db=env.meta)
             return results, pos
 
