@@ -29,7 +29,6 @@ from typing import Any, NamedTuple
 
 import cbor2
 
-from .bounded import loads_bounded
 from .clock import Version
 from .errors import ValidationError
 from .item import ABSENT, Entry, ItemState
@@ -245,10 +244,24 @@ def visible_from_raw(raw: bytes) -> dict[str, Any] | None:
     return base or None
 
 
+def loads_untrusted(raw: bytes) -> Any:
+    """Decode CBOR from a peer: depth-limited, definite lengths, no duplicate map keys.
+
+    cbor2 (6.1.1 and later, the Rust decoder) checks every declared length against the bytes
+    present before allocating, so a lying length cannot exhaust memory; values of types we do
+    not store are refused afterwards by the field checks.
+    """
+    try:
+        return cbor2.loads(raw, max_depth=MAX_DEPTH + 4, allow_indefinite=False,
+                           allow_duplicate_keys=False)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise ValidationError(f"bad CBOR: {exc}") from None
+
+
 def decode_state_untrusted(raw: bytes, where: str) -> ItemState:
     """Decode and check a state that came from a peer (snapshot records)."""
     try:
-        obj = loads_bounded(raw, max_depth=MAX_DEPTH + 4)
+        obj = loads_untrusted(raw)
         if not (isinstance(obj, list) and len(obj) == 4):
             raise ValidationError("not a 4-element array")
         c_hlc, c_node, base, over = obj
@@ -346,7 +359,7 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
 
     :raises ValidationError: for anything malformed (the message says what).
     """
-    obj = cbor2.loads(raw) if trusted else loads_bounded(raw, max_depth=MAX_DEPTH + 4)
+    obj = cbor2.loads(raw) if trusted else loads_untrusted(raw)
     if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[1], list)):
         raise ValidationError("transaction is not [hlc, [ops]]")
     hlc = _check_u64(obj[0], "transaction hlc")

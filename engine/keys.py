@@ -119,9 +119,11 @@ def encode_prefix(value: str | bytes, attr: str = "sort key") -> bytes:
 
 
 def _unescape(data: bytes, pos: int) -> tuple[bytes, int]:
+    nul = data.index(b"\x00", pos)
+    if data[nul + 1] == 0x01:  # the common case: no escaped NUL inside
+        return data[pos:nul], nul + 2
     out = bytearray()
     while True:
-        nul = data.index(b"\x00", pos)
         out += data[pos:nul]
         marker = data[nul + 1]
         if marker == 0x01:
@@ -130,6 +132,7 @@ def _unescape(data: bytes, pos: int) -> tuple[bytes, int]:
             raise ValueError("bad escape")
         out.append(0)
         pos = nul + 2
+        nul = data.index(b"\x00", pos)
 
 
 def _decode_number_body(body: bytes, negative: bool) -> tuple[int | Decimal, int]:
