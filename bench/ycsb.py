@@ -6,7 +6,7 @@ synthetic databases"), ``ScrambledZipfianGenerator`` (zipfian over a huge space,
 the key range so popular keys are scattered), ``SkewedLatestGenerator`` (workload D) and the
 ``CoreWorkload`` key naming (``"user" + fnvhash64(keynum)``). Zipfian constant 0.99.
 
-Per backend: one load phase (``recordcount`` single-item durable inserts), then workloads run in
+Per backend (each on its own store, all open at once): one load phase (``recordcount`` single-item durable inserts), then workloads run in
 YCSB's recommended order A, B, C, F, D, E on the same data (D and E insert, so they run last).
 Operations and their arguments are generated before the clock starts; each phase is timed in
 ``ycsb_chunks`` chunks whose median throughput is reported, and per-operation latencies are pooled
@@ -16,8 +16,10 @@ per operation type for p50/p95/p99.
 from __future__ import annotations
 
 import random
+import time
 import traceback
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,27 +228,26 @@ def _executor(backend: Backend) -> Callable[[Op], Any]:
     return execute
 
 
-def _timed_phase(ops: list[Op], execute: Callable[[Op], Any], chunks: int) -> dict[str, Any]:
-    """Run ``ops`` in ``chunks`` timed chunks; throughput per chunk, latencies per op kind."""
-    results: list[RoundResult] = []
-    by_kind: dict[str, list[int]] = {}
-    size = max(1, -(-len(ops) // chunks))
-    import time
-
+def _time_chunk(chunk: list[Op], execute: Callable[[Op], Any],
+                by_kind: dict[str, list[int]]) -> RoundResult:
+    """Run one chunk of operations, timing each; latencies also go to ``by_kind``."""
     clock = time.perf_counter_ns
-    for c in range(0, len(ops), size):
-        chunk = ops[c : c + size]
-        lat: list[int] = []
-        start = clock()
-        for op in chunk:
-            t0 = clock()
-            execute(op)
-            dt = clock() - t0
-            lat.append(dt)
-            by_kind.setdefault(op.kind, []).append(dt)
-        results.append(RoundResult(lat, clock() - start, len(chunk)))
+    lat: list[int] = []
+    start = clock()
+    for op in chunk:
+        t0 = clock()
+        execute(op)
+        dt = clock() - t0
+        lat.append(dt)
+        by_kind.setdefault(op.kind, []).append(dt)
+    return RoundResult(lat, clock() - start, len(chunk))
+
+
+def _phase_result(results: list[RoundResult], by_kind: dict[str, list[int]]) -> dict[str, Any]:
+    """Median chunk throughput, overall throughput, and p50/p95/p99 per operation kind."""
     s = summarize(results)
     total_wall = sum(r.wall_ns for r in results)
+    ops = sum(len(r.latencies_ns) for r in results)
     per_op = {}
     for kind, values in sorted(by_kind.items()):
         values.sort()
@@ -259,8 +260,8 @@ def _timed_phase(ops: list[Op], execute: Callable[[Op], Any], chunks: int) -> di
     return {
         "throughput": s.ops_per_s,
         "ops_per_s_chunks": s.ops_per_s_rounds,
-        "ops_per_s_overall": len(ops) / (total_wall / 1e9) if total_wall else float("nan"),
-        "ops": len(ops),
+        "ops_per_s_overall": ops / (total_wall / 1e9) if total_wall else float("nan"),
+        "ops": ops,
         "per_op": per_op,
     }
 
@@ -268,49 +269,76 @@ def _timed_phase(ops: list[Op], execute: Callable[[Op], Any], chunks: int) -> di
 Progress = Callable[[str], None]
 
 
-def _run_backend(backend: Backend, sizes: Sizes, progress: Progress) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    rnd = random.Random(1234)
-    backend.create_table(USERTABLE, YCSB_PK, YCSB_SK)
-    execute = _executor(backend)
-    counter = Counter(0)
-    load = [
-        Op("insert", key_name(k), ycsb_record(key_name(k), rnd))
-        for k in (counter.next_value() for _ in range(sizes.ycsb_records))
-    ]
-    phases: list[tuple[str, str, list[Op]]] = [("load", "load", load)]
-    for w in ORDER:
-        phases.append((w, "run", []))
-    for workload, phase, ops in phases:
-        try:
-            if phase == "run":
-                ops = _prepare(workload, sizes.ycsb_ops, sizes.ycsb_records, counter, rnd)
-            res = _timed_phase(ops, execute, sizes.ycsb_chunks)
-        except Exception as exc:  # noqa: BLE001 - record and go on with the next workload
-            rows.append({"group": "ycsb", "workload": workload, "phase": phase,
-                         "backend": backend.name, "error": f"{type(exc).__name__}: {exc}",
-                         "traceback": traceback.format_exc(limit=6)})
-            progress(f"ycsb  {workload:<5} {backend.name:<16} ERROR {type(exc).__name__}: {exc}")
-            if phase == "load":
-                break
-            continue
-        rows.append({"group": "ycsb", "workload": workload, "phase": phase,
-                     "backend": backend.name, **res})
-        lat = "  ".join(f"{k} p99 {v['p99_us']:,.0f} us" for k, v in res["per_op"].items())
-        progress(f"ycsb  {workload:<5} {backend.name:<16} {res['throughput']:>12,.0f} ops/s  {lat}")
-    return rows
+class YcsbRunner:
+    """One backend's YCSB state: its store, its generators (seeded alike for every backend)."""
+
+    def __init__(self, backend: Backend, sizes: Sizes) -> None:
+        self.b = backend
+        self.sizes = sizes
+        self.rnd = random.Random(1234)
+        self.counter = Counter(0)
+        self.execute = _executor(backend)
+        backend.create_table(USERTABLE, YCSB_PK, YCSB_SK)
+
+    def prepare(self, workload: str) -> list[Op]:
+        """The phase's operations, generated before any clock starts."""
+        if workload == "load":
+            keys = [key_name(self.counter.next_value()) for _ in range(self.sizes.ycsb_records)]
+            return [Op("insert", k, ycsb_record(k, self.rnd)) for k in keys]
+        return _prepare(workload, self.sizes.ycsb_ops, self.sizes.ycsb_records, self.counter,
+                        self.rnd)
 
 
 def run_ycsb(sizes: Sizes, backends: list[str], progress: Progress) -> list[dict[str, Any]]:
-    """Load and run A-F against each backend on its own fresh store."""
+    """Load and run A-F against every backend, each on its own fresh store, all open at once.
+
+    Chunks are interleaved across backends (chunk 1 of each backend, then chunk 2 in a rotated
+    order, ...), so that machine noise lands on all of them alike.
+    """
     rows: list[dict[str, Any]] = []
-    for name in backends:
-        try:
-            with opened(name) as backend:
-                rows.extend(_run_backend(backend, sizes, progress))
-        except Exception as exc:  # noqa: BLE001
-            rows.append({"group": "ycsb", "workload": "*", "phase": "*", "backend": name,
-                         "error": f"{type(exc).__name__}: {exc}",
-                         "traceback": traceback.format_exc(limit=6)})
-            progress(f"ycsb  {name}: ERROR {type(exc).__name__}: {exc}")
+    with ExitStack() as stack:
+        runners: list[YcsbRunner] = []
+        for name in backends:
+            try:
+                runners.append(YcsbRunner(stack.enter_context(opened(name)), sizes))
+            except Exception as exc:  # noqa: BLE001 - e.g. the engine failing to open
+                rows.append({"group": "ycsb", "workload": "*", "phase": "*", "backend": name,
+                             "error": f"{type(exc).__name__}: {exc}",
+                             "traceback": traceback.format_exc(limit=6)})
+                progress(f"ycsb  {name}: ERROR {type(exc).__name__}: {exc}")
+        broken: set[str] = set()
+        for workload in ["load", *ORDER]:
+            phase = "load" if workload == "load" else "run"
+            live = [r for r in runners if r.b.name not in broken]
+            ops = {r.b.name: r.prepare(workload) for r in live}
+            size = max(1, -(-max((len(v) for v in ops.values()), default=1) // sizes.ycsb_chunks))
+            chunks: dict[str, list[RoundResult]] = {r.b.name: [] for r in live}
+            by_kind: dict[str, dict[str, list[int]]] = {r.b.name: {} for r in live}
+            failed: dict[str, str] = {}
+            for c in range(sizes.ycsb_chunks):
+                k = c % max(1, len(live))
+                for runner in live[k:] + live[:k]:
+                    name = runner.b.name
+                    part = ops[name][c * size : (c + 1) * size]
+                    if name in failed or not part:
+                        continue
+                    try:
+                        chunks[name].append(_time_chunk(part, runner.execute, by_kind[name]))
+                    except Exception as exc:  # noqa: BLE001 - recorded, the others go on
+                        failed[name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+            for runner in live:
+                name = runner.b.name
+                if name in failed:
+                    err, tb = failed[name].split("\n", 1)
+                    rows.append({"group": "ycsb", "workload": workload, "phase": phase,
+                                 "backend": name, "error": err, "traceback": tb})
+                    progress(f"ycsb  {workload:<5} {name:<16} ERROR {err}")
+                    if phase == "load":
+                        broken.add(name)
+                    continue
+                res = _phase_result(chunks[name], by_kind[name])
+                rows.append({"group": "ycsb", "workload": workload, "phase": phase,
+                             "backend": name, **res})
+                lat = "  ".join(f"{k} p99 {v['p99_us']:,.0f} us" for k, v in res["per_op"].items())
+                progress(f"ycsb  {workload:<5} {name:<16} {res['throughput']:>12,.0f} ops/s  {lat}")
     return rows
