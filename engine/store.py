@@ -840,7 +840,9 @@ class Store:
                     if purge_tombstones and value is not None:
                         purged += self._purge_txn(txn, env, origin, bytes(value))
                     txn.delete(pkey, db=env.log)
-                    ok = cur.delete()
+                    # delete() moves to the next entry; past the last one the cursor is
+                    # unpositioned and key() is empty.
+                    ok = cur.delete() and bool(cur.key())
                     removed += 1
                     last = s
                 if last is not None:
@@ -856,7 +858,7 @@ class Store:
         hlc, ops = codec.decode_txn(value[_LOGHDR.size:_LOGHDR.size + n], trusted=True)
         purged = 0
         for op in ops:
-            if op.kind == "P" or (op.kind == "U" and not op.remove):
+            if op.kind in ("P", "T") or (op.kind == "U" and not op.remove):
                 continue
             raw = txn.get(op.key, db=env.items)
             if raw is None:
