@@ -679,7 +679,6 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    repl = _replication()
     host, port = args.listen
     secret = _read_secret(args.secret_file)
     if secret is None and not args.insecure and host not in ("127.0.0.1", "localhost", "::1"):
@@ -687,6 +686,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          "give --secret-file F (or --insecure)")
     server_ssl = _ssl_server(args)
     client_ssl = _ssl_client(args) if (args.tls_ca or server_ssl) else None
+    repl = _replication()
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -791,20 +791,18 @@ def _ms(v: Any) -> str:
 # -- status ----------------------------------------------------------------------------
 
 
-def _acks(store: engine.Store) -> Any:
-    """Peers and what they acknowledged, from replication's ack table if it offers one."""
+def _acks(store: engine.Store, vv: dict[int, int]) -> list[dict[str, Any]] | None:
+    """Known peers, what each acknowledged, and how many of our changes it still lacks
+    (from replication's ack table; ``None`` when this build has none)."""
     try:
-        import replication
+        from .vv import load_acks
     except ImportError:
         return None
-    for name in ("peer_acks", "acks", "peers"):
-        fn = getattr(replication, name, None)
-        if callable(fn):
-            try:
-                return _plain(fn(store))
-            except Exception:
-                return None
-    return None
+    rows = []
+    for node, acked in sorted(load_acks(store).items()):
+        behind = sum(max(0, seq - acked.get(origin, 0)) for origin, seq in vv.items())
+        rows.append({"node_id": _hex(node), "acked": _vv_json(acked), "behind": behind})
+    return rows
 
 
 def _live(path: Path) -> dict[str, Any] | None:
@@ -832,7 +830,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         stats = store.stats()
         vv = store.version_vector()
         floors = store.log_floor()
-        acks = _acks(store)
+        acks = _acks(store, vv)
         forgotten = sorted(store.forgotten())
         tables = store.tables()
     live = _live(Path(args.dir))
@@ -854,8 +852,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     _out(f"region     {info['region']}   node {info['node_id']}"
          + ("" if info["durable"] else "   (non-durable)"))
     _out(f"tables     {', '.join(tables) or '(none)'}")
-    _out(f"items      {info['items']:,}   log entries {info['log_entries']:,}   "
-         f"file {_size(info['file_bytes'])} (map {_size(info['map_size'])})")
+    _out(f"items      {info['items']:,} (tombstones included)   "
+         f"log entries {info['log_entries']:,}   file {_size(info['file_bytes'])} (map {_size(info['map_size'])})")
     _out(f"clock      {_hlc_text(stats['hlc'])}")
     _out("vv         " + (", ".join(f"{_hex(k)}{' (this node)' if k == me else ''}: {v:,}"
                                     for k, v in sorted(vv.items())) or "(empty)"))
@@ -864,10 +862,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     _out(f"conflicts  {info['conflicts']:,} recorded ({info['conflicts_stored']:,} kept; "
          f"`{PROG} conflicts {args.dir}` lists them)")
     if acks:
-        _out("peers      " + (json.dumps(acks) if not isinstance(acks, dict) else ""))
-        if isinstance(acks, dict):
-            for peer, v in acks.items():
-                _out(f"  {peer}: {json.dumps(v)}")
+        _out("peers      (what each acknowledged, and how many changes it still lacks)")
+        for row in acks:
+            acked = ", ".join(f"{k}: {v:,}" for k, v in row["acked"].items()) or "nothing"
+            _out(f"  {row['node_id']}  behind {row['behind']:,}  acked {acked}")
+    elif acks is not None:
+        _out("peers      (none known yet)")
     if forgotten:
         _out("forgotten  " + ", ".join(info["forgotten"]))
     if live:

@@ -1,0 +1,298 @@
+"""The ``regiondb`` command, driven as a subprocess (``python -m replication``).
+
+Every command's happy path, usage errors (exit 1), regiondb errors (exit 2, one line on
+stderr, no traceback) and the JSON round trip of bytes, sets and decimals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine
+from replication.jsonvalues import dumps, loads, parse_key
+
+pytestmark = pytest.mark.integration
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def run(*args: object, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "replication", *map(str, args)],
+                          capture_output=True, text=True, input=input, timeout=timeout, env=ENV)
+
+
+def ok(*args: object, input: str | None = None) -> str:
+    p = run(*args, input=input)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+    return p.stdout
+
+
+def lines(out: str) -> list[Any]:
+    return [loads(line) for line in out.splitlines() if line.strip()]
+
+
+def assert_error(p: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr
+    err = p.stderr.strip().splitlines()
+    if code == 2:
+        assert len(err) == 1, p.stderr
+    for needle in needles:
+        assert needle in p.stderr, p.stderr
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    d = tmp_path / "mumbai"
+    ok("init", d, "--region", "ap-south-1")
+    ok("create-table", d, "orders", "--partition-key", "customer_id", "--sort-key", "order_id")
+    ok("create-table", d, "inventory", "--partition-key", "sku")
+    return d
+
+
+# -- the JSON value encoding (in-process: it is pure) -----------------------------------
+
+
+def test_json_values_round_trip() -> None:
+    item = {"id": "o1", "total": Decimal("19.99"), "big": Decimal("1E+30"), "n": 42,
+            "raw": b"\x00\xff", "tags": {"b", "a"}, "blobs": frozenset({b"x", b"y"}),
+            "nums": {1, 2, Decimal("2.5")}, "nested": [{"k": None, "t": True}],
+            "looks_tagged": {"$b64": "not base64"}, "f": 0.5}
+    text = dumps(item)
+    assert "\n" not in text
+    back = loads(text)
+    assert back["total"] == Decimal("19.99") and isinstance(back["total"], Decimal)
+    assert back["big"] == Decimal("1E+30")
+    assert back["raw"] == b"\x00\xff"
+    assert back["tags"] == {"a", "b"} and back["blobs"] == {b"x", b"y"}
+    assert back["looks_tagged"] == {"$b64": "not base64"}
+    assert back["f"] == Decimal("0.5")
+    assert back["nested"] == [{"k": None, "t": True}]
+    assert dumps(back) == text
+
+
+def test_json_numbers_policy() -> None:
+    assert loads("1") == 1 and isinstance(loads("1"), int)
+    assert loads("0.1") == Decimal("0.1")
+    assert loads("1e3") == Decimal("1E+3")
+    with pytest.raises(ValueError):
+        loads("NaN")
+    assert parse_key("c1") == "c1"
+    assert parse_key("42") == 42
+    assert parse_key('"42"') == "42"
+    assert parse_key("1.5") == Decimal("1.5")
+    assert parse_key('{"$b64": "AAE="}') == b"\x00\x01"
+    assert parse_key("true") == "true"
+    assert parse_key("{not json") == "{not json"
+
+
+# -- local commands --------------------------------------------------------------------
+
+
+def test_help_everywhere() -> None:
+    out = ok("--help")
+    for cmd in ("init", "create-table", "put", "get", "delete", "update", "query", "scan",
+                "export", "import", "sync-dir", "serve", "sync", "status", "demo"):
+        assert cmd in out
+        sub = ok(cmd, "--help")
+        assert "examples:" in sub and "--json" in sub
+
+
+def test_init_and_idempotent(tmp_path: Path) -> None:
+    d = tmp_path / "s"
+    info = lines(ok("init", d, "--region", "eu-west-1", "--json"))[0]
+    assert info["region"] == "eu-west-1" and info["created"] is True
+    again = lines(ok("init", d, "--region", "eu-west-1", "--json"))[0]
+    assert again["created"] is False and again["node_id"] == info["node_id"]
+    assert_error(run("init", d, "--region", "us-east-1"), 2, "ValidationError", "eu-west-1")
+
+
+def test_put_get_update_delete(store: Path) -> None:
+    item = ('{"customer_id": "c1", "order_id": "o1", "total": 19.99, "qty": 2, '
+            '"raw": {"$b64": "AAE="}, "tags": {"$set": ["gift", "express"]}}')
+    assert "put orders" in ok("put", store, "orders", item)
+    got = lines(ok("get", store, "orders", "c1", "o1"))
+    assert got == [{"customer_id": "c1", "order_id": "o1", "total": Decimal("19.99"), "qty": 2,
+                    "raw": b"\x00\x01", "tags": {"gift", "express"}}]
+    # what the engine stored is exactly what was typed
+    with engine.open(store) as s:
+        stored = s.table("orders").get("c1", "o1")
+    assert stored is not None and stored["total"] == Decimal("19.99")
+    assert isinstance(stored["total"], Decimal) and stored["raw"] == b"\x00\x01"
+
+    new = lines(ok("update", store, "orders", "c1", "o1", "--set", '{"status": "SHIPPED"}',
+                   "--remove", "tags"))[0]
+    assert new["status"] == "SHIPPED" and "tags" not in new
+    assert lines(ok("get", store, "orders", "c1", "o1"))[0]["status"] == "SHIPPED"
+
+    out = lines(ok("delete", store, "orders", "c1", "o1", "--json"))[0]
+    assert out == {"table": "orders", "key": {"customer_id": "c1", "order_id": "o1"},
+                   "deleted": True}
+    assert ok("get", store, "orders", "c1", "o1") == ""
+    ok("delete", store, "orders", "c1", "o1")  # deleting a missing item is fine
+
+
+def test_numeric_and_bytes_keys(store: Path) -> None:
+    ok("put", store, "inventory", '{"sku": 42, "stock": 5}')
+    ok("put", store, "inventory", '{"sku": "42", "stock": 7}')
+    ok("put", store, "inventory", '{"sku": {"$b64": "AAE="}, "stock": 9}')
+    assert lines(ok("get", store, "inventory", "42"))[0]["stock"] == 5
+    assert lines(ok("get", store, "inventory", '"42"'))[0]["stock"] == 7
+    assert lines(ok("get", store, "inventory", '{"$b64": "AAE="}'))[0]["stock"] == 9
+    skus = [i["sku"] for i in lines(ok("scan", store, "inventory"))]
+    assert skus == [42, "42", b"\x00\x01"]  # numbers < strings < bytes
+
+
+def test_conditions(store: Path) -> None:
+    ok("put", store, "orders", '{"customer_id": "c1", "order_id": "o1", "status": "PLACED"}',
+       "--if-not-exists")
+    p = run("put", store, "orders", '{"customer_id": "c1", "order_id": "o1"}', "--if-not-exists")
+    assert_error(p, 2, "ConditionFailed")
+    ok("update", store, "orders", "c1", "o1", "--set", '{"status": "PAID"}',
+       "--if", '{"status": "PLACED"}')
+    p = run("update", store, "orders", "c1", "o1", "--set", '{"status": "PAID"}',
+            "--if", '{"status": "PLACED"}')
+    assert_error(p, 2, "ConditionFailed")
+    assert_error(run("delete", store, "orders", "c9", "o9", "--if-exists"), 2, "ConditionFailed")
+    assert lines(ok("get", store, "orders", "c1", "o1"))[0]["status"] == "PAID"
+
+
+def test_query_and_scan(store: Path) -> None:
+    items = "".join(json.dumps({"customer_id": "c1", "order_id": f"o{i:02d}", "n": i}) + "\n"
+                    for i in range(20))
+    assert "put 20 items" in ok("put", store, "orders", "-", input=items)
+    ok("put", store, "orders", '{"customer_id": "c2", "order_id": "o00"}')
+
+    def ids(*args: object) -> list[str]:
+        return [i["order_id"] for i in lines(ok("query", store, "orders", "c1", *args))]
+
+    assert ids() == [f"o{i:02d}" for i in range(20)]
+    assert ids("--begins-with", "o1") == [f"o{i}" for i in range(10, 20)]
+    assert ids("--between", "o03", "o05") == ["o03", "o04", "o05"]
+    assert ids("--gt", "o17") == ["o18", "o19"]
+    assert ids("--gte", "o05", "--lt", "o07") == ["o05", "o06"]
+    assert ids("--lte", "o01", "--reverse") == ["o01", "o00"]
+    assert ids("--reverse", "--limit", "2") == ["o19", "o18"]
+    assert len(lines(ok("scan", store, "orders"))) == 21
+    assert len(lines(ok("scan", store, "orders", "--limit", "3"))) == 3
+
+
+def test_tables_changes_conflicts_status(store: Path) -> None:
+    ok("put", store, "orders", '{"customer_id": "c1", "order_id": "o1"}')
+    tables = lines(ok("tables", store, "--json"))
+    assert {t["table"] for t in tables} == {"orders", "inventory"}
+    changes = lines(ok("changes", store))
+    assert [c["kind"] for c in changes] == ["create_table", "create_table", "put"]
+    assert lines(ok("changes", store, "--since", changes[1]["position"])) == changes[2:]
+    assert ok("conflicts", store) == ""
+    status = lines(ok("status", store, "--json"))[0]
+    assert status["region"] == "ap-south-1" and status["conflicts"] == 0
+    assert status["vv"] == {status["node_id"]: 3}
+    assert status["tables"] == ["inventory", "orders"]
+    human = ok("status", store)
+    assert "ap-south-1" in human and status["node_id"] in human
+
+
+def test_conflicts_are_listed(tmp_path: Path) -> None:
+    """Two replicas write one attribute concurrently; the merge records the loser."""
+    from replication.segment import segment_filename  # noqa: F401 - needs the package
+    a, b = tmp_path / "a", tmp_path / "b"
+    with engine.open(a, region="r-a") as sa, engine.open(b, region="r-b") as sb:
+        sa.create_table("t", partition_key="id")
+        sb.apply_changes(sa.log_range(sa.node_id, 0))
+        sa.table("t").put({"id": "x", "v": "from-a"})
+        sb.table("t").put({"id": "x", "v": "from-b"})
+        sb.apply_changes(sa.log_range(sa.node_id, 1))
+    rows = lines(ok("conflicts", b, "--json"))
+    assert len(rows) == 1 and rows[0]["attribute"] == "v"
+    assert {rows[0]["value"], rows[0]["winner_value"]} == {"from-a", "from-b"}
+    assert "conflict #1" in ok("conflicts", b)
+    assert lines(ok("status", b, "--json"))[0]["conflicts"] == 1
+
+
+def test_forget(store: Path) -> None:
+    out = lines(ok("forget", store, "00000000000000ab", "--json"))
+    assert out == [{"forgotten": "00000000000000ab"}]
+    assert lines(ok("status", store, "--json"))[0]["forgotten"] == ["00000000000000ab"]
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    [],
+    ["nope"],
+    ["get"],
+    ["put", "DIR", "orders"],
+    ["query", "DIR", "orders", "c1", "--limit", "0"],
+    ["query", "DIR", "orders", "c1", "--gt", "a", "--gte", "b"],
+    ["query", "DIR", "orders", "c1", "--begins-with", "a", "--lt", "b"],
+    ["put", "DIR", "orders", "{not json"],
+    ["put", "DIR", "orders", "[1, 2]"],
+    ["put", "DIR", "orders", '{"x": NaN}'],
+    ["put", "DIR", "orders", '{"x": {"$b64": "***"}}'],
+    ["update", "DIR", "orders", "c1", "o1"],
+    ["update", "DIR", "orders", "c1", "o1", "--set", "3"],
+    ["serve", "DIR", "--listen", "nowhere"],
+    ["forget", "DIR", "xyz"],
+    ["demo", "--duration", "-3"],
+])
+def test_usage_errors_exit_1(store: Path, argv: list[str]) -> None:
+    p = run(*[store if a == "DIR" else a for a in argv])
+    assert_error(p, 1)
+    assert "error" in p.stderr
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["get", "MISSING", "orders", "c1", "o1"], "does not exist"),
+    (["scan", "DIR", "nope"], "TableNotFound"),
+    (["get", "DIR", "orders", "c1"], "needs a sort key"),
+    (["put", "DIR", "orders", '{"order_id": "o1"}'], "partition key"),
+    (["put", "DIR", "orders", '{"customer_id": true, "order_id": "o1"}'], "customer_id"),
+    (["update", "DIR", "orders", "c1", "o1", "--set", '{"a": 1}', "--remove", "a"],
+     "both set and removed"),
+    (["create-table", "DIR", "orders", "--partition-key", "other"], "SchemaError"),
+    (["import", "DIR", "MISSING"], "does not exist"),
+    (["serve", "DIR", "--listen", "127.0.0.1:0", "--secret-file", "MISSING"], "MISSING"),
+])
+def test_regiondb_errors_exit_2(store: Path, tmp_path: Path, argv: list[str],
+                                needle: str) -> None:
+    missing = str(tmp_path / "missing")
+    p = run(*[store if a == "DIR" else missing if a == "MISSING" else a for a in argv])
+    assert_error(p, 2, needle.replace("MISSING", missing))
+
+
+def test_not_a_store(tmp_path: Path) -> None:
+    (tmp_path / "plain").mkdir()
+    assert_error(run("status", tmp_path / "plain"), 2, "not a regiondb store")
+    (tmp_path / "file").write_text("x")
+    assert_error(run("scan", tmp_path / "file", "t"), 2)
+
+
+def test_bad_segment_import_exit_2(store: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.seg"
+    bad.write_bytes(b"\x89RGDBSEG" + b"\x00" * 64)
+    p = run("import", store, bad)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "bad.seg" in p.stderr
+
+
+def test_broken_pipe_is_quiet(store: Path) -> None:
+    items = "".join(json.dumps({"customer_id": "c", "order_id": f"o{i:05d}"}) + "\n"
+                    for i in range(3000))
+    ok("put", store, "orders", "-", input=items)
+    p = subprocess.run(f"{sys.executable} -m replication scan {store} orders | head -1",
+                       shell=True, capture_output=True, text=True, env=ENV, timeout=60)
+    assert p.returncode == 0 and len(p.stdout.splitlines()) == 1
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
