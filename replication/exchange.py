@@ -1,0 +1,402 @@
+"""What two nodes exchange, independent of the transport (files or sockets).
+
+The whole protocol is: tell the other side your state (:func:`local_state`: vv, ack table,
+forgotten set), take what it tells you (:func:`record_peer`), send it the segments it lacks
+(:func:`segments_for`), apply what it sends (:func:`apply_segment`), and now and then drop
+what every member has seen (:func:`collect_garbage`). Transports add framing and naming only.
+
+Invariants owned here:
+
+- :func:`segments_for` covers, per origin, everything the peer lacks up to our vv at the
+  time of the call, in bounded segments; where that needs log entries below our retention
+  point it sends a snapshot (see below) and then the changes after the snapshot's vv.
+- :func:`apply_segment` takes a *verified* segment (``decode_segment`` checked it whole) and
+  applies it in one LMDB transaction or not at all; a changes segment whose ranges start
+  beyond what we hold (a gap nothing in it can bridge) is refused before anything is written.
+  Clock-skew refusals are reported, never raised: the changes stay with the sender.
+- Acks are recorded only after the data they describe is applied, and only ever grow.
+
+Snapshots larger than one segment
+---------------------------------
+A snapshot is sent as one or more *parts*, all of kind ``snapshot``::
+
+    part 0 : all table records ("T" …), then items in key order
+    part i : a repeat of the last item of part i-1 (the *link*), then the next items
+    last   : header vv = the snapshot's vv; every earlier part carries an empty vv
+
+Merging items is always safe on its own (merge is idempotent and commutative), so every part
+is merged as soon as it arrives. Only the vv is dangerous: advancing it claims every change
+below it, so it is advanced only by the last part, and only if the receiver saw the whole
+chain (``T`` records start a chain; each next part's first key equals the previous part's
+last key; created HLCs ascend). A missing or reordered part leaves the vv where it was, the
+peer still looks behind, and the next exchange sends a snapshot again: nothing is lost.
+A one-part snapshot (the usual case) is simply part 0 and last at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import (
+    Error,
+    ForgottenNodeError,
+    LogTruncated,
+    SegmentError,
+    ValidationError,
+)
+
+from . import vv as vvmod
+from .segment import DEFAULT_LIMITS, Record, Segment, SegmentHeader, SegmentLimits, encode_segment
+
+if TYPE_CHECKING:
+    from engine import Snapshot, Store
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_RECORDS",
+    "SegmentReport",
+    "apply_segment",
+    "collect_garbage",
+    "iter_segments",
+    "local_state",
+    "record_peer",
+    "segments_for",
+]
+
+log = logging.getLogger(__name__)
+
+#: Target payload size of one segment (before compression); one record may exceed it alone.
+DEFAULT_MAX_BYTES = 4 << 20
+#: Most records in one segment.
+DEFAULT_MAX_RECORDS = 10_000
+_RECORD_OVERHEAD = 24  # CBOR array head, origin, seq, blob head: a generous estimate
+_LOG_CHUNK = 1_000  # log entries per read transaction
+_CHAIN_META = "snapshot_chain"
+
+
+@dataclass(slots=True)
+class SegmentReport:
+    """What :func:`apply_segment` did with one segment.
+
+    ``applied``/``skipped``/``held``/``conflicts``/``refused``/``gaps`` are those of
+    :class:`engine.ApplyReport` (changes segments). For a snapshot part, ``items`` counts the
+    item states merged and ``snapshot_complete`` says whether it completed a snapshot (the
+    vv advanced). ``new`` is true if this segment taught us anything.
+    """
+
+    sender: int
+    kind: str
+    created_hlc: int = 0
+    applied: int = 0
+    skipped: int = 0
+    held: int = 0
+    conflicts: int = 0
+    items: int = 0
+    snapshot_complete: bool | None = None
+    new: bool = False
+    refused: dict[int, Error] = field(default_factory=dict)
+    gaps: dict[int, tuple[int, int]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ state and acks
+
+
+def local_state(store: Store) -> tuple[dict[int, int], dict[int, dict[int, int]], frozenset[int]]:
+    """``(vv, acks, forgotten)`` to tell a peer; ``acks`` includes our own row (= ``vv``)."""
+    forgotten = store.forgotten()
+    vv = {o: s for o, s in store.version_vector().items() if o not in forgotten}
+    acks = {n: r for n, r in vvmod.load_acks(store).items() if n not in forgotten}
+    acks[store.node_id] = vv
+    return vv, acks, forgotten
+
+
+def _adopt_forgotten(store: Store, forgotten: frozenset[int] | set[int], who: int) -> list[str]:
+    warnings = []
+    mine = store.forgotten()
+    for node in sorted(set(forgotten) - mine):
+        if node == store.node_id:
+            warnings.append(f"node {who:016x} has forgotten this node ({node:016x}): its changes "
+                            "will be refused there; rejoin as a new store from a snapshot")
+            continue
+        log.info("node %016x forgot %016x: forgetting it too", who, node)
+        store.forget(node)
+    return warnings
+
+
+def record_peer(
+    store: Store,
+    node_id: int,
+    vv: Mapping[int, int],
+    acks: Mapping[int, Mapping[int, int]],
+    forgotten: frozenset[int] | set[int],
+) -> list[str]:
+    """Take in what a peer said about itself: its vv, the ack table it knows, its forgotten set.
+
+    Adopts the peer's forgotten nodes (``store.forget``), then merges ``vv`` as the peer's own
+    ack and ``acks`` into our ack table. Returns warnings (e.g. the peer forgot *us*).
+
+    :raises ForgottenNodeError: if ``node_id`` is forgotten here; nothing is recorded.
+    :raises ValidationError: for a malformed vv or ack table.
+    """
+    if node_id in store.forgotten():
+        raise ForgottenNodeError(
+            f"node {node_id:016x} was forgotten; it must rejoin as a new store from a snapshot"
+        )
+    own = vvmod.check_vv(vv, f"vv of node {node_id:016x}")
+    rows = {int(n): vvmod.check_vv(r, f"ack of node {n!r:.20}") for n, r in acks.items()}
+    warnings = _adopt_forgotten(store, frozenset(forgotten), node_id)
+    rows[node_id] = vvmod.merge(rows.get(node_id, {}), own)
+    vvmod.update_acks(store, rows)
+    return warnings
+
+
+def collect_garbage(store: Store) -> tuple[int, int]:
+    """Truncate the log and purge tombstones up to what is causally stable.
+
+    Stability is :func:`replication.vv.plan_gc`; when it is blocked nothing at all is done
+    this round. Returns ``(log entries removed, tombstones purged)``.
+    """
+    vv, acks, forgotten = local_state(store)
+    plan = vvmod.plan_gc(store.node_id, vv, acks, forgotten)
+    if plan.stable is None:
+        log.debug("gc blocked on %016x: %s", store.node_id, plan.reason)
+        return 0, 0
+    if not plan.stable:
+        return 0, 0
+    # compact() purges the tombstones of exactly the entries it truncates: always both.
+    return store.compact(plan.stable, purge_tombstones=True)
+
+
+# ------------------------------------------------------------------ sending
+
+
+def segments_for(
+    store: Store,
+    peer_vv: Mapping[int, int],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_records: int = DEFAULT_MAX_RECORDS,
+    compress: bool | None = None,
+) -> Iterator[bytes]:
+    """Encoded segments covering everything we hold that a peer at ``peer_vv`` lacks.
+
+    Changes segments when our log still has the entries; otherwise a snapshot (one or more
+    parts, module docstring) followed by the changes after its vv. Lazily generated: each
+    segment is read and encoded when the consumer asks for it.
+
+    :param max_bytes: target payload size per segment (a single larger record goes alone).
+    :param compress: ``None`` = zlib when it saves 10 %, ``True``/``False`` = always/never.
+    :raises ValidationError: for a malformed ``peer_vv`` or bad limits.
+    """
+    for _, data in iter_segments(store, peer_vv, max_bytes=max_bytes, max_records=max_records,
+                                 compress=compress):
+        yield data
+
+
+def iter_segments(
+    store: Store,
+    peer_vv: Mapping[int, int],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_records: int = DEFAULT_MAX_RECORDS,
+    compress: bool | None = None,
+    force_snapshot: bool = False,
+    limits: SegmentLimits = DEFAULT_LIMITS,
+) -> Iterator[tuple[SegmentHeader, bytes]]:
+    """Like :func:`segments_for`, yielding ``(header, bytes)`` (file transports name files by
+    the header). ``force_snapshot`` sends a snapshot even if the log would do."""
+    peer = vvmod.check_vv(peer_vv, "peer vv")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ValidationError(f"max_bytes must be a positive int, not {max_bytes!r}")
+    if isinstance(max_records, bool) or not isinstance(max_records, int) \
+            or not 2 <= max_records <= limits.max_records:
+        raise ValidationError(f"max_records must be in [2, {limits.max_records}], not {max_records!r}")
+    w = _Writer(store, max_bytes, max_records, compress, limits)
+    vv, _, forgotten = local_state(store)
+    floor = store.log_floor()
+    need = vvmod.diff_ranges(peer, vv)
+    if not need and not force_snapshot:
+        return
+    if force_snapshot or any(first <= floor.get(o, 0) for o, (first, _) in need.items()):
+        yield from _snapshot_then_changes(w, peer)
+        return
+    try:
+        yield from w.changes(peer, vv)
+    except LogTruncated:
+        # Garbage collection ran between reading the floor and the log; what was already
+        # yielded stays valid, the rest comes as a snapshot (merging twice is harmless).
+        log.info("log truncated while sending; falling back to a snapshot")
+        yield from _snapshot_then_changes(w, vvmod.merge(peer, w.sent))
+
+
+def _snapshot_then_changes(w: _Writer, peer: Mapping[int, int]) -> Iterator[tuple[SegmentHeader, bytes]]:
+    snap = w.store.snapshot()
+    yield from w.snapshot(snap)
+    # The items may already hold changes newer than snap.vv (merging them again is a no-op);
+    # what the log gained since the snapshot's vv follows as ordinary changes.
+    now, _, _ = local_state(w.store)
+    yield from w.changes(vvmod.merge(peer, snap.vv), now)
+
+
+class _Writer:
+    """Accumulates records into bounded segments stamped with our state."""
+
+    def __init__(self, store: Store, max_bytes: int, max_records: int, compress: bool | None,
+                 limits: SegmentLimits) -> None:
+        self.store = store
+        self.max_bytes = max_bytes
+        self.max_records = max_records
+        self.compress = compress
+        self.limits = limits
+        self.sent: dict[int, int] = {}
+
+    def _encode(self, kind: str, records: list[Record], vv: Mapping[int, int]) -> tuple[SegmentHeader, bytes]:
+        _, acks, forgotten = local_state(self.store)
+        header_vv = dict(vv)
+        if kind == "changes":  # header vv must cover the ranges; ours always does
+            acks[self.store.node_id] = vvmod.merge(acks[self.store.node_id], header_vv)
+        return encode_segment(
+            kind=kind,  # type: ignore[arg-type]
+            sender=self.store.node_id, region=self.store.region, records=records,
+            vv=header_vv, acks=acks, forgotten=forgotten, created_hlc=self.store.tick(),
+            compress=self.compress, limits=self.limits,
+        )
+
+    def changes(self, start: Mapping[int, int], target: Mapping[int, int]) -> Iterator[tuple[SegmentHeader, bytes]]:
+        batch: list[Record] = []
+        size = 0
+        for origin in sorted(target):
+            after, end = start.get(origin, 0), target[origin]
+            while after < end:
+                rows = self.store.log_range(origin, after, limit=min(_LOG_CHUNK, end - after))
+                if not rows:
+                    raise LogTruncated(f"log of node {origin:016x} ends before seq {end}")
+                for rec in rows:
+                    cost = len(rec[2]) + _RECORD_OVERHEAD
+                    if batch and (size + cost > self.max_bytes or len(batch) >= self.max_records):
+                        yield self._flush(batch, target)
+                        batch, size = [], 0
+                    batch.append(rec)
+                    size += cost
+                    after = rec[1]
+        if batch:
+            yield self._flush(batch, target)
+
+    def _flush(self, batch: list[Record], target: Mapping[int, int]) -> tuple[SegmentHeader, bytes]:
+        out = self._encode("changes", batch, target)
+        for rec in batch:  # what a consumer has been handed, for the truncation fallback
+            self.sent[rec[0]] = max(self.sent.get(rec[0], 0), rec[1])  # type: ignore[arg-type]
+        return out
+
+    def snapshot(self, snap: Snapshot) -> Iterator[tuple[SegmentHeader, bytes]]:
+        records: list[Record] = [
+            ("T", t.name, t.partition_key, t.sort_key, t.version[0], t.version[1])
+            for t in snap.tables
+        ]
+        size = sum(len(t[1]) + 64 for t in records)
+        fresh = 0  # items in this part that are not the link
+        last: Record | None = None
+        for key, state in snap.items():
+            rec: Record = ("I", key, state)
+            cost = len(key) + len(state) + _RECORD_OVERHEAD
+            if fresh and (size + cost > self.max_bytes or len(records) >= self.max_records):
+                yield self._encode("snapshot", records, {})  # not last: promises no vv
+                assert last is not None
+                records, size, fresh = [last], len(last[1]) + len(last[2]), 0  # type: ignore[misc]
+            records.append(rec)
+            size += cost
+            fresh += 1
+            last = rec
+        yield self._encode("snapshot", records, snap.vv)
+
+
+# ------------------------------------------------------------------ receiving
+
+
+def apply_segment(store: Store, segment: Segment) -> SegmentReport:
+    """Apply one verified segment; record what its sender told us; return what happened.
+
+    Changes go through ``store.apply_changes`` (one transaction), snapshot parts through
+    ``store.merge_snapshot`` (one transaction each, module docstring). Then the sender's vv
+    and ack table are merged into ours and its forgotten set adopted.
+
+    :raises ForgottenNodeError: if the sender is forgotten here (nothing applied).
+    :raises SegmentError: if a changes range starts beyond what we hold (a gap this segment
+        cannot bridge) or a record is malformed; nothing is applied.
+    """
+    h = segment.header
+    me = store.node_id
+    if h.sender in store.forgotten():
+        raise ForgottenNodeError(
+            f"segment from node {h.sender:016x}, which was forgotten: it must rejoin as a new "
+            "store from a snapshot"
+        )
+    report = SegmentReport(sender=h.sender, kind=h.kind, created_hlc=h.created_hlc)
+    before = store.version_vector()
+    if h.kind == "changes":
+        gone = store.forgotten() | h.forgotten
+        for origin, (first, last) in sorted(h.ranges.items()):
+            have = before.get(origin, 0)
+            if origin != me and origin not in gone and first > have + 1:
+                raise SegmentError(
+                    f"gap: changes of node {origin:016x} start at seq {first} but this store "
+                    f"holds only up to {have}; seqs {have + 1}..{first - 1} must come first"
+                )
+    report.warnings += _adopt_forgotten(store, h.forgotten, h.sender)
+    if h.kind == "changes":
+        try:
+            r = store.apply_changes(segment.records)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise SegmentError(f"bad change record: {exc}") from exc
+        report.applied, report.skipped, report.held = r.applied, r.skipped, r.held
+        report.conflicts, report.refused, report.gaps = r.conflicts, r.refused, r.gaps
+        report.new = r.applied > 0
+    else:
+        _apply_snapshot(store, segment, report)
+        report.new = report.new or not vvmod.dominates(before, store.version_vector())
+    rows = {n: r for n, r in h.acks.items()}
+    rows[h.sender] = vvmod.merge(rows.get(h.sender, {}), h.vv)
+    vvmod.update_acks(store, rows)
+    return report
+
+
+def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> None:
+    from engine import TableDef
+
+    h = segment.header
+    tables = [TableDef(r[1], r[2], r[3], (r[4], r[5]))  # type: ignore[misc]
+              for r in segment.records if r[0] == "T"]
+    items: list[tuple[bytes, bytes]] = [(r[1], r[2])  # type: ignore[misc]
+                                        for r in segment.records if r[0] == "I"]
+    chains: dict[int, Any] = dict(store.get_meta(_CHAIN_META) or {})
+    link = chains.get(h.sender)
+    last = bool(h.vv) or not segment.records
+    if tables or not segment.records:
+        in_chain = True  # part 0 starts a chain (an empty snapshot is complete by itself)
+    else:
+        in_chain = (link is not None and bool(items) and items[0][0] == link[1]
+                    and h.created_hlc > link[0])
+    try:
+        if last and in_chain:
+            report.items = store.merge_snapshot(h.vv, tables, items)
+            report.snapshot_complete = True
+            chains.pop(h.sender, None)
+        else:
+            report.items = store.merge_snapshot({}, tables, items)
+            report.snapshot_complete = False
+            report.new = True
+            if in_chain:
+                chains[h.sender] = [h.created_hlc, items[-1][0]]
+            else:
+                chains.pop(h.sender, None)
+                report.warnings.append(
+                    "snapshot part out of sequence (a part is missing or came out of order): "
+                    "its items were merged but the version vector was not advanced"
+                )
+    except ValidationError as exc:
+        raise SegmentError(f"bad snapshot record: {exc}") from exc
+    store.set_meta(_CHAIN_META, chains)
