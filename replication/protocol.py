@@ -1,0 +1,435 @@
+"""The socket protocol's bytes: frames, messages and the authenticated handshake.
+
+``docs/protocol.md`` is the specification; this module is its reference implementation. It
+owns no sockets of its own: it reads from an :class:`asyncio.StreamReader` and writes to an
+:class:`asyncio.StreamWriter`, so :mod:`replication.net` decides about servers, clients and
+threads. Layout of a frame (big-endian)::
+
+    length u32 (= 1 + len(body)) | type u8 | body
+
+Invariants owned here:
+
+- A frame's length is checked against the receiver's limit *before* its body is read, so a
+  hostile length prefix never allocates; before authentication the limit is
+  :data:`HANDSHAKE_MAX_FRAME`. Every frame (header and body) must arrive within a deadline, so
+  a slow-loris peer is cut off.
+- Control message bodies are CBOR maps decoded with :func:`engine.bounded.loads_bounded` and
+  checked field by field; anything else is a :class:`~engine.errors.ProtocolError`.
+- Authentication is HMAC-SHA256 challenge–response in both directions over fresh 32-byte
+  nonces from :mod:`secrets`; proofs are compared with :func:`hmac.compare_digest`; the secret
+  never travels. A side that has a secret refuses a peer that cannot prove it knows it
+  (:class:`~engine.errors.AuthError`), and a client with a secret refuses a server without one.
+- A peer that breaks the protocol gets one ``ERROR`` frame (best effort) and the connection is
+  closed; nothing it sent before authentication reaches the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+from engine.bounded import loads_bounded
+from engine.errors import AuthError, ClockSkewError, Error, ForgottenNodeError, ProtocolError
+from engine.errors import ValidationError
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "HANDSHAKE_MAX_FRAME",
+    "PROTOCOL_VERSION",
+    "Hello",
+    "MsgType",
+    "PeerInfo",
+    "client_handshake",
+    "decode_message",
+    "encode_frame",
+    "encode_message",
+    "error_from_message",
+    "normalize_secret",
+    "read_frame",
+    "send_error",
+    "server_handshake",
+]
+
+PROTOCOL_VERSION = 1
+#: Largest frame accepted after authentication (type byte + body): a 16 MiB segment and change.
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024 + 1024
+#: Largest frame accepted before authentication: handshake messages are small.
+HANDSHAKE_MAX_FRAME = 64 * 1024
+NONCE_BYTES = 32
+_HEADER = struct.Struct(">IB")
+_U64_LIMIT = 1 << 64
+_CONTROL_MAX_DEPTH = 4
+
+
+class MsgType:
+    """Frame type codes (the byte after the length prefix)."""
+
+    HELLO = 0x01
+    WELCOME = 0x02
+    AUTH = 0x03
+    READY = 0x04
+    SEGMENT = 0x10
+    ACK = 0x11
+    STATE = 0x12
+    DONE = 0x13
+    PING = 0x14
+    PONG = 0x15
+    ERROR = 0x7F
+
+    NAMES = {
+        0x01: "HELLO", 0x02: "WELCOME", 0x03: "AUTH", 0x04: "READY", 0x10: "SEGMENT",
+        0x11: "ACK", 0x12: "STATE", 0x13: "DONE", 0x14: "PING", 0x15: "PONG", 0x7F: "ERROR",
+    }  # fmt: skip
+
+
+def type_name(t: int) -> str:
+    return MsgType.NAMES.get(t, f"0x{t:02x}")
+
+
+# ------------------------------------------------------------------------------- frames
+
+
+def encode_frame(msg_type: int, body: bytes = b"") -> bytes:
+    """One frame: length prefix, type byte, body."""
+    return _HEADER.pack(len(body) + 1, msg_type) + body
+
+
+async def read_frame(
+    reader: asyncio.StreamReader, *, max_frame: int, timeout: float,
+    min_rate: float = 256 * 1024,
+) -> tuple[int, bytes]:
+    """Read one frame within ``timeout`` seconds (plus time for the body at ``min_rate`` B/s).
+
+    :returns: ``(type, body)``.
+    :raises ProtocolError: for a length of 0 or over ``max_frame``.
+    :raises TimeoutError: when the frame does not arrive in time (slow loris, dead peer).
+    :raises asyncio.IncompleteReadError: when the peer closes mid-frame.
+    """
+    head = await asyncio.wait_for(reader.readexactly(_HEADER.size), timeout)
+    length, msg_type = _HEADER.unpack(head)
+    if length == 0:
+        raise ProtocolError("frame with a zero length prefix")
+    if length > max_frame:
+        raise ProtocolError(
+            f"{type_name(msg_type)} frame of {length} bytes is over the limit of {max_frame}"
+        )
+    body = b""
+    if length > 1:
+        body = await asyncio.wait_for(
+            reader.readexactly(length - 1), timeout + (length - 1) / min_rate
+        )
+    return msg_type, body
+
+
+# ------------------------------------------------------------------------------- messages
+
+
+def _u64(v: object, what: str) -> int:
+    if type(v) is not int or not 0 <= v < _U64_LIMIT:
+        raise ProtocolError(f"{what} must be a 64-bit unsigned integer")
+    return v
+
+
+def _vv(v: object, what: str) -> dict[int, int]:
+    if not isinstance(v, dict):
+        raise ProtocolError(f"{what} must be a map of node -> seq")
+    return {_u64(k, f"{what} key"): _u64(s, f"{what} value") for k, s in v.items()}
+
+
+def _acks(v: object) -> dict[int, dict[int, int]]:
+    if not isinstance(v, dict):
+        raise ProtocolError("acks must be a map of node -> version vector")
+    return {_u64(k, "acks key"): _vv(s, f"acks[{k}]") for k, s in v.items()}
+
+
+def _nodes(v: object, what: str) -> frozenset[int]:
+    if not isinstance(v, list):
+        raise ProtocolError(f"{what} must be an array of node ids")
+    return frozenset(_u64(n, what) for n in v)
+
+
+def _bytes(v: object, what: str, size: int | None = None) -> bytes:
+    if type(v) is not bytes or (size is not None and len(v) not in (0, size)):
+        raise ProtocolError(f"{what} must be a byte string" + (f" of {size} bytes" if size else ""))
+    return v
+
+
+def _text(v: object, what: str, limit: int = 256) -> str:
+    if type(v) is not str or len(v) > limit:
+        raise ProtocolError(f"{what} must be a string of at most {limit} characters")
+    return v
+
+
+# Required fields per control message, with their checkers (SEGMENT is a raw segment).
+_SCHEMAS: dict[int, dict[str, Any]] = {
+    MsgType.HELLO: {"proto": lambda v: _u64(v, "proto"), "node": lambda v: _u64(v, "node"),
+                    "region": lambda v: _text(v, "region", 64),
+                    "nonce": lambda v: _bytes(v, "nonce", NONCE_BYTES),
+                    "max_frame": lambda v: _u64(v, "max_frame"),
+                    "mode": lambda v: _text(v, "mode", 16)},
+    MsgType.WELCOME: {"proto": lambda v: _u64(v, "proto"), "node": lambda v: _u64(v, "node"),
+                      "region": lambda v: _text(v, "region", 64),
+                      "nonce": lambda v: _bytes(v, "nonce", NONCE_BYTES),
+                      "max_frame": lambda v: _u64(v, "max_frame"),
+                      "proof": lambda v: _bytes(v, "proof", 32)},
+    MsgType.AUTH: {"proof": lambda v: _bytes(v, "proof", 32)},
+    MsgType.READY: {"vv": lambda v: _vv(v, "vv"), "acks": _acks,
+                    "forgotten": lambda v: _nodes(v, "forgotten")},
+    MsgType.ACK: {"vv": lambda v: _vv(v, "vv"), "lag_us": lambda v: _lags(v),
+                  "refused": lambda v: _refused(v)},
+    MsgType.STATE: {"vv": lambda v: _vv(v, "vv")},
+    MsgType.DONE: {"vv": lambda v: _vv(v, "vv")},
+    MsgType.PING: {"t": lambda v: _u64(v, "t")},
+    MsgType.PONG: {"t": lambda v: _u64(v, "t")},
+    MsgType.ERROR: {"code": lambda v: _text(v, "code", 32),
+                    "message": lambda v: _text(v, "message", 4096)},
+}  # fmt: skip
+# AUTH also carries the client's state (vv, acks, forgotten) like READY does.
+_SCHEMAS[MsgType.AUTH].update(_SCHEMAS[MsgType.READY])
+_MAX_LAG_SAMPLES = 256
+
+
+def _lags(v: object) -> list[int]:
+    if not isinstance(v, list) or len(v) > _MAX_LAG_SAMPLES:
+        raise ProtocolError(f"lag_us must be an array of at most {_MAX_LAG_SAMPLES} integers")
+    return [_u64(x, "lag_us sample") for x in v]
+
+
+def _refused(v: object) -> dict[int, str]:
+    if not isinstance(v, dict):
+        raise ProtocolError("refused must be a map of origin -> reason")
+    return {_u64(k, "refused key"): _text(r, "refused reason", 1024) for k, r in v.items()}
+
+
+def encode_message(msg_type: int, fields: Mapping[str, Any]) -> bytes:
+    """A control message frame; sets become sorted arrays."""
+    body = {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in fields.items()}
+    return encode_frame(msg_type, cbor2.dumps(body, canonical=True))
+
+
+def decode_message(msg_type: int, body: bytes) -> dict[str, Any]:
+    """Decode and check a control message body.
+
+    :raises ProtocolError: for an unknown type, malformed CBOR, or a missing, unknown or badly
+        typed field.
+    """
+    schema = _SCHEMAS.get(msg_type)
+    if schema is None:
+        raise ProtocolError(f"unknown or non-control message type {type_name(msg_type)}")
+    try:
+        obj = loads_bounded(body, max_depth=_CONTROL_MAX_DEPTH, max_items=1 << 16,
+                            max_bytes=len(body))
+    except ValidationError as exc:
+        raise ProtocolError(f"{type_name(msg_type)} body is not valid CBOR: {exc}") from None
+    if not isinstance(obj, dict) or set(obj) != set(schema):
+        got = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+        raise ProtocolError(
+            f"{type_name(msg_type)} must be a map with fields {sorted(schema)}, got {got}"
+        )
+    return {k: check(obj[k]) for k, check in schema.items()}
+
+
+_ERROR_CODES: dict[str, type[Error]] = {
+    "auth": AuthError, "protocol": ProtocolError, "version": ProtocolError,
+    "forgotten": ForgottenNodeError, "skew": ClockSkewError,
+}  # fmt: skip
+
+
+def error_from_message(fields: Mapping[str, Any]) -> Error:
+    """The exception an ``ERROR`` message stands for (``AuthError``, ``ProtocolError``, …)."""
+    cls = _ERROR_CODES.get(fields["code"], ProtocolError)
+    return cls(f"peer refused: {fields['message']}")
+
+
+def error_code(exc: BaseException) -> str:
+    """The ``ERROR`` code that reports ``exc`` to a peer."""
+    if isinstance(exc, AuthError):
+        return "auth"
+    if isinstance(exc, ForgottenNodeError):
+        return "forgotten"
+    if isinstance(exc, ProtocolError):
+        return "protocol"
+    return "internal"
+
+
+async def send_error(writer: asyncio.StreamWriter, exc: BaseException) -> None:
+    """Best effort: tell the peer why we hang up. Never raises."""
+    try:
+        writer.write(encode_message(MsgType.ERROR, {"code": error_code(exc),
+                                                    "message": str(exc)[:4000]}))
+        await asyncio.wait_for(writer.drain(), 1.0)
+    except (OSError, asyncio.TimeoutError, RuntimeError):
+        pass
+
+
+# ------------------------------------------------------------------------------- handshake
+
+
+def normalize_secret(secret: str | bytes | None) -> bytes | None:
+    """``str`` secrets are UTF-8 encoded; an empty secret is refused.
+
+    :raises ValidationError: for a wrong type or an empty secret.
+    """
+    if secret is None:
+        return None
+    if isinstance(secret, str):
+        secret = secret.encode()
+    if not isinstance(secret, (bytes, bytearray)) or not secret:
+        raise ValidationError("secret must be a non-empty str or bytes, or None")
+    return bytes(secret)
+
+
+def _proof(secret: bytes, role: bytes, nonce_c: bytes, nonce_s: bytes, node_c: int,
+           node_s: int) -> bytes:
+    msg = b"regiondb-net-v1 " + role + nonce_c + nonce_s + struct.pack(">QQ", node_c, node_s)
+    return hmac.new(secret, msg, hashlib.sha256).digest()
+
+
+@dataclass(slots=True)
+class Hello:
+    """What this side says about itself in the handshake."""
+
+    node: int
+    region: str
+    vv: dict[int, int]
+    acks: dict[int, dict[int, int]]
+    forgotten: frozenset[int]
+    max_frame: int = DEFAULT_MAX_FRAME
+    mode: str = "live"
+
+
+@dataclass(slots=True)
+class PeerInfo:
+    """What the handshake learned about the peer (authenticated when a secret is set)."""
+
+    node: int
+    region: str
+    vv: dict[int, int]
+    acks: dict[int, dict[int, int]] = field(default_factory=dict)
+    forgotten: frozenset[int] = frozenset()
+    max_frame: int = DEFAULT_MAX_FRAME
+    mode: str = "live"
+
+
+async def _expect(reader: asyncio.StreamReader, want: int, timeout: float) -> dict[str, Any]:
+    msg_type, body = await read_frame(reader, max_frame=HANDSHAKE_MAX_FRAME, timeout=timeout)
+    if msg_type == MsgType.ERROR:
+        raise error_from_message(decode_message(msg_type, body))
+    if msg_type != want:
+        raise ProtocolError(
+            f"expected {type_name(want)} during the handshake, got {type_name(msg_type)}"
+        )
+    return decode_message(msg_type, body)
+
+
+def _check_peer_node(me: int, node: int, forgotten: frozenset[int]) -> None:
+    if node == 0:
+        raise ProtocolError("peer node id 0 is not valid")
+    if node == me:
+        raise ProtocolError(
+            f"peer has this node's own id {node:016x}: a copy of this store, or a connection "
+            "to itself"
+        )
+    if node in forgotten:
+        raise ForgottenNodeError(
+            f"node {node:016x} was forgotten here; it must rejoin as a new node from a snapshot"
+        )
+
+
+async def client_handshake(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, me: Hello,
+    secret: bytes | None, *, timeout: float,
+) -> PeerInfo:
+    """Run the client side: HELLO →, ← WELCOME, AUTH →, ← READY.
+
+    :raises AuthError: wrong or missing secret on either side.
+    :raises ProtocolError: bad messages or a version mismatch.
+    :raises ForgottenNodeError: the server was forgotten here, or it forgot us.
+    """
+    nonce_c = secrets.token_bytes(NONCE_BYTES)
+    writer.write(encode_message(MsgType.HELLO, {
+        "proto": PROTOCOL_VERSION, "node": me.node, "region": me.region, "nonce": nonce_c,
+        "max_frame": me.max_frame, "mode": me.mode}))
+    await writer.drain()
+    w = await _expect(reader, MsgType.WELCOME, timeout)
+    if w["proto"] != PROTOCOL_VERSION:
+        raise ProtocolError(f"server speaks protocol {w['proto']}, this build {PROTOCOL_VERSION}")
+    if len(w["nonce"]) != NONCE_BYTES:
+        raise ProtocolError("server nonce must be 32 bytes")
+    _check_peer_node(me.node, w["node"], me.forgotten)
+    proof = b""
+    if secret is not None:
+        expected = _proof(secret, b"server", nonce_c, w["nonce"], me.node, w["node"])
+        if not hmac.compare_digest(expected, w["proof"]):
+            raise AuthError(
+                f"server {w['node']:016x} at {_peername(writer)} failed authentication "
+                f"({'no proof: it has no secret' if not w['proof'] else 'wrong secret'})"
+            )
+        proof = _proof(secret, b"client", nonce_c, w["nonce"], me.node, w["node"])
+    writer.write(encode_message(MsgType.AUTH, {
+        "proof": proof, "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten}))
+    await writer.drain()
+    r = await _expect(reader, MsgType.READY, timeout)
+    return PeerInfo(w["node"], w["region"], r["vv"], r["acks"], r["forgotten"],
+                    max_frame=w["max_frame"], mode=me.mode)
+
+
+async def server_handshake(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, me: Hello,
+    secret: bytes | None, *, timeout: float,
+) -> PeerInfo:
+    """Run the server side: ← HELLO, WELCOME →, ← AUTH, READY →.
+
+    ``timeout`` bounds the whole handshake (slow loris).
+
+    :raises AuthError: the client did not prove it knows the secret.
+    :raises ProtocolError: bad messages or a version mismatch.
+    :raises ForgottenNodeError: the client is a node forgotten here.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+
+    def left() -> float:
+        return max(0.0, deadline - loop.time())
+
+    h = await _expect(reader, MsgType.HELLO, left())
+    if h["proto"] != PROTOCOL_VERSION:
+        raise ProtocolError(f"client speaks protocol {h['proto']}, this build {PROTOCOL_VERSION}")
+    if len(h["nonce"]) != NONCE_BYTES:
+        raise ProtocolError("client nonce must be 32 bytes")
+    if h["mode"] not in ("sync", "live"):
+        raise ProtocolError(f"unknown mode {h['mode']!r}")
+    _check_peer_node(me.node, h["node"], me.forgotten)
+    nonce_s = secrets.token_bytes(NONCE_BYTES)
+    proof = b"" if secret is None else _proof(
+        secret, b"server", h["nonce"], nonce_s, h["node"], me.node)
+    writer.write(encode_message(MsgType.WELCOME, {
+        "proto": PROTOCOL_VERSION, "node": me.node, "region": me.region, "nonce": nonce_s,
+        "max_frame": me.max_frame, "proof": proof}))
+    await writer.drain()
+    a = await _expect(reader, MsgType.AUTH, left())
+    if secret is not None:
+        expected = _proof(secret, b"client", h["nonce"], nonce_s, h["node"], me.node)
+        if not hmac.compare_digest(expected, a["proof"]):
+            raise AuthError(
+                f"client {h['node']:016x} at {_peername(writer)} failed authentication "
+                f"({'no proof: it has no secret' if not a['proof'] else 'wrong secret'})"
+            )
+    writer.write(encode_message(MsgType.READY, {
+        "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten}))
+    await writer.drain()
+    return PeerInfo(h["node"], h["region"], a["vv"], a["acks"], a["forgotten"],
+                    max_frame=h["max_frame"], mode=h["mode"])
+
+
+def _peername(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"

@@ -1,0 +1,688 @@
+"""One authenticated connection's streaming phase, and the per-store hub that feeds sessions.
+
+After the handshake (:mod:`replication.protocol`) both ends run the same :class:`Session`:
+
+- **sender**: catches the peer up (``exchange.segments_for`` from the vv the peer announced,
+  a snapshot when that is below our log floor), sends ``DONE``, then pushes new log entries as
+  they commit. It never queues changes in memory: a wake-up only says "look at the log", and
+  each segment is built from the log when the socket can take it. A peer that stops reading
+  therefore costs at most the transport buffer (``max_buffer``) plus one segment; past
+  ``write_timeout`` the connection is dropped and the peer catches up from the log when it
+  reconnects ("catch up later" mode is the normal mode).
+- **receiver**: verifies each ``SEGMENT`` whole (``segment.decode_segment``), applies it in one
+  transaction (``exchange.apply_segment``), and answers exactly one ``ACK`` carrying our vv, the
+  lag samples and any refusals (clock skew) in order. ``ACK``s move the peer's acknowledged vv
+  forward, which feeds ``lag()``'s unacknowledged count and, throttled, the ack table
+  (``exchange.record_peer``) that garbage collection reads.
+- **heartbeats**: a ``PING`` after ``heartbeat`` seconds without sending; a peer silent for
+  ``idle_timeout`` is dropped.
+
+Relay: the log holds remote changes too, so "send every entry the peer lacks" serves chains
+(A–B–C) as well as meshes. Our own changes go out at once; other origins' entries only once they
+are ``relay_delay`` old, by which time a peer in a full mesh has them from their origin and has
+told us so (every vv change is advertised with ``STATE``), so a mesh does not ship each change
+twice. When two live connections join the same two nodes (both run a Replicator towards the
+other), only the one opened by the lower node id pushes; the other stays as a standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import Store
+from engine.errors import ClockSkewError, LogTruncated, ProtocolError
+from . import exchange
+from .protocol import (
+    MsgType,
+    PeerInfo,
+    decode_message,
+    encode_frame,
+    encode_message,
+    read_frame,
+    type_name,
+)
+from .segment import encode_segment, decode_segment
+
+__all__ = ["LagStats", "NetOptions", "PeerLag", "PeerStats", "Session", "hub_for"]
+
+log = logging.getLogger(__name__)
+
+LIVE_RECORDS = 2000  # change records per live-push segment
+LAG_WINDOW = 2048  # lag samples kept per peer and direction
+
+
+@dataclass(frozen=True, slots=True)
+class NetOptions:
+    """Timeouts and bounds of the socket transport (seconds and bytes)."""
+
+    handshake_timeout: float = 10.0
+    heartbeat: float = 5.0
+    idle_timeout: float = 20.0
+    write_timeout: float = 30.0
+    connect_timeout: float = 10.0
+    max_frame: int = 16 * 1024 * 1024 + 1024
+    segment_bytes: int = 1024 * 1024
+    max_buffer: int = 4 * 1024 * 1024
+    relay_delay: float = 0.02
+    retry_delay: float = 1.0
+    poll_interval: float = 0.5
+    backoff_base: float = 0.1
+    backoff_max: float = 10.0
+    max_connections: int = 256
+    ack_flush_interval: float = 1.0
+    max_in_flight: int = 2
+    gc_interval: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LagStats:
+    """Replication latency in milliseconds over the last samples (``None`` before any)."""
+
+    last_ms: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    samples: int = 0
+
+
+def _lag_stats(samples: deque[float]) -> LagStats:
+    if not samples:
+        return LagStats()
+    ordered = sorted(samples)
+    n = len(ordered)
+    return LagStats(samples[-1], ordered[(n - 1) // 2], ordered[min(n - 1, (99 * n) // 100)], n)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLag:
+    """One peer's replication health, like DynamoDB's ``ReplicationLatency`` per region pair.
+
+    ``last_ms``/``p50_ms``/``p99_ms``: from a change's HLC (its commit) here to its apply on the
+    peer, as the peer reported in its ACKs. ``unacked``: changes we hold that the peer has not
+    acknowledged. ``inbound``: the same latency for the peer's changes applied here.
+    """
+
+    peer: str
+    node_id: int | None
+    region: str | None
+    connected: bool
+    last_ms: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    samples: int
+    unacked: int
+    inbound: LagStats
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class PeerStats:
+    """Counters for one peer node, shared by every session with it in this process."""
+
+    node: int
+    region: str = ""
+    acked: dict[int, int] = field(default_factory=dict)
+    acks: dict[int, dict[int, int]] = field(default_factory=dict)
+    forgotten: frozenset[int] = frozenset()
+    out_lag: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_WINDOW))
+    in_lag: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_WINDOW))
+    sessions: int = 0
+    segments_sent: int = 0
+    segments_received: int = 0
+    changes_applied: int = 0
+    refused: int = 0
+    last_error: str | None = None
+    dirty: bool = False
+
+    def unacked(self, vv: dict[int, int]) -> int:
+        return sum(max(0, s - self.acked.get(o, 0)) for o, s in vv.items())
+
+
+def _merge_vv(into: dict[int, int], other: dict[int, int]) -> bool:
+    changed = False
+    for o, s in other.items():
+        if s > into.get(o, 0):
+            into[o] = s
+            changed = True
+    return changed
+
+
+class Hub:
+    """Per-Store registry of live sessions: wake-ups, peer knowledge, pusher election."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.lock = threading.Lock()
+        self.sessions: set[Session] = set()
+        self.peers: dict[int, PeerStats] = {}
+        self.known: dict[int, dict[int, int]] = {}  # best knowledge of each peer's vv
+        self._listening = False
+        self._last_gc = time.monotonic()
+
+    def gc_due(self, interval: float) -> bool:
+        """True at most once per ``interval`` across all sessions of this store."""
+        with self.lock:
+            now = time.monotonic()
+            if now - self._last_gc < interval:
+                return False
+            self._last_gc = now
+            return True
+
+    def peer(self, node: int) -> PeerStats:
+        with self.lock:
+            st = self.peers.get(node)
+            if st is None:
+                st = self.peers[node] = PeerStats(node)
+            return st
+
+    def register(self, s: Session) -> None:
+        with self.lock:
+            self.sessions.add(s)
+            if not self._listening:
+                self.store.add_listener(self._on_commit)
+                self._listening = True
+        self.peer(s.peer.node).sessions += 1
+        self._elect(s.peer.node)
+
+    def unregister(self, s: Session) -> None:
+        with self.lock:
+            self.sessions.discard(s)
+            if not self.sessions and self._listening:
+                self.store.remove_listener(self._on_commit)
+                self._listening = False
+        self.peer(s.peer.node).sessions -= 1
+        self._elect(s.peer.node)
+
+    def _elect(self, node: int) -> None:
+        """Mark which live session pushes to ``node``: the one the lower node id opened."""
+        with self.lock:
+            live = [s for s in self.sessions if s.peer.node == node and s.live]
+        if not live:
+            return
+        me = self.store.node_id
+        preferred = [s for s in live if (s.initiator and me < node) or
+                     (not s.initiator and node < me)]
+        chosen = (preferred or live)[0]
+        for s in live:
+            s.set_pusher(s is chosen)
+
+    def know(self, node: int, vv: dict[int, int]) -> dict[int, int]:
+        with self.lock:
+            k = self.known.setdefault(node, {})
+            _merge_vv(k, vv)
+            return dict(k)
+
+    def _on_commit(self, position: int) -> None:
+        # Runs in the committing thread, right after the commit: only schedule wake-ups.
+        with self.lock:
+            sessions = list(self.sessions)
+        for s in sessions:
+            s.wake_threadsafe()
+
+
+_hubs: weakref.WeakKeyDictionary[Store, Hub] = weakref.WeakKeyDictionary()
+_hubs_lock = threading.Lock()
+
+
+def hub_for(store: Store) -> Hub:
+    """The hub of ``store`` in this process (created on first use)."""
+    with _hubs_lock:
+        hub = _hubs.get(store)
+        if hub is None:
+            hub = _hubs[store] = Hub(store)
+        return hub
+
+
+def _txn_hlc(txn: bytes) -> int:
+    """The HLC of an encoded transaction ``[hlc, ops]``, read from its CBOR head (0 if odd)."""
+    if len(txn) >= 10 and txn[0] == 0x82 and txn[1] == 0x1B:
+        return int.from_bytes(txn[2:10], "big")
+    if len(txn) >= 6 and txn[0] == 0x82 and txn[1] == 0x1A:
+        return int.from_bytes(txn[2:6], "big")
+    return 0
+
+
+def _txn_physical_ms(txn: bytes) -> int | None:
+    """The HLC wall milliseconds of an encoded transaction, or ``None``."""
+    hlc = _txn_hlc(txn)
+    return hlc >> 16 if hlc else None
+
+
+class Session:
+    """The streaming phase of one connection (both directions); see the module docstring."""
+
+    def __init__(
+        self, store: Store, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        peer: PeerInfo, *, initiator: bool, options: NetOptions, executor: Executor | None,
+        label: str,
+    ) -> None:
+        self.store = store
+        self.reader = reader
+        self.writer = writer
+        self.peer = peer
+        self.initiator = initiator
+        self.opts = options
+        self.label = label
+        self.live = peer.mode == "live"
+        self.hub = hub_for(store)
+        self.stats = self.hub.peer(peer.node)
+        self.stats.region = peer.region
+        self.loop = asyncio.get_running_loop()
+        self.executor = executor
+        self._wake = asyncio.Event()
+        self._wake_flag = False
+        self._pusher = not self.live  # a sync session always sends
+        self.sent: dict[int, int] = dict(peer.vv)  # what the peer has, or we sent it
+        self.outstanding = 0  # segments sent, not yet acknowledged
+        self.sent_done = False
+        self.peer_done = asyncio.Event()
+        self._hold_until = 0.0
+        self._relay_marks: deque[tuple[float, dict[int, int]]] = deque()
+        self._last_send = time.monotonic()
+        self._last_recv = time.monotonic()
+        self._advertised: dict[int, int] = {}
+        self._ack_flushed = 0.0
+        self._progress = asyncio.Event()  # an ACK arrived or DONE was sent
+        self._relay_last: dict[int, int] = {}
+        # Totals for the sync report.
+        self.segments_sent = self.changes_sent = self.bytes_sent = 0
+        self.segments_received = self.bytes_received = 0
+        self.applied = self.skipped = self.conflicts = 0
+        self.refused: dict[int, str] = {}
+        self.snapshot_sent = self.snapshot_received = False
+        self.stats.forgotten = peer.forgotten
+        self.stats.acks = dict(peer.acks)
+        _merge_vv(self.stats.acked, peer.vv)
+        self.hub.know(peer.node, peer.vv)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def wake_threadsafe(self) -> None:
+        if not self._wake_flag:
+            self._wake_flag = True
+            try:
+                self.loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:  # loop closed
+                pass
+
+    def set_pusher(self, on: bool) -> None:
+        if on != self._pusher:
+            log.debug("%s: %s pusher", self.label, "now" if on else "no longer")
+        self._pusher = on
+        if on:
+            self.wake_threadsafe()
+
+    def _send(self, frame: bytes) -> None:
+        """Queue a frame; refuse to grow the transport buffer past ``max_buffer``."""
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() > self.opts.max_buffer:
+            raise TimeoutError(
+                f"peer is not reading: {transport.get_write_buffer_size()} bytes buffered"
+            )
+        self.writer.write(frame)
+        self.bytes_sent += len(frame)
+        self._last_send = time.monotonic()
+
+    async def _drain(self) -> None:
+        try:
+            await asyncio.wait_for(self.writer.drain(), self.opts.write_timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"peer did not read for {self.opts.write_timeout} s; dropping the connection "
+                "(it catches up from the log when it reconnects)"
+            ) from None
+
+    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self.loop.run_in_executor(self.executor, fn, *args)
+
+    # -- run ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until the peer closes (``EOFError`` at a frame boundary is a clean end) or fails."""
+        self.hub.register(self)
+        tasks = [asyncio.ensure_future(c) for c in
+                 (self._sender(), self._receiver(), self._heartbeat())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                if t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.hub.unregister(self)
+            await self._flush_acks(force=True)
+
+    async def run_sync(self, timeout_at: float) -> None:
+        """One-shot: both sides send what the other lacks; return when both are done and acked."""
+        self.hub.register(self)
+        tasks = [asyncio.ensure_future(c) for c in (self._sender(), self._receiver(),
+                                                    self._heartbeat())]
+        finished = asyncio.ensure_future(self._synced())
+        pending: set[asyncio.Future[Any]] = {finished, *tasks}
+        try:
+            while True:
+                done, pending = await asyncio.wait(
+                    pending, timeout=max(0.0, timeout_at - self.loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    raise TimeoutError("sync did not finish in time")
+                if finished in done:
+                    return
+                for t in done:
+                    exc = t.exception()
+                    if isinstance(exc, EOFError):
+                        raise ConnectionError(
+                            "peer closed the connection before the sync finished") from None
+                    if exc is not None:
+                        raise exc
+        finally:
+            for t in (finished, *tasks):
+                t.cancel()
+            await asyncio.gather(finished, *tasks, return_exceptions=True)
+            self.hub.unregister(self)
+            await self._flush_acks(force=True)
+
+    async def _synced(self) -> None:
+        await self.peer_done.wait()
+        while not (self.sent_done and self.outstanding == 0):
+            self._progress.clear()
+            await self._progress.wait()
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def _sender(self) -> None:
+        while not self._pusher:
+            await self._wait_wake(None)
+        await self._catch_up()
+        self._send(encode_message(MsgType.DONE, {"vv": self.store.version_vector()}))
+        self.sent_done = True
+        self._progress.set()
+        await self._drain()
+        if not self.live:
+            return  # a one-shot sync sends nothing after DONE
+        while True:
+            await self._wait_wake(self.opts.poll_interval)
+            vv = self.store.version_vector()
+            if self._pusher and time.monotonic() >= self._hold_until:
+                await self._window()
+                await self._push(self.store.version_vector())
+            elif not self._pusher:
+                self._advertise(vv)
+
+    async def _wait_wake(self, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        self._wake.clear()
+        self._wake_flag = False
+
+    async def _catch_up(self) -> None:
+        """Send everything the peer lacked at the handshake (a snapshot if needed)."""
+        start_vv = self.store.version_vector()
+        max_bytes = max(64 * 1024, min(self.opts.segment_bytes, self.peer.max_frame - 4096))
+        it: Iterator[bytes] = exchange.segments_for(self.store, self.peer_vv_for_send(),
+                                                    max_bytes=max_bytes)
+        while True:
+            data = await self._blocking(next, it, None)
+            if data is None:
+                break
+            await self._window()
+            await self._send_segment(data, None)
+        _merge_vv(self.sent, start_vv)
+
+    def peer_vv_for_send(self) -> dict[int, int]:
+        eff = dict(self.sent)
+        _merge_vv(eff, self.hub.know(self.peer.node, {}))
+        return eff
+
+    async def _window(self) -> None:
+        """Wait until fewer than ``max_in_flight`` segments await their ACK.
+
+        This is the flow control that batches under load: while the peer applies one segment,
+        new commits pile up in the log and go out together in the next one.
+        """
+        while self.outstanding >= self.opts.max_in_flight:
+            self._progress.clear()
+            await self._progress.wait()
+
+    async def _send_segment(self, data: bytes, ranges: dict[int, tuple[int, int]] | None) -> None:
+        if ranges is None and data[:8] == b"\x89RGDBSEG":
+            # Catch-up segments come ready-made; peek at the kind for the report only.
+            if b"snapshot" in data[:256]:
+                self.snapshot_sent = True
+        self._send(encode_frame(MsgType.SEGMENT, data))
+        self.outstanding += 1
+        self.segments_sent += 1
+        self.stats.segments_sent += 1
+        if ranges:
+            for o, (first, last) in ranges.items():
+                self.changes_sent += last - first + 1
+                if last > self.sent.get(o, 0):
+                    self.sent[o] = last
+        await self._drain()
+
+    def _relay_target(self, vv: dict[int, int]) -> tuple[dict[int, int], float | None]:
+        """Per other origin, the seq we may relay now; and when to look again."""
+        delay = self.opts.relay_delay
+        if delay <= 0:
+            return vv, None
+        now = time.monotonic()
+        if not self._relay_marks or self._relay_marks[-1][1] != vv:
+            self._relay_marks.append((now, vv))
+        target: dict[int, int] = {}
+        while self._relay_marks and self._relay_marks[0][0] <= now - delay:
+            target = self._relay_last = self._relay_marks.popleft()[1]
+        if not target:
+            target = self._relay_last
+        again = self._relay_marks[0][0] + delay - now if self._relay_marks else None
+        return target, again
+
+    async def _push(self, vv: dict[int, int]) -> None:
+        me = self.store.node_id
+        target, again = self._relay_target(vv)
+        eff = self.peer_vv_for_send()
+        want: dict[int, int] = {}
+        sent_before = self.segments_sent
+        for origin, seq in vv.items():
+            upto = seq if origin == me else min(seq, target.get(origin, 0))
+            if upto > eff.get(origin, 0):
+                want[origin] = upto
+        for origin, upto in want.items():
+            after = eff.get(origin, 0)
+            while after < upto:
+                try:
+                    records = self.store.log_range(origin, after, min(LIVE_RECORDS, upto - after))
+                except LogTruncated:
+                    log.info("%s: peer needs entries below our log floor; sending a snapshot",
+                             self.label)
+                    await self._catch_up()
+                    return
+                if not records:
+                    break
+                await self._window()
+                _, data = encode_segment(
+                    kind="changes", sender=me, region=self.store.region, records=records,
+                    vv=vv, acks={}, forgotten=(), created_hlc=_txn_hlc(records[-1][2]),
+                    compress=False)
+                await self._send_segment(data, {origin: (records[0][1], records[-1][1])})
+                after = records[-1][1]
+        if self.segments_sent == sent_before:
+            self._advertise(vv)  # segments carry our vv in their header already
+        else:
+            self._advertised = vv
+        if again is not None:
+            self.loop.call_later(again, self.wake_threadsafe)
+
+    def _advertise(self, vv: dict[int, int]) -> None:
+        """Tell the peer our vv changed (so it need not relay what we already have)."""
+        if vv != self._advertised and self.live:
+            self._advertised = vv
+            self._send(encode_message(MsgType.STATE, {"vv": vv}))
+
+    # -- receiving ----------------------------------------------------------------------
+
+    async def _receiver(self) -> None:
+        while True:
+            try:
+                msg_type, body = await read_frame(
+                    self.reader, max_frame=self.opts.max_frame, timeout=self.opts.idle_timeout)
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial:
+                    raise ConnectionError(
+                        f"connection lost mid-frame ({len(exc.partial)} bytes of a frame "
+                        "header); nothing of it was applied") from None
+                raise EOFError("peer closed the connection") from None
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"peer sent no complete frame for {self.opts.idle_timeout} s") from None
+            self._last_recv = time.monotonic()
+            self.bytes_received += 5 + len(body)
+            if msg_type == MsgType.SEGMENT:
+                await self._on_segment(body)
+                continue
+            fields = decode_message(msg_type, body) if msg_type in MsgType.NAMES else None
+            if fields is None:
+                raise ProtocolError(f"unknown message type {type_name(msg_type)}")
+            if msg_type == MsgType.ACK:
+                self._on_ack(fields)
+            elif msg_type == MsgType.STATE:
+                self.hub.know(self.peer.node, fields["vv"])
+            elif msg_type == MsgType.DONE:
+                self.hub.know(self.peer.node, fields["vv"])
+                self.peer_done.set()
+            elif msg_type == MsgType.PING:
+                self._send(encode_message(MsgType.PONG, {"t": fields["t"]}))
+            elif msg_type == MsgType.PONG:
+                pass
+            elif msg_type == MsgType.ERROR:
+                from .protocol import error_from_message
+
+                raise error_from_message(fields)
+            else:
+                raise ProtocolError(
+                    f"{type_name(msg_type)} is not allowed after the handshake")
+
+    async def _on_segment(self, body: bytes) -> None:
+        seg = await self._blocking(decode_segment, body) if len(body) > 65536 \
+            else decode_segment(body)
+        h = seg.header
+        if h.sender != self.peer.node:
+            raise ProtocolError(
+                f"segment from node {h.sender:016x} on the connection of {self.peer.node:016x}")
+        self.segments_received += 1
+        self.stats.segments_received += 1
+        before = self.store.version_vector()
+        # A range starting past what we hold follows a refused one still in flight: decline
+        # it whole (the sender offers it again from our ACKed vv) instead of failing.
+        gaps = {o: f"gap: seq {first} offered, this node holds up to {before.get(o, 0)}"
+                for o, (first, _) in h.ranges.items()
+                if o != self.store.node_id and first > before.get(o, 0) + 1}
+        if gaps:
+            self._send(encode_message(MsgType.ACK, {"vv": before, "lag_us": [],
+                                                    "refused": gaps}))
+            return
+        report = await self._blocking(exchange.apply_segment, self.store, seg)
+        after = self.store.version_vector()
+        self.hub.know(self.peer.node, h.vv)
+        if h.kind == "snapshot":
+            self.snapshot_received = True
+        applied = _count(report, "applied")
+        self.applied += applied
+        self.skipped += _count(report, "skipped")
+        self.conflicts += _count(report, "conflicts")
+        self.stats.changes_applied += applied
+        refused = {o: str(e) for o, e in (getattr(report, "refused", None) or {}).items()}
+        for origin, why in refused.items():
+            self.stats.refused += 1
+            if origin not in self.refused:  # once per origin and session, not per segment
+                log.warning("%s: refused changes of node %016x: %s", self.label, origin, why)
+            self.refused[origin] = why
+        for warning in getattr(report, "warnings", None) or []:
+            log.warning("%s: %s", self.label, warning)
+        lags = self._lags(seg.records, before, after) if h.kind == "changes" else []
+        self.stats.in_lag.extend(us / 1000 for us in lags)
+        self._send(encode_message(MsgType.ACK, {"vv": after, "lag_us": lags,
+                                                "refused": refused}))
+        self._advertised = after
+
+    def _lags(self, records: Any, before: dict[int, int], after: dict[int, int]) -> list[int]:
+        """Microseconds from each newly applied change's HLC to now (sampled)."""
+        now_us = time.time_ns() // 1000
+        fresh = [r for r in records if before.get(r[0], 0) < r[1] <= after.get(r[0], 0)]
+        step = max(1, len(fresh) // 64)
+        out = []
+        for rec in fresh[::step][:256]:
+            ms = _txn_physical_ms(rec[2])
+            if ms is not None:
+                out.append(max(0, now_us - ms * 1000))
+        return out
+
+    def _on_ack(self, fields: dict[str, Any]) -> None:
+        if self.outstanding <= 0:
+            raise ProtocolError("ACK without an unacknowledged SEGMENT")
+        self.outstanding -= 1
+        vv = fields["vv"]
+        if _merge_vv(self.stats.acked, vv):
+            self.stats.dirty = True
+        self.hub.know(self.peer.node, vv)
+        self.stats.out_lag.extend(us / 1000 for us in fields["lag_us"])
+        if fields["refused"]:
+            for origin, why in fields["refused"].items():
+                self.stats.last_error = f"node {origin:016x} refused: {why}"
+            self._hold_until = time.monotonic() + self.opts.retry_delay
+            self.loop.call_later(self.opts.retry_delay, self.wake_threadsafe)
+        if self.outstanding == 0:
+            # Whatever the peer did not take (refused, or a gap) is offered again later.
+            for o, s in list(self.sent.items()):
+                if vv.get(o, 0) < s:
+                    self.sent[o] = vv.get(o, 0)
+        self._progress.set()
+
+    # -- heartbeats and bookkeeping -----------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.opts.heartbeat, self.opts.ack_flush_interval))
+            now = time.monotonic()
+            if now - self._last_recv > self.opts.idle_timeout:
+                raise TimeoutError(f"peer silent for {self.opts.idle_timeout} s")
+            if now - self._last_send >= self.opts.heartbeat:
+                self._send(encode_message(MsgType.PING, {"t": time.time_ns() // 1000}))
+            await self._flush_acks()
+            if self.hub.gc_due(self.opts.gc_interval):
+                try:
+                    await self._blocking(exchange.collect_garbage, self.store)
+                except Exception:  # retried at the next interval
+                    log.exception("%s: garbage collection failed", self.label)
+
+    async def _flush_acks(self, force: bool = False) -> None:
+        """Record the peer's acknowledged vv in the ack table, at most once a second."""
+        st = self.stats
+        now = time.monotonic()
+        if not st.dirty or (not force and now - self._ack_flushed < self.opts.ack_flush_interval):
+            return
+        st.dirty = False
+        self._ack_flushed = now
+        try:
+            await self._blocking(exchange.record_peer, self.store, st.node, dict(st.acked),
+                                 dict(st.acks), st.forgotten)
+        except Exception:  # bookkeeping must not end replication; the next flush retries
+            st.dirty = True
+            log.exception("%s: recording the peer's acknowledgements failed", self.label)
+
+
+def _count(report: Any, name: str) -> int:
+    value = getattr(report, name, 0)
+    return value if isinstance(value, int) else 0
