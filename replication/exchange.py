@@ -57,13 +57,16 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_RECORDS",
+    "GapError",
     "SegmentReport",
     "apply_segment",
+    "change_segments",
     "collect_garbage",
     "iter_segments",
     "local_state",
     "record_peer",
     "segments_for",
+    "snapshot_segments",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,13 @@ DEFAULT_MAX_RECORDS = 10_000
 _RECORD_OVERHEAD = 24  # CBOR array head, origin, seq, blob head: a generous estimate
 _LOG_CHUNK = 1_000  # log entries per read transaction
 _CHAIN_META = "snapshot_chain"
+
+
+class GapError(SegmentError):
+    """A changes segment starts beyond what this store holds: earlier changes must come first.
+
+    Not corruption: the same segment applies once the missing changes arrived (importers retry
+    it after the other files)."""
 
 
 @dataclass(slots=True)
@@ -233,6 +243,40 @@ def iter_segments(
         yield from _snapshot_then_changes(w, vvmod.merge(peer, w.sent))
 
 
+def snapshot_segments(
+    store: Store,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_records: int = DEFAULT_MAX_RECORDS,
+    compress: bool | None = None,
+) -> Iterator[tuple[SegmentHeader, bytes]]:
+    """A full snapshot of ``store`` as chained parts (module docstring); the last part's header
+    vv is the snapshot's vv."""
+    w = _Writer(store, max_bytes, max_records, compress, DEFAULT_LIMITS)
+    yield from w.snapshot(store.snapshot())
+
+
+def change_segments(
+    store: Store,
+    start: Mapping[int, int],
+    target: Mapping[int, int] | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_records: int = DEFAULT_MAX_RECORDS,
+    compress: bool | None = None,
+) -> Iterator[tuple[SegmentHeader, bytes]]:
+    """Changes segments holding, per origin, the log range ``(start[o], target[o]]``.
+
+    ``target`` defaults to our vv (forgotten origins left out).
+
+    :raises LogTruncated: if part of a range is below the log's retention point.
+    """
+    w = _Writer(store, max_bytes, max_records, compress, DEFAULT_LIMITS)
+    if target is None:
+        target, _, _ = local_state(store)
+    yield from w.changes(start, target)
+
+
 def _snapshot_then_changes(w: _Writer, peer: Mapping[int, int]) -> Iterator[tuple[SegmentHeader, bytes]]:
     snap = w.store.snapshot()
     yield from w.snapshot(snap)
@@ -342,7 +386,7 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
         for origin, (first, last) in sorted(h.ranges.items()):
             have = before.get(origin, 0)
             if origin != me and origin not in gone and first > have + 1:
-                raise SegmentError(
+                raise GapError(
                     f"gap: changes of node {origin:016x} start at seq {first} but this store "
                     f"holds only up to {have}; seqs {have + 1}..{first - 1} must come first"
                 )

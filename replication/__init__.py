@@ -1,0 +1,70 @@
+"""regiondb replication: everything between nodes (segments, files, sockets, the CLI).
+
+Depends on :mod:`engine`, never the reverse. Offline sync through files::
+
+    >>> import engine, replication, tempfile
+    >>> tmp = tempfile.mkdtemp()
+    >>> with engine.open(f"{tmp}/a", region="ap-south-1") as a, \\
+    ...      engine.open(f"{tmp}/b", region="us-east-1") as b:
+    ...     _ = a.create_table("orders", partition_key="id").put({"id": "o1", "total": 5})
+    ...     _ = replication.sync_dir(a, f"{tmp}/mailbox")
+    ...     _ = replication.sync_dir(b, f"{tmp}/mailbox")
+    ...     b.table("orders").get("o1")
+    {'id': 'o1', 'total': 5}
+"""
+
+from __future__ import annotations
+
+from engine.errors import AuthError, ClockSkewError, ForgottenNodeError, ProtocolError, SegmentError
+
+from .exchange import (
+    GapError,
+    SegmentReport,
+    apply_segment,
+    collect_garbage,
+    local_state,
+    record_peer,
+    segments_for,
+)
+from .files import FileOutcome, ImportReport, SyncReport, export_changes, import_changes, sync_dir
+
+
+def forget(store: object, node_id: int) -> None:
+    """Remove a dead node from the membership for good, so garbage collection can proceed.
+
+    Its segments are refused from now on (``ForgottenNodeError``) and the forgotten set travels
+    with every segment and state file, so the other nodes forget it too. A forgotten node that
+    comes back must rejoin as a new store (fresh directory) from a snapshot. Its ack row is
+    dropped here at once.
+
+    :raises ValidationError: for a bad node id, or our own.
+    """
+    from . import vv as _vv
+
+    store.forget(node_id)  # type: ignore[attr-defined]
+    _vv.update_acks(store, {})  # type: ignore[arg-type]
+
+
+__all__ = [
+    "AuthError",
+    "ClockSkewError",
+    "FileOutcome",
+    "ForgottenNodeError",
+    "GapError",
+    "ImportReport",
+    "ProtocolError",
+    "SegmentError",
+    "SegmentReport",
+    "SyncReport",
+    "apply_segment",
+    "collect_garbage",
+    "export_changes",
+    "forget",
+    "import_changes",
+    "local_state",
+    "record_peer",
+    "segments_for",
+    "sync_dir",
+]
+
+# -- sockets (replication.net): serve, sync, Replicator are added below this line ----------
