@@ -1,0 +1,239 @@
+"""replication.exchange: segments a peer lacks, applying them, acks, snapshots and GC."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+import engine
+from replication import exchange as ex
+from replication import vv as V
+from replication.segment import decode_segment
+
+MakeStore = Callable[..., engine.Store]
+
+
+@pytest.fixture
+def nodes(make_store: MakeStore) -> Callable[..., list[engine.Store]]:
+    def make(*names: str, skew: dict[str, int] | None = None) -> list[engine.Store]:
+        out = []
+        for n in names:
+            clock = engine.ManualClock(1_700_000_000_000 + (skew or {}).get(n, 0))
+            out.append(make_store(n, wall_clock=clock))
+        return out
+
+    return make
+
+
+def ship(src: engine.Store, dst: engine.Store, **kw: object) -> list[ex.SegmentReport]:
+    """Everything ``dst`` lacks from ``src``, applied; then ``src`` learns ``dst``'s state."""
+    reports = [ex.apply_segment(dst, decode_segment(d))
+               for d in ex.segments_for(src, dst.version_vector(), **kw)]  # type: ignore[arg-type]
+    tell(dst, src)
+    return reports
+
+
+def tell(src: engine.Store, dst: engine.Store) -> None:
+    """``dst`` hears ``src``'s state (what a handshake or a state file carries)."""
+    vv, acks, forgotten = ex.local_state(src)
+    ex.record_peer(dst, src.node_id, vv, acks, forgotten)
+
+
+def orders(store: engine.Store) -> engine.Table:
+    return store.create_table("orders", partition_key="customer_id", sort_key="order_id")
+
+
+def fill(store: engine.Store, n: int = 20) -> None:
+    t = orders(store)
+    for i in range(n):
+        t.put({"customer_id": f"c{i % 3}", "order_id": f"o{i}", "total": i, "status": "NEW"})
+    t.update("c0", "o0", set={"status": "SHIPPED"}, remove=["total"])
+    t.delete("c1", "o1")
+    with store.batch() as b:
+        b.put("orders", {"customer_id": "c9", "order_id": "b1", "total": 1})
+        b.delete("orders", "c2", "o2")
+
+
+def test_round_trip_and_idempotence(nodes: Callable[..., list[engine.Store]]) -> None:
+    a, b = nodes("a", "b")
+    fill(a)
+    segs = list(ex.segments_for(a, b.version_vector()))
+    reports = [ex.apply_segment(b, decode_segment(d)) for d in segs]
+    assert sum(r.applied for r in reports) == a.version_vector()[a.node_id]
+    assert b.digest() == a.digest() and b.version_vector() == a.version_vector()
+    again = [ex.apply_segment(b, decode_segment(d)) for d in segs]
+    assert not any(r.new for r in again) and sum(r.skipped for r in again) == sum(r.applied for r in reports)
+    assert list(ex.segments_for(a, b.version_vector())) == []
+
+
+def test_segments_are_bounded(nodes: Callable[..., list[engine.Store]]) -> None:
+    a, b = nodes("a", "b")
+    fill(a, 200)
+    segs = list(ex.iter_segments(a, {}, max_bytes=4000, max_records=50, compress=False))
+    assert len(segs) > 5
+    assert all(h.record_count <= 50 and len(d) < 4000 + 2000 for h, d in segs)
+    for _, d in segs:
+        ex.apply_segment(b, decode_segment(d))
+    assert b.digest() == a.digest()
+
+
+def test_relay_through_a_node_that_never_met_the_origin(nodes: Callable[..., list[engine.Store]]) -> None:
+    a, b, c = nodes("a", "b", "c")
+    fill(a)
+    ship(a, b)
+    ship(b, c)
+    assert c.digest() == a.digest()
+    # c learned a's acknowledgement through b's ack table, though it never met a
+    assert V.load_acks(c)[a.node_id] == a.version_vector()
+
+
+def test_gap_is_refused_whole(nodes: Callable[..., list[engine.Store]]) -> None:
+    a, b = nodes("a", "b")
+    fill(a)
+    late = list(ex.segments_for(a, {a.node_id: 3}))
+    before = (b.digest(), b.version_vector())
+    with pytest.raises(ex.GapError, match="seqs 1..3 must come first"):
+        ex.apply_segment(b, decode_segment(late[0]))
+    assert (b.digest(), b.version_vector()) == before
+    assert V.load_acks(b) == {}
+
+
+def test_clock_skew_is_reported_and_applies_later(nodes: Callable[..., list[engine.Store]]) -> None:
+    a, b = nodes("a", "b", skew={"a": 10_000})
+    orders(a).put({"customer_id": "c", "order_id": "o", "total": 1})
+    segs = list(ex.segments_for(a, {}))
+    r = ex.apply_segment(b, decode_segment(segs[0]))
+    assert isinstance(r.refused[a.node_id], engine.ClockSkewError) and not r.new
+    assert b.version_vector() == {}
+    b._wall.advance(10_000)  # type: ignore[attr-defined]
+    r = ex.apply_segment(b, decode_segment(segs[0]))
+    assert r.applied == 2 and b.digest() == a.digest()
+
+
+def test_forgotten_sender_is_refused_and_forget_propagates(nodes: Callable[..., list[engine.Store]]) -> None:
+    a, b, c = nodes("a", "b", "c")
+    fill(c)
+    seg = next(ex.segments_for(c, {}))
+    b.forget(c.node_id)
+    before = b.digest()
+    with pytest.raises(engine.ForgottenNodeError):
+        ex.apply_segment(b, decode_segment(seg))
+    assert b.digest() == before
+    with pytest.raises(engine.ForgottenNodeError):
+        tell(c, b)
+    orders(b).put({"customer_id": "x", "order_id": "y"})
+    ship(b, a)
+    assert c.node_id in a.forgotten()
+
+
+def test_gc_waits_for_every_member_then_truncates(nodes: Callable[..., list[engine.Store]]) -> None:
+    a, b, c = nodes("a", "b", "c")
+    fill(a)
+    ship(a, b)
+    tell(c, a)  # a now knows c, which has nothing
+    assert ex.collect_garbage(a) == (0, 0)
+    ship(a, c)
+    removed, _ = ex.collect_garbage(a)
+    assert removed == a.version_vector()[a.node_id]
+    assert a.log_floor() == a.version_vector()
+
+
+def test_peer_below_the_floor_gets_a_snapshot_then_changes(nodes: Callable[..., list[engine.Store]]) -> None:
+    a, b, c = nodes("a", "b", "c")
+    fill(a)
+    ship(a, b)
+    ex.collect_garbage(a)  # a knows only b: everything is stable
+    t = a.table("orders")
+    t.put({"customer_id": "late", "order_id": "1"})
+    segs = list(ex.iter_segments(a, c.version_vector()))
+    assert [h.kind for h, _ in segs] == ["snapshot"]  # the snapshot's vv already covers the put
+    for _, d in segs:
+        ex.apply_segment(c, decode_segment(d))
+    assert c.digest() == a.digest() and c.version_vector() == a.version_vector()
+    assert c.log_floor() == a.version_vector()
+    # c can serve b only above its own floor; b already has it all
+    assert list(ex.segments_for(c, b.version_vector())) != []  # "late" is new to b
+    ship(c, b)
+    assert b.digest() == a.digest()
+
+
+def test_large_snapshot_in_chained_parts(nodes: Callable[..., list[engine.Store]]) -> None:
+    a, b, c, d = nodes("a", "b", "c", "d")
+    fill(a, 300)
+    parts = list(ex.iter_segments(a, {}, max_bytes=3000, force_snapshot=True))
+    assert len(parts) > 4 and all(h.kind == "snapshot" for h, _ in parts)
+    assert [bool(h.vv) for h, _ in parts] == [False] * (len(parts) - 1) + [True]
+    for _, data in parts:
+        r = ex.apply_segment(b, decode_segment(data))
+    assert r.snapshot_complete and b.digest() == a.digest()
+    assert b.version_vector() == a.version_vector()
+
+    # a lost middle part: items merge, the vv does not advance
+    for i, (_, data) in enumerate(parts):
+        if i != 2:
+            r = ex.apply_segment(c, decode_segment(data))
+    assert r.snapshot_complete is False and r.warnings and c.version_vector() == {}
+    for _, data in parts:  # sending it again completes it
+        r = ex.apply_segment(c, decode_segment(data))
+    assert r.snapshot_complete and c.version_vector() == a.version_vector()
+
+    # the last part first: no vv either
+    r = ex.apply_segment(d, decode_segment(parts[-1][1]))
+    assert r.snapshot_complete is False and d.version_vector() == {}
+
+
+def _item_records(store: engine.Store) -> int:
+    return int(store.stats()["items"])
+
+
+def test_tombstones_kept_until_stable_then_purged(nodes: Callable[..., list[engine.Store]]) -> None:
+    a, b = nodes("a", "b")
+    t = orders(a)
+    t.put({"customer_id": "c", "order_id": "1", "total": 1})
+    t.put({"customer_id": "c", "order_id": "2", "total": 2, "coupon": "X"})
+    ship(a, b)
+    ship(b, a)
+    ex.collect_garbage(a)
+    t.delete("c", "1")
+    t.update("c", "2", remove=["coupon"])
+    assert ex.collect_garbage(a) == (0, 0)  # b has not acknowledged the delete
+    assert _item_records(a) == 2
+    ship(a, b)
+    ship(b, a)
+    removed, purged = ex.collect_garbage(a)
+    assert (removed, purged) == (2, 2)
+    assert _item_records(a) == 1 and t.get("c", "2") == {"customer_id": "c", "order_id": "2", "total": 2}
+
+
+def test_no_purge_while_a_concurrent_write_is_in_flight(nodes: Callable[..., list[engine.Store]]) -> None:
+    # b's clock is behind: its update is concurrent with a's delete and has a lower version.
+    a, b = nodes("a", "b", skew={"b": -100})
+    orders(a).put({"customer_id": "c", "order_id": "1", "total": 1})
+    ship(a, b)
+    ship(b, a)
+    a.table("orders").delete("c", "1")
+    b.table("orders").update("c", "1", set={"note": "late"})
+    in_flight = list(ex.segments_for(b, a.version_vector()))
+    ship(a, b)  # b now has the delete: the update lost there
+    assert b.table("orders").get("c", "1") is None
+    tell(b, a)  # a hears b's acknowledgement before b's update arrives
+    assert V.plan_gc(a.node_id, a.version_vector(), V.load_acks(a), ()).stable is None
+    assert ex.collect_garbage(a) == (0, 0)
+    for d in in_flight:
+        ex.apply_segment(a, decode_segment(d))
+    assert a.table("orders").get("c", "1") is None
+    ship(b, a)
+    ship(a, b)
+    assert ex.collect_garbage(a)[1] >= 1 and ex.collect_garbage(b) is not None
+    for d in in_flight:  # a stale duplicate after the purge is still harmless
+        ex.apply_segment(a, decode_segment(d))
+    assert a.table("orders").get("c", "1") is None and a.digest() == b.digest()
+
+
+def test_peer_vv_is_validated(nodes: Callable[..., list[engine.Store]]) -> None:
+    (a,) = nodes("a")
+    with pytest.raises(engine.ValidationError):
+        list(ex.segments_for(a, {"x": 1}))  # type: ignore[dict-item]
+    with pytest.raises(engine.ValidationError):
+        ex.record_peer(a, 5, {1: -1}, {}, frozenset())
