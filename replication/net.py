@@ -162,7 +162,8 @@ class AsyncServer:
             self._server.close()
         for t in list(self._handlers):
             t.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=5.0)
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
@@ -505,7 +506,8 @@ class Replicator:
         async def halt() -> None:
             for t in self._tasks:
                 t.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=max(0.1, timeout - 1))
 
         try:
             runner.run(halt(), timeout=timeout)

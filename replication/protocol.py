@@ -320,7 +320,12 @@ class PeerInfo:
 
 
 async def _expect(reader: asyncio.StreamReader, want: int, timeout: float) -> dict[str, Any]:
-    msg_type, body = await read_frame(reader, max_frame=HANDSHAKE_MAX_FRAME, timeout=timeout)
+    try:
+        msg_type, body = await read_frame(reader, max_frame=HANDSHAKE_MAX_FRAME, timeout=timeout)
+    except asyncio.IncompleteReadError as exc:
+        raise ConnectionError(
+            f"peer closed the connection during the handshake, waiting for {type_name(want)} "
+            f"({len(exc.partial)} bytes of a frame received)") from None
     if msg_type == MsgType.ERROR:
         raise error_from_message(decode_message(msg_type, body))
     if msg_type != want:

@@ -292,6 +292,7 @@ class Session:
         self._advertised: dict[int, int] = {}
         self._ack_flushed = 0.0
         self._progress = asyncio.Event()  # an ACK arrived or DONE was sent
+        self._closing = False
         self._relay_last: dict[int, int] = {}
         # Totals for the sync report.
         self.segments_sent = self.changes_sent = self.bytes_sent = 0
@@ -357,11 +358,7 @@ class Session:
                 if t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self.hub.unregister(self)
-            await self._flush_acks(force=True)
+            await self._stop(tasks)
 
     async def run_sync(self, timeout_at: float) -> None:
         """One-shot: both sides send what the other lacks; return when both are done and acked."""
@@ -387,11 +384,28 @@ class Session:
                     if exc is not None:
                         raise exc
         finally:
-            for t in (finished, *tasks):
+            await self._stop([finished, *tasks])
+
+    async def _stop(self, tasks: list[asyncio.Future[Any]]) -> None:
+        """Cancel the session's tasks and wait for them, whatever happens (bounded)."""
+        self._closing = True
+        try:
+            for t in tasks:
                 t.cancel()
-            await asyncio.gather(finished, *tasks, return_exceptions=True)
+            # Python 3.11's wait_for can swallow a cancellation that races with a completed
+            # read; the loops also check _closing, and aborting the transport ends any read.
+            _, pending = await asyncio.wait(tasks, timeout=1.0)
+            if pending:
+                self.writer.transport.abort()
+                for t in pending:
+                    t.cancel()
+                await asyncio.wait(pending, timeout=1.0)
+        finally:
             self.hub.unregister(self)
-            await self._flush_acks(force=True)
+            try:
+                await asyncio.wait_for(self._flush_acks(force=True), 2.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
 
     async def _synced(self) -> None:
         await self.peer_done.wait()
@@ -411,7 +425,7 @@ class Session:
         await self._drain()
         if not self.live:
             return  # a one-shot sync sends nothing after DONE
-        while True:
+        while not self._closing:
             await self._wait_wake(self.opts.poll_interval)
             vv = self.store.version_vector()
             if self._pusher and time.monotonic() >= self._hold_until:
@@ -534,7 +548,7 @@ class Session:
     # -- receiving ----------------------------------------------------------------------
 
     async def _receiver(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 msg_type, body = await read_frame(
                     self.reader, max_frame=self.opts.max_frame, timeout=self.opts.idle_timeout)
@@ -653,7 +667,7 @@ class Session:
     # -- heartbeats and bookkeeping -----------------------------------------------------
 
     async def _heartbeat(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(min(self.opts.heartbeat, self.opts.ack_flush_interval))
             now = time.monotonic()
             if now - self._last_recv > self.opts.idle_timeout:
