@@ -49,7 +49,7 @@ SIZES: dict[str, Sizes] = {
         lag_seconds=3.0, lag_rate=1000,
     ),
     "full": Sizes(
-        customers=100, orders_per_customer=100, rounds=5, single_writes=1000, batches=4,
+        customers=100, orders_per_customer=100, rounds=7, single_writes=1000, batches=4,
         batch_size=1000, gets=20_000, queries=500, thread_writes=1000, threads=4,
         ycsb_records=20_000, ycsb_ops=20_000, ycsb_chunks=5, repl_changes=100_000,
         repl_rounds=3, lag_seconds=10.0, lag_rate=1000,

@@ -105,9 +105,13 @@ def evaluate_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out.append(_target("live lag p99 (ms)", _value(lag), 10.0, "<=",
                        _why_repl(rows, "live_lag"),
                        "3 nodes on loopback, writes at a steady rate on one, p99 of arrival lag"))
-    bpc = find(rows, "replication", "bytes_per_change", "regiondb")
+    # Judged on uncompressed segments when export offers the choice: the synthetic items
+    # compress far better than real data would, which would flatter the format's overhead.
+    plain = find(rows, "replication", "bytes_per_change_plain", "regiondb")
+    bpc = plain or find(rows, "replication", "bytes_per_change", "regiondb")
+    which = "uncompressed" if plain else "as exported"
     out.append(_target("bytes per change vs item CBOR",
                        bpc.get("ratio_to_item") if bpc else None, 1.25, "<=",
                        _why_repl(rows, "bytes_per_change"),
-                       "exported segment bytes per change ÷ mean CBOR size of the item"))
+                       f"segment bytes per change ({which}) ÷ mean CBOR size of the item"))
     return out
