@@ -1,0 +1,269 @@
+"""Replication through files with real LMDB stores and real folders.
+
+Every store here is opened, used and closed in turn, so no two nodes ever run at the same time:
+the mailbox (or a copy of it carried around like a USB stick) is all they share.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine
+import replication
+from replication import vv as V
+
+pytestmark = pytest.mark.integration
+
+CLOCK = engine.ManualClock()
+
+
+class Node:
+    """A store directory that is opened only while the test works with it."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.path = root / name
+        self.name = name
+        with self.open() as s:
+            self.id = s.node_id
+            s.create_table("orders", partition_key="customer_id", sort_key="order_id")
+
+    def open(self) -> engine.Store:
+        CLOCK.advance(5)
+        return engine.open(self.path, region=f"r-{self.name}", wall_clock=CLOCK)
+
+    def do(self, fn: Callable[[engine.Store], Any]) -> Any:
+        with self.open() as s:
+            return fn(s)
+
+    def sync(self, mailbox: Path, write: Callable[[engine.Table], Any] | None = None) -> replication.SyncReport:
+        with self.open() as s:
+            if write is not None:
+                write(s.table("orders"))
+            return replication.sync_dir(s, mailbox)
+
+    def digest(self) -> str:
+        return str(self.do(lambda s: s.digest()))
+
+    def vv(self) -> dict[int, int]:
+        return dict(self.do(lambda s: s.version_vector()))
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        return self.do(lambda s: s.table("orders").get(pk, sk))  # type: ignore[no-any-return]
+
+    def records(self) -> int:
+        return int(self.do(lambda s: s.stats()["items"]))
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Callable[[str], Node]]:
+    yield lambda name: Node(tmp_path / "nodes", name)
+
+
+def put(i: int, who: str = "x") -> Callable[[engine.Table], None]:
+    return lambda t: t.put({"customer_id": f"c{i % 4}", "order_id": f"{who}{i}", "total": i})
+
+
+def converged(*nodes: Node) -> bool:
+    return len({n.digest() for n in nodes}) == 1 and len({str(sorted(n.vv().items())) for n in nodes}) == 1
+
+
+# ------------------------------------------------------------------ export / import
+
+
+@pytest.mark.parametrize("compress", [False, True, None])
+def test_export_import_round_trip(make: Callable[[str], Node], tmp_path: Path, compress: bool | None) -> None:
+    a, b = make("a"), make("b")
+    for i in range(50):
+        a.do(lambda s, i=i: put(i)(s.table("orders")))
+    a.do(lambda s: s.table("orders").update("c1", "x1", set={"status": "PAID"}, remove=["total"]))
+    a.do(lambda s: s.table("orders").delete("c2", "x2"))
+    out = tmp_path / "out"
+    files = a.do(lambda s: replication.export_changes(s, out, max_records=16, compress=compress))
+    assert len(files) == 4 and all(p.exists() for p in files)
+    report = b.do(lambda s: replication.import_changes(s, out))
+    assert report.count("applied") == 4 and not report.rejected
+    assert a.digest() == b.digest()
+    again = b.do(lambda s: replication.import_changes(s, out))
+    assert again.count("known") == 4 and again.applied == 0
+    # since= exports only what is new
+    vv = a.vv()
+    a.do(lambda s: put(99)(s.table("orders")))
+    more = a.do(lambda s: replication.export_changes(s, tmp_path / "more", since=vv))
+    assert len(more) == 1
+    b.do(lambda s: replication.import_changes(s, more[0]))
+    assert a.digest() == b.digest()
+
+
+# ------------------------------------------------------------------ the mailbox
+
+
+def test_three_nodes_never_open_together_converge(make: Callable[[str], Node], tmp_path: Path) -> None:
+    box = tmp_path / "mailbox"
+    nodes = [make(n) for n in "abc"]
+    for rnd in range(3):
+        for k, n in enumerate(nodes):
+            n.sync(box, put(rnd * 10 + k, n.name))
+    for n in nodes:
+        n.sync(box)
+    assert converged(*nodes)
+    assert nodes[0].get("c0", "a0") == {"customer_id": "c0", "order_id": "a0", "total": 0}
+    # quiet rounds write nothing new
+    again = [n.sync(box) for n in nodes]
+    assert all(not r.exported and not r.applied for r in again)
+
+
+def test_usb_stick_copies(make: Callable[[str], Node], tmp_path: Path) -> None:
+    home_a, home_b, stick = tmp_path / "at-a", tmp_path / "at-b", tmp_path / "stick"
+    a, b = make("a"), make("b")
+    a.sync(home_a, put(1, "a"))
+    for rnd in range(3):
+        shutil.copytree(home_a, stick, dirs_exist_ok=True)       # a's place -> stick
+        shutil.rmtree(home_b, ignore_errors=True)
+        shutil.copytree(stick, home_b)                           # stick -> b's place
+        b.sync(home_b, put(rnd, "b"))
+        shutil.rmtree(stick)
+        shutil.copytree(home_b, stick)                           # and back
+        shutil.rmtree(home_a)
+        shutil.copytree(stick, home_a)
+        a.sync(home_a, put(rnd + 10, "a"))
+        shutil.rmtree(stick)
+    shutil.copytree(home_a, home_b, dirs_exist_ok=True)
+    b.sync(home_b)
+    assert converged(a, b)
+
+
+def test_half_copied_segment_is_ignored_until_whole(make: Callable[[str], Node], tmp_path: Path) -> None:
+    box, copy = tmp_path / "box", tmp_path / "copy"
+    a, b = make("a"), make("b")
+    a.sync(box, lambda t: [put(i)(t) for i in range(30)])
+    seg = next((box / f"{a.id:016x}").glob("*.seg"))
+    (copy / seg.parent.name).mkdir(parents=True)
+    (copy / seg.parent.name / seg.name).write_bytes(seg.read_bytes()[: seg.stat().st_size // 2])
+    before = b.digest()
+    report = b.sync(copy)
+    assert [f.path.name for f in report.rejected] == [seg.name]
+    assert "checksum" in str(report.rejected[0]) and b.digest() == before
+    shutil.copytree(box, copy, dirs_exist_ok=True)  # the copy finishes
+    report = b.sync(copy)
+    assert not report.rejected and report.applied == 31 and b.digest() == a.digest()
+
+
+# ------------------------------------------------------------------ retention and snapshots
+
+
+def test_log_truncated_and_segments_deleted_once_all_acked(make: Callable[[str], Node], tmp_path: Path) -> None:
+    box = tmp_path / "box"
+    a, b = make("a"), make("b")
+    a.sync(box, lambda t: [put(i)(t) for i in range(10)])
+    assert a.do(lambda s: s.log_floor()) == {}
+    b.sync(box)
+    a_vv = a.vv()[a.id]
+    r = a.sync(box)  # a now reads b's state: b holds everything of a
+    assert r.removed >= a_vv and r.deleted
+    assert a.do(lambda s: s.log_floor())[a.id] == a_vv
+    assert not list((box / f"{a.id:016x}").glob("*.seg"))
+    assert converged(a, b)
+
+
+def test_new_node_joins_from_a_snapshot(make: Callable[[str], Node], tmp_path: Path) -> None:
+    box = tmp_path / "box"
+    a, b = make("a"), make("b")
+    for i in range(4):
+        a.sync(box, put(i, "a"))
+        b.sync(box, put(i, "b"))
+    a.sync(box)
+    assert a.do(lambda s: s.log_floor()) != {}
+    c = make("c")
+    c.sync(box)       # c announces itself; the old segments are gone
+    r = a.sync(box)   # a sees c below its log floor: a snapshot
+    assert any(p.name.endswith("-snapshot.seg") for p in r.exported)
+    c.sync(box)
+    assert c.digest() == a.digest()
+    for n in (b, c, a, b, c):
+        n.sync(box)
+    assert converged(a, b, c)
+    # and by hand: export from a truncated log is a snapshot a fresh store can import
+    d = make("d")
+    out = tmp_path / "snap"
+    files = a.do(lambda s: replication.export_changes(s, out))
+    assert files[0].name.endswith("-snapshot.seg")
+    d.do(lambda s: replication.import_changes(s, out))
+    assert d.digest() == a.digest()
+
+
+def test_tombstones_purged_once_stable_kept_before(make: Callable[[str], Node], tmp_path: Path) -> None:
+    box = tmp_path / "box"
+    a, b = make("a"), make("b")
+    a.sync(box, lambda t: [put(i)(t) for i in range(4)])
+    b.sync(box)
+    a.sync(box, lambda t: t.delete("c1", "x1"))
+    assert a.get("c1", "x1") is None and a.records() == 4  # the tombstone is a record
+    a.sync(box)
+    assert a.records() == 4  # b has not acknowledged the delete
+    b.sync(box)
+    assert b.records() == 3  # b holds it, and knows a does: stable from where b stands
+    a.sync(box)
+    assert a.records() == 3  # now a knows b has it
+    b.sync(box)
+    assert converged(a, b)
+
+
+def test_forget_lets_gc_proceed_and_refuses_the_forgotten(make: Callable[[str], Node], tmp_path: Path) -> None:
+    box = tmp_path / "box"
+    a, b, c = make("a"), make("b"), make("c")
+    for n in (a, b, c, a, b):
+        n.sync(box, put(1, n.name))
+    c.do(lambda s: s.table("orders").delete("c1", "a1"))  # c's last words, never synced
+    # c dies for good. a and b keep working; a's log only grows while c is a member.
+    for i in range(3):
+        a.sync(box, put(10 + i, "a"))
+        b.sync(box)
+    floor = a.do(lambda s: s.log_floor()).get(a.id, 0)
+    a.do(lambda s: replication.forget(s, c.id))
+    a.sync(box)
+    b.sync(box)  # b adopts the forget from a's state file
+    a.sync(box)
+    assert c.id in b.do(lambda s: s.forgotten())
+    assert a.do(lambda s: s.log_floor())[a.id] > floor
+    # c comes back: refused, and its delete never applies
+    rc = c.sync(box)
+    assert any("forgotten this node" in w for w in rc.warnings)
+    r = a.sync(box)
+    assert c.id in r.refused and isinstance(r.refused[c.id], engine.ForgottenNodeError)
+    assert a.get("c1", "a1") is not None and b.get("c1", "a1") is not None
+    # c rejoins as a new store and gets everything from a snapshot
+    shutil.rmtree(box / f"{c.id:016x}")
+    c2 = make("c2")
+    c2.sync(box)
+    a.sync(box)
+    c2.sync(box)
+    assert c2.digest() == a.digest()
+
+
+def test_no_deleted_item_comes_back_through_a_long_offline_node(make: Callable[[str], Node], tmp_path: Path) -> None:
+    box = tmp_path / "box"
+    a, b, c = make("a"), make("b"), make("c")
+    for n in (a, b, c, a, b, c):
+        n.sync(box, put(7, n.name))
+    assert c.get("c3", "a7") is not None
+    CLOCK.advance(-50)  # c's next write will carry an older clock than a's delete
+    c.do(lambda s: s.table("orders").update("c3", "a7", set={"note": "offline edit"}))
+    CLOCK.advance(50)
+    a.sync(box, lambda t: t.delete("c3", "a7"))
+    for _ in range(5):  # a long time passes without c
+        a.sync(box, put(len(str(_)), "z"))
+        b.sync(box)
+    assert a.do(lambda s: s.stats()["items"]) >= 4  # the tombstone is still there
+    for n in (c, a, b, c, a, b):
+        n.sync(box)
+    assert converged(a, b, c)
+    assert a.get("c3", "a7") is None and c.get("c3", "a7") is None
+    for n in (a, b, c, a, b, c):
+        n.sync(box)
+    assert a.get("c3", "a7") is None and converged(a, b, c)
+    assert a.do(lambda s: V.load_acks(s)).keys() == {b.id, c.id}
