@@ -11,7 +11,7 @@ lifecycles:
   then streams both ways until the peer leaves; a bad peer is logged, told why, and closed,
   and the server keeps serving the others.
 - :func:`sync` connects, exchanges what each side lacks, waits for both sides' ACKs and
-  returns a :class:`SyncReport` (:func:`sync_async` for asyncio code).
+  returns a :class:`SocketSyncReport` (:func:`sync_async` for asyncio code).
 - :class:`Replicator` keeps one connection per peer, reconnecting with exponential backoff and
   jitter, and reports per-peer :class:`~replication.session.PeerLag` through :meth:`lag`.
 
@@ -62,7 +62,7 @@ __all__ = [
     "PeerLag",
     "Replicator",
     "Server",
-    "SyncReport",
+    "SocketSyncReport",
     "parse_address",
     "serve",
     "serve_async",
@@ -333,12 +333,13 @@ async def serve_async(store: Store, host: str = "127.0.0.1", port: int = 0,
 
 
 @dataclass(slots=True)
-class SyncReport:
+class SocketSyncReport:
     """What a one-shot :func:`sync` did, from this store's point of view.
 
     ``sent``: changes the peer gained from us (its acknowledged vv minus its starting vv);
     ``applied``/``skipped``/``conflicts``: changes we received; ``refused``: origins whose
-    changes we did not apply yet (clock skew: they apply on a later sync).
+    changes we did not apply yet (clock skew: they apply on a later sync); ``peer_refused``:
+    origins of ours the peer did not apply yet, and why.
     """
 
     peer: str
@@ -351,6 +352,7 @@ class SyncReport:
     skipped: int = 0
     conflicts: int = 0
     refused: dict[int, str] = field(default_factory=dict)
+    peer_refused: dict[int, str] = field(default_factory=dict)
     snapshot_sent: bool = False
     snapshot_received: bool = False
     bytes_sent: int = 0
@@ -368,7 +370,7 @@ async def _connect(host: str, port: int, ctx: _ssl.SSLContext | None,
 
 async def sync_async(store: Store, address: str | tuple[str, int],
                      secret: str | bytes | None = None, ssl: _ssl.SSLContext | None = None,
-                     timeout: float = 300.0, *, options: NetOptions | None = None) -> SyncReport:
+                     timeout: float = 300.0, *, options: NetOptions | None = None) -> SocketSyncReport:
     """:func:`sync` for asyncio code (runs on the current loop; store work in threads)."""
     host, port = parse_address(address)
     key = normalize_secret(secret)
@@ -393,11 +395,12 @@ async def sync_async(store: Store, address: str | tuple[str, int],
             await send_error(writer, exc)
             raise
         gained = sum(max(0, s - peer.vv.get(o, 0)) for o, s in session.stats.acked.items())
-        report = SyncReport(
+        report = SocketSyncReport(
             f"{host}:{port}", peer.node, peer.region, sent=gained,
             segments_sent=session.segments_sent, segments_received=session.segments_received,
             applied=session.applied, skipped=session.skipped, conflicts=session.conflicts,
-            refused=dict(session.refused), snapshot_sent=session.snapshot_sent,
+            refused=dict(session.refused), peer_refused=dict(session.peer_refused),
+            snapshot_sent=session.snapshot_sent,
             snapshot_received=session.snapshot_received, bytes_sent=session.bytes_sent,
             bytes_received=session.bytes_received, seconds=loop.time() - t0)
         log.info("%s: sent %d, applied %d, refused %d origins in %.3f s", label, report.sent,
@@ -413,7 +416,7 @@ async def sync_async(store: Store, address: str | tuple[str, int],
 
 def sync(store: Store, address: str | tuple[str, int], secret: str | bytes | None = None,
          ssl: _ssl.SSLContext | None = None, timeout: float = 300.0, *,
-         options: NetOptions | None = None) -> SyncReport:
+         options: NetOptions | None = None) -> SocketSyncReport:
     """Exchange changes with the node at ``address`` once, both ways; return a report.
 
     Returns when both sides have sent everything the other lacked and both acknowledged it.

@@ -140,6 +140,7 @@ class PeerStats:
     segments_received: int = 0
     changes_applied: int = 0
     refused: int = 0
+    peak_buffered: int = 0  # most bytes ever waiting in one of our send buffers to this peer
     last_error: str | None = None
     dirty: bool = False
 
@@ -298,7 +299,8 @@ class Session:
         self.segments_sent = self.changes_sent = self.bytes_sent = 0
         self.segments_received = self.bytes_received = 0
         self.applied = self.skipped = self.conflicts = 0
-        self.refused: dict[int, str] = {}
+        self.refused: dict[int, str] = {}  # origins we refused (clock skew, gaps)
+        self.peer_refused: dict[int, str] = {}  # our origins the peer refused
         self.snapshot_sent = self.snapshot_received = False
         self.stats.forgotten = peer.forgotten
         self.stats.acks = dict(peer.acks)
@@ -330,6 +332,9 @@ class Session:
                 f"peer is not reading: {transport.get_write_buffer_size()} bytes buffered"
             )
         self.writer.write(frame)
+        buffered = transport.get_write_buffer_size()
+        if buffered > self.stats.peak_buffered:
+            self.stats.peak_buffered = buffered
         self.bytes_sent += len(frame)
         self._last_send = time.monotonic()
 
@@ -401,6 +406,9 @@ class Session:
                     t.cancel()
                 await asyncio.wait(pending, timeout=1.0)
         finally:
+            for t in tasks:  # secondary failures were logged by the first; mark them seen
+                if t.done() and not t.cancelled():
+                    t.exception()
             self.hub.unregister(self)
             try:
                 await asyncio.wait_for(self._flush_acks(force=True), 2.0)
@@ -469,7 +477,12 @@ class Session:
         """
         while self.outstanding >= self.opts.max_in_flight:
             self._progress.clear()
-            await self._progress.wait()
+            try:
+                await asyncio.wait_for(self._progress.wait(), self.opts.write_timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"peer acknowledged nothing for {self.opts.write_timeout} s; dropping the "
+                    "connection (it catches up from the log when it reconnects)") from None
 
     async def _send_segment(self, data: bytes, ranges: dict[int, tuple[int, int]] | None) -> None:
         if ranges is None and data[:8] == b"\x89RGDBSEG":
@@ -653,8 +666,9 @@ class Session:
         self.hub.know(self.peer.node, vv)
         self.stats.out_lag.extend(us / 1000 for us in fields["lag_us"])
         if fields["refused"]:
+            self.peer_refused.update(fields["refused"])
             for origin, why in fields["refused"].items():
-                self.stats.last_error = f"node {origin:016x} refused: {why}"
+                self.stats.last_error = f"peer refused changes of {origin:016x}: {why}"
             self._hold_until = time.monotonic() + self.opts.retry_delay
             self.loop.call_later(self.opts.retry_delay, self.wake_threadsafe)
         if self.outstanding == 0:
