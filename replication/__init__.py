@@ -68,3 +68,19 @@ __all__ = [
 ]
 
 # -- sockets (replication.net): serve, sync, Replicator are added below this line ----------
+from .net import (  # noqa: E402
+    AsyncServer,
+    NetOptions,
+    PeerLag,
+    Replicator,
+    Server,
+    SocketSyncReport,
+    serve,
+    serve_async,
+    status,
+    sync,
+    sync_async,
+)
+
+__all__ += ["AsyncServer", "NetOptions", "PeerLag", "Replicator", "Server", "SocketSyncReport",
+            "serve", "serve_async", "status", "sync", "sync_async"]
