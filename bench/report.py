@@ -137,7 +137,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         f"Order items of {result['item_cbor_bytes']['order']:.0f} B CBOR; "
         f"{s['customers']} partitions × {s['orders_per_customer']} items prepopulated; "
-        f"{s['rounds']} rounds per row, throughput is the median round, latency percentiles "
+        f"{s['rounds']} rounds per write row and {3 * s['rounds']} per read row "
+        "(interleaved across backends), throughput is the median round, latency percentiles "
         f"pool every operation of every round. Single writes / updates / deletes: "
         f"{s['single_writes']} per round; batches: {s['batches']} × {s['batch_size']} per round; "
         f"point reads: {s['gets']} per round; queries: {s['queries']} per round; threads: "
