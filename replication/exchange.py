@@ -22,7 +22,8 @@ A snapshot is sent as one or more *parts*, all of kind ``snapshot``::
 
     part 0 : all table records ("T" …), then items in key order
     part i : a repeat of the last item of part i-1 (the *link*), then the next items
-    last   : header vv = the snapshot's vv; every earlier part carries an empty vv
+    last   : header vv = the snapshot's vv; every earlier part carries an empty header vv
+    every  : the sender's own row in ``acks`` is the snapshot's vv (a vv it really held)
 
 Merging items is always safe on its own (merge is idempotent and commutative), so every part
 is merged as soon as it arrives. Only the vv is dangerous: advancing it claims every change
@@ -31,6 +32,12 @@ chain (``T`` records start a chain; each next part's first key equals the previo
 last key; created HLCs ascend). A missing or reordered part leaves the vv where it was, the
 peer still looks behind, and the next exchange sends a snapshot again: nothing is lost.
 A one-part snapshot (the usual case) is simply part 0 and last at once.
+
+Stale snapshots. A snapshot's items may lack tombstones its sender purged, and ours may have
+been purged too: merging an *old* snapshot could resurrect what was deleted since. Everything
+we purged (or took from a snapshot without its tombstones) lies at or below our log floor, so
+a part is merged only if the snapshot's vv dominates our floor; an older one is skipped with a
+warning (the sender will send something newer, or changes).
 """
 
 from __future__ import annotations
@@ -298,11 +305,12 @@ class _Writer:
         self.limits = limits
         self.sent: dict[int, int] = {}
 
-    def _encode(self, kind: str, records: list[Record], vv: Mapping[int, int]) -> tuple[SegmentHeader, bytes]:
+    def _encode(self, kind: str, records: list[Record], vv: Mapping[int, int],
+                own_row: Mapping[int, int] | None = None) -> tuple[SegmentHeader, bytes]:
         _, acks, forgotten = local_state(self.store)
         header_vv = dict(vv)
-        if kind == "changes":  # header vv must cover the ranges; ours always does
-            acks[self.store.node_id] = vvmod.merge(acks[self.store.node_id], header_vv)
+        if own_row is not None:  # a snapshot part: our row is the snapshot's vv (we held it)
+            acks[self.store.node_id] = dict(own_row)
         return encode_segment(
             kind=kind,  # type: ignore[arg-type]
             sender=self.store.node_id, region=self.store.region, records=records,
@@ -348,14 +356,14 @@ class _Writer:
             rec: Record = ("I", key, state)
             cost = len(key) + len(state) + _RECORD_OVERHEAD
             if fresh and (size + cost > self.max_bytes or len(records) >= self.max_records):
-                yield self._encode("snapshot", records, {})  # not last: promises no vv
+                yield self._encode("snapshot", records, {}, snap.vv)  # not last: no header vv
                 assert last is not None
                 records, size, fresh = [last], len(last[1]) + len(last[2]), 0  # type: ignore[misc]
             records.append(rec)
             size += cost
             fresh += 1
             last = rec
-        yield self._encode("snapshot", records, snap.vv)
+        yield self._encode("snapshot", records, snap.vv, snap.vv)
 
 
 # ------------------------------------------------------------------ receiving
@@ -416,6 +424,15 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
               for r in segment.records if r[0] == "T"]
     items: list[tuple[bytes, bytes]] = [(r[1], r[2])  # type: ignore[misc]
                                         for r in segment.records if r[0] == "I"]
+    snap_vv = h.vv or h.acks.get(h.sender, {})
+    floor = store.log_floor()
+    if not vvmod.dominates(snap_vv, floor):
+        report.snapshot_complete = False
+        report.warnings.append(
+            "stale snapshot skipped: it covers less than this store already garbage-collected "
+            f"(snapshot vv {snap_vv}, log floor {floor}); merging it could resurrect deletes"
+        )
+        return
     chains: dict[int, Any] = dict(store.get_meta(_CHAIN_META) or {})
     link = chains.get(h.sender)
     last = bool(h.vv) or not segment.records

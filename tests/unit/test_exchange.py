@@ -237,3 +237,17 @@ def test_peer_vv_is_validated(nodes: Callable[..., list[engine.Store]]) -> None:
         list(ex.segments_for(a, {"x": 1}))  # type: ignore[dict-item]
     with pytest.raises(engine.ValidationError):
         ex.record_peer(a, 5, {1: -1}, {}, frozenset())
+
+
+def test_stale_snapshot_cannot_resurrect_a_purged_delete(nodes: Callable[..., list[engine.Store]]) -> None:
+    a, b = nodes("a", "b")
+    orders(a).put({"customer_id": "c", "order_id": "1", "total": 1})
+    stale = list(ex.iter_segments(a, {}, force_snapshot=True))
+    a.table("orders").delete("c", "1")
+    ship(a, b)
+    ship(b, a)
+    assert ex.collect_garbage(a)[1] == 1 and ex.collect_garbage(b)[1] == 1
+    for _, data in stale:
+        r = ex.apply_segment(b, decode_segment(data))
+        assert not r.new and "stale snapshot" in r.warnings[0]
+    assert b.table("orders").get("c", "1") is None and b.digest() == a.digest()
