@@ -447,7 +447,8 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
 
 def cmd_forget(args: argparse.Namespace) -> int:
     with _store(args) as store:
-        store.forget(args.node)
+        forget = getattr(_replication_optional(), "forget", None)
+        (forget or type(store).forget)(store, args.node)
     if args.json:
         _emit({"forgotten": _hex(args.node)})
     else:
@@ -465,6 +466,24 @@ def _replication() -> Any:
     if not hasattr(replication, "export_changes"):
         raise ImportError("the replication package has no transports yet")
     return replication
+
+
+def _net() -> Any:
+    """``serve``, ``sync`` and ``Replicator``: from the package, or from ``replication.net``."""
+    import replication
+
+    if hasattr(replication, "Replicator"):
+        return replication
+    from . import net
+
+    return net
+
+
+def _replication_optional() -> Any:
+    try:
+        return _replication()
+    except ImportError:
+        return None
 
 
 def _report_dict(report: Any) -> dict[str, Any]:
@@ -545,23 +564,41 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _count(report: dict[str, Any], *names: str) -> int:
-    for name in names:
-        v = report.get(name)
-        if isinstance(v, int) and not isinstance(v, bool):
-            return v
-        if isinstance(v, (list, dict)):
-            return len(v)
-    return 0
+def _rejected(report: Any) -> list[str]:
+    """One line per rejected file of an import or sync report."""
+    return [str(o) for o in getattr(report, "rejected", None) or ()]
 
 
-def _rejected(report: dict[str, Any]) -> list[str]:
-    rej = report.get("rejected") or report.get("errors") or []
-    if isinstance(rej, dict):
-        return [f"{k}: {v}" for k, v in rej.items()]
-    if isinstance(rej, list):
-        return [str(r) for r in rej]
-    return []
+def _n(report: Any, name: str) -> int:
+    v = getattr(report, name, 0)
+    return len(v) if isinstance(v, (list, tuple, dict, set)) else int(v or 0)
+
+
+def _import_summary(r: Any) -> str:
+    files = _n(r, "files")
+    text = (f"{_n(r, 'applied'):,} changes applied, {_n(r, 'skipped'):,} already known"
+            + (f", {_n(r, 'held'):,} held" if _n(r, "held") else "")
+            + (f", {_n(r, 'items'):,} snapshot items" if _n(r, "items") else "")
+            + f", {_n(r, 'conflicts'):,} conflicts; {files} file{'s' * (files != 1)}")
+    if _n(r, "rejected"):
+        text += f" ({_n(r, 'rejected')} rejected)"
+    return text
+
+
+def _sync_dir_summary(r: Any) -> str:
+    text = (f"imported {_n(r, 'applied'):,} changes ({_n(r, 'skipped'):,} already known, "
+            f"{_n(r, 'conflicts'):,} conflicts) from {_n(r, 'imported')} files"
+            + (f", {_n(r, 'items'):,} snapshot items" if _n(r, "items") else "")
+            + f"; exported {_n(r, 'exported')} segments; {_n(r, 'peers')} other nodes")
+    if _n(r, "removed") or _n(r, "purged"):
+        text += f"; gc: {_n(r, 'removed'):,} log entries, {_n(r, 'purged'):,} tombstones"
+    if _n(r, "waiting"):
+        text += f"; {_n(r, 'waiting')} files waiting for earlier changes"
+    if _n(r, "rejected"):
+        text += f"; {_n(r, 'rejected')} files rejected"
+    if _n(r, "held"):
+        text += f"; {_n(r, 'held'):,} changes held (see --json)"
+    return text
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -578,28 +615,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - start
     info = _report_dict(report)
     info["seconds"] = round(elapsed, 3)
-    rejected = _rejected(info)
+    rejected = _rejected(report)
     if args.json:
         _emit(info)
     else:
-        _out(f"imported {path}: {_summary(info)} in {elapsed:.2f} s")
+        _out(f"imported {path}: {_import_summary(report)} in {elapsed:.2f} s")
     for r in rejected:
         print(f"{PROG} import: rejected {r}", file=sys.stderr)
     return 2 if rejected else 0
-
-
-def _summary(info: dict[str, Any]) -> str:
-    parts = []
-    for label, names in (("applied", ("applied",)), ("already known", ("skipped", "known")),
-                         ("held", ("held",)), ("conflicts", ("conflicts",)),
-                         ("files", ("files",)), ("exported", ("exported", "written"))):
-        n = _count(info, *names)
-        if n or label in ("applied", "already known"):
-            parts.append(f"{n:,} {label}")
-    rejected = _rejected(info)
-    if rejected:
-        parts.append(f"{len(rejected)} rejected")
-    return ", ".join(parts)
 
 
 def cmd_sync_dir(args: argparse.Namespace) -> int:
@@ -610,11 +633,11 @@ def cmd_sync_dir(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - start
     info = _report_dict(report)
     info["seconds"] = round(elapsed, 3)
-    rejected = _rejected(info)
+    rejected = _rejected(report)
     if args.json:
         _emit(info)
     else:
-        _out(f"synced {args.dir} with {mailbox}: {_summary(info)} in {elapsed:.2f} s")
+        _out(f"synced {args.dir} with {mailbox}: {_sync_dir_summary(report)} in {elapsed:.2f} s")
     for r in rejected:
         print(f"{PROG} sync-dir: rejected {r}", file=sys.stderr)
     return 2 if rejected else 0
@@ -657,16 +680,12 @@ def _call(fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
     return fn(*a, **{k: v for k, v in kw.items() if v is not None})
 
 
-def _lag_json(lag: Any) -> Any:
-    return _plain(lag) if lag is not None else None
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
     host, port = args.peer
     secret = _read_secret(args.secret_file)
     start = time.monotonic()
     with _store(args) as store:
-        report = _call(_replication().sync, store, f"{host}:{port}", secret=secret,
+        report = _call(_net().sync, store, f"{host}:{port}", secret=secret,
                        ssl=_ssl_client(args))
     elapsed = time.monotonic() - start
     info = _report_dict(report)
@@ -674,7 +693,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if args.json:
         _emit(info)
     else:
-        _out(f"synced {args.dir} with {host}:{port}: {_summary(info)} in {elapsed:.2f} s")
+        _out(f"synced {args.dir} with {host}:{port} ({getattr(report, 'region', '?')}): "
+             f"sent {_n(report, 'sent'):,} changes, received {_n(report, 'applied'):,} "
+             f"({_n(report, 'skipped'):,} already known, {_n(report, 'conflicts'):,} conflicts)"
+             + (f", {_n(report, 'refused')} origins refused for now" if _n(report, "refused")
+                else "") + f" in {elapsed:.2f} s")
     return 0
 
 
@@ -686,7 +709,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          "give --secret-file F (or --insecure)")
     server_ssl = _ssl_server(args)
     client_ssl = _ssl_client(args) if (args.tls_ca or server_ssl) else None
-    repl = _replication()
+    repl = _net()
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -726,6 +749,50 @@ def _log(line: str) -> None:
     print(time.strftime("%H:%M:%S ") + line, flush=True)
 
 
+def _live_peers(store: engine.Store, rep: Any) -> list[dict[str, Any]]:
+    """Per connected peer: region, sessions, unacknowledged changes, lag both ways (ms)."""
+    try:
+        from .net import status
+    except ImportError:
+        status = None
+    rows: list[dict[str, Any]] = []
+    if status is not None:
+        try:
+            for p in status(store).get("peers", []):
+                rows.append({
+                    "node_id": _hex(p["node_id"]), "region": p.get("region"),
+                    "sessions": p.get("sessions"), "unacked": p.get("unacked"),
+                    "lag_ms": p.get("lag_ms"), "inbound_lag_ms": p.get("inbound_lag_ms"),
+                    "last_error": p.get("last_error"),
+                })
+            return rows
+        except Exception:  # figures only; never stop serving for them
+            rows = []
+    if rep is not None:
+        try:
+            for addr, lag in rep.lag().items():
+                rows.append({"peer": addr, **_plain(lag)})
+        except Exception:
+            pass
+    return rows
+
+
+def _peers_text(rows: list[dict[str, Any]]) -> str:
+    parts = []
+    for r in rows:
+        name = r.get("region") or r.get("peer") or r.get("node_id")
+        out, inb = r.get("lag_ms") or {}, r.get("inbound_lag_ms") or {}
+        text = f"{name}: lag out {_ms(out.get('p50'))}/{_ms(out.get('p99'))}"
+        if inb:
+            text += f", in {_ms(inb.get('p50'))}/{_ms(inb.get('p99'))}"
+        if r.get("unacked"):
+            text += f", {r['unacked']:,} unacked"
+        if not r.get("sessions", 1):
+            text += " (disconnected" + (f": {r['last_error']}" if r.get("last_error") else "") + ")"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def _serve_loop(store: engine.Store, rep: Any, address: tuple[Any, ...], peers: list[str],
                 interval: float, stop: threading.Event, status_path: Path) -> None:
     from .atomic import write_atomic
@@ -735,14 +802,13 @@ def _serve_loop(store: engine.Store, rep: Any, address: tuple[Any, ...], peers: 
     next_log = time.monotonic() + interval if interval else float("inf")
     while not stop.is_set():
         stop.wait(1.0)
-        lag = _safe_lag(rep)
+        rows = _live_peers(store, rep)
         now = time.monotonic()
         stats = store.stats()
-        status = {"pid": os.getpid(), "address": list(address), "peers": peers,
-                  "updated": time.time(), "lag": _lag_json(lag),
-                  "vv": _vv_json(store.version_vector())}
+        status = {"pid": os.getpid(), "address": list(address), "peers_configured": peers,
+                  "updated": time.time(), "peers": rows, "vv": _vv_json(store.version_vector())}
         try:
-            write_atomic(status_path, json.dumps(status).encode())
+            write_atomic(status_path, json.dumps(_plain(status)).encode())
         except OSError:
             pass
         if now >= next_log or stop.is_set():
@@ -751,41 +817,13 @@ def _serve_loop(store: engine.Store, rep: Any, address: tuple[Any, ...], peers: 
             applied = (stats["position"] - last_pos) / dt - writes
             _log(f"{store.region}: {writes:.1f} local writes/s, {max(applied, 0):.1f} remote "
                  f"applies/s, {stats['items']:,} items, {stats['conflicts_total']:,} conflicts"
-                 + (f"; lag {_lag_text(lag)}" if lag else ""))
+                 + (f"; {_peers_text(rows)}" if rows else "; no peers connected"))
             last_seq, last_pos, last_t = stats["local_seq"], stats["position"], now
             next_log = now + interval
 
 
-def _safe_lag(rep: Any) -> Any:
-    if rep is None:
-        return None
-    try:
-        return rep.lag()
-    except Exception:  # figures only; never stop serving for them
-        return None
-
-
-def _lag_text(lag: Any) -> str:
-    """``peer p50/p99 ms (unacked)`` per peer, from whatever ``Replicator.lag()`` returns."""
-    lag = _plain(lag)
-    if not isinstance(lag, dict):
-        return str(lag)
-    parts = []
-    for peer, v in lag.items():
-        if isinstance(v, dict):
-            p50, p99 = v.get("p50", v.get("p50_ms")), v.get("p99", v.get("p99_ms"))
-            un = v.get("unacked", v.get("pending"))
-            txt = f"{peer} p50 {_ms(p50)} p99 {_ms(p99)}"
-            if un:
-                txt += f" ({un} unacked)"
-            parts.append(txt)
-        else:
-            parts.append(f"{peer} {v}")
-    return ", ".join(parts)
-
-
 def _ms(v: Any) -> str:
-    return f"{v:.1f} ms" if isinstance(v, (int, float)) else "-"
+    return f"{v:.1f}" if isinstance(v, (int, float)) else "-"
 
 
 # -- status ----------------------------------------------------------------------------
@@ -873,9 +911,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if live:
         host, port = live["address"][:2]
         _out(f"server     running (pid {live['pid']}) on {host}:{port}"
-             + (f", peers {', '.join(live['peers'])}" if live.get("peers") else ""))
-        if live.get("lag"):
-            _out(f"lag        {_lag_text(live['lag'])}")
+             + (f", replicating with {', '.join(live['peers_configured'])}"
+                if live.get("peers_configured") else ""))
+        for row in live.get("peers") or []:
+            _out(f"  live     {_peers_text([row])}  (p50/p99 ms)")
     else:
         _out(f"server     not running (lag is measured by `{PROG} serve --peer ...`)")
     return 0
@@ -1182,7 +1221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else 1
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S",
                         stream=sys.stderr)
     where = f"{PROG} {args.command}"
     try:
@@ -1207,6 +1247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"{where}: not available in this build ({_one_line(exc)})", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug, not the user's mistake: still one line, unless --debug
+        if args.debug:
+            raise
+        print(f"{where}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(run with --debug for the traceback, and please report it)", file=sys.stderr)
         return 2
 
 

@@ -296,3 +296,162 @@ def test_broken_pipe_is_quiet(store: Path) -> None:
                        shell=True, capture_output=True, text=True, env=ENV, timeout=60)
     assert p.returncode == 0 and len(p.stdout.splitlines()) == 1
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+
+
+# -- replication commands --------------------------------------------------------------
+
+
+def _seed(store: Path, n: int) -> None:
+    items = "".join(json.dumps({"customer_id": f"c{i % 7}", "order_id": f"o{i:05d}",
+                                "total": "1.5"}) + "\n" for i in range(n))
+    ok("put", store, "orders", "-", input=items)
+
+
+def test_export_import_incremental(store: Path, tmp_path: Path) -> None:
+    _seed(store, 1200)
+    out, since = tmp_path / "backup", tmp_path / "since.json"
+    first = lines(ok("export", store, out, "--since-file", since, "--json"))[0]
+    assert first["segments"] >= 1 and first["changes"] >= 1
+    assert json.loads(since.read_text()) == first["vv"]
+    human = ok("export", store, tmp_path / "none", "--since-file", since)
+    assert human.startswith("exported") and "0 segments" in human
+    ok("put", store, "orders", '{"customer_id": "c1", "order_id": "new"}')
+    inc = lines(ok("export", store, tmp_path / "inc", "--since-file", since, "--json"))[0]
+    assert inc["segments"] == 1
+
+    replica = tmp_path / "ireland"
+    ok("init", replica, "--region", "eu-west-1")
+    summary = ok("import", replica, out)
+    assert summary.startswith("imported") and "changes applied" in summary
+    again = lines(ok("import", replica, out, "--json"))[0]
+    assert again["applied"] == 0 and again["skipped"] >= 1
+    ok("import", replica, tmp_path / "inc")
+    assert lines(ok("get", replica, "orders", "c1", "new")) == [
+        {"customer_id": "c1", "order_id": "new"}]
+    assert len(lines(ok("scan", replica, "orders"))) == 1201
+
+
+def test_import_rejects_bad_file_and_applies_the_rest(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "seg"
+    ok("export", store, out)
+    bad = out / "zz-bad.seg"
+    bad.write_bytes(b"\x89RGDBSEG" + b"\x00" * 64)
+    replica = tmp_path / "r"
+    ok("init", replica, "--region", "eu-west-1")
+    p = run("import", replica, out)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "zz-bad.seg" in p.stderr and "rejected" in p.stderr
+    assert "orders" in ok("tables", replica)
+
+
+def test_sync_dir_two_nodes(store: Path, tmp_path: Path) -> None:
+    mailbox, other = tmp_path / "mailbox", tmp_path / "virginia"
+    ok("init", other, "--region", "us-east-1")
+    ok("put", store, "orders", '{"customer_id": "c1", "order_id": "o1", "by": "mumbai"}')
+    assert "exported" in ok("sync-dir", store, mailbox)
+    ok("sync-dir", other, mailbox)
+    ok("put", other, "orders", '{"customer_id": "c2", "order_id": "o1", "by": "virginia"}')
+    report = lines(ok("sync-dir", other, mailbox, "--json"))[0]
+    assert report["exported"]
+    ok("sync-dir", store, mailbox)
+    assert lines(ok("get", store, "orders", "c2", "o1"))[0]["by"] == "virginia"
+    vv_a = lines(ok("status", store, "--json"))[0]["vv"]
+    vv_b = lines(ok("status", other, "--json"))[0]["vv"]
+    assert vv_a == vv_b
+    with engine.open(store) as a, engine.open(other) as b:
+        assert a.digest() == b.digest()
+
+
+def _start_serve(store: Path, *extra: object) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "replication", "serve", str(store), "--listen", "127.0.0.1:0",
+         "--status-interval", "1", *map(str, extra)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "listening on" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc, int(line.rsplit(":", 1)[1].split()[0].rstrip(","))
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 0
+    return out
+
+
+def test_serve_sync_status(store: Path, tmp_path: Path) -> None:
+    key = tmp_path / "secret.key"
+    key.write_text("s3cret\n")
+    ok("put", store, "orders", '{"customer_id": "c1", "order_id": "o1"}')
+    proc, port = _start_serve(store, "--secret-file", key)
+    try:
+        van = tmp_path / "van"
+        ok("init", van, "--region", "popup-goa")
+        ok("create-table", van, "orders", "--pk", "customer_id", "--sk", "order_id")
+        ok("put", van, "orders", '{"customer_id": "c9", "order_id": "o9"}')
+        out = ok("sync", van, f"127.0.0.1:{port}", "--secret-file", key)
+        assert out.startswith("synced") and "ap-south-1" in out
+        assert lines(ok("get", van, "orders", "c1", "o1"))
+        report = lines(ok("sync", van, f"127.0.0.1:{port}", "--secret-file", key, "--json"))[0]
+        assert report["applied"] == 0
+        bad = tmp_path / "bad.key"
+        bad.write_text("wrong")
+        assert_error(run("sync", van, f"127.0.0.1:{port}", "--secret-file", bad), 2, "AuthError")
+        assert_error(run("sync", van, f"127.0.0.1:{port}"), 2)
+        deadline = time.monotonic() + 20
+        while True:  # the server writes its status file every second
+            status = lines(ok("status", store, "--json"))[0]
+            if status["server"] and status["server"]["peers"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert status["server"]["pid"] == proc.pid
+        assert status["server"]["address"][1] == port
+        assert lines(ok("get", store, "orders", "c9", "o9"))
+        assert "server     running" in ok("status", store)
+        assert any(p["behind"] == 0 for p in status["peers"])
+    finally:
+        log = _stop(proc)
+    assert "stopped" in log and "local writes/s" in log
+    assert lines(ok("status", store, "--json"))[0]["server"] is None
+    assert not (store / "serve-status.json").exists()
+
+
+def test_serve_with_peers_replicates_live(tmp_path: Path) -> None:
+    key = tmp_path / "k"
+    key.write_text("shared")
+    a, b = tmp_path / "a", tmp_path / "b"
+    ok("init", a, "--region", "ap-south-1")
+    ok("init", b, "--region", "us-east-1")
+    ok("create-table", a, "t", "--pk", "id")
+    pa, port_a = _start_serve(a, "--secret-file", key)
+    try:
+        pb, _ = _start_serve(b, "--secret-file", key, "--peer", f"127.0.0.1:{port_a}")
+        try:
+            ok("put", a, "t", '{"id": "x", "v": 1}')
+            deadline = time.monotonic() + 20
+            while not lines(ok("get", b, "t", "x")) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert lines(ok("get", b, "t", "x")) == [{"id": "x", "v": 1}]
+        finally:
+            _stop(pb)
+    finally:
+        _stop(pa)
+
+
+def test_serve_refuses_open_listen_without_secret(store: Path) -> None:
+    assert_error(run("serve", store, "--listen", "0.0.0.0:0"), 1, "--secret-file")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_sync_unreachable_exit_2(store: Path) -> None:
+    assert_error(run("sync", store, f"127.0.0.1:{_free_port()}"), 2)

@@ -1,0 +1,735 @@
+"""``regiondb demo``: ShopEase in three regions, live, in about a minute.
+
+What it does, in order (``--duration`` D seconds of selling; about 10-15 s more for start-up,
+the offline sync and the summary):
+
+1. Starts three nodes as separate processes on 127.0.0.1 (:mod:`replication.demo_node`):
+   ``ap-south-1`` (Mumbai, where the shop began and seeds the catalogue), ``us-east-1``
+   (Virginia) and ``eu-west-1`` (Ireland), each serving its store and replicating with the
+   other two over sockets authenticated with a shared secret. A fourth node, a pop-up shop in
+   Goa with no network, is created with the ``regiondb`` command and records a few sales.
+2. Customers in every region buy at their nearest node (Poisson arrivals, ``--rate`` per
+   region). Every second the demo shows per-region order rates, replication lag between each
+   pair (p50/p99, from a change's commit on its origin to its apply on the other node) and the
+   stock each region sees. On a terminal the table refreshes in place; otherwise plain lines.
+3. At 25 % of D, the concurrent-update moment: Virginia sets an order's ``status`` while Mumbai
+   sets its ``shipping_address``, at the same instant; both survive everywhere.
+4. At 40 %, Mumbai is SIGKILLed; Virginia and Ireland keep selling. At 60 % it restarts from
+   its store: the demo checks that every order it had committed survived, and times its
+   catch-up to what the others wrote meanwhile.
+5. At 80 %, Virginia and Ireland both sell the single unit of a limited product kept as one
+   global counter: both local conditions pass, so it is oversold once, and regiondb records the
+   conflict. Everyday stock is allocated per region (one attribute per region on one item),
+   which is why it is never oversold; the demo says so.
+6. At D, selling stops; the three live nodes converge; the pop-up syncs through a mailbox
+   folder (``regiondb sync-dir``) with Ireland, whose changes then reach the others live.
+7. A summary: orders and writes per region, conflicts recorded, lag, catch-up time, every
+   node's ``digest()``, and ``converged: 4/4 nodes, digest <hex>``. The exit status is 0 only
+   if all four digests are equal and every step finished in time.
+
+All processes are stopped at the end, on Ctrl-C and on errors (and each node exits by itself
+when the demo's pipe to it closes). ``--keep DIR`` keeps the stores (and node logs) in DIR.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from .jsonvalues import dumps, loads
+
+__all__ = ["DemoError", "run"]
+
+REGIONS = [("ap-south-1", "Mumbai"), ("us-east-1", "Virginia"), ("eu-west-1", "Ireland")]
+CITY = dict(REGIONS)
+POPUP = ("popup-goa", "Goa pop-up")
+MUMBAI, VIRGINIA, IRELAND = (r for r, _ in REGIONS)
+START_TIMEOUT = 30.0
+STEP_TIMEOUT = 30.0
+
+
+class DemoError(Exception):
+    """Raised when a step of the demo fails or times out (the demo then exits non-zero)."""
+
+
+# -- a node process --------------------------------------------------------------------
+
+
+class Worker:
+    """One region's process and the JSON-lines pipe to it."""
+
+    def __init__(self, region: str, store: Path, port: int, peers: list[int], secret: Path,
+                 rate: float, logdir: Path, seed: int) -> None:
+        self.region = region
+        self.store, self.port, self.peers = store, port, peers
+        self.secret, self.rate, self.logdir, self.seed = secret, rate, logdir, seed
+        self.proc: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+        self.stats: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+        self._ready = threading.Event()
+        self._pending: dict[int, tuple[threading.Event, list[Any]]] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.started_at = 0.0
+        self.on_stats: Callable[[Worker, dict[str, Any]], None] | None = None
+
+    def start(self) -> None:
+        self._ready.clear()
+        self.info = {}
+        cmd = [sys.executable, "-m", "replication.demo_node", "--store", str(self.store),
+               "--region", self.region, "--listen", f"127.0.0.1:{self.port}",
+               "--secret-file", str(self.secret), "--rate", str(self.rate),
+               "--seed", str(self.seed)]
+        for p in self.peers:
+            cmd += ["--peer", f"127.0.0.1:{p}"]
+        log = open(self.logdir / f"{self.region}.log", "a")  # noqa: SIM115 - the child owns it
+        self.started_at = time.time()
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+            bufsize=1, start_new_session=True,  # Ctrl-C reaches the demo only; it stops us
+        )
+        log.close()
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                msg = loads(line, "node output")
+            except ValueError:
+                continue
+            ev = msg.get("event")
+            if ev == "ready":
+                self.info = msg
+                self._ready.set()
+            elif ev == "stats":
+                self.stats.append(msg)
+                if self.on_stats is not None:
+                    self.on_stats(self, msg)
+            elif ev == "reply":
+                with self._lock:
+                    slot = self._pending.pop(msg["id"], None)
+                if slot is not None:
+                    slot[1].append(msg)
+                    slot[0].set()
+            elif ev == "warning":
+                self.warnings.append(str(msg.get("message")))
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.1):
+            if not self.alive:
+                raise DemoError(f"{self.region} exited during start-up "
+                                f"(status {self.proc.returncode if self.proc else None}):"
+                                f" {self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise DemoError(f"{self.region} did not start within {timeout:.0f} s")
+        return self.info
+
+    def log_tail(self, n: int = 3) -> str:
+        try:
+            lines = (self.logdir / f"{self.region}.log").read_text().strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(lines[-n:]) or "(empty log)"
+
+    def send(self, cmd: dict[str, Any]) -> Callable[[float], Any]:
+        """Send a command; return ``wait(timeout) -> result`` for its reply."""
+        if not self.alive or self.proc is None or self.proc.stdin is None:
+            raise DemoError(f"{self.region} is not running")
+        ident = next(self._ids)
+        event, box = threading.Event(), []
+        with self._lock:
+            self._pending[ident] = (event, box)
+        try:
+            self.proc.stdin.write(dumps({**cmd, "id": ident}) + "\n")
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise DemoError(f"{self.region}: cannot send {cmd['cmd']}: {exc}") from None
+
+        def wait(timeout: float = STEP_TIMEOUT) -> Any:
+            deadline = time.monotonic() + timeout
+            while not event.wait(0.1):
+                if not self.alive:
+                    raise DemoError(f"{self.region} died during {cmd['cmd']}: {self.log_tail()}")
+                if time.monotonic() > deadline:
+                    raise DemoError(f"{self.region}: no answer to {cmd['cmd']} in {timeout:.0f} s")
+            reply = box[0]
+            if not reply.get("ok"):
+                raise DemoError(f"{self.region}: {cmd['cmd']} failed: {reply.get('error')}")
+            return reply.get("result")
+
+        return wait
+
+    def request(self, cmd: dict[str, Any], timeout: float = STEP_TIMEOUT) -> Any:
+        return self.send(cmd)(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(dumps({"cmd": "quit"}) + "\n")
+            proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+        for sig, wait in ((None, 5.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+            if sig is not None:
+                proc.send_signal(sig)
+            try:
+                proc.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+# -- display ---------------------------------------------------------------------------
+
+
+class Screen:
+    """Event lines scrolling above a live table (redrawn in place on a terminal)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty() and os.environ.get("TERM") != "dumb"
+        self._drawn = 0
+        self._table: list[str] = []
+        self._lock = threading.Lock()
+
+    def _clear(self) -> None:
+        if self.tty and self._drawn:
+            self.stream.write(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0
+
+    def event(self, text: str) -> None:
+        with self._lock:
+            self._clear()
+            self.stream.write(text + "\n")
+            if self.tty and self._table:
+                self.stream.write("\n".join(self._table) + "\n")
+                self._drawn = len(self._table)
+            self.stream.flush()
+
+    def table(self, lines: list[str]) -> None:
+        with self._lock:
+            self._table = lines
+            self._clear()
+            self.stream.write("\n".join(lines) + "\n")
+            self._drawn = len(lines) if self.tty else 0
+            self.stream.flush()
+
+    def done(self) -> None:
+        """Leave the last table on screen and stop redrawing it."""
+        with self._lock:
+            self._table, self._drawn = [], 0
+
+
+# -- measurements ----------------------------------------------------------------------
+
+
+def _pct(samples: list[float], q: float) -> float | None:
+    if not samples:
+        return None
+    if len(samples) == 1:
+        return samples[0]
+    return statistics.quantiles(samples, n=100, method="inclusive")[int(q) - 1]
+
+
+def _lagtext(samples: list[float]) -> str:
+    if not samples:
+        return "-"
+    p50, p99 = _pct(samples, 50), _pct(samples, 99)
+    return f"{p50:.1f}/{p99:.1f}"
+
+
+def _merge_vv(*vvs: dict[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for vv in vvs:
+        for k, v in vv.items():
+            out[k] = max(out.get(k, 0), v)
+    return out
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class Demo:
+    def __init__(self, duration: float, rate: float, workdir: Path, out: TextIO) -> None:
+        self.duration, self.rate, self.workdir = duration, rate, workdir
+        self.screen = Screen(out)
+        self.workers: dict[str, Worker] = {}
+        self.names: dict[str, str] = {}     # node id (hex) -> region
+        self.lags: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (to, from): (t, ms)
+        self.rates: dict[str, list[tuple[float, int]]] = {}
+        self.outage: tuple[float, float] | None = None  # wall ms: Mumbai-related lag excluded
+        self.down: set[str] = set()
+        self.t0 = 0.0
+        self.phase = "starting"
+        self.notes: list[str] = []
+        self.catchup: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._prev: dict[str, int] = {}
+        self._base: dict[str, int] = {}
+        self.committed_before_kill = 0
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        secret = self.workdir / "shopease.key"
+        secret.write_text(secrets.token_hex(32) + "\n")
+        secret.chmod(0o600)
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        ports = _free_ports(len(REGIONS))
+        for i, (region, _) in enumerate(REGIONS):
+            w = Worker(region, self.workdir / region, ports[i],
+                       [p for j, p in enumerate(ports) if j != i], secret, self.rate, logs,
+                       seed=i + 1)
+            w.on_stats = self._on_stats
+            self.workers[region] = w
+            self.rates[region] = []
+        self.say(f"Starting three regions as separate processes on 127.0.0.1, replicating "
+                 f"live (shared secret in {secret.name}):")
+        for w in self.workers.values():
+            w.start()
+        for w in self.workers.values():
+            info = w.wait_ready()
+            self.names[info["node_id"]] = w.region
+            self.say(f"  {w.region:<11} {CITY[w.region]:<9} pid {info['pid']:<7} "
+                     f"127.0.0.1:{info['address'][1]}  node {info['node_id']}")
+        m = self.workers[MUMBAI]
+        m.request({"cmd": "seed", "regions": [r for r, _ in REGIONS],
+                   "stock": max(100, int(self.rate * self.duration * 0.4))})
+        seeded = m.request({"cmd": "vv"})
+        for region in (VIRGINIA, IRELAND):
+            self._wait_vv(self.workers[region], seeded, "the catalogue")
+        self.say("Mumbai created the tables and the catalogue; Virginia and Ireland received "
+                 "them. Everyday stock is allocated per region: one item per product with a "
+                 "stock_<region> attribute that only that region decrements (under a local "
+                 "condition), merged per attribute, so it is never oversold.")
+        self._popup_init()
+
+    def _popup_init(self) -> None:
+        region, city = POPUP
+        d = self.workdir / region
+        self.cli("init", d, "--region", region)
+        self.cli("create-table", d, "orders", "--partition-key", "customer_id",
+                 "--sort-key", "order_id")
+        now = int(time.time() * 1000)
+        lines = "".join(dumps({"customer_id": f"goa-{i:03d}", "order_id": f"{now}-goa-{i:05d}",
+                               "product": "chai", "qty": 1, "region": region,
+                               "status": "PAID_CASH", "placed_at": now}) + "\n"
+                        for i in range(5))
+        self.cli("put", d, "orders", "-", input=lines)
+        self.say(f"A fourth node, the {city} (region {region}), has no network: it was created "
+                 f"with `regiondb init` and has recorded 5 cash sales offline.")
+
+    def cli(self, *args: Any, input: str | None = None) -> str:
+        cmd = [sys.executable, "-m", "replication", *map(str, args)]
+        p = subprocess.run(cmd, capture_output=True, text=True, input=input,
+                           timeout=STEP_TIMEOUT)
+        if p.returncode != 0:
+            raise DemoError(f"`regiondb {' '.join(map(str, args))}` failed: "
+                            f"{p.stderr.strip() or p.returncode}")
+        return p.stdout.strip()
+
+    # -- measurements ------------------------------------------------------------------
+
+    def _on_stats(self, w: Worker, msg: dict[str, Any]) -> None:
+        t = float(msg["t"])
+        with self._lock:
+            n = int(msg["orders"])  # per process: Mumbai's restarts from 0 after the crash
+            if n < self._prev.get(w.region, 0):
+                self._base[w.region] = self._base.get(w.region, 0) + self._prev[w.region]
+            self._prev[w.region] = n
+            self.rates[w.region].append((t, self._base.get(w.region, 0) + n))
+            for origin, samples in msg.get("lags", {}).items():
+                src = self.names.get(origin)
+                if src is None:
+                    continue
+                self.lags.setdefault((w.region, src), []).extend((t, float(s)) for s in samples)
+
+    def _steady(self, to: str, frm: str) -> list[float]:
+        """Lag samples outside Mumbai's outage and catch-up (those are reported apart)."""
+        with self._lock:
+            rows = list(self.lags.get((to, frm), ()))
+        if self.outage is None or MUMBAI not in (to, frm):
+            return [s for _, s in rows]
+        lo, hi = self.outage
+        return [s for t, s in rows if not lo <= t <= hi]
+
+    def _rate(self, region: str) -> tuple[float, int]:
+        with self._lock:
+            rows = self.rates[region][-3:]
+        if region in self.down or not rows:
+            return 0.0, rows[-1][1] if rows else 0
+        if len(rows) < 2 or rows[-1][0] <= rows[0][0]:
+            return 0.0, rows[-1][1]
+        (t0, n0), (t1, n1) = rows[0], rows[-1]
+        return max(0.0, (n1 - n0) / ((t1 - t0) / 1000)), n1
+
+    # -- display -----------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        self.screen.event(text)
+
+    def draw(self) -> None:
+        elapsed = time.monotonic() - self.t0 if self.t0 else 0.0
+        head = [f"t={min(elapsed, self.duration):5.1f}/{self.duration:.0f} s   {self.phase}",
+                f"{'region':<20} {'':4} {'orders/s':>8} {'orders':>7}   "
+                f"{'lag p50/p99 ms of changes from':^36}  {'stock seen':>10}",
+                f"{'':<20} {'':4} {'':>8} {'':>7}   "
+                + "".join(f"{CITY[r]:>12}" for r, _ in REGIONS) + f"  {'(units)':>10}"]
+        rows = []
+        for region, city in REGIONS:
+            w = self.workers[region]
+            state = "DOWN" if region in self.down else "up"
+            rate, total = self._rate(region)
+            lags = "".join(f"{'·' if src == region else _lagtext(self._steady(region, src)):>12}"
+                           for src, _ in REGIONS)
+            stock = "-"
+            if w.stats and region not in self.down:
+                st = w.stats[-1].get("stock", {})
+                units = sum(v for p, allocs in st.items() if p != "limited"
+                            for v in allocs.values() if isinstance(v, int))
+                stock = f"{units:,}"
+            rows.append(f"{region:<11}{city:<9} {state:<4} {rate:8.1f} {total:7,}   {lags}"
+                        f"  {stock:>10}")
+        self.screen.table(head + rows)
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _wait_vv(self, w: Worker, target: dict[str, int], what: str,
+                 timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
+        res = w.request({"cmd": "wait_vv", "target": target, "timeout": timeout},
+                        timeout=timeout + 5)
+        if not res["ok"]:
+            raise DemoError(f"{w.region} did not receive {what} within {timeout:.0f} s "
+                            f"({res.get('missing')} changes missing)")
+        return res  # type: ignore[no-any-return]
+
+    def _vv(self, region: str) -> dict[str, int]:
+        return self.workers[region].request({"cmd": "vv"})  # type: ignore[no-any-return]
+
+    def _live(self) -> list[Worker]:
+        return [w for r, w in self.workers.items() if r not in self.down]
+
+    def _converge(self, workers: list[Worker], what: str) -> None:
+        target = _merge_vv(*(w.request({"cmd": "vv"}) for w in workers))
+        waits = [w.send({"cmd": "wait_vv", "target": target, "timeout": STEP_TIMEOUT})
+                 for w in workers]
+        for w, wait in zip(workers, waits):
+            if not wait(STEP_TIMEOUT + 5)["ok"]:
+                raise DemoError(f"{w.region} did not receive {what} in time")
+
+    def concurrent_update(self) -> None:
+        m, v = self.workers[MUMBAI], self.workers[VIRGINIA]
+        pk, sk = "mum-007", "o-demo-0001"
+        m.request({"cmd": "put", "table": "orders", "item": {
+            "customer_id": pk, "order_id": sk, "product": "lamp", "qty": 1, "status": "PLACED",
+            "shipping_address": "12 Marine Drive, Mumbai 400020", "region": MUMBAI}})
+        self._converge(self._live(), "the order")
+        at = int(time.time() * 1000) + 300
+        new_addr = "Flat 4B, Sea View, Bandra West, Mumbai 400050"
+        wv = v.send({"cmd": "update", "table": "orders", "pk": pk, "sk": sk,
+                     "set": {"status": "SHIPPED"}, "at": at})
+        wm = m.send({"cmd": "update", "table": "orders", "pk": pk, "sk": sk,
+                     "set": {"shipping_address": new_addr}, "at": at})
+        rv, rm = wv(), wm()
+        concurrent = (rv["item"].get("shipping_address") != new_addr
+                      and rm["item"].get("status") != "SHIPPED")
+        self._converge(self._live(), "both updates")
+        views = {r: w.request({"cmd": "get", "table": "orders", "pk": pk, "sk": sk})
+                 for r, w in self.workers.items()}
+        both = all(x and x.get("status") == "SHIPPED" and x.get("shipping_address") == new_addr
+                   for x in views.values())
+        when = time.strftime("%H:%M:%S", time.localtime(at / 1000)) + f".{at % 1000:03d}"
+        lines = [f"⚡ Concurrent update of order {pk}/{sk} at {when}:",
+                 f"     Virginia set   status           = \"SHIPPED\"",
+                 f"     Mumbai   set   shipping_address = \"{new_addr}\"",
+                 ("     Neither had seen the other's write (each wrote on its own replica)."
+                  if concurrent else
+                  "     (This time one had already seen the other: not truly concurrent.)")]
+        for r, x in views.items():
+            mark = "✓" if x and x.get("status") == "SHIPPED" and \
+                x.get("shipping_address") == new_addr else "✗"
+            lines.append(f"     now in {CITY[r]:<9} status={x.get('status') if x else None!s:<8} "
+                         f"shipping_address=\"{x.get('shipping_address') if x else None}\" {mark}")
+        lines.append("     Both survive everywhere: regiondb merges per attribute. DynamoDB Global "
+                     "Tables reconcile whole items (last writer wins), so one of these two "
+                     "updates would have been lost.")
+        self.say("\n".join(lines))
+        if not both:
+            raise DemoError("the concurrent updates did not both survive everywhere")
+
+    def kill_mumbai(self) -> None:
+        m = self.workers[MUMBAI]
+        self.committed_before_kill = int(m.stats[-1]["vv"].get(m.info["node_id"], 0)) \
+            if m.stats else 0
+        pid = m.info.get("pid")
+        self.outage = (time.time() * 1000 - 1000, float("inf"))
+        m.kill()
+        self.down.add(MUMBAI)
+        self.phase = "Mumbai DOWN — Virginia and Ireland keep selling"
+        self.say(f"💥 SIGKILL Mumbai (pid {pid}) — no shutdown, no flush. Virginia and Ireland "
+                 f"keep selling; Mumbai's own stock allocation waits for it to come back.")
+
+    def restart_mumbai(self) -> None:
+        m = self.workers[MUMBAI]
+        down_for = time.time() - (self.outage[0] + 1000) / 1000 if self.outage else 0.0
+        spawned = time.time()
+        m.start()
+        info = m.wait_ready()
+        ready = time.time()
+        self.down.discard(MUMBAI)
+        self.phase = "Mumbai back — catching up"
+        kept = int(info.get("local_seq", 0))
+        target = _merge_vv(self._vv(VIRGINIA), self._vv(IRELAND))
+        have = info.get("vv", {})
+        behind = sum(max(0, s - have.get(o, 0)) for o, s in target.items())
+        self.say(f"🔁 Mumbai restarted (pid {info['pid']}) after {down_for:.1f} s down: all "
+                 f"{kept:,} of its committed transactions survived the SIGKILL"
+                 + (" ✓" if kept >= self.committed_before_kill else
+                    f" ✗ (it had reported {self.committed_before_kill:,})")
+                 + f". It is {behind:,} changes behind; catching up.")
+        if kept < self.committed_before_kill:
+            raise DemoError("Mumbai lost committed transactions in the crash")
+        m.request({"cmd": "sell", "on": True})
+        wait = m.send({"cmd": "wait_vv", "target": target, "timeout": STEP_TIMEOUT})
+
+        def finish() -> None:
+            try:
+                res = wait(STEP_TIMEOUT + 5)
+            except DemoError as exc:
+                self.catchup = {"error": str(exc)}
+                return
+            if not res["ok"]:
+                self.catchup = {"error": f"{res.get('missing')} changes still missing"}
+                return
+            done = float(res["at"]) / 1000
+            self.catchup = {"changes": behind, "seconds": done - spawned,
+                            "after_ready": done - ready, "down": down_for}
+            self.outage = (self.outage[0], done * 1000 + 1000) if self.outage else None
+            self.phase = "all regions selling"
+            self.say(f"✅ Mumbai caught up: {behind:,} changes in {done - ready:.2f} s after it "
+                     f"was serving again ({done - spawned:.2f} s from restart, process start "
+                     f"included).")
+
+        threading.Thread(target=finish, daemon=True).start()
+
+    def oversell(self) -> None:
+        v, i = self.workers[VIRGINIA], self.workers[IRELAND]
+        at = int(time.time() * 1000) + 300
+        wv = v.send({"cmd": "sell_one", "product": "limited", "customer": "traveller-01",
+                     "attr": "stock", "order_id": "o-limited-us", "at": at})
+        wi = i.send({"cmd": "sell_one", "product": "limited", "customer": "traveller-02",
+                     "attr": "stock", "order_id": "o-limited-eu", "at": at})
+        sold = {VIRGINIA: wv()["order"] is not None, IRELAND: wi()["order"] is not None}
+        self._converge(self._live(), "the limited sales")
+        item = self.workers[MUMBAI if MUMBAI not in self.down else VIRGINIA].request(
+            {"cmd": "get", "table": "inventory", "pk": "limited"}) or {}
+        n = sum(sold.values())
+        lines = ["🏏 The last signed cricket jersey (1 in stock, one global counter) went on sale "
+                 "in Virginia and Ireland at the same instant:"]
+        if n == 2:
+            lines.append(f"     both local conditions (stock > 0) passed: 2 orders for 1 unit — "
+                         f"oversold by 1. Merged stock: {item.get('stock')}, sold to "
+                         f"{item.get('last_sold_to')} (last writer wins; the other sale is "
+                         f"recorded as a conflict).")
+        else:
+            lines.append(f"     {n} sale went through: the other region had already received "
+                         f"the first sale, so its condition failed. Merged stock: "
+                         f"{item.get('stock')}.")
+        lines.append("     Conditions are checked on the local replica, as in DynamoDB Global "
+                     "Tables: across regions they cannot prevent this. That is why everyday "
+                     "stock is allocated per region above (never oversold), and why a 1-of-1 "
+                     "item should be sold by one home region.")
+        self.say("\n".join(lines))
+
+    def finish(self) -> bool:
+        self.phase = "stopping sales; converging"
+        for w in self.workers.values():
+            w.request({"cmd": "sell", "on": False})
+        time.sleep(0.2)
+        self.draw()
+        self.screen.done()
+        live = list(self.workers.values())
+        self._converge(live, "the last changes")
+        # the offline node: through a mailbox folder, with Ireland
+        region, city = POPUP
+        popup = self.workdir / region
+        mailbox = self.workdir / "mailbox"
+        mailbox.mkdir(exist_ok=True)
+        ire = self.workers[IRELAND]
+        ire.request({"cmd": "sync_dir", "mailbox": str(mailbox)}, timeout=120)
+        out = self.cli("sync-dir", popup, mailbox)
+        ire.request({"cmd": "sync_dir", "mailbox": str(mailbox)}, timeout=120)
+        self.say(f"📦 The {city} syncs through a folder (a USB stick in real life):\n"
+                 f"     Ireland wrote its changes to {mailbox.name}/; then\n"
+                 f"     $ regiondb sync-dir {region} {mailbox.name}\n     {out}\n"
+                 f"     Ireland picked up the pop-up's sales from the folder and replicated "
+                 f"them live to Mumbai and Virginia.")
+        self._converge(live, "the pop-up's sales")
+        finals = {r: w.request({"cmd": "final"}, timeout=60) for r, w in self.workers.items()}
+        import engine
+
+        with engine.open(popup, create=False) as s:
+            popup_final = {"digest": s.digest(), "local_seq": s.stats()["local_seq"],
+                           "conflicts": s.conflict_count()}
+        return self.summary(finals, popup_final)
+
+    def summary(self, finals: dict[str, dict[str, Any]], popup: dict[str, Any]) -> bool:
+        region, city = POPUP
+        out = ["", "Summary", "-------",
+               f"{'node':<22}{'orders':>8}{'writes':>8}{'conflicts':>11}  digest"]
+        digests = []
+        by_region = finals[IRELAND]["orders_by_region"]
+        for r, c in REGIONS:
+            f = finals[r]
+            orders = by_region.get(r, 0)
+            out.append(f"{r + ' ' + c:<22}{orders:>8,}{f['local_seq']:>8,}{f['conflicts']:>11,}"
+                       f"  {f['digest']}")
+            digests.append(f["digest"])
+        out.append(f"{region + ' (offline)':<22}{by_region.get(region, 0):>8,}"
+                   f"{popup['local_seq']:>8,}{popup['conflicts']:>11,}  {popup['digest']}")
+        digests.append(popup["digest"])
+        out.append("(writes = transactions committed by that node; conflicts = concurrent writes "
+                   "to one attribute that this node resolved by last-writer-wins, all recorded)")
+        out.append("")
+        out.append("Replication lag, p50 / p99 ms, steady state (row: applied in; column: from):")
+        out.append(f"{'':<22}" + "".join(f"{CITY[s]:>16}" for s, _ in REGIONS))
+        for to, c in REGIONS:
+            cells = []
+            for frm, _ in REGIONS:
+                s = self._steady(to, frm)
+                cells.append("·" if to == frm else
+                             f"{_pct(s, 50):.1f} / {_pct(s, 99):.1f}" if s else "-")
+            out.append(f"{c:<22}" + "".join(f"{x:>16}" for x in cells))
+        if self.catchup.get("seconds") is not None:
+            cu = self.catchup
+            out.append(f"Mumbai: SIGKILLed, down {cu['down']:.1f} s, restarted; caught up "
+                       f"{cu['changes']:,} changes in {cu['after_ready']:.2f} s once serving "
+                       f"({cu['seconds']:.2f} s including process start).")
+        elif self.catchup:
+            out.append(f"Mumbai catch-up: {self.catchup.get('error')}")
+        converged = len(set(digests)) == 1
+        n = max(digests.count(d) for d in digests)
+        out.append("")
+        out.append(f"converged: {n}/{len(digests)} nodes, digest {digests[0] if converged else 'MISMATCH'}")
+        self.say("\n".join(out))
+        return converged and not self.catchup.get("error")
+
+    # -- the timeline ------------------------------------------------------------------
+
+    def run(self) -> bool:
+        self.start()
+        for w in self.workers.values():
+            w.request({"cmd": "sell", "on": True})
+        self.t0 = time.monotonic()
+        self.phase = "all regions selling"
+        self.say(f"Customers are buying in all three regions (~{self.rate:g} orders/s each). "
+                 f"Lag = commit on one node → applied on another.")
+        steps: list[tuple[float, Callable[[], None]]] = [
+            (0.25, self.concurrent_update), (0.40, self.kill_mumbai),
+            (0.60, self.restart_mumbai), (0.80, self.oversell)]
+        next_draw = 0.0
+        refresh = 1.0 if self.screen.tty else max(2.0, self.duration / 8)
+        while True:
+            now = time.monotonic() - self.t0
+            if steps and now >= steps[0][0] * self.duration:
+                steps.pop(0)[1]()
+                continue
+            for r, w in self.workers.items():
+                if r not in self.down and not w.alive:
+                    raise DemoError(f"{r} exited unexpectedly: {w.log_tail()}")
+            if now >= self.duration:
+                break
+            if now >= next_draw:
+                self.draw()
+                next_draw = now + refresh
+            time.sleep(0.05)
+        if self.catchup == {} and MUMBAI not in self.down:
+            deadline = time.monotonic() + STEP_TIMEOUT
+            while not self.catchup and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return self.finish()
+
+    def stop(self) -> None:
+        for w in self.workers.values():
+            w.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM: clean up exactly as on Ctrl-C
+
+
+def run(duration: float = 45.0, keep: str | None = None, rate: float = 30.0,
+        verbose: bool = False, out: TextIO | None = None) -> int:
+    """Run the demo; return the exit status (0: every node converged)."""
+    out = out or sys.stdout
+    if keep:
+        workdir = Path(keep)
+        if workdir.exists() and any(workdir.iterdir()):
+            print(f"regiondb demo: {workdir} is not empty; give an empty or new directory",
+                  file=sys.stderr)
+            return 2
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="regiondb-demo-"))
+    demo = Demo(max(duration, 4.0), rate, workdir, out)
+    old_term = signal.signal(signal.SIGTERM, _interrupt)
+    status = 1
+    try:
+        ok = demo.run()
+        status = 0 if ok else 1
+    except DemoError as exc:
+        demo.screen.done()
+        print(f"regiondb demo: failed: {exc}", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        demo.screen.done()
+        print("regiondb demo: interrupted; stopping the nodes", file=sys.stderr)
+        status = 130
+    finally:
+        demo.stop()
+        signal.signal(signal.SIGTERM, old_term)
+        if keep:
+            print(f"Stores kept in {workdir} (try: regiondb status {workdir / MUMBAI})",
+                  file=out)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return status

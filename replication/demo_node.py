@@ -1,0 +1,368 @@
+"""One ShopEase region of ``regiondb demo``: a store, a server, live replication and customers.
+
+Run by :mod:`replication.demo` as its own process (``python -m replication.demo_node ...``), so
+that killing it is a real crash. It opens (or creates) its store, serves it, replicates live
+with its peers over authenticated sockets, and sells when told to. It speaks JSON lines: it
+reads commands on stdin and writes events on stdout (``ready``, ``stats`` every second,
+``reply`` to each command that carries an ``id``). It exits when stdin closes, so it never
+outlives the demo.
+
+**Inventory.** Stock of everyday products is *allocated per region*: one inventory item per
+product, with one attribute per region (``stock_us-east-1``), which only that region
+decrements, under a local condition (the stock it read is still there). Per-attribute
+last-writer-wins merges the three regions' decrements on one item without losing any, so
+nothing is oversold. A single global counter could not do that: conditions are checked on the
+local replica, so two regions may both sell the last unit (the demo shows it once with the
+``limited`` product, and regiondb records the conflict).
+
+**Lag.** Every change applied here from another region is timed: wall-clock time at apply
+minus the physical part of the change's HLC (its commit time on the origin; the nodes share a
+clock, being on one machine). Samples go out with each ``stats`` event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import engine
+
+from .jsonvalues import dumps, loads
+
+__all__ = ["PRODUCTS", "main", "stock_attr"]
+
+#: product id -> (name, price); ``limited`` has one global stock attribute.
+PRODUCTS = {
+    "phone": ("Pixel phone", Decimal("399.00")),
+    "kurta": ("Cotton kurta", Decimal("24.50")),
+    "chai": ("Assam chai 500 g", Decimal("8.99")),
+    "lamp": ("Brass lamp", Decimal("59.00")),
+}
+LIMITED = "limited"
+CUSTOMERS_PER_REGION = 200
+TRAVELLERS = 12  # customers who buy in every region (their profile takes concurrent writes)
+
+
+def stock_attr(region: str) -> str:
+    return f"stock_{region}"
+
+
+class Node:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.region: str = args.region
+        self.short = args.region.split("-")[0]
+        self.rng = random.Random(args.seed)
+        self._out_lock = threading.Lock()
+        self.store = engine.open(args.store, region=args.region)
+        self.me = self.store.node_id
+        self.selling = threading.Event()
+        self.stopping = threading.Event()
+        self.orders = 0
+        self.sold_out = 0
+        self.retries = 0
+        self._notes: deque[tuple[int, float]] = deque()
+        self._notes_lock = threading.Lock()
+        self._lag_wake = threading.Event()
+        self._lags: dict[int, list[float]] = {}
+        self._lags_lock = threading.Lock()
+        self._lag_pos = self.store.position()
+        self.store.add_listener(self._on_commit)
+        self.server: Any = None
+        self.replicator: Any = None
+
+    # -- output --------------------------------------------------------------------
+
+    def emit(self, event: str, **fields: Any) -> None:
+        line = dumps({"event": event, **fields})
+        with self._out_lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    # -- replication ---------------------------------------------------------------
+
+    def start_network(self) -> None:
+        from . import net
+
+        secret = Path(self.args.secret_file).read_bytes().strip()
+        host, _, port = self.args.listen.rpartition(":")
+        self.server = net.serve(self.store, host, int(port), secret=secret)
+        if self.args.peer:
+            self.replicator = net.Replicator(self.store, self.args.peer, secret=secret)
+            self.replicator.start()
+
+    def stop_network(self) -> None:
+        if self.replicator is not None:
+            self.replicator.stop()
+        if self.server is not None:
+            self.server.close()
+
+    # -- lag measurement -----------------------------------------------------------
+
+    def _on_commit(self, position: int) -> None:
+        # Runs on the committing thread (often the network's): note the time, nothing more.
+        with self._notes_lock:
+            self._notes.append((position, time.time() * 1000))
+        self._lag_wake.set()
+
+    def _lag_loop(self) -> None:
+        while not self.stopping.is_set():
+            self._lag_wake.wait(0.5)
+            self._lag_wake.clear()
+            with self._notes_lock:
+                notes = list(self._notes)
+                self._notes.clear()
+            if not notes:
+                continue
+            notes.sort()
+            positions = [p for p, _ in notes]
+            seen: set[tuple[int, int]] = set()
+            try:
+                changes = list(self.store.changes(since=self._lag_pos))
+            except engine.Error:
+                return
+            for c in changes:
+                self._lag_pos = max(self._lag_pos, c.position)
+                if c.origin == self.me or (c.origin, c.seq) in seen:
+                    continue
+                seen.add((c.origin, c.seq))
+                i = bisect.bisect_left(positions, c.position)
+                applied = notes[i][1] if i < len(notes) else time.time() * 1000
+                lag = applied - (c.version[0] >> 16)
+                with self._lags_lock:
+                    self._lags.setdefault(c.origin, []).append(round(max(lag, 0.0), 2))
+
+    # -- selling -------------------------------------------------------------------
+
+    def _customer(self) -> str:
+        if self.rng.random() < 0.1:
+            return f"traveller-{self.rng.randrange(TRAVELLERS):02d}"
+        return f"{self.short}-{self.rng.randrange(CUSTOMERS_PER_REGION):03d}"
+
+    def sell(self, product: str, customer: str, *, attr: str | None = None,
+             order_id: str | None = None) -> dict[str, Any] | None:
+        """Sell one unit: the order, the stock decrement and the customer's profile, in one
+        atomic batch, under the condition that the stock read is still there."""
+        attr = attr or stock_attr(self.region)
+        inventory = self.store.table("inventory")
+        for _ in range(5):
+            item = inventory.get(product)
+            have = None if item is None else item.get(attr)
+            if not isinstance(have, int):
+                return None  # not seeded here yet
+            if have <= 0:
+                self.sold_out += 1
+                return None
+            now = int(time.time() * 1000)
+            oid = order_id or f"{now}-{self.short}-{self.orders:05d}"
+            order = {"customer_id": customer, "order_id": oid, "product": product,
+                     "price": PRODUCTS.get(product, ("", Decimal("1999.00")))[1], "qty": 1,
+                     "region": self.region, "status": "PLACED", "placed_at": now}
+
+            def still(cur: dict[str, Any] | None, attr: str = attr, have: int = have) -> bool:
+                return cur is not None and cur.get(attr) == have
+
+            try:
+                with self.store.batch() as b:
+                    b.put("orders", order)
+                    change: dict[str, Any] = {attr: have - 1}
+                    if attr == "stock":  # the one global counter: say who got the last unit
+                        change["last_sold_to"] = customer
+                    b.update("inventory", product, set=change, condition=still)
+                    b.update("customers", customer, set={"last_order": oid,
+                                                         "last_region": self.region})
+            except engine.ConditionFailed:
+                self.retries += 1
+                continue
+            self.orders += 1
+            return order
+        return None
+
+    def _sell_loop(self) -> None:
+        rate = self.args.rate
+        products = list(PRODUCTS)
+        next_t = time.monotonic()
+        while not self.stopping.is_set():
+            if not self.selling.wait(0.2):
+                next_t = time.monotonic()
+                continue
+            next_t += self.rng.expovariate(rate)  # Poisson arrivals at `rate` orders/s
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -1:
+                next_t = time.monotonic()  # fell behind (disk stall): don't burst
+            try:
+                self.sell(self.rng.choice(products), self._customer())
+            except engine.TableNotFound:
+                time.sleep(0.05)  # the catalogue has not replicated here yet
+            except engine.Error as exc:
+                if self.stopping.is_set():
+                    return
+                self.emit("warning", message=f"{type(exc).__name__}: {exc}")
+                time.sleep(0.1)
+
+    # -- stats ---------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        stock: dict[str, Any] = {}
+        try:
+            inventory = self.store.table("inventory")
+            for product in (*PRODUCTS, LIMITED):
+                item = inventory.get(product) or {}
+                stock[product] = {k[len("stock_"):] if k != "stock" else "*": v
+                                  for k, v in item.items() if k.startswith("stock")}
+        except engine.TableNotFound:
+            pass
+        with self._lags_lock:
+            lags, self._lags = self._lags, {}
+        return {"t": time.time() * 1000, "orders": self.orders, "sold_out": self.sold_out,
+                "vv": {f"{k:016x}": v for k, v in self.store.version_vector().items()},
+                "conflicts": self.store.conflict_count(), "stock": stock,
+                "lags": {f"{k:016x}": v for k, v in lags.items()}}
+
+    def _stats_loop(self) -> None:
+        while not self.stopping.wait(self.args.interval):
+            try:
+                self.emit("stats", **self.snapshot())
+            except engine.Error:
+                return
+
+    # -- commands ------------------------------------------------------------------
+
+    def handle(self, cmd: dict[str, Any]) -> Any:
+        name = cmd["cmd"]
+        if "at" in cmd:  # scheduled: all nodes act at the same wall-clock moment
+            delay = float(cmd["at"]) / 1000 - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        if name == "seed":
+            return self._seed(cmd)
+        if name == "sell":
+            (self.selling.set if cmd["on"] else self.selling.clear)()
+            return True
+        if name == "sell_one":
+            order = self.sell(cmd["product"], cmd["customer"], attr=cmd.get("attr"),
+                              order_id=cmd.get("order_id"))
+            return {"order": order, "hlc": self.store.stats()["hlc"]}
+        if name == "put":
+            self.store.table(cmd["table"]).put(cmd["item"])
+            return True
+        if name == "update":
+            item = self.store.table(cmd["table"]).update(cmd["pk"], cmd.get("sk"), set=cmd["set"])
+            return {"item": item, "hlc": self.store.stats()["hlc"]}
+        if name == "get":
+            return self.store.table(cmd["table"]).get(cmd["pk"], cmd.get("sk"))
+        if name == "vv":
+            return {f"{k:016x}": v for k, v in self.store.version_vector().items()}
+        if name == "wait_vv":
+            return self._wait_vv(cmd)
+        if name == "sync_dir":
+            from .cli import _report_dict
+            from .files import sync_dir
+
+            return _report_dict(sync_dir(self.store, Path(cmd["mailbox"])))
+        if name == "final":
+            stats = self.store.stats()
+            by_region: dict[str, int] = {}
+            for order in self.store.table("orders").scan():
+                r = str(order.get("region"))
+                by_region[r] = by_region.get(r, 0) + 1
+            return {"digest": self.store.digest(), "local_seq": stats["local_seq"],
+                    "items": stats["items"], "orders_by_region": by_region, **self.snapshot()}
+        if name == "quit":
+            self.stopping.set()
+            return True
+        raise ValueError(f"unknown command {name!r}")
+
+    def _seed(self, cmd: dict[str, Any]) -> bool:
+        store = self.store
+        store.create_table("orders", partition_key="customer_id", sort_key="order_id")
+        store.create_table("inventory", partition_key="product")
+        store.create_table("customers", partition_key="customer_id")
+        with store.batch() as b:
+            for product, (name, price) in PRODUCTS.items():
+                item: dict[str, Any] = {"product": product, "name": name, "price": price}
+                for region in cmd["regions"]:
+                    item[stock_attr(region)] = cmd["stock"]
+                b.put("inventory", item)
+            b.put("inventory", {"product": LIMITED, "name": "Signed cricket jersey (1 of 1)",
+                                "price": Decimal("1999.00"), "stock": 1})
+        return True
+
+    def _wait_vv(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        target = {int(k, 16): v for k, v in cmd["target"].items()}
+        deadline = time.monotonic() + float(cmd.get("timeout", 30))
+        while True:
+            vv = self.store.version_vector()
+            if all(vv.get(o, 0) >= s for o, s in target.items()):
+                return {"ok": True, "at": time.time() * 1000}
+            if time.monotonic() > deadline:
+                missing = sum(max(0, s - vv.get(o, 0)) for o, s in target.items())
+                return {"ok": False, "missing": missing}
+            time.sleep(0.005)
+
+    def _run_command(self, cmd: dict[str, Any]) -> None:
+        try:
+            result = self.handle(cmd)
+            if "id" in cmd:
+                self.emit("reply", id=cmd["id"], ok=True, result=result)
+        except Exception as exc:  # reported to the demo, which decides
+            if "id" in cmd:
+                self.emit("reply", id=cmd["id"], ok=False, error=f"{type(exc).__name__}: {exc}")
+
+    def serve_commands(self) -> None:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            cmd = loads(line, "command")
+            if cmd.get("cmd") == "quit":
+                self._run_command(cmd)
+                return
+            # Each command in its own thread: a scheduled one must not hold up the others.
+            threading.Thread(target=self._run_command, args=(cmd,), daemon=True).start()
+        # stdin closed: the demo is gone; stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m replication.demo_node")
+    p.add_argument("--store", required=True)
+    p.add_argument("--region", required=True)
+    p.add_argument("--listen", required=True)
+    p.add_argument("--peer", action="append", default=[])
+    p.add_argument("--secret-file", required=True)
+    p.add_argument("--rate", type=float, default=30.0)
+    p.add_argument("--interval", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    args = p.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the demo decides when we stop
+    node = Node(args)
+    try:
+        node.start_network()
+        vv = node.store.version_vector()
+        node.emit("ready", node_id=f"{node.me:016x}", region=node.region, pid=os.getpid(),
+                  address=list(node.server.address)[:2], local_seq=vv.get(node.me, 0),
+                  vv={f"{k:016x}": v for k, v in vv.items()})
+        for target in (node._lag_loop, node._sell_loop, node._stats_loop):
+            threading.Thread(target=target, daemon=True).start()
+        node.serve_commands()
+    finally:
+        node.stopping.set()
+        node.selling.clear()
+        node.stop_network()
+        node.store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
