@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from .errors import StorageError, ValidationError
+from .errors import StorageError, StoreClosed, ValidationError
 
 __all__ = ["DEFAULT_MAP_SIZE", "Env", "acquire", "release"]
 
@@ -62,6 +62,18 @@ class _Gate:
                 self._cond.notify_all()
 
     @contextmanager
+    def held_back(self) -> Iterator[None]:
+        """Keep new transactions from starting, without waiting for running ones to end."""
+        with self._cond:
+            self._exclusive_wanted += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive_wanted -= 1
+                self._cond.notify_all()
+
+    @contextmanager
     def exclusive(self) -> Iterator[None]:
         with self._cond:
             self._exclusive_wanted += 1
@@ -84,6 +96,7 @@ class Env:
         self.pid = os.getpid()
         self.refs = 0
         self._gate = _Gate()
+        self.closed = False
         self._writer = 0  # thread ident inside a write transaction of this env, else 0
         try:
             self.lmdb = lmdb.open(
@@ -118,6 +131,8 @@ class Env:
         while True:
             gate.enter()
             try:
+                if self.closed:
+                    raise StoreClosed(f"store {self.path} is closed")
                 txn = self._begin(False)
                 if txn is not None:
                     try:
@@ -156,6 +171,8 @@ class Env:
         while True:
             self._gate.enter()
             try:
+                if self.closed:
+                    raise StoreClosed(f"store {self.path} is closed")
                 txn = self._begin(False)
                 if txn is not None:
                     try:
@@ -181,6 +198,8 @@ class Env:
             grow = resized = False
             self._gate.enter()
             try:
+                if self.closed:
+                    raise StoreClosed(f"store {self.path} is closed")
                 txn = self._begin(True)
                 if txn is None:
                     resized = True
@@ -191,10 +210,10 @@ class Env:
                         txn.commit()
                         return result
                     except lmdb.MapFullError:
-                        _abort_quietly(txn)
+                        self._abort(txn)
                         grow = True
                     except BaseException:
-                        _abort_quietly(txn)
+                        self._abort(txn)
                         raise
                     finally:
                         self._writer = 0
@@ -212,8 +231,19 @@ class Env:
             elif resized:
                 self._adopt_resize()
 
+    def _abort(self, txn: Txn) -> None:
+        # py-lmdb 3.0 makes a write transaction's abort wait until no operation of any other
+        # thread is in flight on the environment; under a steady stream of reads that wait
+        # lasted seconds (while holding LMDB's writer lock). Holding back new transactions
+        # lets the running ones drain, so the abort proceeds at once.
+        with self._gate.held_back():
+            _abort_quietly(txn)
+
     def close(self) -> None:
         with self._gate.exclusive():
+            # a store iterator (or another thread) still holding this Env gets StoreClosed,
+            # not an lmdb error about a closed object
+            self.closed = True
             self.lmdb.close()
 
 
