@@ -84,7 +84,7 @@ class NetOptions:
     gc_interval: float = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class LagStats:
     """Replication latency in milliseconds over the last samples (``None`` before any)."""
 
@@ -102,7 +102,7 @@ def _lag_stats(samples: deque[float]) -> LagStats:
     return LagStats(samples[-1], ordered[(n - 1) // 2], ordered[min(n - 1, (99 * n) // 100)], n)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PeerLag:
     """One peer's replication health, like DynamoDB's ``ReplicationLatency`` per region pair.
 
@@ -291,6 +291,8 @@ class Session:
         self._last_send = time.monotonic()
         self._last_recv = time.monotonic()
         self._advertised: dict[int, int] = {}
+        self._advertised_at = 0.0
+        self._advert_timer = False
         self._ack_flushed = 0.0
         self._progress = asyncio.Event()  # an ACK arrived or DONE was sent
         self._closing = False
@@ -553,10 +555,30 @@ class Session:
             self.loop.call_later(again, self.wake_threadsafe)
 
     def _advertise(self, vv: dict[int, int]) -> None:
-        """Tell the peer our vv changed (so it need not relay what we already have)."""
-        if vv != self._advertised and self.live:
-            self._advertised = vv
+        """Tell the peer our vv changed (so it need not relay what we already have).
+
+        Coalesced: at most one ``STATE`` per quarter of ``relay_delay``; the latest vv goes
+        out when the interval ends.
+        """
+        if vv == self._advertised or not self.live:
+            return
+        now = time.monotonic()
+        gap = self.opts.relay_delay / 4
+        if now - self._advertised_at >= gap:
+            self._advertised, self._advertised_at = vv, now
             self._send(encode_message(MsgType.STATE, {"vv": vv}))
+        elif not self._advert_timer:
+            self._advert_timer = True
+
+            def later() -> None:
+                self._advert_timer = False
+                if not self._closing:
+                    try:
+                        self._advertise(self.store.version_vector())
+                    except Exception:  # the connection went away meanwhile
+                        pass
+
+            self.loop.call_later(gap - (now - self._advertised_at), later)
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -620,7 +642,15 @@ class Session:
             self._send(encode_message(MsgType.ACK, {"vv": before, "lag_us": [],
                                                     "refused": gaps}))
             return
-        report = await self._blocking(exchange.apply_segment, self.store, seg)
+        if h.kind == "changes" and not h.forgotten and not h.acks:
+            # A live push (our own format: no forgotten set or ack table to adopt): apply the
+            # records directly and fold the sender's vv into the throttled ack-table update,
+            # instead of a second write transaction per segment in apply_segment.
+            report = await self._blocking(self.store.apply_changes, seg.records)
+            if _merge_vv(self.stats.acked, h.vv):
+                self.stats.dirty = True
+        else:
+            report = await self._blocking(exchange.apply_segment, self.store, seg)
         after = self.store.version_vector()
         self.hub.know(self.peer.node, h.vv)
         if h.kind == "snapshot":
