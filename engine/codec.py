@@ -22,6 +22,7 @@ A transaction (the unit of the log and of replication; all ops share version
 from __future__ import annotations
 
 import math
+import re
 import struct
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -36,14 +37,17 @@ from .keys import decode_key
 
 __all__ = [
     "MAX_ITEM_BYTES",
+    "MAX_KEY_BYTES",
     "MAX_NAME_BYTES",
     "Op",
     "canonical",
     "check_attr_name",
+    "check_table_name",
     "check_value",
     "decode_state",
     "decode_txn",
     "dumps",
+    "dumps_checked",
     "encode_state",
     "encode_txn",
     "encode_txn_parts",
@@ -60,6 +64,26 @@ _U64 = (1 << 64) - 1
 
 dumps = cbor2.dumps
 loads = cbor2.loads
+
+
+def dumps_checked(value: Any, what: str) -> bytes:
+    """CBOR of ``value``, or ``ValidationError`` naming ``what`` if it cannot be encoded."""
+    try:
+        return cbor2.dumps(value)
+    except (cbor2.CBOREncodeError, TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise ValidationError(f"{what} cannot be encoded: {exc}") from None
+
+
+TABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
+
+
+def check_table_name(name: object) -> str:
+    """Validate a table name: 1-255 characters of ``A-Z a-z 0-9 _ . -``."""
+    if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
+        raise ValidationError(
+            f"table name must be 1-255 characters of A-Z a-z 0-9 _ . -, not {name!r}"
+        )
+    return name
 
 
 def canonical(value: Any) -> bytes:
@@ -91,7 +115,7 @@ _SET_ELEMENTS = (str, int, float, Decimal, bytes)
 _MAX_INT_BITS = 8000  # the bounded decoder refuses larger bignums: never write one
 
 
-def _check_str(value: str, path: str) -> None:
+def _check_text(value: str, path: str) -> None:
     if not value.isascii():
         try:
             value.encode("utf-8")
@@ -119,7 +143,7 @@ def _ok(value: Any, path: str) -> None:
 
 
 _SCALAR_CHECKS: dict[type, Callable[[Any, str], None]] = {
-    str: _check_str, int: _check_int, float: _check_float, Decimal: _check_decimal,
+    str: _check_text, int: _check_int, float: _check_float, Decimal: _check_decimal,
     bytes: _ok, bool: _ok, type(None): _ok,
 }
 
@@ -345,9 +369,14 @@ def _check_str(v: Any, what: str) -> str:
     return v
 
 
+MAX_KEY_BYTES = 511  # LMDB's key size limit
+
+
 def _check_key(table: str, key: Any) -> bytes:
     if not isinstance(key, bytes):
         raise ValidationError("item key is not bytes")
+    if len(key) > MAX_KEY_BYTES:
+        raise ValidationError(f"item key is {len(key)} bytes, over LMDB's {MAX_KEY_BYTES}")
     name, _ = decode_key(key)
     if name != table:
         raise ValidationError(f"item key belongs to table {name!r}, op names {table!r}")
@@ -372,12 +401,15 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
         kind = w[0]
         try:
             if kind == "T" and len(w) == 4:
-                name = _check_str(w[1], "table name")
-                pk = _check_str(w[2], "partition key")
-                sk = None if w[3] is None else _check_str(w[3], "sort key")
+                name = check_table_name(w[1])
+                pk = check_attr_name(_check_str(w[2], "partition key"), f"table {name!r}")
+                sk = None if w[3] is None else check_attr_name(
+                    _check_str(w[3], "sort key"), f"table {name!r}")
+                if sk == pk:
+                    raise ValidationError(f"table {name!r}: sort key equals partition key")
                 ops.append(Op("T", name, b"", {"partition_key": pk, "sort_key": sk}, (), (0, 0)))
             elif kind == "P" and len(w) == 6:
-                table = _check_str(w[1], "table name")
+                table = check_table_name(w[1])
                 if not trusted:
                     if not isinstance(w[3], dict):
                         raise ValidationError("put item is not a map")
@@ -385,7 +417,7 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
                 seen = (_check_u64(w[4], "seen hlc"), _check_u64(w[5], "seen node"))
                 ops.append(Op("P", table, _check_key(table, w[2]), w[3], (), seen))
             elif kind == "U" and len(w) == 7:
-                table = _check_str(w[1], "table name")
+                table = check_table_name(w[1])
                 if not trusted:
                     if not isinstance(w[3], dict) or not isinstance(w[4], list):
                         raise ValidationError("update set/remove are not a map and an array")
@@ -397,7 +429,7 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
                 seen = (_check_u64(w[5], "seen hlc"), _check_u64(w[6], "seen node"))
                 ops.append(Op("U", table, _check_key(table, w[2]), w[3], tuple(w[4]), seen))
             elif kind == "D" and len(w) == 5:
-                table = _check_str(w[1], "table name")
+                table = check_table_name(w[1])
                 seen = (_check_u64(w[3], "seen hlc"), _check_u64(w[4], "seen node"))
                 ops.append(Op("D", table, _check_key(table, w[2]), {}, (), seen))
             else:

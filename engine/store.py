@@ -76,7 +76,6 @@ _U64 = struct.Struct(">Q")
 _U64x2 = struct.Struct(">QQ")
 _CLOCK = struct.Struct(">QQQ")      # last hlc, local seq, last position
 _LOGHDR = struct.Struct(">QQI")     # origin, seq, len(txn)
-_TABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
 _REGION = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _MAX_KEY = 511  # LMDB's key size limit
 
@@ -181,10 +180,7 @@ class Store:
         """
         from .table import Table
 
-        if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name):
-            raise ValidationError(
-                f"table name must be 1-255 characters of A-Z a-z 0-9 _ . -, not {name!r}"
-            )
+        codec.check_table_name(name)
         codec.check_attr_name(partition_key, f"table {name!r} partition_key")
         if sort_key is not None:
             codec.check_attr_name(sort_key, f"table {name!r} sort_key")
@@ -441,6 +437,9 @@ class Store:
 
         :raises LogTruncated: if entries right after ``after`` were truncated (send a snapshot).
         """
+        _check_node(origin, "origin")
+        _check_u64_arg(after, "after", "a sequence number")
+        _check_limit(limit)
         env = self._e()
 
         def run(txn: Txn) -> list[RawChange]:
@@ -475,9 +474,12 @@ class Store:
         Local writes and merged remote changes alike; snapshot merges and truncated entries
         are not in it. Resume by passing the last ``Change.position`` seen.
         """
-        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
-            raise ValidationError(f"since must be a position >= 0, not {since!r}")
+        _check_u64_arg(since, "since", "a position")
+        _check_limit(limit)
         env = self._e()
+        return self._changes(env, since, limit)
+
+    def _changes(self, env: Env, since: int, limit: int | None) -> Iterator[Change]:
         pos = since
         produced = 0
         while True:
@@ -572,6 +574,8 @@ class Store:
         """
         env = self._e()
         decoded = []
+        if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+            raise ValidationError(f"records must be an iterable of (origin, seq, txn), not {records!r}")
         for i, rec in enumerate(records):
             if not (isinstance(rec, tuple) and len(rec) == 3):
                 raise ValidationError(f"record {i} is not (origin, seq, txn)")
@@ -705,10 +709,11 @@ class Store:
 
     def conflicts(self, since: int = 0) -> Iterator[Conflict]:
         """Recorded conflicts with id above ``since``, oldest first (bounded; never replicated)."""
-        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
-            raise ValidationError(f"since must be a conflict id >= 0, not {since!r}")
+        _check_u64_arg(since, "since", "a conflict id")
         env = self._e()
+        return self._conflicts(env, since)
 
+    def _conflicts(self, env: Env, since: int) -> Iterator[Conflict]:
         def run(txn: Txn) -> list[tuple[int, bytes]]:
             cur = txn.cursor(db=env.conflicts)
             rows = []
@@ -776,19 +781,39 @@ class Store:
         :raises ValidationError: for a malformed table, key or state; nothing is applied.
         """
         env = self._e()
+        if not isinstance(vv, Mapping):
+            raise ValidationError(f"snapshot vv must be a mapping of node id to seq, not {vv!r}")
         for o, s in vv.items():
-            if not (isinstance(o, int) and isinstance(s, int) and 0 < o < 2**64 and 0 <= s < 2**64):
-                raise ValidationError(f"snapshot vv entry {o!r}: {s!r} is not a (node, seq) pair")
+            _check_node(o, "snapshot vv node id")
+            _check_u64_arg(s, f"snapshot vv seq of {o:016x}", "a sequence number")
+        if isinstance(tables, (str, bytes, Mapping)) or not isinstance(tables, Iterable):
+            raise ValidationError(f"snapshot tables must be an iterable of TableDef, not {tables!r}")
         tdefs = list(tables)
-        states: list[tuple[bytes, ItemState]] = []
         top = 0
-        for key, raw in items:
+        for t in tdefs:
+            _check_table_def(t)
+            top = max(top, t.version[0])
+        states: list[tuple[bytes, ItemState]] = []
+        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+            raise ValidationError(f"snapshot items must be an iterable of (key, state), not {items!r}")
+        for i, pair in enumerate(items):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValidationError(f"snapshot item {i} is not a (key, state) pair")
+            key, raw = pair
             if not isinstance(key, bytes) or not 0 < len(key) <= _MAX_KEY:
-                raise ValidationError("snapshot item key is not bytes of a valid length")
-            decode_key(key)
+                raise ValidationError(f"snapshot item {i}: key is not bytes of a valid length")
+            if not isinstance(raw, bytes):
+                raise ValidationError(f"snapshot item {i}: state is not bytes")
+            codec.check_table_name(decode_key(key)[0])
             st = codec.decode_state_untrusted(raw, f"snapshot item {key[:32]!r}")
             states.append((key, st))
             top = max(top, max_version(st)[0])
+        # a snapshot is remote data too: a peer clock far ahead must not capture LWW through it
+        skew = (top >> 16) - self._wall()
+        if skew > self.max_offset_ms:
+            raise ClockSkewError(
+                f"snapshot holds versions {skew} ms ahead of the local clock (maximum offset "
+                f"{self.max_offset_ms} ms); nothing merged", skew_ms=skew)
         order = codec.canonical
 
         def run(txn: Txn) -> None:
@@ -823,6 +848,13 @@ class Store:
         The caller (replication) decides what is stable: acknowledged by every known peer.
         Returns ``(log entries removed, tombstones purged)``.
         """
+        if not isinstance(stable, Mapping):
+            raise ValidationError(f"stable must be a mapping of node id to seq, not {stable!r}")
+        for origin, upto in stable.items():
+            _check_node(origin, "stable node id")
+            _check_u64_arg(upto, f"stable seq of {origin:016x}", "a sequence number")
+        if not isinstance(purge_tombstones, bool):
+            raise ValidationError(f"purge_tombstones must be a bool, not {purge_tombstones!r}")
         env = self._e()
 
         def run(txn: Txn) -> tuple[int, int]:
@@ -920,14 +952,16 @@ class Store:
 
     def get_meta(self, name: str) -> Any:
         """A value stored by :meth:`set_meta` (for replication's bookkeeping), or ``None``."""
+        _check_meta_name(name)
         env = self._e()
         raw = env.read(lambda txn: txn.get(b"x:" + name.encode(), db=env.meta))
         return None if raw is None else codec.loads(raw)
 
     def set_meta(self, name: str, value: Any) -> None:
         """Store a small CBOR-encodable value under ``name`` (not replicated)."""
+        _check_meta_name(name)
         env = self._e()
-        data = codec.dumps(value)
+        data = codec.dumps_checked(value, f"meta value {name!r}")
         env.write(lambda txn: txn.put(b"x:" + name.encode(), data, db=env.meta))
 
     def stats(self) -> dict[str, Any]:
@@ -954,6 +988,43 @@ class Store:
             "conflicts_total": self.conflict_count(),
         })
         return out
+
+
+def _check_u64_arg(value: object, name: str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+        raise ValidationError(f"{name} must be {what} (an int >= 0), not {value!r}")
+    return value
+
+
+def _check_node(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**64:
+        raise ValidationError(f"{name} must be a 64-bit node id, not {value!r}")
+    return value
+
+
+def _check_limit(limit: object) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError(f"limit must be a positive int or None, not {limit!r}")
+
+
+def _check_table_def(t: object) -> None:
+    if not isinstance(t, TableDef):
+        raise ValidationError(f"snapshot table is not a TableDef: {t!r}")
+    codec.check_table_name(t.name)
+    codec.check_attr_name(t.partition_key, f"table {t.name!r} partition_key")
+    if t.sort_key is not None:
+        codec.check_attr_name(t.sort_key, f"table {t.name!r} sort_key")
+        if t.sort_key == t.partition_key:
+            raise ValidationError(f"table {t.name!r}: sort key equals partition key")
+    v = t.version
+    if not (isinstance(v, tuple) and len(v) == 2
+            and all(not isinstance(x, bool) and isinstance(x, int) and 0 <= x < 2**64 for x in v)):
+        raise ValidationError(f"table {t.name!r}: version {v!r} is not an (hlc, node) pair")
+
+
+def _check_meta_name(name: object) -> None:
+    if not isinstance(name, str) or not 0 < len(name.encode("utf-8", "surrogatepass")) <= 200:
+        raise ValidationError(f"meta name must be a non-empty str of at most 200 bytes, not {name!r}")
 
 
 def _ident_of(path: Path) -> tuple[int, int]:
@@ -992,6 +1063,10 @@ def open(  # noqa: A001 - the contract's name, like io.open
         raise ValidationError(f"map_size must be an int of at least 65536 bytes, not {map_size!r}")
     if isinstance(max_conflicts, bool) or not isinstance(max_conflicts, int) or max_conflicts < 0:
         raise ValidationError(f"max_conflicts must be an int >= 0, not {max_conflicts!r}")
+    if not isinstance(durable, bool) or not isinstance(create, bool):
+        raise ValidationError(f"durable and create must be bools, not {durable!r}, {create!r}")
+    if wall_clock is not None and not callable(wall_clock):
+        raise ValidationError(f"wall_clock must be a callable returning ms, not {wall_clock!r}")
     p = Path(path)
     if not (p / "data.mdb").exists():
         if not create:
