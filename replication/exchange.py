@@ -34,10 +34,12 @@ peer still looks behind, and the next exchange sends a snapshot again: nothing i
 A one-part snapshot (the usual case) is simply part 0 and last at once.
 
 Stale snapshots. A snapshot's items may lack tombstones its sender purged, and ours may have
-been purged too: merging an *old* snapshot could resurrect what was deleted since. Everything
-we purged (or took from a snapshot without its tombstones) lies at or below our log floor, so
-a part is merged only if the snapshot's vv dominates our floor; an older one is skipped with a
-warning (the sender will send something newer, or changes).
+been purged too: merging an *old* snapshot could resurrect what was deleted since. Everything we
+purged lies at or below our log floor, and the floor never passes what every member
+acknowledged; so a snapshot short of our floor at an origin where its sender is already known
+to have held more is stale and skipped (the sender will send a newer one). A snapshot short of
+our floor from a node *not* known to have had more (a node nobody knew of when we collected
+garbage) is merged: refusing it would keep the two sides apart for ever.
 """
 
 from __future__ import annotations
@@ -426,13 +428,22 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
                                         for r in segment.records if r[0] == "I"]
     snap_vv = h.vv or h.acks.get(h.sender, {})
     floor = store.log_floor()
-    if not vvmod.dominates(snap_vv, floor):
-        report.snapshot_complete = False
+    short = {o: f for o, f in floor.items() if snap_vv.get(o, 0) < f}
+    if short:
+        known = vvmod.load_acks(store).get(h.sender, {})
+        if any(known.get(o, 0) >= f for o, f in short.items()):
+            report.snapshot_complete = False
+            report.warnings.append(
+                "stale snapshot skipped: its sender is known to have held more than it carries, "
+                "and it covers less than this store garbage-collected; merging it could "
+                "resurrect deletes"
+            )
+            return
         report.warnings.append(
-            "stale snapshot skipped: it covers less than this store already garbage-collected "
-            f"(snapshot vv {snap_vv}, log floor {floor}); merging it could resurrect deletes"
+            "snapshot below this store's garbage-collection point from a node not known to "
+            "have acknowledged it: merged so that replicas converge (see docs/replication.md, "
+            "'Nodes nobody knew of')"
         )
-        return
     chains: dict[int, Any] = dict(store.get_meta(_CHAIN_META) or {})
     link = chains.get(h.sender)
     last = bool(h.vv) or not segment.records
