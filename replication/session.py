@@ -449,8 +449,10 @@ class Session:
             await asyncio.wait_for(self._wake.wait(), timeout)
         except asyncio.TimeoutError:
             pass
-        self._wake.clear()
+        # Reset the flag first: a commit landing in between schedules a fresh set(), which
+        # runs after this clear() (same loop), so no wake-up is lost.
         self._wake_flag = False
+        self._wake.clear()
 
     async def _catch_up(self) -> None:
         """Send everything the peer lacked at the handshake (a snapshot if needed)."""
