@@ -101,8 +101,9 @@ def test_sync_records_acks_so_gc_can_truncate(net: Any) -> None:
     server = net.serve(a)
     sync(b, addr(server), timeout=20)
     sync(b, addr(server), timeout=20)  # b's vv now reaches a through the handshake and acks
-    _, acks, _ = exchange.local_state(a)
-    assert acks.get(b.node_id, {}).get(a.node_id) == a.version_vector()[a.node_id]
+    # The server records b's acknowledgement when its side of the session ends.
+    wait_until(lambda: exchange.local_state(a)[1].get(b.node_id, {}).get(a.node_id)
+               == a.version_vector()[a.node_id], what="b's ack recorded on a")
     wait_until(lambda: exchange.collect_garbage(a)[0] > 0 or a.stats()["log_entries"] == 0,
                what="a's log to be truncated once b acknowledged it")
 
