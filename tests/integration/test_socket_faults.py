@@ -517,3 +517,32 @@ def test_partition_heals_and_all_converge(make_store: Any,
     for s in stores.values():
         assert everything <= ids(s)
         assert s.table("t").get("shared") == {"id": "shared", "a": 149, "c": 149}
+
+
+@pytest.mark.slow
+def test_soak_repeated_sigkill_and_cuts(make_store: Any, tmp_path: Path,
+                                        closing: list[Callable[[], None]]) -> None:
+    """Soak: a peer process killed and restarted ten times while both sides write."""
+    a = make_store("a", durable=False)
+    fill(a, 1, "a-")
+    node = Node(tmp_path / "b", "r-b")
+    port = node.port
+    closing.append(lambda: node.close())
+    with FaultProxy(("127.0.0.1", port)) as proxy:
+        rep = Replicator(a, [proxy.address], options=FAST).start()
+        closing.append(rep.stop)
+        acked: set[str] = set()
+        for round_ in range(10):
+            node.call({"cmd": "write_async", "n": 300, "rate": 600, "prefix": f"b{round_}-"})
+            for i in range(300):
+                a.table("t").put({"id": f"a{round_}-{i:04d}"})
+                if i == 150:
+                    proxy.cut()
+            time.sleep(0.3)
+            node.kill()
+            acked |= node.acknowledged()
+            node = Node(tmp_path / "b", "r-b", listen=f"127.0.0.1:{port}")
+            closing.append(lambda n=node: n.close())
+        wait_until(lambda: node.call({"cmd": "digest"})["digest"] == a.digest(), 60,
+                   "convergence after the soak")
+        assert acked <= ids(a)
