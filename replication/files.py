@@ -564,7 +564,7 @@ def sync_dir(store: Store, mailbox: str | os.PathLike[str]) -> SyncReport:
     floor = store.log_floor()
     others = [n for n in states if n not in forgotten]
     haves = {n: acks.get(n, {}) for n in others}
-    snap_names, snap_vv = _snapshot_series(index)
+    _, snap_vv = _snapshot_series(index)
     needy = [n for n, h in haves.items() if _needs_snapshot(h, vv, floor)]
     if needy and (snap_vv is None or any(_needs_snapshot(vvmod.merge(haves[n], snap_vv), vv, floor)
                                          for n in needy)):

@@ -267,3 +267,26 @@ def test_no_deleted_item_comes_back_through_a_long_offline_node(make: Callable[[
         n.sync(box)
     assert a.get("c3", "a7") is None and converged(a, b, c)
     assert a.do(lambda s: V.load_acks(s)).keys() == {b.id, c.id}
+
+
+def test_bad_state_and_junk_files_are_reported_not_fatal(make: Callable[[str], Node], tmp_path: Path) -> None:
+    box = tmp_path / "box"
+    a, b = make("a"), make("b")
+    a.sync(box, put(1, "a"))
+    folder = box / f"{a.id:016x}"
+    state = (folder / "state.cbor").read_bytes()
+    (folder / "state.cbor").write_bytes(state[:-3])
+    (folder / f"{'0' * 16}-{a.id:016x}-changes.seg").write_bytes(b"\x89RGDBSEG junk")
+    (folder / ".partial.seg.abc.tmp").write_bytes(b"half")
+    (box / "README.txt").write_text("not a node")
+    r = b.sync(box)
+    assert any("state of" in w for w in r.warnings)
+    assert [f.path.name for f in r.rejected] == [f"{'0' * 16}-{a.id:016x}-changes.seg"]
+    assert b.get("c1", "a1") is not None  # the good segment still applied
+    (folder / "state.cbor").write_bytes(state)
+    (box / f"{b.id:016x}" / "state.cbor").write_bytes(b"garbage")  # our own, too
+    r = b.sync(box)
+    assert any("own state file unreadable" in w for w in r.warnings)
+    a.sync(box)
+    b.sync(box)
+    assert converged(a, b)
