@@ -22,6 +22,7 @@ transaction; the log entry is the exact bytes that travel to peers, so relays ar
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 import os
 import re
@@ -589,12 +590,22 @@ class Store:
             except ValidationError as exc:
                 raise ValidationError(f"change {origin:016x}/{seq}: {exc}") from None
             decoded.append((origin, seq, raw, hlc, ops))
+        by_origin: dict[int, list[Any]] = {}
+        for d in decoded:
+            by_origin.setdefault(d[0], []).append(d)
+        if len(by_origin) > 1:
+            # Apply in HLC order across origins, each origin's records staying in their given
+            # order. HLCs respect causality, so a change is merged after the changes its writer
+            # had seen: conflict detection (one-sided, through ``seen``) needs that to have no
+            # false positives, e.g. when a relay sends B's update of an item before A's put.
+            decoded = list(heapq.merge(*by_origin.values(), key=lambda d: (d[3], d[0])))
 
         def run(txn: Txn) -> tuple[ApplyReport, int, bool]:
             report = ApplyReport()
             hlc_last, local_seq, pos = self._clock(txn)
             start_pos = pos
             vv: dict[int, int] = {}
+            known: dict[int, int] = {}
             forgotten = self._forgotten(txn)
             wall = self._wall()
             tables_changed = False
@@ -615,7 +626,7 @@ class Store:
                 have = vv.get(origin)
                 if have is None:
                     raw_have = txn.get(_U64.pack(origin), db=env.vv)
-                    have = vv[origin] = _U64.unpack(raw_have)[0] if raw_have else 0
+                    have = vv[origin] = known[origin] = _U64.unpack(raw_have)[0] if raw_have else 0
                 if seq <= have:
                     report.skipped += 1
                     continue
@@ -642,7 +653,8 @@ class Store:
                 report.applied += 1
             if pos != start_pos:
                 for origin, seq in vv.items():
-                    txn.put(_U64.pack(origin), _U64.pack(seq), db=env.vv)
+                    if seq != known[origin]:  # origins that only had gaps or refusals: no entry
+                        txn.put(_U64.pack(origin), _U64.pack(seq), db=env.vv)
                 txn.put(b"clock", _CLOCK.pack(hlc_last, local_seq, pos), db=env.meta)
             return report, pos if pos != start_pos else 0, tables_changed
 
@@ -667,6 +679,13 @@ class Store:
             delta = delete_delta(v)
         new, lost = merge_change(state, delta, v, op.seen, codec.canonical)
         txn.put(op.key, codec.encode_state(new), db=env.items)
+        if lost:
+            # Key attributes are the item's existence marker, written by every put and update;
+            # their "loss" to a delete is already told by the other attributes' conflicts.
+            traw = txn.get(op.table.encode(), db=env.tables)
+            if traw is not None:
+                tdef = _decode_table(op.table, bytes(traw))
+                lost = [c for c in lost if c.attribute not in (tdef.partition_key, tdef.sort_key)]
         if lost:
             report.conflicts += len(lost)
             self._record_conflicts(txn, env, op, v, lost)
