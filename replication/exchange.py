@@ -233,7 +233,8 @@ def iter_segments(
         raise ValidationError(f"max_bytes must be a positive int, not {max_bytes!r}")
     if isinstance(max_records, bool) or not isinstance(max_records, int) \
             or not 2 <= max_records <= limits.max_records:
-        raise ValidationError(f"max_records must be in [2, {limits.max_records}], not {max_records!r}")
+        raise ValidationError(
+            f"max_records must be in [2, {limits.max_records}], not {max_records!r}")
     w = _Writer(store, max_bytes, max_records, compress, limits)
     vv, _, forgotten = local_state(store)
     floor = store.log_floor()
@@ -286,7 +287,10 @@ def change_segments(
     yield from w.changes(start, target)
 
 
-def _snapshot_then_changes(w: _Writer, peer: Mapping[int, int]) -> Iterator[tuple[SegmentHeader, bytes]]:
+Encoded = tuple[SegmentHeader, bytes]
+
+
+def _snapshot_then_changes(w: _Writer, peer: Mapping[int, int]) -> Iterator[Encoded]:
     snap = w.store.snapshot()
     yield from w.snapshot(snap)
     # The items may already hold changes newer than snap.vv (merging them again is a no-op);
@@ -320,7 +324,7 @@ class _Writer:
             compress=self.compress, limits=self.limits,
         )
 
-    def changes(self, start: Mapping[int, int], target: Mapping[int, int]) -> Iterator[tuple[SegmentHeader, bytes]]:
+    def changes(self, start: Mapping[int, int], target: Mapping[int, int]) -> Iterator[Encoded]:
         batch: list[Record] = []
         size = 0
         for origin in sorted(target):

@@ -169,7 +169,8 @@ def export_changes(
     out = Path(directory)
     since = vvmod.check_vv(since or {}, "since")
     vv, _, _ = exchange.local_state(store)
-    total: int | None = sum(last - first + 1 for first, last in vvmod.diff_ranges(since, vv).values())
+    ranges = vvmod.diff_ranges(since, vv).values()
+    total: int | None = sum(last - first + 1 for first, last in ranges)
     floor = store.log_floor()
     if any(since.get(o, 0) < floor.get(o, 0) < vv.get(o, 0) for o in vv):
         total = None
@@ -201,7 +202,8 @@ def _segment_files(directory: Path) -> list[Path]:
     """Segment files in a directory: ``*.seg``, no temp or hidden names, creation order."""
     out = []
     for entry in os.scandir(directory):
-        if entry.name.startswith(".") or is_temp_name(entry.name) or not entry.name.endswith(".seg"):
+        name = entry.name
+        if name.startswith(".") or is_temp_name(name) or not name.endswith(".seg"):
             continue
         if entry.is_file():
             out.append(Path(entry.path))
@@ -461,7 +463,9 @@ def _snapshot_series(index: Mapping[str, list[Any]]) -> tuple[list[str], dict[in
     return best
 
 
-def _needs_snapshot(have: Mapping[int, int], vv: Mapping[int, int], floor: Mapping[int, int]) -> bool:
+def _needs_snapshot(
+    have: Mapping[int, int], vv: Mapping[int, int], floor: Mapping[int, int]
+) -> bool:
     return any(have.get(o, 0) < floor.get(o, 0) and have.get(o, 0) < s for o, s in vv.items())
 
 
@@ -504,7 +508,8 @@ def sync_dir(store: Store, mailbox: str | os.PathLike[str]) -> SyncReport:
             if st["node"] != node:
                 raise SegmentError(f"state of node {st['node']:016x} in the folder of {node:016x}",
                                    path=folder / STATE_FILE)
-            report.warnings += exchange.record_peer(store, node, st["vv"], st["acks"], st["forgotten"])
+            report.warnings += exchange.record_peer(store, node, st["vv"], st["acks"],
+                                                    st["forgotten"])
             states[node] = st
         except (SegmentError, ValidationError) as exc:
             report.warnings.append(f"state of {node:016x} ignored: {exc}")
@@ -514,7 +519,8 @@ def sync_dir(store: Store, mailbox: str | os.PathLike[str]) -> SyncReport:
 
     # 2. import
     forgotten = store.forgotten()
-    seen: dict[int, list[str]] = {int(k): list(v) for k, v in (store.get_meta(_SEEN_META) or {}).items()}
+    seen_meta = store.get_meta(_SEEN_META) or {}
+    seen: dict[int, list[str]] = {int(k): list(v) for k, v in seen_meta.items()}
     candidates: list[Path] = []
     present: dict[int, set[str]] = {}
     for node, folder in folders.items():

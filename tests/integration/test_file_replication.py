@@ -40,7 +40,9 @@ class Node:
         with self.open() as s:
             return fn(s)
 
-    def sync(self, mailbox: Path, write: Callable[[engine.Table], Any] | None = None) -> replication.SyncReport:
+    def sync(
+        self, mailbox: Path, write: Callable[[engine.Table], Any] | None = None,
+    ) -> replication.SyncReport:
         with self.open() as s:
             if write is not None:
                 write(s.table("orders"))
@@ -69,14 +71,17 @@ def put(i: int, who: str = "x") -> Callable[[engine.Table], None]:
 
 
 def converged(*nodes: Node) -> bool:
-    return len({n.digest() for n in nodes}) == 1 and len({str(sorted(n.vv().items())) for n in nodes}) == 1
+    vvs = {str(sorted(n.vv().items())) for n in nodes}
+    return len({n.digest() for n in nodes}) == 1 and len(vvs) == 1
 
 
 # ------------------------------------------------------------------ export / import
 
 
 @pytest.mark.parametrize("compress", [False, True, None])
-def test_export_import_round_trip(make: Callable[[str], Node], tmp_path: Path, compress: bool | None) -> None:
+def test_export_import_round_trip(
+    make: Callable[[str], Node], tmp_path: Path, compress: bool | None,
+) -> None:
     a, b = make("a"), make("b")
     for i in range(50):
         a.do(lambda s, i=i: put(i)(s.table("orders")))
@@ -102,7 +107,9 @@ def test_export_import_round_trip(make: Callable[[str], Node], tmp_path: Path, c
 # ------------------------------------------------------------------ the mailbox
 
 
-def test_three_nodes_never_open_together_converge(make: Callable[[str], Node], tmp_path: Path) -> None:
+def test_three_nodes_never_open_together_converge(
+    make: Callable[[str], Node], tmp_path: Path,
+) -> None:
     box = tmp_path / "mailbox"
     nodes = [make(n) for n in "abc"]
     for rnd in range(3):
@@ -137,7 +144,9 @@ def test_usb_stick_copies(make: Callable[[str], Node], tmp_path: Path) -> None:
     assert converged(a, b)
 
 
-def test_half_copied_segment_is_ignored_until_whole(make: Callable[[str], Node], tmp_path: Path) -> None:
+def test_half_copied_segment_is_ignored_until_whole(
+    make: Callable[[str], Node], tmp_path: Path,
+) -> None:
     box, copy = tmp_path / "box", tmp_path / "copy"
     a, b = make("a"), make("b")
     a.sync(box, lambda t: [put(i)(t) for i in range(30)])
@@ -156,7 +165,9 @@ def test_half_copied_segment_is_ignored_until_whole(make: Callable[[str], Node],
 # ------------------------------------------------------------------ retention and snapshots
 
 
-def test_log_truncated_and_segments_deleted_once_all_acked(make: Callable[[str], Node], tmp_path: Path) -> None:
+def test_log_truncated_and_segments_deleted_once_all_acked(
+    make: Callable[[str], Node], tmp_path: Path,
+) -> None:
     box = tmp_path / "box"
     a, b = make("a"), make("b")
     a.sync(box, lambda t: [put(i)(t) for i in range(10)])
@@ -196,7 +207,9 @@ def test_new_node_joins_from_a_snapshot(make: Callable[[str], Node], tmp_path: P
     assert d.digest() == a.digest()
 
 
-def test_tombstones_purged_once_stable_kept_before(make: Callable[[str], Node], tmp_path: Path) -> None:
+def test_tombstones_purged_once_stable_kept_before(
+    make: Callable[[str], Node], tmp_path: Path,
+) -> None:
     box = tmp_path / "box"
     a, b = make("a"), make("b")
     a.sync(box, lambda t: [put(i)(t) for i in range(4)])
@@ -213,7 +226,9 @@ def test_tombstones_purged_once_stable_kept_before(make: Callable[[str], Node], 
     assert converged(a, b)
 
 
-def test_forget_lets_gc_proceed_and_refuses_the_forgotten(make: Callable[[str], Node], tmp_path: Path) -> None:
+def test_forget_lets_gc_proceed_and_refuses_the_forgotten(
+    make: Callable[[str], Node], tmp_path: Path,
+) -> None:
     box = tmp_path / "box"
     a, b, c = make("a"), make("b"), make("c")
     for n in (a, b, c, a, b):
@@ -245,7 +260,9 @@ def test_forget_lets_gc_proceed_and_refuses_the_forgotten(make: Callable[[str], 
     assert c2.digest() == a.digest()
 
 
-def test_no_deleted_item_comes_back_through_a_long_offline_node(make: Callable[[str], Node], tmp_path: Path) -> None:
+def test_no_deleted_item_comes_back_through_a_long_offline_node(
+    make: Callable[[str], Node], tmp_path: Path,
+) -> None:
     box = tmp_path / "box"
     a, b, c = make("a"), make("b"), make("c")
     for n in (a, b, c, a, b, c):
@@ -269,7 +286,9 @@ def test_no_deleted_item_comes_back_through_a_long_offline_node(make: Callable[[
     assert a.do(lambda s: V.load_acks(s)).keys() == {b.id, c.id}
 
 
-def test_bad_state_and_junk_files_are_reported_not_fatal(make: Callable[[str], Node], tmp_path: Path) -> None:
+def test_bad_state_and_junk_files_are_reported_not_fatal(
+    make: Callable[[str], Node], tmp_path: Path,
+) -> None:
     box = tmp_path / "box"
     a, b = make("a"), make("b")
     a.sync(box, put(1, "a"))

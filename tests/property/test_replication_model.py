@@ -39,7 +39,9 @@ OP = st.one_of(
 ABSENT = object()
 
 
-def lww(ops: list[tuple[Any, str, tuple[str, str], dict[str, Any]]]) -> dict[tuple[str, str], dict[str, Any]]:
+def lww(
+    ops: list[tuple[Any, str, tuple[str, str], dict[str, Any]]],
+) -> dict[tuple[str, str], dict[str, Any]]:
     """The reference: per key, apply every write in version order (put/delete clear first)."""
     state: dict[tuple[str, str], dict[str, Any]] = {}
     for _, kind, key, delta in sorted(ops, key=lambda o: o[0]):
@@ -113,7 +115,8 @@ class ReplicationModel(RuleBasedStateMachine):
         self.local_txns[i] += 1
         self._record(i, pos)
 
-    @rule(node=st.integers(0, 4), ops=st.lists(OP, min_size=2, max_size=3, unique_by=lambda o: o[1]))
+    @rule(node=st.integers(0, 4),
+          ops=st.lists(OP, min_size=2, max_size=3, unique_by=lambda o: o[1]))
     def batch(self, node: int, ops: list[tuple[str, tuple[str, str], dict[str, Any], Any]]) -> None:
         i = self._node(node)
         s, pos = self.stores[i], self.stores[i].position()
@@ -122,8 +125,8 @@ class ReplicationModel(RuleBasedStateMachine):
                 if kind == "put":
                     b.put("orders", {"pk": pk, "sk": sk, **values})
                 elif kind == "update":
-                    b.update("orders", pk, sk, set={k: v for k, v in values.items() if k not in remove},
-                             remove=list(remove))
+                    kept = {k: v for k, v in values.items() if k not in remove}
+                    b.update("orders", pk, sk, set=kept, remove=list(remove))
                 else:
                     b.delete("orders", pk, sk)
         self.local_txns[i] += 1
@@ -135,13 +138,15 @@ class ReplicationModel(RuleBasedStateMachine):
 
     # -- exchange ---------------------------------------------------------------------
 
-    @rule(src=st.integers(0, 4), dst=st.integers(0, 4), mode=st.sampled_from(["now", "stale", "all"]),
+    @rule(src=st.integers(0, 4), dst=st.integers(0, 4),
+          mode=st.sampled_from(["now", "stale", "all"]),
           stale=st.integers(0, 1000), small=st.booleans())
     def export(self, src: int, dst: int, mode: str, stale: int, small: bool) -> None:
         peer = {"now": self.stores[self._node(dst)].version_vector(), "all": {},
                 "stale": self.old_vvs[stale % len(self.old_vvs)]}[mode]
         kw = {"max_bytes": 400, "max_records": 3} if small else {}
-        self.inflight += ex.segments_for(self.stores[self._node(src)], peer, **kw)  # type: ignore[arg-type]
+        src_store = self.stores[self._node(src)]
+        self.inflight += ex.segments_for(src_store, peer, **kw)  # type: ignore[arg-type]
 
     @rule(pick=st.integers(0, 10_000), dst=st.integers(0, 4), keep=st.booleans())
     def deliver(self, pick: int, dst: int, keep: bool) -> None:

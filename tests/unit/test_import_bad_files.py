@@ -230,7 +230,8 @@ def test_relays_out_of_order_in_one_directory(world: World, tmp_path: Path) -> N
 
 def test_progress_is_reported(world: World) -> None:
     calls: list[tuple[int, int | None]] = []
-    replication.import_changes(world.dst, world.files[0].parent, progress=lambda d, t: calls.append((d, t)))
+    replication.import_changes(world.dst, world.files[0].parent,
+                               progress=lambda d, t: calls.append((d, t)))
     assert calls and calls[-1][0] == 8 and calls[-1][1] == 8
 
 

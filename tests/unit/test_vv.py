@@ -95,7 +95,9 @@ def test_plan_gc(name: str, vv: dict[int, int], acks: dict[int, dict[int, int] |
 
 
 @given(VVS, st.dictionaries(NODES, VVS, max_size=5))
-def test_plan_gc_never_passes_what_a_member_lacks(vv: dict[int, int], acks: dict[int, dict[int, int]]) -> None:
+def test_plan_gc_never_passes_what_a_member_lacks(
+    vv: dict[int, int], acks: dict[int, dict[int, int]],
+) -> None:
     plan = V.plan_gc(ME, vv, acks, ())
     if plan.stable is None:
         return
