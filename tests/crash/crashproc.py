@@ -9,6 +9,9 @@ were acknowledged when it sends SIGKILL:
     U <id> <attr>       update of item id setting attr=True
     D <id>              delete of item id
     B <id> <id> <id>    a batch putting three items
+
+Before a delete it also prints ``intent D <id>``: a delete killed after its commit but before
+its acknowledgement removes an acknowledged item legitimately, and the parent must know.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def main() -> None:
                 print(f"U {target} u{wid}", flush=True)
             elif kind == 2 and len(live) > 3:
                 target = live.pop(0)
+                print(f"intent D {target}", flush=True)  # in flight at a kill: may or may not apply
                 t.delete(target)
                 print(f"D {target}", flush=True)
             elif kind == 3:
