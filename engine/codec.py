@@ -2,9 +2,10 @@
 
 Stored item state (compact: after a put every attribute shares the clear point's version)::
 
-    [cleared_hlc, cleared_node, base, over]
+    [cleared_hlc, cleared_node, base, over (, seen_hlc, seen_node)]
     base = {name: value}                    entries whose version is the clear point
     over = {name: [hlc, node] | [hlc, node, value]}   the others; two elements = ABSENT
+    seen = what the writer of the latest version had seen (omitted when ⊥)
 
 A transaction (the unit of the log and of replication; all ops share version
 ``(hlc, origin)``)::
@@ -30,7 +31,7 @@ from typing import Any, NamedTuple
 
 import cbor2
 
-from .clock import Version
+from .clock import BOTTOM, Version
 from .errors import ValidationError
 from .item import ABSENT, Entry, ItemState
 from .keys import decode_key
@@ -229,22 +230,24 @@ def encode_state(state: ItemState) -> bytes:
             over[name] = [v[0], v[1]]
         else:
             over[name] = [v[0], v[1], value]
-    return cbor2.dumps([c[0], c[1], base, over])
+    if state.seen == BOTTOM:
+        return cbor2.dumps([c[0], c[1], base, over])
+    return cbor2.dumps([c[0], c[1], base, over, state.seen[0], state.seen[1]])
 
 
 def _decode_state_obj(obj: Any) -> ItemState:
-    c_hlc, c_node, base, over = obj
-    cleared = (c_hlc, c_node)
-    attrs: dict[str, Entry] = {name: (cleared, value) for name, value in base.items()}
-    for name, e in over.items():
+    cleared = (obj[0], obj[1])
+    attrs: dict[str, Entry] = {name: (cleared, value) for name, value in obj[2].items()}
+    for name, e in obj[3].items():
         attrs[name] = ((e[0], e[1]), e[2] if len(e) == 3 else ABSENT)
-    return ItemState(cleared, attrs)
+    return ItemState(cleared, attrs, (obj[4], obj[5]) if len(obj) == 6 else BOTTOM)
 
 
 def max_version_raw(raw: bytes) -> Version:
     """The largest version in a stored state, without building it (write-path ``seen``)."""
-    c_hlc, c_node, _, over = cbor2.loads(raw)
-    best = (c_hlc, c_node)
+    obj = cbor2.loads(raw)
+    best = (obj[0], obj[1])
+    over = obj[3]
     for e in over.values():
         v = (e[0], e[1])
         if v > best:
@@ -259,7 +262,8 @@ def decode_state(raw: bytes) -> ItemState:
 
 def visible_from_raw(raw: bytes) -> dict[str, Any] | None:
     """The visible item straight from stored bytes; avoids building a state for plain puts."""
-    c_hlc, c_node, base, over = cbor2.loads(raw)
+    obj = cbor2.loads(raw)
+    base, over = obj[2], obj[3]
     if not over:
         return base or None
     for name, e in over.items():
@@ -286,9 +290,12 @@ def decode_state_untrusted(raw: bytes, where: str) -> ItemState:
     """Decode and check a state that came from a peer (snapshot records)."""
     try:
         obj = loads_untrusted(raw)
-        if not (isinstance(obj, list) and len(obj) == 4):
-            raise ValidationError("not a 4-element array")
-        c_hlc, c_node, base, over = obj
+        if not (isinstance(obj, list) and len(obj) in (4, 6)):
+            raise ValidationError("not a 4- or 6-element array")
+        c_hlc, c_node, base, over = obj[:4]
+        if len(obj) == 6:
+            _check_u64(obj[4], "seen hlc")
+            _check_u64(obj[5], "seen node")
         _check_u64(c_hlc, "cleared hlc")
         _check_u64(c_node, "cleared node")
         if not isinstance(base, dict) or not isinstance(over, dict):
@@ -341,9 +348,12 @@ def _text(s: str) -> bytes:
     return _head(3, len(raw)) + raw
 
 
-def put_state_bytes(version: Version, attrs_cbor: bytes) -> bytes:
-    """``encode_state`` of a put's delta, from the attributes' CBOR: ``[hlc, node, attrs, {}]``."""
-    return b"\x84" + _head(0, version[0]) + _head(0, version[1]) + attrs_cbor + b"\xa0"
+def put_state_bytes(version: Version, attrs_cbor: bytes, seen: Version = BOTTOM) -> bytes:
+    """``encode_state`` of a put's delta, from the attributes' CBOR."""
+    if seen == BOTTOM:
+        return b"\x84" + _head(0, version[0]) + _head(0, version[1]) + attrs_cbor + b"\xa0"
+    return (b"\x86" + _head(0, version[0]) + _head(0, version[1]) + attrs_cbor + b"\xa0"
+            + _head(0, seen[0]) + _head(0, seen[1]))
 
 
 def put_op_bytes(table: str, key: bytes, attrs_cbor: bytes, seen: Version) -> bytes:

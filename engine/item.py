@@ -74,13 +74,19 @@ Entry = tuple[Version, Any]
 
 @dataclass(slots=True)
 class ItemState:
-    """The full replicated state of one item (see the module docstring)."""
+    """The full replicated state of one item (see the module docstring).
+
+    ``seen`` is not part of the merged value: it is what the writer of the item's latest
+    version had seen, kept so that a later, older change can be recognised as concurrent.
+    """
 
     cleared: Version = BOTTOM
     attrs: dict[str, Entry] = field(default_factory=dict)
+    seen: Version = BOTTOM
 
     def __repr__(self) -> str:
-        return f"ItemState(cleared={self.cleared!r}, attrs={self.attrs!r})"
+        extra = "" if self.seen == BOTTOM else f", seen={self.seen!r}"
+        return f"ItemState(cleared={self.cleared!r}, attrs={self.attrs!r}{extra})"
 
 
 class AttrConflict(NamedTuple):
@@ -94,24 +100,24 @@ class AttrConflict(NamedTuple):
     local_lost: bool    # True if the local value lost, False if the incoming one did
 
 
-def put_delta(item: Mapping[str, Any], version: Version) -> ItemState:
+def put_delta(item: Mapping[str, Any], version: Version, seen: Version = BOTTOM) -> ItemState:
     """The delta of ``put(item)``: clear everything older, set every attribute."""
-    return ItemState(version, {name: (version, value) for name, value in item.items()})
+    return ItemState(version, {name: (version, value) for name, value in item.items()}, seen)
 
 
 def update_delta(
-    set_: Mapping[str, Any], remove: Iterable[str], version: Version
+    set_: Mapping[str, Any], remove: Iterable[str], version: Version, seen: Version = BOTTOM
 ) -> ItemState:
     """The delta of ``update(set=…, remove=…)``: no clear point, each named entry at ``version``."""
     attrs: dict[str, Entry] = {name: (version, value) for name, value in set_.items()}
     for name in remove:
         attrs[name] = (version, ABSENT)
-    return ItemState(BOTTOM, attrs)
+    return ItemState(BOTTOM, attrs, seen)
 
 
-def delete_delta(version: Version) -> ItemState:
+def delete_delta(version: Version, seen: Version = BOTTOM) -> ItemState:
     """The delta of ``delete``: clear everything at or below ``version``."""
-    return ItemState(version, {})
+    return ItemState(version, {}, seen)
 
 
 def _tiebreak(a: Entry, b: Entry, order: Callable[[Any], bytes]) -> Entry:
@@ -152,7 +158,9 @@ def merge(a: ItemState, b: ItemState, order: Callable[[Any], bytes] = repr) -> I
             continue
         cur = attrs.get(name)
         attrs[name] = e if cur is None else _pick(cur, e, order)
-    return ItemState(cleared, attrs)
+    # the latest write's ``seen`` goes with the larger max version (ties: the larger seen)
+    seen = a.seen if (max_version(a), a.seen) >= (max_version(b), b.seen) else b.seen
+    return ItemState(cleared, attrs, seen)
 
 
 def merge_change(
@@ -166,11 +174,15 @@ def merge_change(
 
     ``version`` is the change's version and ``seen`` the largest version its writer had seen
     of this item. A conflict is reported only when a present value is lost to a different
-    value and the local entry involved is above ``seen``.
+    value and neither writer had seen the other's version: a local value lost to the change
+    is concurrent if it is above ``seen``; an incoming value lost to a local entry is
+    concurrent if that entry is the local latest write and its writer's ``seen`` is below
+    ``version`` (for older local entries we cannot tell, so nothing is reported).
     """
     if local is None:
         return merge(ItemState(), delta, order), []
     merged = merge(local, delta, order)
+    local_latest = max_version(local)
     conflicts: list[AttrConflict] = []
     # local values that the change overwrote or cleared
     for name, (lv, lval) in local.attrs.items():
@@ -183,7 +195,7 @@ def merge_change(
         if win_val is not ABSENT and win_val == lval:
             continue
         conflicts.append(AttrConflict(name, win_v, lv, lval, win_val, True))
-    # incoming values that lost to local entries the writer had not seen
+    # incoming values that lost to a local write made without knowledge of this change
     for name, (dv, dval) in delta.attrs.items():
         if dval is ABSENT:
             continue
@@ -194,7 +206,9 @@ def merge_change(
             win_v, win_val = now
         else:
             win_v, win_val = merged.cleared, ABSENT
-        if win_v <= seen or (win_val is not ABSENT and win_val == dval):
+        if win_v != local_latest or version <= local.seen:
+            continue  # the local writer had seen this change, or we cannot tell
+        if win_val is not ABSENT and win_val == dval:
             continue
         conflicts.append(AttrConflict(name, win_v, dv, dval, win_val, False))
     return merged, conflicts
@@ -230,4 +244,4 @@ def purge(state: ItemState, version: Version) -> ItemState | None:
         return None
     if len(attrs) == len(state.attrs):
         return state
-    return ItemState(state.cleared, attrs)
+    return ItemState(state.cleared, attrs, state.seen)

@@ -315,7 +315,7 @@ class Store:
                 # or delete replaces the state outright; only an update merges.
                 if op.kind == "P" and seen < v:
                     attrs_cbor = codec.dumps(op.attrs)  # encoded once, spliced twice
-                    txn.put(op.key, codec.put_state_bytes(v, attrs_cbor), db=items_db)
+                    txn.put(op.key, codec.put_state_bytes(v, attrs_cbor, seen), db=items_db)
                     wire.append(codec.put_op_bytes(table, op.key, attrs_cbor, seen))
                     results.append(op.attrs)
                     images.append(True)
@@ -323,14 +323,14 @@ class Store:
                 if state is None and raw is not None:
                     state = codec.decode_state(raw)
                 if op.kind == "P":
-                    delta = put_delta(op.attrs, v)
+                    delta = put_delta(op.attrs, v, seen)
                     wire.append(codec.dumps(["P", table, op.key, op.attrs, seen[0], seen[1]]))
                 elif op.kind == "U":
-                    delta = update_delta(op.attrs, op.remove, v)
+                    delta = update_delta(op.attrs, op.remove, v, seen)
                     wire.append(codec.dumps(
                         ["U", table, op.key, op.attrs, list(op.remove), seen[0], seen[1]]))
                 else:
-                    delta = delete_delta(v)
+                    delta = delete_delta(v, seen)
                     wire.append(codec.dumps(["D", table, op.key, seen[0], seen[1]]))
                 if state is None or (op.kind == "D" and seen < v):
                     new = delta
@@ -672,11 +672,11 @@ class Store:
         raw = txn.get(op.key, db=env.items)
         state = codec.decode_state(raw) if raw is not None else None
         if op.kind == "P":
-            delta = put_delta(op.attrs, v)
+            delta = put_delta(op.attrs, v, op.seen)
         elif op.kind == "U":
-            delta = update_delta(op.attrs, op.remove, v)
+            delta = update_delta(op.attrs, op.remove, v, op.seen)
         else:
-            delta = delete_delta(v)
+            delta = delete_delta(v, op.seen)
         new, lost = merge_change(state, delta, v, op.seen, codec.canonical)
         txn.put(op.key, codec.encode_state(new), db=env.items)
         if lost:

@@ -6,15 +6,16 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from engine.clock import Version
+from engine.clock import BOTTOM, Version
 from engine.codec import canonical
 from engine.item import (
     ABSENT,
     ItemState,
     delete_delta,
+    max_version,
     merge,
     merge_change,
     put_delta,
@@ -164,8 +165,13 @@ def test_merge_change_is_merge_and_reports_only_above_seen(
     merged, lost = merge_change(local, delta, version, seen, canonical)
     assert norm(merged) == norm(m(local, delta))
     for c in lost:
-        # the local side of every reported conflict is a version the writer had not seen
-        assert (c.loser if c.local_lost else c.winner) > seen
+        # neither writer had seen the other: a lost local value is above the incoming
+        # writer's ``seen``; a lost incoming value lost to the local latest write, whose
+        # writer's ``seen`` is below the incoming version
+        if c.local_lost:
+            assert c.loser > seen
+        else:
+            assert c.winner == max_version(local) and version > local.seen
         assert c.value is not ABSENT
         if c.local_lost:
             assert local.attrs[c.attribute] == (c.loser, c.value)
@@ -177,10 +183,24 @@ def test_merge_change_is_merge_and_reports_only_above_seen(
 def test_merge_change_with_everything_seen_reports_nothing(
     local: ItemState, ds: list[ItemState]
 ) -> None:
+    """A change written after its writer had seen all of the local state is no conflict."""
     delta = ds[0]
     version = max([delta.cleared, *(e[0] for e in delta.attrs.values())])
-    _, lost = merge_change(local, delta, version, (2**64 - 1, 2**64 - 1), canonical)
+    assume(version > max_version(local))
+    _, lost = merge_change(local, delta, version, max_version(local), canonical)
     assert lost == []
+
+
+@given(states(), deltas())
+def test_merge_change_older_change_the_local_writer_saw_reports_nothing(
+    local: ItemState, ds: list[ItemState]
+) -> None:
+    """A change arriving late, after a local write whose writer had seen it, is no conflict."""
+    delta = ds[0]
+    version = max([delta.cleared, *(e[0] for e in delta.attrs.values())])
+    local.seen = max(local.seen, version)
+    _, lost = merge_change(local, delta, version, BOTTOM, canonical)
+    assert [c for c in lost if not c.local_lost] == []
 
 
 equal_but_different = st.sampled_from(
