@@ -38,6 +38,7 @@ from .keys import decode_key
 
 __all__ = [
     "MAX_ITEM_BYTES",
+    "MAX_TXN_BYTES",
     "MAX_KEY_BYTES",
     "MAX_NAME_BYTES",
     "Op",
@@ -58,7 +59,8 @@ __all__ = [
     "visible_from_raw",
 ]
 
-MAX_ITEM_BYTES = 4 << 20
+MAX_ITEM_BYTES = 4 << 20    # one item's stored state
+MAX_TXN_BYTES = 16 << 20    # one log entry: the largest record a segment carries
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 32
 _U64 = (1 << 64) - 1

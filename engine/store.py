@@ -114,6 +114,14 @@ def _decode_table(name: str, raw: bytes) -> TableDef:
     return TableDef(name, pk, sk, (hlc, node))
 
 
+def _check_item_size(size: int, op: Any) -> None:
+    if size > codec.MAX_ITEM_BYTES:
+        raise ValidationError(
+            f"item {op.tdef.name} {op.key_values} would be {size} bytes stored; "
+            f"the limit is {codec.MAX_ITEM_BYTES}"
+        )
+
+
 class Store:
     """A node's replica: open with :func:`engine.open`, use as a context manager.
 
@@ -315,6 +323,7 @@ class Store:
                 # or delete replaces the state outright; only an update merges.
                 if op.kind == "P" and seen < v:
                     attrs_cbor = codec.dumps(op.attrs)  # encoded once, spliced twice
+                    _check_item_size(len(attrs_cbor), op)
                     txn.put(op.key, codec.put_state_bytes(v, attrs_cbor, seen), db=items_db)
                     wire.append(codec.put_op_bytes(table, op.key, attrs_cbor, seen))
                     results.append(op.attrs)
@@ -336,11 +345,19 @@ class Store:
                     new = delta
                 else:
                     new = merge(state, delta, order)
-                txn.put(op.key, codec.encode_state(new), db=items_db)
+                encoded = codec.encode_state(new)
+                _check_item_size(len(encoded), op)
+                txn.put(op.key, encoded, db=items_db)
                 image = visible(new)
                 results.append(image)
                 images.append(True if op.kind == "P" and image == op.attrs else image)
-            pos = self._append(txn, env, node, seq + 1, codec.encode_txn_parts(hlc, wire), images, pos)
+            txn_bytes = codec.encode_txn_parts(hlc, wire)
+            if len(txn_bytes) > codec.MAX_TXN_BYTES:
+                raise ValidationError(
+                    f"transaction of {len(txn_bytes)} bytes is over the {codec.MAX_TXN_BYTES} a "
+                    "log entry may hold (it could never replicate): split the batch"
+                )
+            pos = self._append(txn, env, node, seq + 1, txn_bytes, images, pos)
             txn.put(b"clock", _CLOCK.pack(hlc, seq + 1, pos), db=env.meta)
             return results, pos
 

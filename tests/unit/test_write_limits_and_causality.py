@@ -1,4 +1,4 @@
-"""Conflict records need real concurrency, whatever order the changes arrive in."""
+"""Conflicts need real concurrency whatever the delivery order; writes must stay replicable."""
 
 from __future__ import annotations
 
@@ -53,3 +53,17 @@ def test_concurrent_writes_are_recorded_on_both_sides_and_at_a_third_node(make_s
         assert conflict.attribute == "status"
         assert conflict.winner_value == final
         assert conflict.value == ({"PAID", "CANCELLED"} - {final}).pop()
+
+
+def test_items_and_transactions_too_large_to_replicate_are_refused(store: engine.Store) -> None:
+    import pytest
+
+    t = store.create_table("blobs", partition_key="id")
+    before = (store.digest(), store.version_vector())
+    with pytest.raises(engine.ValidationError, match="limit"):
+        t.put({"id": 1, "blob": b"x" * (5 << 20)})
+    with pytest.raises(engine.ValidationError, match="split the batch"):
+        with store.batch() as b:
+            for i in range(6):
+                b.put(t, {"id": i, "blob": b"x" * (3 << 20)})
+    assert (store.digest(), store.version_vector()) == before
