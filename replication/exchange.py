@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import (
+    ClockSkewError,
     Error,
     ForgottenNodeError,
     LogTruncated,
@@ -475,4 +476,13 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
                 )
     except ValidationError as exc:
         raise SegmentError(f"bad snapshot record: {exc}") from exc
+    except ClockSkewError as exc:
+        # Reported, not raised: nothing of this part was merged and the chain is broken, so the
+        # vv stays put and the sender sends a snapshot again once clocks are within bounds.
+        exc.origin = exc.origin if exc.origin is not None else h.sender
+        report.refused[h.sender] = exc
+        report.held = len(segment.records)
+        report.snapshot_complete = False
+        report.new = False
+        chains.pop(h.sender, None)
     store.set_meta(_CHAIN_META, chains)

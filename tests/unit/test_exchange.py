@@ -276,3 +276,17 @@ def test_two_groups_that_collected_garbage_apart_still_converge(
         ship(a, b)
         ship(b, a)
     assert a.digest() == b.digest() and a.version_vector() == b.version_vector()
+
+
+def test_snapshot_from_a_clock_far_ahead_is_held_not_raised(
+    nodes: Callable[..., list[engine.Store]],
+) -> None:
+    a, b = nodes("a", "b", skew={"a": 10_000})
+    fill(a, 5)
+    parts = list(ex.iter_segments(a, {}, force_snapshot=True))
+    r = ex.apply_segment(b, decode_segment(parts[0][1]))
+    assert isinstance(r.refused[a.node_id], engine.ClockSkewError) and r.held and not r.new
+    assert b.version_vector() == {} and b.tables() == []
+    b._wall.advance(10_000)  # type: ignore[attr-defined]
+    r = ex.apply_segment(b, decode_segment(parts[0][1]))
+    assert r.snapshot_complete and b.digest() == a.digest()
