@@ -1,17 +1,59 @@
-"""Value objects the store hands out: change-feed entries, conflicts and apply reports."""
+"""Value objects the store hands out: table definitions, change-feed entries, conflicts, apply
+reports and snapshots."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .clock import Version, format_hlc
+from . import codec
+from .clock import BOTTOM, Version, format_hlc
 from .errors import Error
 
-__all__ = ["ApplyReport", "Change", "Conflict", "RawChange"]
+__all__ = ["ApplyReport", "Change", "Conflict", "RawChange", "Snapshot", "TableDef",
+           "decode_table_def"]
 
 RawChange = tuple[int, int, bytes]
 """``(origin, seq, txn)``: one log entry as it travels between nodes."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableDef:
+    """A table's key schema and the version that created it."""
+
+    name: str
+    partition_key: str
+    sort_key: str | None
+    version: Version = BOTTOM
+
+    def key_dict(self, values: Sequence[Any]) -> dict[str, Any]:
+        names = (self.partition_key, self.sort_key)
+        return {names[i] or f"#{i}": v for i, v in enumerate(values)}
+
+    def stored(self) -> bytes:
+        """The value of this definition in the ``tables`` database: ``[pk, sk, hlc, node]``."""
+        return codec.dumps([self.partition_key, self.sort_key, self.version[0], self.version[1]])
+
+
+def decode_table_def(name: str, raw: bytes) -> TableDef:
+    """A definition from its stored value (see :meth:`TableDef.stored`)."""
+    pk, sk, hlc, node = codec.loads(raw)
+    return TableDef(name, pk, sk, (hlc, node))
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """A full-state export: table definitions, item states and the vv they cover.
+
+    ``items`` is chunked (no long read transaction) and may include changes newer than
+    ``vv`` — which is safe, since merging them again later is a no-op.
+    """
+
+    vv: dict[int, int]
+    tables: list[TableDef]
+    forgotten: frozenset[int]
+    items: Callable[[], Iterator[tuple[bytes, bytes]]]
 
 
 @dataclass(frozen=True, slots=True)

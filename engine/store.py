@@ -1,4 +1,4 @@
-"""Store: one node's replica in one LMDB environment — identity, the write path, the change log.
+"""Store: one node's replica in one LMDB environment — identity, tables, the local write path.
 
 Layout (named LMDB databases, all written only inside one write transaction per change):
 
@@ -15,6 +15,11 @@ tables     table name                                   ``[pk, sk, hlc, node]``
 conflicts  id (u64 BE)                                  conflict record
 =========  ==========================================  =========================================
 
+The modules around it each own one job: :mod:`engine.changelog` (the log's layout, appends,
+``log_range``, the change feed), :mod:`engine.apply` (merging remote changes, conflicts),
+:mod:`engine.retention` (snapshots, compaction, tombstones, forgetting) and
+:mod:`engine.table` (the item API and range reads). :class:`Store` is their one entry point.
+
 A local write takes two gets (clock, item) and four puts (item, log, index, clock) in one
 transaction; the log entry is the exact bytes that travel to peers, so relays are free.
 """
@@ -22,45 +27,36 @@ transaction; the log entry is the exact bytes that travel to peers, so relays ar
 from __future__ import annotations
 
 import hashlib
-import heapq
 import logging
 import os
 import re
 import secrets
-import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import codec
-from .changes import ApplyReport, Change, Conflict, RawChange
-from .clock import BOTTOM, DEFAULT_MAX_OFFSET_MS, Version, observe, system_wall_ms, tick
+from . import apply, changelog, codec, retention
+from .changelog import U64, append, read_clock, write_clock
+from .changes import (
+    ApplyReport,
+    Change,
+    Conflict,
+    RawChange,
+    Snapshot,
+    TableDef,
+    decode_table_def,
+)
+from .clock import BOTTOM, DEFAULT_MAX_OFFSET_MS, system_wall_ms, tick
 from .env import DEFAULT_MAP_SIZE, Env, Txn, acquire, release
 from .errors import (
-    ClockSkewError,
     ConditionFailed,
-    ForgottenNodeError,
-    LogTruncated,
     SchemaError,
     StoreClosed,
     TableNotFound,
     ValidationError,
 )
-from .item import (
-    ABSENT,
-    ItemState,
-    delete_delta,
-    max_version,
-    merge,
-    merge_change,
-    purge,
-    put_delta,
-    update_delta,
-    visible,
-)
-from .keys import decode_key, encode_value
+from .item import delete_delta, max_version, merge, put_delta, update_delta, visible
 
 if TYPE_CHECKING:
     from .table import Batch, Table
@@ -71,47 +67,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = b"1"
 DEFAULT_MAX_CONFLICTS = 10_000
-CHUNK = 256  # items per read transaction when iterating: no transaction outlives a chunk
 
-_U64 = struct.Struct(">Q")
-_U64x2 = struct.Struct(">QQ")
-_CLOCK = struct.Struct(">QQQ")      # last hlc, local seq, last position
-_LOGHDR = struct.Struct(">QQI")     # origin, seq, len(txn)
 _REGION = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_MAX_KEY = 511  # LMDB's key size limit
-
-
-@dataclass(frozen=True, slots=True)
-class TableDef:
-    """A table's key schema and the version that created it."""
-
-    name: str
-    partition_key: str
-    sort_key: str | None
-    version: Version = BOTTOM
-
-    def key_dict(self, values: Sequence[Any]) -> dict[str, Any]:
-        names = (self.partition_key, self.sort_key)
-        return {names[i] or f"#{i}": v for i, v in enumerate(values)}
-
-
-@dataclass(slots=True)
-class Snapshot:
-    """A full-state export: table definitions, item states and the vv they cover.
-
-    ``items`` is chunked (no long read transaction) and may include changes newer than
-    ``vv`` — which is safe, since merging them again later is a no-op.
-    """
-
-    vv: dict[int, int]
-    tables: list[TableDef]
-    forgotten: frozenset[int]
-    items: Callable[[], Iterator[tuple[bytes, bytes]]]
-
-
-def _decode_table(name: str, raw: bytes) -> TableDef:
-    pk, sk, hlc, node = codec.loads(raw)
-    return TableDef(name, pk, sk, (hlc, node))
 
 
 def _check_item_size(size: int, op: Any) -> None:
@@ -200,22 +157,22 @@ class Store:
         def run(txn: Txn) -> tuple[TableDef, int | None]:
             raw = txn.get(name.encode(), db=env.tables)
             if raw is not None:
-                existing = _decode_table(name, raw)
+                existing = decode_table_def(name, raw)
                 if (existing.partition_key, existing.sort_key) != (partition_key, sort_key):
                     raise SchemaError(
                         f"table {name!r} exists with key ({existing.partition_key!r}, "
                         f"{existing.sort_key!r}), not ({partition_key!r}, {sort_key!r})"
                     )
                 return existing, None
-            hlc, seq, pos = self._clock(txn)
+            hlc, seq, pos = read_clock(txn, env)
             hlc = tick(hlc, self._wall())
             tdef = TableDef(name, partition_key, sort_key, (hlc, self.node_id))
             txn.put(name.encode(), codec.dumps([partition_key, sort_key, hlc, self.node_id]),
                     db=env.tables)
             wire = [["T", name, partition_key, sort_key]]
-            pos = self._append(txn, env, self.node_id, seq + 1, codec.encode_txn(hlc, wire),
-                               [None], pos)
-            txn.put(b"clock", _CLOCK.pack(hlc, seq + 1, pos), db=env.meta)
+            pos = append(txn, env, self.node_id, seq + 1, codec.encode_txn(hlc, wire), [None],
+                         pos)
+            write_clock(txn, env, hlc, seq + 1, pos)
             return tdef, pos
 
         tdef, pos = env.write(run)
@@ -233,7 +190,7 @@ class Store:
             raw = env.read(lambda txn: txn.get(name.encode(), db=env.tables))
             if raw is None:
                 raise TableNotFound(f"table {name!r} does not exist in {self.path}")
-            tdef = self._tables[name] = _decode_table(name, raw)
+            tdef = self._tables[name] = decode_table_def(name, raw)
         return tdef
 
     def table(self, name: str) -> Table:
@@ -258,7 +215,7 @@ class Store:
 
         def run(txn: Txn) -> list[TableDef]:
             cur = txn.cursor(db=env.tables)
-            return [_decode_table(bytes(k).decode(), bytes(v)) for k, v in cur]
+            return [decode_table_def(bytes(k).decode(), bytes(v)) for k, v in cur]
 
         return env.read(run)
 
@@ -271,22 +228,6 @@ class Store:
 
     # -- the local write path ----------------------------------------------------------
 
-    def _clock(self, txn: Txn) -> tuple[int, int, int]:
-        hlc, seq, pos = _CLOCK.unpack(txn.get(b"clock", db=self._e().meta))
-        return hlc, seq, pos
-
-    def _append(
-        self, txn: Txn, env: Env, origin: int, seq: int, txn_bytes: bytes,
-        images: list[Any], pos: int,
-    ) -> int:
-        """Append one transaction to the log and its (origin, seq) index; return its position."""
-        pos += 1
-        pkey = _U64.pack(pos)
-        value = _LOGHDR.pack(origin, seq, len(txn_bytes)) + txn_bytes + codec.dumps(images)
-        txn.put(pkey, value, db=env.log, append=True)
-        txn.put(_U64x2.pack(origin, seq), pkey, db=env.index)
-        return pos
-
     def _commit_local(self, ops: Sequence[Any]) -> list[dict[str, Any] | None]:
         """Apply pending item operations (from Table or Batch) as one transaction.
 
@@ -298,7 +239,7 @@ class Store:
         order = codec.canonical
 
         def run(txn: Txn) -> tuple[list[dict[str, Any] | None], int]:
-            hlc, seq, pos = self._clock(txn)
+            hlc, seq, pos = read_clock(txn, env)
             hlc = tick(hlc, self._wall())
             v = (hlc, node)
             wire: list[bytes] = []
@@ -357,8 +298,8 @@ class Store:
                     f"transaction of {len(txn_bytes)} bytes is over the {codec.MAX_TXN_BYTES} a "
                     "log entry may hold (it could never replicate): split the batch"
                 )
-            pos = self._append(txn, env, node, seq + 1, txn_bytes, images, pos)
-            txn.put(b"clock", _CLOCK.pack(hlc, seq + 1, pos), db=env.meta)
+            pos = append(txn, env, node, seq + 1, txn_bytes, images, pos)
+            write_clock(txn, env, hlc, seq + 1, pos)
             return results, pos
 
         results, pos = env.write(run)
@@ -369,122 +310,22 @@ class Store:
         env = self._e()
         return env.get(key, env.items)
 
-    def _range(
-        self, start: bytes, stop: bytes, *, reverse: bool, limit: int | None,
-        start_inclusive: bool = True, stop_inclusive: bool = False,
-    ) -> Iterator[dict[str, Any]]:
-        """Visible items with keys in the range, in key order, a chunk per read transaction."""
-        env = self._e()
-        produced = 0
-        lo, lo_incl, hi, hi_incl = start, start_inclusive, stop, stop_inclusive
-        while True:
-            want = CHUNK if limit is None else min(CHUNK, limit - produced)
-            if want <= 0:
-                return
-
-            def run(txn: Txn) -> list[tuple[bytes, bytes]]:
-                cur = txn.cursor(db=env.items)
-                out: list[tuple[bytes, bytes]] = []
-                if not reverse:
-                    ok = cur.set_range(lo)
-                    while ok:
-                        k = cur.key()
-                        if k > hi or (k == hi and not hi_incl):
-                            break
-                        if k != lo or lo_incl:
-                            out.append((bytes(k), bytes(cur.value())))
-                            if len(out) >= want * 2:
-                                break
-                        ok = cur.next()
-                else:
-                    ok = cur.set_range(hi)
-                    if not ok:
-                        ok = cur.last()
-                    while ok:
-                        k = cur.key()
-                        if k < lo or (k == lo and not lo_incl):
-                            break
-                        if k < hi or (k == hi and hi_incl):
-                            out.append((bytes(k), bytes(cur.value())))
-                            if len(out) >= want * 2:
-                                break
-                        ok = cur.prev()
-                return out
-
-            rows = env.read(run)
-            if self._env is None:
-                raise StoreClosed(f"store {self.path} was closed during iteration")
-            for k, raw in rows:
-                item = codec.visible_from_raw(raw)
-                if reverse:
-                    hi, hi_incl = k, False
-                else:
-                    lo, lo_incl = k, False
-                if item is not None:
-                    yield item
-                    produced += 1
-                    if limit is not None and produced >= limit:
-                        return
-            if len(rows) < want * 2:
-                return
-
-    # -- change log, feed and version vector -------------------------------------------
+    # -- change log, feed and version vector (engine.changelog) ------------------------
 
     def version_vector(self) -> dict[int, int]:
         """``{origin node id: highest seq applied}``, this node included."""
-        env = self._e()
-
-        def run(txn: Txn) -> dict[int, int]:
-            vv = {_U64.unpack(k)[0]: _U64.unpack(v)[0] for k, v in txn.cursor(db=env.vv)}
-            _, seq, _ = self._clock(txn)
-            if seq:
-                vv[self.node_id] = seq
-            return vv
-
-        return env.read(run)
+        return changelog.version_vector(self)
 
     def log_floor(self) -> dict[int, int]:
         """Per origin, the seq at or below which entries may be missing from the log."""
-        env = self._e()
-        return env.read(lambda txn: {
-            _U64.unpack(k)[0]: _U64.unpack(v)[0] for k, v in txn.cursor(db=env.floors)
-        })
+        return changelog.log_floor(self)
 
     def log_range(self, origin: int, after: int, limit: int | None = None) -> list[RawChange]:
         """Log entries of ``origin`` with seq above ``after``, ascending, contiguous.
 
         :raises LogTruncated: if entries right after ``after`` were truncated (send a snapshot).
         """
-        _check_node(origin, "origin")
-        _check_u64_arg(after, "after", "a sequence number")
-        _check_limit(limit)
-        env = self._e()
-
-        def run(txn: Txn) -> list[RawChange]:
-            floor_raw = txn.get(_U64.pack(origin), db=env.floors)
-            if floor_raw is not None and after < _U64.unpack(floor_raw)[0]:
-                raise LogTruncated(
-                    f"log of node {origin:016x} is truncated up to seq "
-                    f"{_U64.unpack(floor_raw)[0]}; seq {after + 1} onwards needs a snapshot"
-                )
-            cur = txn.cursor(db=env.index)
-            out: list[RawChange] = []
-            ok = cur.set_range(_U64x2.pack(origin, after + 1))
-            expect = after + 1
-            while ok and (limit is None or len(out) < limit):
-                o, s = _U64x2.unpack(cur.key())
-                if o != origin:
-                    break
-                if s != expect:
-                    raise LogTruncated(f"log of node {origin:016x} has no seq {expect}")
-                value = txn.get(cur.value(), db=env.log)
-                n = _LOGHDR.unpack_from(value)[2]
-                out.append((origin, s, bytes(value[_LOGHDR.size:_LOGHDR.size + n])))
-                expect += 1
-                ok = cur.next()
-            return out
-
-        return env.read(run)
+        return changelog.log_range(self, origin, after, limit)
 
     def changes(self, since: int = 0, *, limit: int | None = None) -> Iterator[Change]:
         """The change feed: every applied operation after position ``since``, in apply order.
@@ -492,71 +333,20 @@ class Store:
         Local writes and merged remote changes alike; snapshot merges and truncated entries
         are not in it. Resume by passing the last ``Change.position`` seen.
         """
-        _check_u64_arg(since, "since", "a position")
-        _check_limit(limit)
-        env = self._e()
-        return self._changes(env, since, limit)
-
-    def _changes(self, env: Env, since: int, limit: int | None) -> Iterator[Change]:
-        pos = since
-        produced = 0
-        while True:
-            def run(txn: Txn) -> list[tuple[int, bytes]]:
-                cur = txn.cursor(db=env.log)
-                rows: list[tuple[int, bytes]] = []
-                ok = cur.set_range(_U64.pack(pos + 1))
-                while ok and len(rows) < CHUNK:
-                    rows.append((_U64.unpack(cur.key())[0], bytes(cur.value())))
-                    ok = cur.next()
-                return rows
-
-            rows = env.read(run)
-            for position, value in rows:
-                for change in self._expand(position, value):
-                    yield change
-                    produced += 1
-                    if limit is not None and produced >= limit:
-                        return
-                pos = position
-            if len(rows) < CHUNK:
-                return
-
-    def _expand(self, position: int, value: bytes) -> Iterator[Change]:
-        origin, seq, n = _LOGHDR.unpack_from(value)
-        hlc, ops = codec.decode_txn(value[_LOGHDR.size:_LOGHDR.size + n], trusted=True)
-        images = codec.loads(value[_LOGHDR.size + n:])
-        for op, image in zip(ops, images):
-            if op.kind == "T":
-                yield Change(position, op.table, {}, "create_table", (hlc, origin), origin, seq,
-                             dict(op.attrs), None)
-                continue
-            table, values = decode_key(op.key)
-            try:
-                keyd = self._table_def(table).key_dict(values)
-            except TableNotFound:
-                keyd = TableDef(table, "", None).key_dict(values)
-            if op.kind == "P":
-                kind, delta = "put", {"item": op.attrs}
-            elif op.kind == "U":
-                kind, delta = "update", {"set": op.attrs, "remove": list(op.remove)}
-            else:
-                kind, delta = "delete", {}
-            yield Change(position, table, keyd, kind, (hlc, origin), origin, seq, delta,
-                         op.attrs if image is True else image)
+        return changelog.changes(self, since, limit)
 
     def position(self) -> int:
         """The position of the last applied transaction (0 for an empty log)."""
-        env = self._e()
-        return env.read(lambda txn: self._clock(txn)[2])
+        return changelog.position(self)
 
     def tick(self) -> int:
         """Issue (and persist) a fresh HLC of this node, e.g. to stamp a segment it creates."""
         env = self._e()
 
         def run(txn: Txn) -> int:
-            hlc, seq, pos = self._clock(txn)
+            hlc, seq, pos = read_clock(txn, env)
             hlc = tick(hlc, self._wall())
-            txn.put(b"clock", _CLOCK.pack(hlc, seq, pos), db=env.meta)
+            write_clock(txn, env, hlc, seq, pos)
             return hlc
 
         return env.write(run)
@@ -579,7 +369,7 @@ class Store:
             except Exception:  # a listener must never fail a committed write
                 log.exception("change listener %r failed", cb)
 
-    # -- applying remote changes -------------------------------------------------------
+    # -- remote changes and conflicts (engine.apply) -----------------------------------
 
     def apply_changes(self, records: Iterable[RawChange]) -> ApplyReport:
         """Merge remote transactions ``(origin, seq, txn)`` atomically, in one LMDB transaction.
@@ -590,220 +380,21 @@ class Store:
 
         :raises ValidationError: for a malformed record; nothing is applied.
         """
-        env = self._e()
-        decoded = []
-        if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
-            raise ValidationError(f"records must be an iterable of (origin, seq, txn), not {records!r}")
-        for i, rec in enumerate(records):
-            if not (isinstance(rec, tuple) and len(rec) == 3):
-                raise ValidationError(f"record {i} is not (origin, seq, txn)")
-            origin, seq, raw = rec
-            if (isinstance(origin, bool) or not isinstance(origin, int) or not 0 < origin < 2**64
-                    or isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**64
-                    or not isinstance(raw, bytes)):
-                raise ValidationError(f"record {i} has a bad origin, seq or payload type")
-            try:
-                hlc, ops = codec.decode_txn(raw)
-            except ValidationError as exc:
-                raise ValidationError(f"change {origin:016x}/{seq}: {exc}") from None
-            decoded.append((origin, seq, raw, hlc, ops))
-        by_origin: dict[int, list[Any]] = {}
-        for d in decoded:
-            by_origin.setdefault(d[0], []).append(d)
-        if len(by_origin) > 1:
-            # Apply in HLC order across origins, each origin's records staying in their given
-            # order. HLCs respect causality, so a change is merged after the changes its writer
-            # had seen: conflict detection (one-sided, through ``seen``) needs that to have no
-            # false positives, e.g. when a relay sends B's update of an item before A's put.
-            decoded = list(heapq.merge(*by_origin.values(), key=lambda d: (d[3], d[0])))
-
-        def run(txn: Txn) -> tuple[ApplyReport, int, bool]:
-            report = ApplyReport()
-            hlc_last, local_seq, pos = self._clock(txn)
-            start_pos = pos
-            vv: dict[int, int] = {}
-            known: dict[int, int] = {}
-            forgotten = self._forgotten(txn)
-            wall = self._wall()
-            tables_changed = False
-            for origin, seq, raw, hlc, ops in decoded:
-                if origin in report.refused or origin in report.gaps:
-                    report.held += 1
-                    continue
-                if origin == self.node_id:
-                    if seq <= local_seq:
-                        report.skipped += 1
-                    else:
-                        report.refused[origin] = ValidationError(
-                            f"received seq {seq} of this node's own id, which it never wrote: "
-                            "is a copy of this store running elsewhere?"
-                        )
-                        report.held += 1
-                    continue
-                have = vv.get(origin)
-                if have is None:
-                    raw_have = txn.get(_U64.pack(origin), db=env.vv)
-                    have = vv[origin] = known[origin] = _U64.unpack(raw_have)[0] if raw_have else 0
-                if seq <= have:
-                    report.skipped += 1
-                    continue
-                if seq != have + 1:
-                    report.gaps[origin] = (have, seq)
-                    report.held += 1
-                    continue
-                if origin in forgotten:
-                    report.refused[origin] = ForgottenNodeError(
-                        f"node {origin:016x} was forgotten; it must rejoin from a snapshot"
-                    )
-                    report.held += 1
-                    continue
-                try:
-                    hlc_last = observe(hlc_last, hlc, wall, self.max_offset_ms, origin=origin)
-                except ClockSkewError as exc:
-                    report.refused[origin] = exc
-                    report.held += 1
-                    continue
-                images = [self._merge_op(txn, env, op, (hlc, origin), report) for op in ops]
-                tables_changed = tables_changed or any(op.kind == "T" for op in ops)
-                pos = self._append(txn, env, origin, seq, raw, images, pos)
-                vv[origin] = seq
-                report.applied += 1
-            if pos != start_pos:
-                for origin, seq in vv.items():
-                    if seq != known[origin]:  # origins that only had gaps or refusals: no entry
-                        txn.put(_U64.pack(origin), _U64.pack(seq), db=env.vv)
-                txn.put(b"clock", _CLOCK.pack(hlc_last, local_seq, pos), db=env.meta)
-            return report, pos if pos != start_pos else 0, tables_changed
-
-        report, pos, tables_changed = env.write(run)
-        if tables_changed:
-            self._tables.clear()
-        if pos:
-            self._notify(pos)
-        return report
-
-    def _merge_op(self, txn: Txn, env: Env, op: codec.Op, v: Version, report: ApplyReport) -> Any:
-        if op.kind == "T":
-            self._merge_table(txn, env, op, v)
-            return None
-        raw = txn.get(op.key, db=env.items)
-        state = codec.decode_state(raw) if raw is not None else None
-        if op.kind == "P":
-            delta = put_delta(op.attrs, v, op.seen)
-        elif op.kind == "U":
-            delta = update_delta(op.attrs, op.remove, v, op.seen)
-        else:
-            delta = delete_delta(v, op.seen)
-        new, lost = merge_change(state, delta, v, op.seen, codec.canonical)
-        txn.put(op.key, codec.encode_state(new), db=env.items)
-        if lost:
-            # Key attributes are the item's existence marker, written by every put and update;
-            # their "loss" to a delete is already told by the other attributes' conflicts.
-            traw = txn.get(op.table.encode(), db=env.tables)
-            if traw is not None:
-                tdef = _decode_table(op.table, bytes(traw))
-                lost = [c for c in lost if c.attribute not in (tdef.partition_key, tdef.sort_key)]
-        if lost:
-            report.conflicts += len(lost)
-            self._record_conflicts(txn, env, op, v, lost)
-        image = visible(new)
-        return True if op.kind == "P" and image == op.attrs else image
-
-    def _merge_table(self, txn: Txn, env: Env, op: codec.Op, v: Version) -> None:
-        pk, sk = op.attrs["partition_key"], op.attrs["sort_key"]
-        raw = txn.get(op.table.encode(), db=env.tables)
-        if raw is not None:
-            cur = _decode_table(op.table, raw)
-            if (cur.partition_key, cur.sort_key) == (pk, sk) or cur.version >= v:
-                if (cur.partition_key, cur.sort_key) != (pk, sk):
-                    log.warning("table %r: schema (%s, %s) from %016x lost to (%s, %s)",
-                                op.table, pk, sk, v[1], cur.partition_key, cur.sort_key)
-                return
-            log.warning("table %r: schema (%s, %s) replaced by (%s, %s) from %016x",
-                        op.table, cur.partition_key, cur.sort_key, pk, sk, v[1])
-        txn.put(op.table.encode(), codec.dumps([pk, sk, v[0], v[1]]), db=env.tables)
-
-    # -- conflicts ---------------------------------------------------------------------
-
-    def _record_conflicts(
-        self, txn: Txn, env: Env, op: codec.Op, v: Version, lost: list[Any]
-    ) -> None:
-        raw = txn.get(b"conflicts", db=env.meta)
-        first, nxt, total = struct.unpack(">QQQ", raw) if raw else (1, 1, 0)
-        _, values = decode_key(op.key)
-        for c in lost:
-            record = [op.table, list(values), c.attribute, list(c.winner), list(c.loser),
-                      c.value, None if c.winner_value is ABSENT else c.winner_value,
-                      c.local_lost]
-            txn.put(_U64.pack(nxt), codec.dumps(record), db=env.conflicts, append=True)
-            nxt += 1
-            total += 1
-        while nxt - first > self.max_conflicts:
-            txn.delete(_U64.pack(first), db=env.conflicts)
-            first += 1
-        txn.put(b"conflicts", struct.pack(">QQQ", first, nxt, total), db=env.meta)
+        return apply.apply_changes(self, records)
 
     def conflicts(self, since: int = 0) -> Iterator[Conflict]:
         """Recorded conflicts with id above ``since``, oldest first (bounded; never replicated)."""
-        _check_u64_arg(since, "since", "a conflict id")
-        env = self._e()
-        return self._conflicts(env, since)
-
-    def _conflicts(self, env: Env, since: int) -> Iterator[Conflict]:
-        def run(txn: Txn) -> list[tuple[int, bytes]]:
-            cur = txn.cursor(db=env.conflicts)
-            rows = []
-            ok = cur.set_range(_U64.pack(since + 1))
-            while ok:
-                rows.append((_U64.unpack(cur.key())[0], bytes(cur.value())))
-                ok = cur.next()
-            return rows
-
-        for cid, raw in env.read(run):
-            table, values, attr, winner, loser, value, winner_value, local_lost = codec.loads(raw)
-            try:
-                keyd = self._table_def(table).key_dict(values)
-            except TableNotFound:
-                keyd = TableDef(table, "", None).key_dict(values)
-            yield Conflict(cid, table, keyd, attr, tuple(winner), tuple(loser), loser[1], value,
-                           winner_value, local_lost)  # type: ignore[arg-type]
+        return apply.conflicts(self, since)
 
     def conflict_count(self) -> int:
         """How many conflicts were ever recorded here (including those trimmed)."""
-        env = self._e()
-        raw = env.read(lambda txn: txn.get(b"conflicts", db=env.meta))
-        return struct.unpack(">QQQ", raw)[2] if raw else 0
+        return apply.conflict_count(self)
 
-    # -- snapshots, retention, tombstones ----------------------------------------------
+    # -- snapshots, retention, tombstones (engine.retention) ---------------------------
 
     def snapshot(self) -> Snapshot:
         """A full-state export for a peer whose needs lie below the log's retention point."""
-        env = self._e()
-        vv = self.version_vector()
-        tables = self.table_defs()
-        forgotten = frozenset(env.read(self._forgotten))
-
-        def items() -> Iterator[tuple[bytes, bytes]]:
-            after: bytes | None = None
-            while True:
-                def run(txn: Txn) -> list[tuple[bytes, bytes]]:
-                    cur = txn.cursor(db=env.items)
-                    ok = cur.first() if after is None else cur.set_range(after)
-                    if ok and after is not None and cur.key() == after:
-                        ok = cur.next()
-                    rows = []
-                    while ok and len(rows) < CHUNK * 4:
-                        rows.append((bytes(cur.key()), bytes(cur.value())))
-                        ok = cur.next()
-                    return rows
-
-                rows = self._e().read(run)
-                yield from rows
-                if len(rows) < CHUNK * 4:
-                    return
-                after = rows[-1][0]
-
-        return Snapshot(vv, tables, forgotten, items)
+        return retention.snapshot(self)
 
     def merge_snapshot(
         self, vv: Mapping[int, int], tables: Iterable[TableDef],
@@ -816,67 +407,7 @@ class Store:
 
         :raises ValidationError: for a malformed table, key or state; nothing is applied.
         """
-        env = self._e()
-        if not isinstance(vv, Mapping):
-            raise ValidationError(f"snapshot vv must be a mapping of node id to seq, not {vv!r}")
-        for o, s in vv.items():
-            _check_node(o, "snapshot vv node id")
-            _check_u64_arg(s, f"snapshot vv seq of {o:016x}", "a sequence number")
-        if isinstance(tables, (str, bytes, Mapping)) or not isinstance(tables, Iterable):
-            raise ValidationError(f"snapshot tables must be an iterable of TableDef, not {tables!r}")
-        tdefs = list(tables)
-        top = 0
-        for t in tdefs:
-            _check_table_def(t)
-            top = max(top, t.version[0])
-        states: list[tuple[bytes, ItemState]] = []
-        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
-            raise ValidationError(f"snapshot items must be an iterable of (key, state), not {items!r}")
-        for i, pair in enumerate(items):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise ValidationError(f"snapshot item {i} is not a (key, state) pair")
-            key, raw = pair
-            if not isinstance(key, bytes) or not 0 < len(key) <= _MAX_KEY:
-                raise ValidationError(f"snapshot item {i}: key is not bytes of a valid length")
-            if not isinstance(raw, bytes):
-                raise ValidationError(f"snapshot item {i}: state is not bytes")
-            codec.check_table_name(decode_key(key)[0])
-            st = codec.decode_state_untrusted(raw, f"snapshot item {key[:32]!r}")
-            states.append((key, st))
-            top = max(top, max_version(st)[0])
-        # a snapshot is remote data too: a peer clock far ahead must not capture LWW through it
-        skew = (top >> 16) - self._wall()
-        if skew > self.max_offset_ms:
-            raise ClockSkewError(
-                f"snapshot holds versions {skew} ms ahead of the local clock (maximum offset "
-                f"{self.max_offset_ms} ms); nothing merged", skew_ms=skew)
-        order = codec.canonical
-
-        def run(txn: Txn) -> None:
-            hlc, seq, pos = self._clock(txn)
-            for t in tdefs:
-                self._merge_table(txn, env, codec.Op("T", t.name, b"", {
-                    "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
-                    t.version)
-            for key, st in states:
-                raw = txn.get(key, db=env.items)
-                new = st if raw is None else merge(codec.decode_state(raw), st, order)
-                txn.put(key, codec.encode_state(new), db=env.items)
-            for origin, s in vv.items():
-                if origin == self.node_id:
-                    continue
-                raw = txn.get(_U64.pack(origin), db=env.vv)
-                have = _U64.unpack(raw)[0] if raw else 0
-                if s > have:
-                    txn.put(_U64.pack(origin), _U64.pack(s), db=env.vv)
-                    floor_raw = txn.get(_U64.pack(origin), db=env.floors)
-                    if floor_raw is None or _U64.unpack(floor_raw)[0] < s:
-                        txn.put(_U64.pack(origin), _U64.pack(s), db=env.floors)
-            txn.put(b"clock", _CLOCK.pack(max(hlc, top), seq, pos), db=env.meta)
-
-        env.write(run)
-        self._tables.clear()
-        return len(states)
+        return retention.merge_snapshot(self, vv, tables, items)
 
     def compact(self, stable: Mapping[int, int], *, purge_tombstones: bool = True) -> tuple[int, int]:
         """Truncate the log up to ``stable[origin]`` per origin and drop stable tombstones.
@@ -884,88 +415,18 @@ class Store:
         The caller (replication) decides what is stable: acknowledged by every known peer.
         Returns ``(log entries removed, tombstones purged)``.
         """
-        if not isinstance(stable, Mapping):
-            raise ValidationError(f"stable must be a mapping of node id to seq, not {stable!r}")
-        for origin, upto in stable.items():
-            _check_node(origin, "stable node id")
-            _check_u64_arg(upto, f"stable seq of {origin:016x}", "a sequence number")
-        if not isinstance(purge_tombstones, bool):
-            raise ValidationError(f"purge_tombstones must be a bool, not {purge_tombstones!r}")
-        env = self._e()
-
-        def run(txn: Txn) -> tuple[int, int]:
-            removed = purged = 0
-            for origin, upto in stable.items():
-                cur = txn.cursor(db=env.index)
-                ok = cur.set_range(_U64x2.pack(origin, 0))
-                last = None
-                while ok:
-                    o, s = _U64x2.unpack(cur.key())
-                    if o != origin or s > upto:
-                        break
-                    pkey = bytes(cur.value())
-                    value = txn.get(pkey, db=env.log)
-                    if purge_tombstones and value is not None:
-                        purged += self._purge_txn(txn, env, origin, bytes(value))
-                    txn.delete(pkey, db=env.log)
-                    # delete() moves to the next entry; past the last one the cursor is
-                    # unpositioned and key() is empty.
-                    ok = cur.delete() and bool(cur.key())
-                    removed += 1
-                    last = s
-                if last is not None:
-                    floor_raw = txn.get(_U64.pack(origin), db=env.floors)
-                    if floor_raw is None or _U64.unpack(floor_raw)[0] < last:
-                        txn.put(_U64.pack(origin), _U64.pack(last), db=env.floors)
-            return removed, purged
-
-        return env.write(run)
-
-    def _purge_txn(self, txn: Txn, env: Env, origin: int, value: bytes) -> int:
-        n = _LOGHDR.unpack_from(value)[2]
-        hlc, ops = codec.decode_txn(value[_LOGHDR.size:_LOGHDR.size + n], trusted=True)
-        purged = 0
-        for op in ops:
-            if op.kind in ("P", "T") or (op.kind == "U" and not op.remove):
-                continue
-            raw = txn.get(op.key, db=env.items)
-            if raw is None:
-                continue
-            state = codec.decode_state(raw)
-            after = purge(state, (hlc, origin))
-            if after is None:
-                txn.delete(op.key, db=env.items)
-                purged += 1
-            elif after is not state:
-                txn.put(op.key, codec.encode_state(after), db=env.items)
-                purged += 1
-        return purged
-
-    def _forgotten(self, txn: Txn) -> set[int]:
-        raw = txn.get(b"forgotten", db=self._e().meta)
-        return set(codec.loads(raw)) if raw else set()
+        return retention.compact(self, stable, purge_tombstones)
 
     def forget(self, node_id: int) -> None:
         """Remove a dead node for good: its changes are refused from now on.
 
         A forgotten node that comes back must rejoin as a new node from a snapshot.
         """
-        if isinstance(node_id, bool) or not isinstance(node_id, int) or not 0 < node_id < 2**64:
-            raise ValidationError(f"node id must be a 64-bit integer, not {node_id!r}")
-        if node_id == self.node_id:
-            raise ValidationError("a node cannot forget itself")
-        env = self._e()
-
-        def run(txn: Txn) -> None:
-            ids = self._forgotten(txn) | {node_id}
-            txn.put(b"forgotten", codec.dumps(sorted(ids)), db=env.meta)
-
-        env.write(run)
+        retention.forget(self, node_id)
 
     def forgotten(self) -> frozenset[int]:
         """Node ids this store has forgotten."""
-        env = self._e()
-        return frozenset(env.read(self._forgotten))
+        return retention.forgotten(self)
 
     # -- state summaries ---------------------------------------------------------------
 
@@ -1005,7 +466,7 @@ class Store:
         env = self._e()
 
         def run(txn: Txn) -> dict[str, Any]:
-            hlc, seq, pos = self._clock(txn)
+            hlc, seq, pos = read_clock(txn, env)
             return {
                 "items": txn.stat(env.items)["entries"],
                 "log_entries": txn.stat(env.log)["entries"],
@@ -1024,39 +485,6 @@ class Store:
             "conflicts_total": self.conflict_count(),
         })
         return out
-
-
-def _check_u64_arg(value: object, name: str, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
-        raise ValidationError(f"{name} must be {what} (an int >= 0), not {value!r}")
-    return value
-
-
-def _check_node(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**64:
-        raise ValidationError(f"{name} must be a 64-bit node id, not {value!r}")
-    return value
-
-
-def _check_limit(limit: object) -> None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValidationError(f"limit must be a positive int or None, not {limit!r}")
-
-
-def _check_table_def(t: object) -> None:
-    if not isinstance(t, TableDef):
-        raise ValidationError(f"snapshot table is not a TableDef: {t!r}")
-    codec.check_table_name(t.name)
-    codec.check_attr_name(t.partition_key, f"table {t.name!r} partition_key")
-    if t.sort_key is not None:
-        codec.check_attr_name(t.sort_key, f"table {t.name!r} sort_key")
-        if t.sort_key == t.partition_key:
-            raise ValidationError(f"table {t.name!r}: sort key equals partition key")
-    v = t.version
-    if not (isinstance(v, tuple) and len(v) == 2
-            and all(not isinstance(x, bool) and isinstance(x, int) and 0 <= x < 2**64 for x in v)):
-        raise ValidationError(f"table {t.name!r}: version {v!r} is not an (hlc, node) pair")
-
 
 def _check_meta_name(name: object) -> None:
     if not isinstance(name, str) or not 0 < len(name.encode("utf-8", "surrogatepass")) <= 200:
@@ -1135,7 +563,7 @@ def _identify(txn: Txn, env: Env, path: Path, region: str | None) -> tuple[int, 
         assert region is not None
         txn.put(b"format", FORMAT, db=env.meta)
         txn.put(b"ident", codec.dumps([node_id, region, dev, ino]), db=env.meta)
-        txn.put(b"clock", _CLOCK.pack(0, 0, 0), db=env.meta)
+        write_clock(txn, env, 0, 0, 0)
         log.info("created store %s: region %s, node %016x", path, region, node_id)
         return node_id, region
     fmt = txn.get(b"format", db=env.meta)
@@ -1147,10 +575,10 @@ def _identify(txn: Txn, env: Env, path: Path, region: str | None) -> tuple[int, 
         # it keeps the data and the old node's log, under a fresh identity.
         old = node_id
         node_id = secrets.randbits(64) or 1
-        hlc, seq, pos = _CLOCK.unpack(txn.get(b"clock", db=env.meta))
+        hlc, seq, pos = read_clock(txn, env)
         if seq:
-            txn.put(_U64.pack(old), _U64.pack(seq), db=env.vv)
-        txn.put(b"clock", _CLOCK.pack(hlc, 0, pos), db=env.meta)
+            txn.put(U64.pack(old), U64.pack(seq), db=env.vv)
+        write_clock(txn, env, hlc, 0, pos)
         txn.put(b"ident", codec.dumps([node_id, stored_region, dev, ino]), db=env.meta)
         log.warning("store %s was copied from node %016x: it is now node %016x", path, old, node_id)
     return node_id, stored_region

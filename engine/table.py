@@ -2,7 +2,9 @@
 
 Every argument is checked here, before any transaction begins, so bad input raises
 ``ValidationError`` naming what is wrong and nothing is written. Writes go through
-``Store._commit_local``: one LMDB write transaction per call (or per batch).
+``Store._commit_local``: one LMDB write transaction per call (or per batch). Reads are short
+read transactions: a point get, or a range read in chunks (:func:`_range`) so that no
+iterator holds a transaction between items.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import codec
-from .errors import ValidationError
+from .changelog import CHUNK, check_limit as _check_limit
+from .errors import StoreClosed, ValidationError
 from .keys import KeyValue, check_key_value, encode_prefix, encode_value
 
 if TYPE_CHECKING:
-    from .store import Store, TableDef
+    from .changes import TableDef
+    from .env import Txn
+    from .store import Store
 
 __all__ = ["Batch", "Condition", "Table"]
 
@@ -222,13 +227,13 @@ class Table:
             bound = lt if lt is not None else lte
             stop = prefix + encode_value(_sk(bound, sk_name), sk_name)
             stop_incl = lte is not None
-        return self._store._range(start, stop, reverse=reverse, limit=limit,
+        return _range(self._store, start, stop, reverse=reverse, limit=limit,
                                   start_inclusive=start_incl, stop_inclusive=stop_incl)
 
     def scan(self, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Every item of the table in key order (chunked; not one point-in-time snapshot)."""
         _check_limit(limit)
-        return self._store._range(self._prefix, _successor(self._prefix), reverse=False,
+        return _range(self._store, self._prefix, _successor(self._prefix), reverse=False,
                                   limit=limit)
 
 
@@ -237,9 +242,64 @@ def _sk(value: Any, name: str) -> Any:
     return value
 
 
-def _check_limit(limit: object) -> None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValidationError(f"limit must be a positive int or None, not {limit!r}")
+def _range(
+    store: Store, start: bytes, stop: bytes, *, reverse: bool, limit: int | None,
+    start_inclusive: bool = True, stop_inclusive: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Visible items with keys in the range, in key order, a chunk per read transaction."""
+    env = store._e()
+    produced = 0
+    lo, lo_incl, hi, hi_incl = start, start_inclusive, stop, stop_inclusive
+    while True:
+        want = CHUNK if limit is None else min(CHUNK, limit - produced)
+        if want <= 0:
+            return
+
+        def run(txn: Txn) -> list[tuple[bytes, bytes]]:
+            cur = txn.cursor(db=env.items)
+            out: list[tuple[bytes, bytes]] = []
+            if not reverse:
+                ok = cur.set_range(lo)
+                while ok:
+                    k = cur.key()
+                    if k > hi or (k == hi and not hi_incl):
+                        break
+                    if k != lo or lo_incl:
+                        out.append((bytes(k), bytes(cur.value())))
+                        if len(out) >= want * 2:
+                            break
+                    ok = cur.next()
+            else:
+                ok = cur.set_range(hi)
+                if not ok:
+                    ok = cur.last()
+                while ok:
+                    k = cur.key()
+                    if k < lo or (k == lo and not lo_incl):
+                        break
+                    if k < hi or (k == hi and hi_incl):
+                        out.append((bytes(k), bytes(cur.value())))
+                        if len(out) >= want * 2:
+                            break
+                    ok = cur.prev()
+            return out
+
+        rows = env.read(run)
+        if store.closed:
+            raise StoreClosed(f"store {store.path} was closed during iteration")
+        for k, raw in rows:
+            item = codec.visible_from_raw(raw)
+            if reverse:
+                hi, hi_incl = k, False
+            else:
+                lo, lo_incl = k, False
+            if item is not None:
+                yield item
+                produced += 1
+                if limit is not None and produced >= limit:
+                    return
+        if len(rows) < want * 2:
+            return
 
 
 class Batch:

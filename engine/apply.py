@@ -1,0 +1,261 @@
+"""Applying remote changes: validation, merge into item states, relay into the log, conflicts.
+
+A batch of remote transactions ``(origin, seq, txn)`` is decoded and checked whole *before*
+the write transaction begins (untrusted input: :func:`engine.codec.decode_txn`), then merged in
+one LMDB write transaction: each item's state is merged with the change's delta
+(:func:`engine.item.merge_change`), the transaction is appended to the log under its origin
+and seq (so this node can relay it), the version vector advances and the clock observes the
+change's HLC. Per origin the sequence must be contiguous; an origin stops at a gap, a clock
+skew beyond the maximum offset, or if it was forgotten, and its later changes are *held*.
+
+Conflicts (``conflicts`` database, key: id u64 BE; ``conflicts`` in meta: ``first, next,
+total`` as three u64 BE)::
+
+    [table, [key values], attribute, [winner hlc, node], [loser hlc, node], losing value,
+     winning value | null, local_lost]
+
+They are local diagnostics, bounded to ``max_conflicts`` (oldest dropped), never replicated.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import codec
+from .changelog import U64, append, check_u64_arg, key_dict, read_clock, write_clock
+from .changes import ApplyReport, Conflict, RawChange, decode_table_def
+from .clock import Version, observe
+from .env import Env, Txn
+from .errors import ClockSkewError, ForgottenNodeError, ValidationError
+from .item import (
+    ABSENT,
+    AttrConflict,
+    delete_delta,
+    merge_change,
+    put_delta,
+    update_delta,
+    visible,
+)
+from .keys import decode_key
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["apply_changes", "conflict_count", "conflicts", "forgotten_ids", "merge_table"]
+
+log = logging.getLogger(__name__)
+
+_CONFLICTS = struct.Struct(">QQQ")  # first id kept, next id, total ever recorded
+
+Decoded = tuple[int, int, bytes, int, list[codec.Op]]  # origin, seq, raw, hlc, ops
+
+
+def _decode_records(records: Iterable[RawChange]) -> list[Decoded]:
+    """Check and decode every record; raise ``ValidationError`` before anything is applied."""
+    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+        raise ValidationError(f"records must be an iterable of (origin, seq, txn), not {records!r}")
+    decoded: list[Decoded] = []
+    for i, rec in enumerate(records):
+        if not (isinstance(rec, tuple) and len(rec) == 3):
+            raise ValidationError(f"record {i} is not (origin, seq, txn)")
+        origin, seq, raw = rec
+        if (isinstance(origin, bool) or not isinstance(origin, int) or not 0 < origin < 2**64
+                or isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**64
+                or not isinstance(raw, bytes)):
+            raise ValidationError(f"record {i} has a bad origin, seq or payload type")
+        try:
+            hlc, ops = codec.decode_txn(raw)
+        except ValidationError as exc:
+            raise ValidationError(f"change {origin:016x}/{seq}: {exc}") from None
+        decoded.append((origin, seq, raw, hlc, ops))
+    by_origin: dict[int, list[Decoded]] = {}
+    for d in decoded:
+        by_origin.setdefault(d[0], []).append(d)
+    if len(by_origin) > 1:
+        # Apply in HLC order across origins, each origin's records staying in their given
+        # order. HLCs respect causality, so a change is merged after the changes its writer
+        # had seen: conflict detection (one-sided, through ``seen``) needs that to have no
+        # false positives, e.g. when a relay sends B's update of an item before A's put.
+        decoded = list(heapq.merge(*by_origin.values(), key=lambda d: (d[3], d[0])))
+    return decoded
+
+
+def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
+    """See :meth:`engine.Store.apply_changes`."""
+    env = store._e()
+    decoded = _decode_records(records)
+    node_id = store.node_id
+
+    def run(txn: Txn) -> tuple[ApplyReport, int, bool]:
+        report = ApplyReport()
+        hlc_last, local_seq, pos = read_clock(txn, env)
+        start_pos = pos
+        vv: dict[int, int] = {}
+        known: dict[int, int] = {}
+        forgotten = forgotten_ids(txn, env)
+        wall = store._wall()
+        tables_changed = False
+        for origin, seq, raw, hlc, ops in decoded:
+            if origin in report.refused or origin in report.gaps:
+                report.held += 1
+                continue
+            if origin == node_id:
+                if seq <= local_seq:
+                    report.skipped += 1
+                else:
+                    report.refused[origin] = ValidationError(
+                        f"received seq {seq} of this node's own id, which it never wrote: "
+                        "is a copy of this store running elsewhere?"
+                    )
+                    report.held += 1
+                continue
+            have = vv.get(origin)
+            if have is None:
+                raw_have = txn.get(U64.pack(origin), db=env.vv)
+                have = vv[origin] = known[origin] = U64.unpack(raw_have)[0] if raw_have else 0
+            if seq <= have:
+                report.skipped += 1
+                continue
+            if seq != have + 1:
+                report.gaps[origin] = (have, seq)
+                report.held += 1
+                continue
+            if origin in forgotten:
+                report.refused[origin] = ForgottenNodeError(
+                    f"node {origin:016x} was forgotten; it must rejoin from a snapshot"
+                )
+                report.held += 1
+                continue
+            try:
+                hlc_last = observe(hlc_last, hlc, wall, store.max_offset_ms, origin=origin)
+            except ClockSkewError as exc:
+                report.refused[origin] = exc
+                report.held += 1
+                continue
+            images = [_merge_op(store, txn, env, op, (hlc, origin), report) for op in ops]
+            tables_changed = tables_changed or any(op.kind == "T" for op in ops)
+            pos = append(txn, env, origin, seq, raw, images, pos)
+            vv[origin] = seq
+            report.applied += 1
+        if pos != start_pos:
+            for origin, seq in vv.items():
+                if seq != known[origin]:  # origins that only had gaps or refusals: no entry
+                    txn.put(U64.pack(origin), U64.pack(seq), db=env.vv)
+            write_clock(txn, env, hlc_last, local_seq, pos)
+        return report, pos if pos != start_pos else 0, tables_changed
+
+    report, pos, tables_changed = env.write(run)
+    if tables_changed:
+        store._tables.clear()
+    if pos:
+        store._notify(pos)
+    return report
+
+
+def _merge_op(
+    store: Store, txn: Txn, env: Env, op: codec.Op, v: Version, report: ApplyReport
+) -> Any:
+    """Merge one remote operation into its item; return the image for the log entry."""
+    if op.kind == "T":
+        merge_table(txn, env, op, v)
+        return None
+    raw = txn.get(op.key, db=env.items)
+    state = codec.decode_state(raw) if raw is not None else None
+    if op.kind == "P":
+        delta = put_delta(op.attrs, v, op.seen)
+    elif op.kind == "U":
+        delta = update_delta(op.attrs, op.remove, v, op.seen)
+    else:
+        delta = delete_delta(v, op.seen)
+    new, lost = merge_change(state, delta, v, op.seen, codec.canonical)
+    txn.put(op.key, codec.encode_state(new), db=env.items)
+    if lost:
+        # Key attributes are the item's existence marker, written by every put and update;
+        # their "loss" to a delete is already told by the other attributes' conflicts.
+        traw = txn.get(op.table.encode(), db=env.tables)
+        if traw is not None:
+            tdef = decode_table_def(op.table, bytes(traw))
+            lost = [c for c in lost if c.attribute not in (tdef.partition_key, tdef.sort_key)]
+    if lost:
+        report.conflicts += len(lost)
+        _record_conflicts(txn, env, op, v, lost, store.max_conflicts)
+    image = visible(new)
+    return True if op.kind == "P" and image == op.attrs else image
+
+
+def merge_table(txn: Txn, env: Env, op: codec.Op, v: Version) -> None:
+    """Merge a table definition: the larger version wins a schema disagreement (logged)."""
+    pk, sk = op.attrs["partition_key"], op.attrs["sort_key"]
+    raw = txn.get(op.table.encode(), db=env.tables)
+    if raw is not None:
+        cur = decode_table_def(op.table, raw)
+        if (cur.partition_key, cur.sort_key) == (pk, sk) or cur.version >= v:
+            if (cur.partition_key, cur.sort_key) != (pk, sk):
+                log.warning("table %r: schema (%s, %s) from %016x lost to (%s, %s)",
+                            op.table, pk, sk, v[1], cur.partition_key, cur.sort_key)
+            return
+        log.warning("table %r: schema (%s, %s) replaced by (%s, %s) from %016x",
+                    op.table, cur.partition_key, cur.sort_key, pk, sk, v[1])
+    txn.put(op.table.encode(), codec.dumps([pk, sk, v[0], v[1]]), db=env.tables)
+
+
+def forgotten_ids(txn: Txn, env: Env) -> set[int]:
+    """Node ids this store has forgotten, as of this transaction."""
+    raw = txn.get(b"forgotten", db=env.meta)
+    return set(codec.loads(raw)) if raw else set()
+
+
+# -- conflicts ------------------------------------------------------------------------------
+
+
+def _record_conflicts(
+    txn: Txn, env: Env, op: codec.Op, v: Version, lost: list[AttrConflict], bound: int
+) -> None:
+    raw = txn.get(b"conflicts", db=env.meta)
+    first, nxt, total = _CONFLICTS.unpack(raw) if raw else (1, 1, 0)
+    _, values = decode_key(op.key)
+    for c in lost:
+        record = [op.table, list(values), c.attribute, list(c.winner), list(c.loser),
+                  c.value, None if c.winner_value is ABSENT else c.winner_value,
+                  c.local_lost]
+        txn.put(U64.pack(nxt), codec.dumps(record), db=env.conflicts, append=True)
+        nxt += 1
+        total += 1
+    while nxt - first > bound:
+        txn.delete(U64.pack(first), db=env.conflicts)
+        first += 1
+    txn.put(b"conflicts", _CONFLICTS.pack(first, nxt, total), db=env.meta)
+
+
+def conflicts(store: Store, since: int) -> Iterator[Conflict]:
+    """Recorded conflicts with id above ``since`` (argument checked before the first ``next``)."""
+    check_u64_arg(since, "since", "a conflict id")
+    return _conflicts(store, store._e(), since)
+
+
+def _conflicts(store: Store, env: Env, since: int) -> Iterator[Conflict]:
+    def run(txn: Txn) -> list[tuple[int, bytes]]:
+        cur = txn.cursor(db=env.conflicts)
+        rows = []
+        ok = cur.set_range(U64.pack(since + 1))
+        while ok:
+            rows.append((U64.unpack(cur.key())[0], bytes(cur.value())))
+            ok = cur.next()
+        return rows
+
+    for cid, raw in env.read(run):
+        table, values, attr, winner, loser, value, winner_value, local_lost = codec.loads(raw)
+        keyd = key_dict(store, table, tuple(values))
+        yield Conflict(cid, table, keyd, attr, tuple(winner), tuple(loser), loser[1], value,
+                       winner_value, local_lost)  # type: ignore[arg-type]
+
+
+def conflict_count(store: Store) -> int:
+    """How many conflicts were ever recorded (including those trimmed)."""
+    env = store._e()
+    raw = env.read(lambda txn: txn.get(b"conflicts", db=env.meta))
+    return _CONFLICTS.unpack(raw)[2] if raw else 0

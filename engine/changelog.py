@@ -1,0 +1,240 @@
+"""The change log: its layout, appends, log ranges, the change feed and the version vector.
+
+Every transaction applied here — a local write, a table creation, a remote change — is one log
+entry, written in the same LMDB transaction as the items it changed:
+
+=========  ====================================  ==============================================
+database   key                                   value
+=========  ====================================  ==============================================
+log        position (u64 BE, local apply order)  ``origin`` u64 BE, ``seq`` u64 BE, ``len`` u32
+                                                 BE, the transaction's ``len`` bytes (exactly
+                                                 what travels to peers), then CBOR ``images``
+index      origin (u64 BE) + seq (u64 BE)        position
+vv         origin                                highest seq applied (remote origins)
+floors     origin                                seqs at or below are not in the log
+meta       ``clock``                             ``(last hlc, local seq, last position)``
+=========  ====================================  ==============================================
+
+``images`` holds, per operation, the visible item right after the transaction (``true`` when
+it equals a put's item, so plain puts do not store the item twice; ``null`` for a table).
+
+Positions count 1, 2, 3 … and are never reused, even after compaction removed the entries; the
+``clock`` record keeps the last one. This node's own entries are its ``seq`` 1, 2, 3 …; a remote
+origin's are the seqs it assigned, contiguous from its floor (``vv``) upwards.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from . import codec
+from .changes import Change, RawChange, TableDef
+from .env import Env, Txn
+from .errors import LogTruncated, TableNotFound, ValidationError
+from .keys import decode_key
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = [
+    "CHUNK",
+    "append",
+    "changes",
+    "check_limit",
+    "check_node",
+    "check_u64_arg",
+    "key_dict",
+    "log_floor",
+    "log_range",
+    "position",
+    "read_clock",
+    "version_vector",
+    "write_clock",
+]
+
+CHUNK = 256  # entries or items per read transaction when iterating: none outlives a chunk
+
+U64 = struct.Struct(">Q")
+U64x2 = struct.Struct(">QQ")
+CLOCK = struct.Struct(">QQQ")      # last hlc, local seq, last position
+LOGHDR = struct.Struct(">QQI")     # origin, seq, len(txn)
+
+
+# -- argument checks shared by the log's readers ---------------------------------------------
+
+
+def check_u64_arg(value: object, name: str, what: str) -> int:
+    """``value`` if it is an int in ``[0, 2**64)``, else ``ValidationError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+        raise ValidationError(f"{name} must be {what} (an int >= 0), not {value!r}")
+    return value
+
+
+def check_node(value: object, name: str) -> int:
+    """``value`` if it is a node id (an int in ``(0, 2**64)``), else ``ValidationError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**64:
+        raise ValidationError(f"{name} must be a 64-bit node id, not {value!r}")
+    return value
+
+
+def check_limit(limit: object) -> None:
+    """Refuse a ``limit`` that is neither ``None`` nor a positive int."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError(f"limit must be a positive int or None, not {limit!r}")
+
+
+# -- the write side: used inside write transactions only --------------------------------------
+
+
+def read_clock(txn: Txn, env: Env) -> tuple[int, int, int]:
+    """``(last hlc, local seq, last position)`` as of this transaction."""
+    hlc, seq, pos = CLOCK.unpack(txn.get(b"clock", db=env.meta))
+    return hlc, seq, pos
+
+
+def write_clock(txn: Txn, env: Env, hlc: int, seq: int, pos: int) -> None:
+    """Persist the clock record (in the transaction that issued or observed ``hlc``)."""
+    txn.put(b"clock", CLOCK.pack(hlc, seq, pos), db=env.meta)
+
+
+def append(
+    txn: Txn, env: Env, origin: int, seq: int, txn_bytes: bytes, images: list[Any], pos: int,
+) -> int:
+    """Append one transaction to the log and its (origin, seq) index; return its position."""
+    pos += 1
+    pkey = U64.pack(pos)
+    value = LOGHDR.pack(origin, seq, len(txn_bytes)) + txn_bytes + codec.dumps(images)
+    txn.put(pkey, value, db=env.log, append=True)
+    txn.put(U64x2.pack(origin, seq), pkey, db=env.index)
+    return pos
+
+
+# -- readers --------------------------------------------------------------------------------
+
+
+def version_vector(store: Store) -> dict[int, int]:
+    """``{origin node id: highest seq applied}``, this node included."""
+    env = store._e()
+
+    def run(txn: Txn) -> dict[int, int]:
+        vv = {U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.vv)}
+        _, seq, _ = read_clock(txn, env)
+        if seq:
+            vv[store.node_id] = seq
+        return vv
+
+    return env.read(run)
+
+
+def log_floor(store: Store) -> dict[int, int]:
+    """Per origin, the seq at or below which entries may be missing from the log."""
+    env = store._e()
+    return env.read(lambda txn: {
+        U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.floors)
+    })
+
+
+def log_range(store: Store, origin: int, after: int, limit: int | None) -> list[RawChange]:
+    """Log entries of ``origin`` with seq above ``after``, ascending, contiguous.
+
+    :raises LogTruncated: if entries right after ``after`` were truncated (send a snapshot).
+    """
+    check_node(origin, "origin")
+    check_u64_arg(after, "after", "a sequence number")
+    check_limit(limit)
+    env = store._e()
+
+    def run(txn: Txn) -> list[RawChange]:
+        floor_raw = txn.get(U64.pack(origin), db=env.floors)
+        if floor_raw is not None and after < U64.unpack(floor_raw)[0]:
+            raise LogTruncated(
+                f"log of node {origin:016x} is truncated up to seq "
+                f"{U64.unpack(floor_raw)[0]}; seq {after + 1} onwards needs a snapshot"
+            )
+        cur = txn.cursor(db=env.index)
+        out: list[RawChange] = []
+        ok = cur.set_range(U64x2.pack(origin, after + 1))
+        expect = after + 1
+        while ok and (limit is None or len(out) < limit):
+            o, s = U64x2.unpack(cur.key())
+            if o != origin:
+                break
+            if s != expect:
+                raise LogTruncated(f"log of node {origin:016x} has no seq {expect}")
+            value = txn.get(cur.value(), db=env.log)
+            n = LOGHDR.unpack_from(value)[2]
+            out.append((origin, s, bytes(value[LOGHDR.size:LOGHDR.size + n])))
+            expect += 1
+            ok = cur.next()
+        return out
+
+    return env.read(run)
+
+
+def changes(store: Store, since: int, limit: int | None) -> Iterator[Change]:
+    """The change feed after position ``since`` (arguments checked before the first ``next``)."""
+    check_u64_arg(since, "since", "a position")
+    check_limit(limit)
+    return _changes(store, store._e(), since, limit)
+
+
+def _changes(store: Store, env: Env, since: int, limit: int | None) -> Iterator[Change]:
+    pos = since
+    produced = 0
+    while True:
+        def run(txn: Txn) -> list[tuple[int, bytes]]:
+            cur = txn.cursor(db=env.log)
+            rows: list[tuple[int, bytes]] = []
+            ok = cur.set_range(U64.pack(pos + 1))
+            while ok and len(rows) < CHUNK:
+                rows.append((U64.unpack(cur.key())[0], bytes(cur.value())))
+                ok = cur.next()
+            return rows
+
+        rows = env.read(run)
+        for position_, value in rows:
+            for change in _expand(store, position_, value):
+                yield change
+                produced += 1
+                if limit is not None and produced >= limit:
+                    return
+            pos = position_
+        if len(rows) < CHUNK:
+            return
+
+
+def key_dict(store: Store, table: str, values: tuple[Any, ...]) -> dict[str, Any]:
+    """Key values by attribute name (``#0``/``#1`` for a table this store does not know)."""
+    try:
+        return store._table_def(table).key_dict(values)
+    except TableNotFound:
+        return TableDef(table, "", None).key_dict(values)
+
+
+def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
+    origin, seq, n = LOGHDR.unpack_from(value)
+    hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
+    images = codec.loads(value[LOGHDR.size + n:])
+    for op, image in zip(ops, images):
+        if op.kind == "T":
+            yield Change(position_, op.table, {}, "create_table", (hlc, origin), origin, seq,
+                         dict(op.attrs), None)
+            continue
+        table, values = decode_key(op.key)
+        keyd = key_dict(store, table, values)
+        if op.kind == "P":
+            kind, delta = "put", {"item": op.attrs}
+        elif op.kind == "U":
+            kind, delta = "update", {"set": op.attrs, "remove": list(op.remove)}
+        else:
+            kind, delta = "delete", {}
+        yield Change(position_, table, keyd, kind, (hlc, origin), origin, seq, delta,
+                     op.attrs if image is True else image)
+
+
+def position(store: Store) -> int:
+    """The position of the last applied transaction (0 for an empty log)."""
+    env = store._e()
+    return env.read(lambda txn: read_clock(txn, env)[2])

@@ -1,0 +1,240 @@
+"""Retention: full-state snapshots, log truncation, tombstone purge and forgetting dead nodes.
+
+The log cannot grow for ever. Replication decides what is *stable* (acknowledged by every known
+peer) and calls :func:`compact`, which deletes those entries from ``log`` and ``index``, raises
+the origin's ``floors`` entry (``log_range`` below it raises ``LogTruncated``) and purges the
+tombstones those entries wrote (:func:`engine.item.purge`). A peer that needs entries below a
+floor gets a :func:`snapshot` instead — every item state, with versions and tombstones, and
+the vv it covers — which :func:`merge_snapshot` merges with the same CRDT merge.
+
+A forgotten node (``forgotten`` in meta: CBOR list of node ids) is refused by
+``apply_changes`` from then on: it must rejoin from a snapshot as a new node, so its deleted
+items can never come back as zombies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from . import codec
+from .apply import forgotten_ids, merge_table
+from .changelog import (
+    CHUNK,
+    LOGHDR,
+    U64,
+    U64x2,
+    check_node,
+    check_u64_arg,
+    read_clock,
+    write_clock,
+)
+from .changes import Snapshot, TableDef
+from .clock import BOTTOM
+from .env import Env, Txn
+from .errors import ClockSkewError, ValidationError
+from .item import ItemState, max_version, merge, purge
+from .keys import decode_key
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["compact", "forget", "forgotten", "merge_snapshot", "snapshot"]
+
+_MAX_KEY = codec.MAX_KEY_BYTES
+
+
+def snapshot(store: Store) -> Snapshot:
+    """See :meth:`engine.Store.snapshot`."""
+    env = store._e()
+    vv = store.version_vector()
+    tables = store.table_defs()
+    forgotten_ = frozenset(env.read(lambda txn: forgotten_ids(txn, env)))
+
+    def items() -> Iterator[tuple[bytes, bytes]]:
+        after: bytes | None = None
+        while True:
+            def run(txn: Txn) -> list[tuple[bytes, bytes]]:
+                cur = txn.cursor(db=env.items)
+                ok = cur.first() if after is None else cur.set_range(after)
+                if ok and after is not None and cur.key() == after:
+                    ok = cur.next()
+                rows = []
+                while ok and len(rows) < CHUNK * 4:
+                    rows.append((bytes(cur.key()), bytes(cur.value())))
+                    ok = cur.next()
+                return rows
+
+            rows = store._e().read(run)
+            yield from rows
+            if len(rows) < CHUNK * 4:
+                return
+            after = rows[-1][0]
+
+    return Snapshot(vv, tables, forgotten_, items)
+
+
+def _check_table_def(t: object) -> None:
+    if not isinstance(t, TableDef):
+        raise ValidationError(f"snapshot table is not a TableDef: {t!r}")
+    codec.check_table_name(t.name)
+    codec.check_attr_name(t.partition_key, f"table {t.name!r} partition_key")
+    if t.sort_key is not None:
+        codec.check_attr_name(t.sort_key, f"table {t.name!r} sort_key")
+        if t.sort_key == t.partition_key:
+            raise ValidationError(f"table {t.name!r}: sort key equals partition key")
+    v = t.version
+    if not (isinstance(v, tuple) and len(v) == 2
+            and all(not isinstance(x, bool) and isinstance(x, int) and 0 <= x < 2**64 for x in v)):
+        raise ValidationError(f"table {t.name!r}: version {v!r} is not an (hlc, node) pair")
+
+
+def merge_snapshot(
+    store: Store, vv: Mapping[int, int], tables: Iterable[TableDef],
+    items: Iterable[tuple[bytes, bytes]],
+) -> int:
+    """See :meth:`engine.Store.merge_snapshot`."""
+    env = store._e()
+    if not isinstance(vv, Mapping):
+        raise ValidationError(f"snapshot vv must be a mapping of node id to seq, not {vv!r}")
+    for o, s in vv.items():
+        check_node(o, "snapshot vv node id")
+        check_u64_arg(s, f"snapshot vv seq of {o:016x}", "a sequence number")
+    if isinstance(tables, (str, bytes, Mapping)) or not isinstance(tables, Iterable):
+        raise ValidationError(f"snapshot tables must be an iterable of TableDef, not {tables!r}")
+    tdefs = list(tables)
+    top = 0
+    for t in tdefs:
+        _check_table_def(t)
+        top = max(top, t.version[0])
+    states: list[tuple[bytes, ItemState]] = []
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+        raise ValidationError(f"snapshot items must be an iterable of (key, state), not {items!r}")
+    for i, pair in enumerate(items):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValidationError(f"snapshot item {i} is not a (key, state) pair")
+        key, raw = pair
+        if not isinstance(key, bytes) or not 0 < len(key) <= _MAX_KEY:
+            raise ValidationError(f"snapshot item {i}: key is not bytes of a valid length")
+        if not isinstance(raw, bytes):
+            raise ValidationError(f"snapshot item {i}: state is not bytes")
+        codec.check_table_name(decode_key(key)[0])
+        st = codec.decode_state_untrusted(raw, f"snapshot item {key[:32]!r}")
+        states.append((key, st))
+        top = max(top, max_version(st)[0])
+    # a snapshot is remote data too: a peer clock far ahead must not capture LWW through it
+    skew = (top >> 16) - store._wall()
+    if skew > store.max_offset_ms:
+        raise ClockSkewError(
+            f"snapshot holds versions {skew} ms ahead of the local clock (maximum offset "
+            f"{store.max_offset_ms} ms); nothing merged", skew_ms=skew)
+    order = codec.canonical
+
+    def run(txn: Txn) -> None:
+        hlc, seq, pos = read_clock(txn, env)
+        for t in tdefs:
+            merge_table(txn, env, codec.Op("T", t.name, b"", {
+                "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
+                t.version)
+        for key, st in states:
+            raw = txn.get(key, db=env.items)
+            new = st if raw is None else merge(codec.decode_state(raw), st, order)
+            txn.put(key, codec.encode_state(new), db=env.items)
+        for origin, s in vv.items():
+            if origin == store.node_id:
+                continue
+            raw = txn.get(U64.pack(origin), db=env.vv)
+            have = U64.unpack(raw)[0] if raw else 0
+            if s > have:
+                txn.put(U64.pack(origin), U64.pack(s), db=env.vv)
+                floor_raw = txn.get(U64.pack(origin), db=env.floors)
+                if floor_raw is None or U64.unpack(floor_raw)[0] < s:
+                    txn.put(U64.pack(origin), U64.pack(s), db=env.floors)
+        write_clock(txn, env, max(hlc, top), seq, pos)
+
+    env.write(run)
+    store._tables.clear()
+    return len(states)
+
+
+def compact(store: Store, stable: Mapping[int, int], purge_tombstones: bool) -> tuple[int, int]:
+    """See :meth:`engine.Store.compact`."""
+    if not isinstance(stable, Mapping):
+        raise ValidationError(f"stable must be a mapping of node id to seq, not {stable!r}")
+    for origin, upto in stable.items():
+        check_node(origin, "stable node id")
+        check_u64_arg(upto, f"stable seq of {origin:016x}", "a sequence number")
+    if not isinstance(purge_tombstones, bool):
+        raise ValidationError(f"purge_tombstones must be a bool, not {purge_tombstones!r}")
+    env = store._e()
+
+    def run(txn: Txn) -> tuple[int, int]:
+        removed = purged = 0
+        for origin, upto in stable.items():
+            cur = txn.cursor(db=env.index)
+            ok = cur.set_range(U64x2.pack(origin, 0))
+            last = None
+            while ok:
+                o, s = U64x2.unpack(cur.key())
+                if o != origin or s > upto:
+                    break
+                pkey = bytes(cur.value())
+                value = txn.get(pkey, db=env.log)
+                if purge_tombstones and value is not None:
+                    purged += _purge_txn(txn, env, origin, bytes(value))
+                txn.delete(pkey, db=env.log)
+                # delete() moves to the next entry; past the last one the cursor is
+                # unpositioned and key() is empty.
+                ok = cur.delete() and bool(cur.key())
+                removed += 1
+                last = s
+            if last is not None:
+                floor_raw = txn.get(U64.pack(origin), db=env.floors)
+                if floor_raw is None or U64.unpack(floor_raw)[0] < last:
+                    txn.put(U64.pack(origin), U64.pack(last), db=env.floors)
+        return removed, purged
+
+    return env.write(run)
+
+
+def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
+    """Purge the tombstones one (now stable) log entry wrote; return how many items changed."""
+    n = LOGHDR.unpack_from(value)[2]
+    hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
+    purged = 0
+    for op in ops:
+        if op.kind in ("P", "T") or (op.kind == "U" and not op.remove):
+            continue
+        raw = txn.get(op.key, db=env.items)
+        if raw is None:
+            continue
+        state = codec.decode_state(raw)
+        after = purge(state, (hlc, origin))
+        if after is None:
+            txn.delete(op.key, db=env.items)
+            purged += 1
+        elif after is not state:
+            txn.put(op.key, codec.encode_state(after), db=env.items)
+            purged += 1
+    return purged
+
+
+def forget(store: Store, node_id: int) -> None:
+    """See :meth:`engine.Store.forget`."""
+    if isinstance(node_id, bool) or not isinstance(node_id, int) or not 0 < node_id < 2**64:
+        raise ValidationError(f"node id must be a 64-bit integer, not {node_id!r}")
+    if node_id == store.node_id:
+        raise ValidationError("a node cannot forget itself")
+    env = store._e()
+
+    def run(txn: Txn) -> None:
+        ids = forgotten_ids(txn, env) | {node_id}
+        txn.put(b"forgotten", codec.dumps(sorted(ids)), db=env.meta)
+
+    env.write(run)
+
+
+def forgotten(store: Store) -> frozenset[int]:
+    """Node ids this store has forgotten."""
+    env = store._e()
+    return frozenset(env.read(lambda txn: forgotten_ids(txn, env)))
