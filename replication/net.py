@@ -13,7 +13,7 @@ lifecycles:
 - :func:`sync` connects, exchanges what each side lacks, waits for both sides' ACKs and
   returns a :class:`SocketSyncReport` (:func:`sync_async` for asyncio code).
 - :class:`Replicator` keeps one connection per peer, reconnecting with exponential backoff and
-  jitter, and reports per-peer :class:`~replication.session.PeerLag` through :meth:`lag`.
+  jitter, and reports per-peer :class:`~replication.lag.PeerLag` through :meth:`lag`.
 
 A store that is served and replicated in one process shares one hub (wake-ups on commit, the
 peers' vvs, lag samples), so :func:`status` sees every connection of the store.
@@ -54,7 +54,9 @@ from engine.errors import (
 from . import exchange
 from .protocol import Hello, PeerInfo, client_handshake, normalize_secret, send_error
 from .protocol import server_handshake
-from .session import LagStats, NetOptions, PeerLag, Session, _lag_stats, hub_for
+from .lag import PeerLag
+from .peers import hub_for, peer_lag, peer_rows
+from .session import NetOptions, Session
 
 __all__ = [
     "AsyncServer",
@@ -535,19 +537,9 @@ class Replicator:
         """Per peer address: replication latency (last/p50/p99 ms) and unacknowledged changes."""
         hub = hub_for(self.store)
         vv = self.store.version_vector()
-        out: dict[str, PeerLag] = {}
-        for addr, st in self._peers.items():
-            ps = hub.peers.get(st.node_id) if st.node_id is not None else None
-            if ps is None:
-                out[addr] = PeerLag(addr, st.node_id, st.region, st.connected, None, None, None,
-                                    0, sum(vv.values()), LagStats(), st.last_error)
-                continue
-            outbound = _lag_stats(ps.out_lag)
-            out[addr] = PeerLag(addr, st.node_id, st.region, st.connected, outbound.last_ms,
-                                outbound.p50_ms, outbound.p99_ms, outbound.samples,
-                                ps.unacked(vv), _lag_stats(ps.in_lag),
-                                st.last_error or ps.last_error)
-        return out
+        return {addr: peer_lag(addr, st.node_id, st.region, st.connected, st.last_error,
+                               hub.peers.get(st.node_id) if st.node_id is not None else None, vv)
+                for addr, st in self._peers.items()}
 
     def _backoff(self, attempt: int) -> float:
         d = min(self.options.backoff_max, self.options.backoff_base * (2 ** min(attempt, 30)))
@@ -613,21 +605,7 @@ def status(store: Store) -> dict[str, Any]:
     unacknowledged changes, lag (outbound and inbound, ms) and the last error.
     """
     vv, acks, forgotten = exchange.local_state(store)
-    hub = hub_for(store)
-    peers = []
-    for node, ps in sorted(hub.peers.items()):
-        out, inb = _lag_stats(ps.out_lag), _lag_stats(ps.in_lag)
-        peers.append({
-            "node_id": node, "region": ps.region, "sessions": ps.sessions,
-            "acked": dict(ps.acked), "unacked": ps.unacked(dict(vv)),
-            "lag_ms": {"last": out.last_ms, "p50": out.p50_ms, "p99": out.p99_ms,
-                       "samples": out.samples},
-            "inbound_lag_ms": {"last": inb.last_ms, "p50": inb.p50_ms, "p99": inb.p99_ms,
-                               "samples": inb.samples},
-            "segments_sent": ps.segments_sent, "segments_received": ps.segments_received,
-            "changes_applied": ps.changes_applied, "refused": ps.refused,
-            "last_error": ps.last_error,
-        })
+    peers = peer_rows(list(hub_for(store).peers.values()), vv)
     return {"node_id": store.node_id, "region": store.region, "vv": dict(vv),
             "acks": {k: dict(v) for k, v in acks.items()}, "forgotten": sorted(forgotten),
             "peers": peers}

@@ -113,7 +113,9 @@ async def read_frame(
     :raises TimeoutError: when the frame does not arrive in time (slow loris, dead peer).
     :raises asyncio.IncompleteReadError: when the peer closes mid-frame.
     """
-    head = await asyncio.wait_for(reader.readexactly(_HEADER.size), timeout)
+    # asyncio.timeout, not wait_for: no task per read (this runs once per frame).
+    async with asyncio.timeout(timeout):
+        head = await reader.readexactly(_HEADER.size)
     length, msg_type = _HEADER.unpack(head)
     if length == 0:
         raise ProtocolError("frame with a zero length prefix")
@@ -123,9 +125,8 @@ async def read_frame(
         )
     body = b""
     if length > 1:
-        body = await asyncio.wait_for(
-            reader.readexactly(length - 1), timeout + (length - 1) / min_rate
-        )
+        async with asyncio.timeout(timeout + (length - 1) / min_rate):
+            body = await reader.readexactly(length - 1)
     return msg_type, body
 
 

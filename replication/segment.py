@@ -316,22 +316,36 @@ def _frame(header_cbor: bytes, payload: bytes, *, version: int = FORMAT_VERSION)
     return body + _checksum(body)
 
 
+def _canonical_key(key: str) -> tuple[int, bytes]:
+    encoded = cbor2.dumps(key)
+    return len(encoded), encoded
+
+
+#: The header's keys in canonical CBOR order (RFC 7049 §3.9: shorter encodings first, then
+#: bytewise). Maps built in this order encode with ``canonical=False`` to exactly the bytes
+#: ``canonical=True`` gives, without its sorting cost (a fifth of a small segment's encoding).
+_HEADER_ORDER = tuple(sorted(_HEADER_KEYS, key=_canonical_key))
+
+
+def _sorted_map(m: Mapping[int, object]) -> dict[int, object]:
+    # Unsigned integer keys: canonical order is numeric order.
+    return {k: m[k] for k in sorted(m)}
+
+
 def _header_to_cbor(header: SegmentHeader) -> bytes:
-    return cbor2.dumps(
-        {
-            "kind": header.kind,
-            "sender": header.sender,
-            "region": header.region,
-            "ranges": {o: [f, l] for o, (f, l) in header.ranges.items()},
-            "vv": header.vv,
-            "acks": header.acks,
-            "forgotten": sorted(header.forgotten),
-            "record_count": header.record_count,
-            "created_hlc": header.created_hlc,
-            "compression": header.compression,
-        },
-        canonical=True,
-    )
+    fields: dict[str, object] = {
+        "kind": header.kind,
+        "sender": header.sender,
+        "region": header.region,
+        "ranges": {o: [f, l] for o, (f, l) in sorted(header.ranges.items())},
+        "vv": _sorted_map(header.vv),
+        "acks": {n: _sorted_map(header.acks[n]) for n in sorted(header.acks)},
+        "forgotten": sorted(header.forgotten),
+        "record_count": header.record_count,
+        "created_hlc": header.created_hlc,
+        "compression": header.compression,
+    }
+    return cbor2.dumps({k: fields[k] for k in _HEADER_ORDER})
 
 
 def _header_from_obj(obj: object) -> SegmentHeader:
@@ -410,8 +424,13 @@ def encode_segment(
         forgotten=frozenset(forgotten), record_count=len(recs), created_hlc=created_hlc,
     )  # fmt: skip
     header = _check_header(draft, limits)
-    checked = _check_records(header, recs, limits)
-    plain = cbor2.dumps([list(r) for r in checked], canonical=True)
+    # _ranges_of already checked that change records are contiguous (u64) triples; only the
+    # blobs are left to check.
+    checked = (tuple((o, s, _blob(t, f"record {i} txn", limits))  # type: ignore[misc]
+                     for i, (o, s, t) in enumerate(recs)) if kind == "changes"  # type: ignore[misc]
+               else _check_records(header, recs, limits))
+    # Records hold no maps (checked shapes): plain encoding is the canonical one.
+    plain = cbor2.dumps([list(r) for r in checked])
     if len(plain) > limits.max_segment_bytes:
         raise ValidationError(
             f"payload of {len(plain)} bytes is over the segment limit of "

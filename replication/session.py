@@ -1,47 +1,57 @@
-"""One authenticated connection's streaming phase, and the per-store hub that feeds sessions.
+"""One authenticated connection's streaming phase: the session state machine.
 
-After the handshake (:mod:`replication.protocol`) both ends run the same :class:`Session`:
+After the handshake (:mod:`replication.protocol`) both ends run the same :class:`Session`.
+What sessions of one store share (wake-ups on commit, peer knowledge, pusher election,
+per-peer counters) is in :mod:`replication.peers`; lag samples and reports in
+:mod:`replication.lag`.
 
 - **sender**: catches the peer up (``exchange.segments_for`` from the vv the peer announced,
   a snapshot when that is below our log floor), sends ``DONE``, then pushes new log entries as
   they commit. It never queues changes in memory: a wake-up only says "look at the log", and
-  each segment is built from the log when the socket can take it. A peer that stops reading
-  therefore costs at most the transport buffer (``max_buffer``) plus one segment; past
-  ``write_timeout`` the connection is dropped and the peer catches up from the log when it
-  reconnects ("catch up later" mode is the normal mode).
+  each segment is built from the log when the socket can take it, so whatever committed since
+  the last push goes out as one segment (at most ``max_in_flight`` await their ``ACK``). A
+  peer that stops reading therefore costs at most the transport buffer (``max_buffer``) plus
+  one segment; past ``write_timeout`` the connection is dropped and the peer catches up from
+  the log when it reconnects ("catch up later" mode is the normal mode).
 - **receiver**: verifies each ``SEGMENT`` whole (``segment.decode_segment``), applies it in one
-  transaction (``exchange.apply_segment``), and answers exactly one ``ACK`` carrying our vv, the
-  lag samples and any refusals (clock skew) in order. ``ACK``s move the peer's acknowledged vv
-  forward, which feeds ``lag()``'s unacknowledged count and, throttled, the ack table
-  (``exchange.record_peer``) that garbage collection reads.
+  transaction (``store.apply_changes``; ``exchange.apply_segment`` for snapshots and segments
+  carrying a forgotten set), and answers exactly one ``ACK`` carrying our vv, the lag samples
+  and any refusals (clock skew) in order. The sender's vv and ack table from segment headers,
+  like the ``ACK``s we receive, go to the ack table (``exchange.record_peer``) throttled to
+  one write per ``ack_flush_interval``, never as a second transaction per segment: the table
+  only ever lags behind the truth, which delays garbage collection and nothing else.
 - **heartbeats**: a ``PING`` after ``heartbeat`` seconds without sending; a peer silent for
   ``idle_timeout`` is dropped.
+
+Latency: a segment up to :data:`INLINE_BYTES` is decoded and applied on the event loop (one
+thread hop less per change than going through the executor); timeouts use
+``asyncio.timeout`` rather than ``wait_for`` (no task per frame, wake-up or drain).
 
 Relay: the log holds remote changes too, so "send every entry the peer lacks" serves chains
 (A–B–C) as well as meshes. Our own changes go out at once; other origins' entries only once they
 are ``relay_delay`` old, by which time a peer in a full mesh has them from their origin and has
 told us so (every vv change is advertised with ``STATE``), so a mesh does not ship each change
 twice. When two live connections join the same two nodes (both run a Replicator towards the
-other), only the one opened by the lower node id pushes; the other stays as a standby.
+other), only the one opened by the lower node id pushes (and advertises); the other stays as a
+standby.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
-import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from engine import Store
-from engine.errors import ClockSkewError, LogTruncated, ProtocolError
+from engine.errors import LogTruncated, ProtocolError, SegmentError, ValidationError
 from . import exchange
+from .lag import LagStats, PeerLag, sample_lags, txn_hlc
+from .peers import PeerStats, Waker, applying_remote, hub_for, merge_vv
 from .protocol import (
     MsgType,
     PeerInfo,
@@ -51,14 +61,18 @@ from .protocol import (
     read_frame,
     type_name,
 )
-from .segment import encode_segment, decode_segment
+from .segment import Segment, decode_segment, encode_segment
 
+# LagStats, PeerLag, PeerStats and hub_for live in .lag and .peers; re-exported for callers
+# that imported them from here.
 __all__ = ["LagStats", "NetOptions", "PeerLag", "PeerStats", "Session", "hub_for"]
 
 log = logging.getLogger(__name__)
 
 LIVE_RECORDS = 2000  # change records per live-push segment
-LAG_WINDOW = 2048  # lag samples kept per peer and direction
+#: Segments up to this size are decoded and applied on the event loop itself: a thread hop
+#: costs more than the work (and under load, a scheduling delay); bigger ones go to a thread.
+INLINE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,180 +98,6 @@ class NetOptions:
     gc_interval: float = 60.0
 
 
-@dataclass(frozen=True)
-class LagStats:
-    """Replication latency in milliseconds over the last samples (``None`` before any)."""
-
-    last_ms: float | None = None
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    samples: int = 0
-
-
-def _lag_stats(samples: deque[float]) -> LagStats:
-    if not samples:
-        return LagStats()
-    ordered = sorted(samples)
-    n = len(ordered)
-    return LagStats(samples[-1], ordered[(n - 1) // 2], ordered[min(n - 1, (99 * n) // 100)], n)
-
-
-@dataclass(frozen=True)
-class PeerLag:
-    """One peer's replication health, like DynamoDB's ``ReplicationLatency`` per region pair.
-
-    ``last_ms``/``p50_ms``/``p99_ms``: from a change's HLC (its commit) here to its apply on the
-    peer, as the peer reported in its ACKs. ``unacked``: changes we hold that the peer has not
-    acknowledged. ``inbound``: the same latency for the peer's changes applied here.
-    """
-
-    peer: str
-    node_id: int | None
-    region: str | None
-    connected: bool
-    last_ms: float | None
-    p50_ms: float | None
-    p99_ms: float | None
-    samples: int
-    unacked: int
-    inbound: LagStats
-    last_error: str | None = None
-
-
-@dataclass(slots=True)
-class PeerStats:
-    """Counters for one peer node, shared by every session with it in this process."""
-
-    node: int
-    region: str = ""
-    acked: dict[int, int] = field(default_factory=dict)
-    acks: dict[int, dict[int, int]] = field(default_factory=dict)
-    forgotten: frozenset[int] = frozenset()
-    out_lag: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_WINDOW))
-    in_lag: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_WINDOW))
-    sessions: int = 0
-    segments_sent: int = 0
-    segments_received: int = 0
-    changes_applied: int = 0
-    refused: int = 0
-    peak_buffered: int = 0  # most bytes ever waiting in one of our send buffers to this peer
-    last_error: str | None = None
-    dirty: bool = False
-
-    def unacked(self, vv: dict[int, int]) -> int:
-        return sum(max(0, s - self.acked.get(o, 0)) for o, s in vv.items())
-
-
-def _merge_vv(into: dict[int, int], other: dict[int, int]) -> bool:
-    changed = False
-    for o, s in other.items():
-        if s > into.get(o, 0):
-            into[o] = s
-            changed = True
-    return changed
-
-
-class Hub:
-    """Per-Store registry of live sessions: wake-ups, peer knowledge, pusher election."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.lock = threading.Lock()
-        self.sessions: set[Session] = set()
-        self.peers: dict[int, PeerStats] = {}
-        self.known: dict[int, dict[int, int]] = {}  # best knowledge of each peer's vv
-        self._listening = False
-        self._last_gc = time.monotonic()
-
-    def gc_due(self, interval: float) -> bool:
-        """True at most once per ``interval`` across all sessions of this store."""
-        with self.lock:
-            now = time.monotonic()
-            if now - self._last_gc < interval:
-                return False
-            self._last_gc = now
-            return True
-
-    def peer(self, node: int) -> PeerStats:
-        with self.lock:
-            st = self.peers.get(node)
-            if st is None:
-                st = self.peers[node] = PeerStats(node)
-            return st
-
-    def register(self, s: Session) -> None:
-        with self.lock:
-            self.sessions.add(s)
-            if not self._listening:
-                self.store.add_listener(self._on_commit)
-                self._listening = True
-        self.peer(s.peer.node).sessions += 1
-        self._elect(s.peer.node)
-
-    def unregister(self, s: Session) -> None:
-        with self.lock:
-            self.sessions.discard(s)
-            if not self.sessions and self._listening:
-                self.store.remove_listener(self._on_commit)
-                self._listening = False
-        self.peer(s.peer.node).sessions -= 1
-        self._elect(s.peer.node)
-
-    def _elect(self, node: int) -> None:
-        """Mark which live session pushes to ``node``: the one the lower node id opened."""
-        with self.lock:
-            live = [s for s in self.sessions if s.peer.node == node and s.live]
-        if not live:
-            return
-        me = self.store.node_id
-        preferred = [s for s in live if (s.initiator and me < node) or
-                     (not s.initiator and node < me)]
-        chosen = (preferred or live)[0]
-        for s in live:
-            s.set_pusher(s is chosen)
-
-    def know(self, node: int, vv: dict[int, int]) -> dict[int, int]:
-        with self.lock:
-            k = self.known.setdefault(node, {})
-            _merge_vv(k, vv)
-            return dict(k)
-
-    def _on_commit(self, position: int) -> None:
-        # Runs in the committing thread, right after the commit: only schedule wake-ups.
-        with self.lock:
-            sessions = list(self.sessions)
-        for s in sessions:
-            s.wake_threadsafe()
-
-
-_hubs: weakref.WeakKeyDictionary[Store, Hub] = weakref.WeakKeyDictionary()
-_hubs_lock = threading.Lock()
-
-
-def hub_for(store: Store) -> Hub:
-    """The hub of ``store`` in this process (created on first use)."""
-    with _hubs_lock:
-        hub = _hubs.get(store)
-        if hub is None:
-            hub = _hubs[store] = Hub(store)
-        return hub
-
-
-def _txn_hlc(txn: bytes) -> int:
-    """The HLC of an encoded transaction ``[hlc, ops]``, read from its CBOR head (0 if odd)."""
-    if len(txn) >= 10 and txn[0] == 0x82 and txn[1] == 0x1B:
-        return int.from_bytes(txn[2:10], "big")
-    if len(txn) >= 6 and txn[0] == 0x82 and txn[1] == 0x1A:
-        return int.from_bytes(txn[2:6], "big")
-    return 0
-
-
-def _txn_physical_ms(txn: bytes) -> int | None:
-    """The HLC wall milliseconds of an encoded transaction, or ``None``."""
-    hlc = _txn_hlc(txn)
-    return hlc >> 16 if hlc else None
-
-
 class Session:
     """The streaming phase of one connection (both directions); see the module docstring."""
 
@@ -279,8 +119,7 @@ class Session:
         self.stats.region = peer.region
         self.loop = asyncio.get_running_loop()
         self.executor = executor
-        self._wake = asyncio.Event()
-        self._wake_flag = False
+        self.waker = Waker(self.loop, options.relay_delay / 4)
         self._pusher = not self.live  # a sync session always sends
         self.sent: dict[int, int] = dict(peer.vv)  # what the peer has, or we sent it
         self.outstanding = 0  # segments sent, not yet acknowledged
@@ -288,6 +127,8 @@ class Session:
         self.peer_done = asyncio.Event()
         self._hold_until = 0.0
         self._relay_marks: deque[tuple[float, dict[int, int]]] = deque()
+        self._recheck_pending = False
+        self._refusals = 0  # ACKs that refused something (they rewind ``sent``)
         self._last_send = time.monotonic()
         self._last_recv = time.monotonic()
         self._advertised: dict[int, int] = {}
@@ -297,6 +138,7 @@ class Session:
         self._progress = asyncio.Event()  # an ACK arrived or DONE was sent
         self._closing = False
         self._relay_last: dict[int, int] = {}
+        self._high_water = self.writer.transport.get_write_buffer_limits()[1]
         # Totals for the sync report.
         self.segments_sent = self.changes_sent = self.bytes_sent = 0
         self.segments_received = self.bytes_received = 0
@@ -306,25 +148,22 @@ class Session:
         self.snapshot_sent = self.snapshot_received = False
         self.stats.forgotten = peer.forgotten
         self.stats.acks = dict(peer.acks)
-        _merge_vv(self.stats.acked, peer.vv)
+        merge_vv(self.stats.acked, peer.vv)
         self.hub.know(peer.node, peer.vv)
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def wake_threadsafe(self) -> None:
-        if not self._wake_flag:
-            self._wake_flag = True
-            try:
-                self.loop.call_soon_threadsafe(self._wake.set)
-            except RuntimeError:  # loop closed
-                pass
+    @property
+    def wants_commits(self) -> bool:
+        """Whether commits should wake this session (it pushes, and is not a finished sync)."""
+        return self._pusher and (self.live or not self.sent_done)
 
     def set_pusher(self, on: bool) -> None:
         if on != self._pusher:
             log.debug("%s: %s pusher", self.label, "now" if on else "no longer")
         self._pusher = on
         if on:
-            self.wake_threadsafe()
+            self.waker.threadsafe()
 
     def _send(self, frame: bytes) -> None:
         """Queue a frame; refuse to grow the transport buffer past ``max_buffer``."""
@@ -341,9 +180,12 @@ class Session:
         self._last_send = time.monotonic()
 
     async def _drain(self) -> None:
+        if self.writer.transport.get_write_buffer_size() <= self._high_water:
+            return  # drain() would not wait (writing is not paused)
         try:
-            await asyncio.wait_for(self.writer.drain(), self.opts.write_timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.opts.write_timeout):
+                await self.writer.drain()
+        except TimeoutError:
             raise TimeoutError(
                 f"peer did not read for {self.opts.write_timeout} s; dropping the connection "
                 "(it catches up from the log when it reconnects)"
@@ -427,7 +269,7 @@ class Session:
 
     async def _sender(self) -> None:
         while not self._pusher:
-            await self._wait_wake(None)
+            await self.waker.wait(None)
         await self._catch_up()
         self._send(encode_message(MsgType.DONE, {"vv": self.store.version_vector()}))
         self.sent_done = True
@@ -436,27 +278,16 @@ class Session:
         if not self.live:
             return  # a one-shot sync sends nothing after DONE
         while not self._closing:
-            await self._wait_wake(self.opts.poll_interval)
-            vv = self.store.version_vector()
+            # A standby sends nothing, not even STATE: the pusher of the same pair does.
+            await self.waker.wait(self.opts.poll_interval)
             if self._pusher and time.monotonic() >= self._hold_until:
                 await self._window()
                 await self._push(self.store.version_vector())
-            elif not self._pusher:
-                self._advertise(vv)
-
-    async def _wait_wake(self, timeout: float | None) -> None:
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        # Reset the flag first: a commit landing in between schedules a fresh set(), which
-        # runs after this clear() (same loop), so no wake-up is lost.
-        self._wake_flag = False
-        self._wake.clear()
 
     async def _catch_up(self) -> None:
         """Send everything the peer lacked at the handshake (a snapshot if needed)."""
         start_vv = self.store.version_vector()
+        refusals = self._refusals
         max_bytes = max(64 * 1024, min(self.opts.segment_bytes, self.peer.max_frame - 4096))
         it: Iterator[bytes] = exchange.segments_for(self.store, self.peer_vv_for_send(),
                                                     max_bytes=max_bytes)
@@ -466,11 +297,14 @@ class Session:
                 break
             await self._window()
             await self._send_segment(data, None)
-        _merge_vv(self.sent, start_vv)
+        if self._refusals == refusals:
+            # Unless an ACK refused part of it meanwhile (and rewound ``sent``, so the refused
+            # part is offered again): the peer now has everything up to start_vv.
+            merge_vv(self.sent, start_vv)
 
     def peer_vv_for_send(self) -> dict[int, int]:
         eff = dict(self.sent)
-        _merge_vv(eff, self.hub.know(self.peer.node, {}))
+        merge_vv(eff, self.hub.know(self.peer.node, {}))
         return eff
 
     async def _window(self) -> None:
@@ -482,8 +316,9 @@ class Session:
         while self.outstanding >= self.opts.max_in_flight:
             self._progress.clear()
             try:
-                await asyncio.wait_for(self._progress.wait(), self.opts.write_timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.opts.write_timeout):
+                    await self._progress.wait()
+            except TimeoutError:
                 raise TimeoutError(
                     f"peer acknowledged nothing for {self.opts.write_timeout} s; dropping the "
                     "connection (it catches up from the log when it reconnects)") from None
@@ -510,8 +345,11 @@ class Session:
         if delay <= 0:
             return vv, None
         now = time.monotonic()
-        if not self._relay_marks or self._relay_marks[-1][1] != vv:
-            self._relay_marks.append((now, vv))
+        me = self.store.node_id
+        others = {o: s for o, s in vv.items() if o != me}  # our own changes go at once
+        latest = self._relay_marks[-1][1] if self._relay_marks else self._relay_last
+        if others != latest:
+            self._relay_marks.append((now, others))
         target: dict[int, int] = {}
         while self._relay_marks and self._relay_marks[0][0] <= now - delay:
             target = self._relay_last = self._relay_marks.popleft()[1]
@@ -545,7 +383,7 @@ class Session:
                 await self._window()
                 _, data = encode_segment(
                     kind="changes", sender=me, region=self.store.region, records=records,
-                    vv=vv, acks={}, forgotten=(), created_hlc=_txn_hlc(records[-1][2]),
+                    vv=vv, acks={}, forgotten=(), created_hlc=txn_hlc(records[-1][2]),
                     compress=False)
                 await self._send_segment(data, {origin: (records[0][1], records[-1][1])})
                 after = records[-1][1]
@@ -553,8 +391,14 @@ class Session:
             self._advertise(vv)  # segments carry our vv in their header already
         else:
             self._advertised = vv
-        if again is not None:
-            self.loop.call_later(again, self.wake_threadsafe)
+        if again is not None and not self._recheck_pending:
+            # One timer at a time: a pending one fires no later than this one would.
+            self._recheck_pending = True
+            self.loop.call_later(again, self._recheck)
+
+    def _recheck(self) -> None:
+        self._recheck_pending = False
+        self.waker.now()
 
     def _advertise(self, vv: dict[int, int]) -> None:
         """Tell the peer our vv changed (so it need not relay what we already have).
@@ -626,8 +470,8 @@ class Session:
                     f"{type_name(msg_type)} is not allowed after the handshake")
 
     async def _on_segment(self, body: bytes) -> None:
-        seg = await self._blocking(decode_segment, body) if len(body) > 65536 \
-            else decode_segment(body)
+        inline = len(body) <= INLINE_BYTES
+        seg = decode_segment(body) if inline else await self._blocking(decode_segment, body)
         h = seg.header
         if h.sender != self.peer.node:
             raise ProtocolError(
@@ -644,15 +488,17 @@ class Session:
             self._send(encode_message(MsgType.ACK, {"vv": before, "lag_us": [],
                                                     "refused": gaps}))
             return
-        if h.kind == "changes" and not h.forgotten and not h.acks:
-            # A live push (our own format: no forgotten set or ack table to adopt): apply the
-            # records directly and fold the sender's vv into the throttled ack-table update,
-            # instead of a second write transaction per segment in apply_segment.
-            report = await self._blocking(self.store.apply_changes, seg.records)
-            if _merge_vv(self.stats.acked, h.vv):
+        if h.kind == "changes" and not h.forgotten:
+            # No forgotten set to adopt: apply the records in one transaction and fold the
+            # sender's vv and ack table into the throttled ack-table update (_flush_acks),
+            # instead of a second write transaction per segment as apply_segment does.
+            report = self._apply_changes(seg) if inline else \
+                await self._blocking(self._apply_changes, seg)
+            if merge_vv(self.stats.acked, h.vv):
                 self.stats.dirty = True
+            self.stats.adopt_acks(h.acks)
         else:
-            report = await self._blocking(exchange.apply_segment, self.store, seg)
+            report = await self._blocking(self._apply_segment, seg)
         after = self.store.version_vector()
         self.hub.know(self.peer.node, h.vv)
         if h.kind == "snapshot":
@@ -670,39 +516,39 @@ class Session:
             self.refused[origin] = why
         for warning in getattr(report, "warnings", None) or []:
             log.warning("%s: %s", self.label, warning)
-        lags = self._lags(seg.records, before, after) if h.kind == "changes" else []
+        lags = sample_lags(seg.records, before, after) if h.kind == "changes" else []  # type: ignore[arg-type]
         self.stats.in_lag.extend(us / 1000 for us in lags)
         self._send(encode_message(MsgType.ACK, {"vv": after, "lag_us": lags,
                                                 "refused": refused}))
         self._advertised = after
 
-    def _lags(self, records: Any, before: dict[int, int], after: dict[int, int]) -> list[int]:
-        """Microseconds from each newly applied change's HLC to now (sampled)."""
-        now_us = time.time_ns() // 1000
-        fresh = [r for r in records if before.get(r[0], 0) < r[1] <= after.get(r[0], 0)]
-        step = max(1, len(fresh) // 64)
-        out = []
-        for rec in fresh[::step][:256]:
-            ms = _txn_physical_ms(rec[2])
-            if ms is not None:
-                out.append(max(0, now_us - ms * 1000))
-        return out
+    def _apply_segment(self, seg: Segment) -> Any:
+        with applying_remote():
+            return exchange.apply_segment(self.store, seg)
+
+    def _apply_changes(self, seg: Segment) -> Any:
+        try:
+            with applying_remote():
+                return self.store.apply_changes(seg.records)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise SegmentError(f"bad change record: {exc}") from exc
 
     def _on_ack(self, fields: dict[str, Any]) -> None:
         if self.outstanding <= 0:
             raise ProtocolError("ACK without an unacknowledged SEGMENT")
         self.outstanding -= 1
         vv = fields["vv"]
-        if _merge_vv(self.stats.acked, vv):
+        if merge_vv(self.stats.acked, vv):
             self.stats.dirty = True
         self.hub.know(self.peer.node, vv)
         self.stats.out_lag.extend(us / 1000 for us in fields["lag_us"])
         if fields["refused"]:
+            self._refusals += 1
             self.peer_refused.update(fields["refused"])
             for origin, why in fields["refused"].items():
                 self.stats.last_error = f"peer refused changes of {origin:016x}: {why}"
             self._hold_until = time.monotonic() + self.opts.retry_delay
-            self.loop.call_later(self.opts.retry_delay, self.wake_threadsafe)
+            self.loop.call_later(self.opts.retry_delay, self.waker.now)
         if self.outstanding == 0:
             # Whatever the peer did not take (refused, or a gap) is offered again later.
             for o, s in list(self.sent.items()):
