@@ -124,6 +124,30 @@ def test_encoding_is_deterministic() -> None:
     assert small_changes(False)[1] == small_changes(False)[1]
 
 
+def test_header_is_canonical_cbor() -> None:
+    # The encoder builds the header map in canonical key order and skips cbor2's sorting;
+    # the bytes must be exactly what canonical=True gives, whatever the integer keys.
+    rng = random.Random(5)
+    ints = [1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63, 2**64 - 1]
+    for _ in range(200):
+        nodes = rng.sample(ints, 3) + [rng.randrange(1, 2**64) for _ in range(2)]
+        vv = {n: rng.choice(ints) for n in nodes}
+        changes = rng.random() < 0.5
+        header = SegmentHeader(
+            kind="changes" if changes else "snapshot", sender=rng.choice(nodes), region="r",
+            ranges={n: (vv[n], vv[n]) for n in nodes[:2]} if changes else {}, vv=vv,
+            acks={n: dict(vv) for n in rng.sample(nodes, 2)},
+            forgotten=frozenset(rng.sample(ints, 2)), record_count=2 if changes else 0,
+            created_hlc=rng.choice(ints))
+        canonical = cbor2.dumps({
+            "kind": header.kind, "sender": header.sender, "region": header.region,
+            "ranges": {o: list(r) for o, r in header.ranges.items()}, "vv": header.vv,
+            "acks": header.acks, "forgotten": sorted(header.forgotten),
+            "record_count": header.record_count, "created_hlc": header.created_hlc,
+            "compression": header.compression}, canonical=True)
+        assert _header_to_cbor(header) == canonical
+
+
 def test_byte_layout() -> None:
     header, data = small_changes(False)
     assert data[:8] == SEGMENT_MAGIC
