@@ -516,7 +516,8 @@ class Session:
             self.refused[origin] = why
         for warning in getattr(report, "warnings", None) or []:
             log.warning("%s: %s", self.label, warning)
-        lags = sample_lags(seg.records, before, after) if h.kind == "changes" else []  # type: ignore[arg-type]
+        changes: Any = seg.records if h.kind == "changes" else ()
+        lags = sample_lags(changes, before, after)
         self.stats.in_lag.extend(us / 1000 for us in lags)
         self._send(encode_message(MsgType.ACK, {"vv": after, "lag_us": lags,
                                                 "refused": refused}))
