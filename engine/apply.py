@@ -136,8 +136,12 @@ def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
                 report.refused[origin] = exc
                 report.held += 1
                 continue
-            images = [_merge_op(store, txn, env, op, (hlc, origin), report) for op in ops]
-            tables_changed = tables_changed or any(op.kind == "T" for op in ops)
+            v = (hlc, origin)
+            images = []
+            for op in ops:
+                if op.kind == "T":
+                    tables_changed = True
+                images.append(_merge_op(store, txn, env, op, v, report))
             pos = append(txn, env, origin, seq, raw, images, pos)
             vv[origin] = seq
             report.applied += 1
@@ -164,6 +168,11 @@ def _merge_op(
         merge_table(txn, env, op, v)
         return None
     raw = txn.get(op.key, db=env.items)
+    if raw is None and op.kind == "P":
+        # A put into a missing item: the merged state is the put's delta itself, and with
+        # nothing local there is nothing to conflict with.
+        txn.put(op.key, codec.put_state_bytes(v, codec.dumps(op.attrs), op.seen), db=env.items)
+        return True if op.attrs else None
     state = codec.decode_state(raw) if raw is not None else None
     if op.kind == "P":
         delta = put_delta(op.attrs, v, op.seen)

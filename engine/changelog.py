@@ -18,9 +18,23 @@ meta       ``clock``                             ``(last hlc, local seq, last po
 ``images`` holds, per operation, the visible item right after the transaction (``true`` when
 it equals a put's item, so plain puts do not store the item twice; ``null`` for a table).
 
-Positions count 1, 2, 3 … and are never reused, even after compaction removed the entries; the
-``clock`` record keeps the last one. This node's own entries are its ``seq`` 1, 2, 3 …; a remote
-origin's are the seqs it assigned, contiguous from its floor (``vv``) upwards.
+Positions count 1, 2, 3 … and are never reused, even after compaction removed the entries. This
+node's own entries are its ``seq`` 1, 2, 3 …; a remote origin's are the seqs it assigned,
+contiguous from its floor (``vv``) upwards.
+
+The clock. A local write does not rewrite the ``clock`` record — that would dirty a fourth
+database page in every single-write commit (measured: about 9 % of durable single-write
+throughput). Instead :func:`read_clock` derives the clock from the record *and* the log:
+
+* every log entry above the record's position is a local write, appended in order, so the
+  last of them carries the local seq and the last issued HLC (the head of its transaction);
+* everything else that moves the clock or the log — remote changes (``observe``),
+  :meth:`~engine.Store.tick`, snapshot merges, re-identification of a copied store,
+  compaction (before it deletes entries) — writes the record in its own transaction.
+
+Both live in the same LMDB transaction, so a crash leaves either the entry (and the clock it
+carries) or neither. Stores written before this scheme (the record rewritten on every write)
+read the same way: their record's position is always the log's last.
 """
 
 from __future__ import annotations
@@ -60,6 +74,7 @@ U64 = struct.Struct(">Q")
 U64x2 = struct.Struct(">QQ")
 CLOCK = struct.Struct(">QQQ")      # last hlc, local seq, last position
 LOGHDR = struct.Struct(">QQI")     # origin, seq, len(txn)
+_ONE_PUT = codec.dumps([True])     # the images of a transaction of one plain put
 
 
 # -- argument checks shared by the log's readers ---------------------------------------------
@@ -89,13 +104,34 @@ def check_limit(limit: object) -> None:
 
 
 def read_clock(txn: Txn, env: Env) -> tuple[int, int, int]:
-    """``(last hlc, local seq, last position)`` as of this transaction."""
+    """``(last hlc, local seq, last position)`` as of this transaction.
+
+    The ``clock`` record may lag behind local writes, which do not rewrite it (see the module
+    docstring): entries above its position are local writes, the last of which carries the
+    current local seq and HLC.
+    """
     hlc, seq, pos = CLOCK.unpack(txn.get(b"clock", db=env.meta))
+    cur = txn.cursor(db=env.log)
+    if cur.last():
+        last = U64.unpack(cur.key())[0]
+        if last > pos:
+            value = cur.value()
+            s = LOGHDR.unpack_from(value)[1]
+            return max(hlc, _txn_hlc(value, LOGHDR.size)), max(seq, s), last
     return hlc, seq, pos
 
 
+def _txn_hlc(value: Any, at: int) -> int:
+    """The HLC at the head of the transaction ``[hlc, [ops]]`` stored from offset ``at``."""
+    info = value[at + 1] & 0x1F  # value[at] is the array head 0x82; then the uint head
+    if info < 24:
+        return info
+    n = 1 << (info - 24)  # 24..27: a 1-, 2-, 4- or 8-byte argument
+    return int.from_bytes(value[at + 2:at + 2 + n], "big")
+
+
 def write_clock(txn: Txn, env: Env, hlc: int, seq: int, pos: int) -> None:
-    """Persist the clock record (in the transaction that issued or observed ``hlc``)."""
+    """Persist the clock record: required before anything but a local write changes the log."""
     txn.put(b"clock", CLOCK.pack(hlc, seq, pos), db=env.meta)
 
 
@@ -105,7 +141,8 @@ def append(
     """Append one transaction to the log and its (origin, seq) index; return its position."""
     pos += 1
     pkey = U64.pack(pos)
-    value = LOGHDR.pack(origin, seq, len(txn_bytes)) + txn_bytes + codec.dumps(images)
+    value = (LOGHDR.pack(origin, seq, len(txn_bytes)) + txn_bytes
+             + (_ONE_PUT if images == [True] else codec.dumps(images)))
     txn.put(pkey, value, db=env.log, append=True)
     txn.put(U64x2.pack(origin, seq), pkey, db=env.index)
     return pos

@@ -34,7 +34,7 @@ import cbor2
 from .clock import BOTTOM, Version
 from .errors import ValidationError
 from .item import ABSENT, Entry, ItemState
-from .keys import decode_key
+from .keys import decode_key, decode_value, encode_value
 
 __all__ = [
     "MAX_ITEM_BYTES",
@@ -42,6 +42,7 @@ __all__ = [
     "MAX_KEY_BYTES",
     "MAX_NAME_BYTES",
     "Op",
+    "PutEncoder",
     "canonical",
     "check_attr_name",
     "check_table_name",
@@ -78,14 +79,19 @@ def dumps_checked(value: Any, what: str) -> bytes:
 
 
 TABLE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
+_VALID_NAMES: set[str] = set()  # names that passed, so hot paths skip the regex
 
 
 def check_table_name(name: object) -> str:
     """Validate a table name: 1-255 characters of ``A-Z a-z 0-9 _ . -``."""
+    if type(name) is str and name in _VALID_NAMES:
+        return name
     if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
         raise ValidationError(
             f"table name must be 1-255 characters of A-Z a-z 0-9 _ . -, not {name!r}"
         )
+    if type(name) is str and len(_VALID_NAMES) < 4096:
+        _VALID_NAMES.add(name)
     return name
 
 
@@ -194,12 +200,49 @@ def check_value(value: Any, path: str, depth: int = 0) -> None:
 _PLAIN = frozenset((bytes, bool, type(None)))
 
 
-def check_attrs(attrs: Mapping[str, Any], where: str) -> None:
-    """Validate every name and value of an attribute map (hot path: no strings built on success)."""
+def _plainly_valid(value: Any, depth: int) -> bool:
+    """True if ``value`` is storable, decided cheaply for the usual shapes (no paths built).
+
+    ``False`` means "not proven": :func:`check_value` then decides, and names the culprit.
+    Only exact builtin types are accepted here; subclasses, sets and the rare cases take the
+    slow path, so this never accepts anything :func:`check_value` would refuse.
+    """
+    t = type(value)
+    if t is str:
+        return value.isascii()
+    if t is int:
+        return value.bit_length() <= _MAX_INT_BITS
+    if t in _PLAIN:
+        return True
+    if t is float:
+        return math.isfinite(value)
+    if depth >= MAX_DEPTH:
+        return False
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or not _plainly_valid(v, depth + 1):
+                return False
+        return True
+    if t is list:
+        for v in value:
+            if not _plainly_valid(v, depth + 1):
+                return False
+        return True
+    if t is Decimal:
+        return value.is_finite()  # type: ignore[no-any-return]
+    return False
+
+
+def check_attrs(attrs: Mapping[str, Any], where: str, *, _in_table: bool = False) -> None:
+    """Validate every name and value of an attribute map (hot path: no strings built on success).
+
+    ``where`` names the map in error messages (``_in_table``: it is a table name, to be
+    formatted only if an error is raised).
+    """
     for name, value in attrs.items():
         if type(name) is not str or not name or len(name) * 4 > MAX_NAME_BYTES:
-            check_attr_name(name, where)
-        t = type(value)
+            check_attr_name(name, f"table {where!r}" if _in_table else where)
+        t = type(value)  # the scalar cases of _plainly_valid inlined: most values are scalars
         if t is str:
             if value.isascii():
                 continue
@@ -208,13 +251,9 @@ def check_attrs(attrs: Mapping[str, Any], where: str) -> None:
                 continue
         elif t in _PLAIN:
             continue
-        elif t is float:
-            if math.isfinite(value):
-                continue
-        elif t is Decimal:
-            if value.is_finite():
-                continue
-        check_value(value, f"{where}: attribute {name!r}")
+        elif _plainly_valid(value, 0):
+            continue
+        check_value(value, f"{f'table {where!r}' if _in_table else where}: attribute {name!r}")
 
 
 # -- item state -------------------------------------------------------------------------
@@ -364,6 +403,36 @@ def put_op_bytes(table: str, key: bytes, attrs_cbor: bytes, seen: Version) -> by
             + _head(0, seen[0]) + _head(0, seen[1]))
 
 
+class PutEncoder:
+    """:func:`put_state_bytes` and :func:`put_op_bytes` for the puts of one transaction.
+
+    All of them share one version, so its CBOR heads (and each table name's) are built once
+    per transaction instead of once per item; the bytes are the same.
+    """
+
+    __slots__ = ("_state", "_state_seen", "_tables")
+
+    def __init__(self, version: Version) -> None:
+        heads = _head(0, version[0]) + _head(0, version[1])
+        self._state = b"\x84" + heads
+        self._state_seen = b"\x86" + heads
+        self._tables: dict[str, bytes] = {}
+
+    def state(self, attrs_cbor: bytes, seen: Version) -> bytes:
+        """``put_state_bytes(version, attrs_cbor, seen)``."""
+        if seen == BOTTOM:
+            return self._state + attrs_cbor + b"\xa0"
+        return self._state_seen + attrs_cbor + b"\xa0" + _head(0, seen[0]) + _head(0, seen[1])
+
+    def op(self, table: str, key: bytes, attrs_cbor: bytes, seen: Version) -> bytes:
+        """``put_op_bytes(table, key, attrs_cbor, seen)``."""
+        head = self._tables.get(table)
+        if head is None:
+            head = self._tables[table] = b"\x86\x61P" + _text(table)
+        tail = b"\x00\x00" if seen == BOTTOM else _head(0, seen[0]) + _head(0, seen[1])
+        return head + _head(2, len(key)) + key + attrs_cbor + tail
+
+
 def encode_txn_parts(hlc: int, ops: list[bytes]) -> bytes:
     """Encode a transaction from already-encoded ops."""
     return b"\x82" + _head(0, hlc) + _head(4, len(ops)) + b"".join(ops)
@@ -384,12 +453,28 @@ def _check_str(v: Any, what: str) -> str:
 MAX_KEY_BYTES = 511  # LMDB's key size limit
 
 
+_PREFIXES: dict[str, bytes] = {}  # table name -> its key prefix, for names already checked
+
+
 def _check_key(table: str, key: Any) -> bytes:
     if not isinstance(key, bytes):
         raise ValidationError("item key is not bytes")
     if len(key) > MAX_KEY_BYTES:
         raise ValidationError(f"item key is {len(key)} bytes, over LMDB's {MAX_KEY_BYTES}")
-    name, _ = decode_key(key)
+    prefix = _PREFIXES.get(table)
+    if prefix is None:
+        if len(_PREFIXES) >= 4096:
+            _PREFIXES.clear()
+        prefix = _PREFIXES[table] = encode_value(table)
+    if key.startswith(prefix):
+        # the usual case: only the key values need checking (a key holds one or two)
+        pos, n, end = len(prefix), 0, len(key)
+        while pos < end and n < 3:
+            pos = decode_value(key, pos)[1]
+            n += 1
+        if 1 <= n <= 2 and pos == end:
+            return key
+    name, _ = decode_key(key)  # raises, naming what is wrong
     if name != table:
         raise ValidationError(f"item key belongs to table {name!r}, op names {table!r}")
     return key
@@ -412,7 +497,21 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
             raise ValidationError(f"operation {i} is not an array")
         kind = w[0]
         try:
-            if kind == "T" and len(w) == 4:
+            if kind == "P" and len(w) == 6:  # the usual op first, its checks inlined
+                table = w[1]
+                if type(table) is not str or table not in _VALID_NAMES:
+                    table = check_table_name(table)
+                attrs = w[3]
+                if not trusted:
+                    if type(attrs) is not dict:
+                        raise ValidationError("put item is not a map")
+                    check_attrs(attrs, table, _in_table=True)
+                s_hlc, s_node = w[4], w[5]
+                if type(s_hlc) is not int or type(s_node) is not int \
+                        or not 0 <= s_hlc <= _U64 or not 0 <= s_node <= _U64:
+                    s_hlc, s_node = _check_u64(s_hlc, "seen hlc"), _check_u64(s_node, "seen node")
+                ops.append(Op("P", table, _check_key(table, w[2]), attrs, (), (s_hlc, s_node)))
+            elif kind == "T" and len(w) == 4:
                 name = check_table_name(w[1])
                 pk = check_attr_name(_check_str(w[2], "partition key"), f"table {name!r}")
                 sk = None if w[3] is None else check_attr_name(
@@ -420,14 +519,6 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
                 if sk == pk:
                     raise ValidationError(f"table {name!r}: sort key equals partition key")
                 ops.append(Op("T", name, b"", {"partition_key": pk, "sort_key": sk}, (), (0, 0)))
-            elif kind == "P" and len(w) == 6:
-                table = check_table_name(w[1])
-                if not trusted:
-                    if not isinstance(w[3], dict):
-                        raise ValidationError("put item is not a map")
-                    check_attrs(w[3], f"table {table!r}")
-                seen = (_check_u64(w[4], "seen hlc"), _check_u64(w[5], "seen node"))
-                ops.append(Op("P", table, _check_key(table, w[2]), w[3], (), seen))
             elif kind == "U" and len(w) == 7:
                 table = check_table_name(w[1])
                 if not trusted:

@@ -40,51 +40,72 @@ Txn = Any  # lmdb.Transaction; typed loosely because lmdb ships no stubs for eve
 class _Gate:
     """Shared/exclusive gate: transactions are shared, a map resize is exclusive.
 
+    The shared side is the hot path of every read, so it takes no lock: a thread *announces*
+    itself in ``_active`` (a set of thread idents) and then checks ``_wanted``; an exclusive
+    section first raises ``_wanted`` and then waits for ``_active`` to drain. Under CPython's
+    global interpreter lock these set and attribute operations are atomic and sequentially
+    consistent, so (as in Dekker's algorithm) either the thread sees ``_wanted`` and backs off,
+    or the exclusive side sees it active and waits: never both inside. The lock and condition
+    are used only on the slow paths (a resize pending or in progress).
+
     Our transactions never nest within one thread (reads inside a write are refused), so a
-    waiting resize can hold back new transactions without any risk of deadlock.
+    waiting resize can hold back new transactions without any risk of deadlock; a nested
+    entry is tolerated all the same (it stays registered until the outer one leaves).
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._active = 0
-        self._exclusive_wanted = 0
+        self._active: set[int] = set()
+        self._wanted = 0
+        self._exclusive = threading.Lock()  # one exclusive section at a time
 
-    def enter(self) -> None:
-        with self._cond:
-            while self._exclusive_wanted:
-                self._cond.wait()
-            self._active += 1
+    def enter(self, me: int) -> bool:
+        """Register thread ``me``; ``False`` if it was already inside (a nested entry)."""
+        active = self._active
+        if me in active:
+            return False
+        while True:
+            active.add(me)
+            if not self._wanted:
+                return True
+            active.discard(me)
+            with self._cond:
+                self._cond.notify_all()  # an exclusive section may be waiting on us
+                while self._wanted:
+                    self._cond.wait()
 
-    def leave(self) -> None:
-        with self._cond:
-            self._active -= 1
-            if self._exclusive_wanted and self._active == 0:
-                self._cond.notify_all()
+    def leave(self, me: int, registered: bool = True) -> None:
+        if registered:
+            self._active.discard(me)
+            if self._wanted:
+                with self._cond:
+                    self._cond.notify_all()
 
     @contextmanager
     def held_back(self) -> Iterator[None]:
         """Keep new transactions from starting, without waiting for running ones to end."""
         with self._cond:
-            self._exclusive_wanted += 1
+            self._wanted += 1
         try:
             yield
         finally:
             with self._cond:
-                self._exclusive_wanted -= 1
+                self._wanted -= 1
                 self._cond.notify_all()
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            self._exclusive_wanted += 1
-            while self._active:
-                self._cond.wait()
-        try:
-            yield
-        finally:
+        with self._exclusive:
             with self._cond:
-                self._exclusive_wanted -= 1
-                self._cond.notify_all()
+                self._wanted += 1
+                while self._active:
+                    self._cond.wait(0.05)  # leavers notify; the timeout is a safety net
+            try:
+                yield
+            finally:
+                with self._cond:
+                    self._wanted -= 1
+                    self._cond.notify_all()
 
 
 class Env:
@@ -106,12 +127,15 @@ class Env:
         except lmdb.Error as exc:
             raise StorageError(f"cannot open LMDB environment at {path}: {exc}") from exc
         self.dbs = {name: self.lmdb.open_db(name.encode()) for name in DB_NAMES}
-
-    def __getattr__(self, name: str) -> Any:  # env.items, env.log, …
-        try:
-            return self.__dict__["dbs"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+        # env.items, env.log, …: plain attributes (a __getattr__ costs a failed lookup first)
+        self.meta = self.dbs["meta"]
+        self.items = self.dbs["items"]
+        self.log = self.dbs["log"]
+        self.index = self.dbs["index"]
+        self.vv = self.dbs["vv"]
+        self.floors = self.dbs["floors"]
+        self.tables = self.dbs["tables"]
+        self.conflicts = self.dbs["conflicts"]
 
     @property
     def in_write(self) -> bool:
@@ -125,16 +149,20 @@ class Env:
 
     def get(self, key: bytes, db: Any) -> bytes | None:
         """One value by key in its own read transaction (the point-read fast path)."""
-        if self._writer == get_ident():
+        me = get_ident()
+        if self._writer == me:
             self._refuse_nesting()
         gate = self._gate
         while True:
-            gate.enter()
+            registered = gate.enter(me)
             try:
                 if self.closed:
                     raise StoreClosed(f"store {self.path} is closed")
-                txn = self._begin(False)
-                if txn is not None:
+                try:
+                    txn = self.lmdb.begin()
+                except lmdb.MapResizedError:
+                    pass
+                else:
                     try:
                         return txn.get(key, db=db)  # type: ignore[no-any-return]
                     finally:
@@ -142,7 +170,7 @@ class Env:
             except lmdb.Error as exc:
                 raise StorageError(f"LMDB read failed in {self.path}: {exc}") from exc
             finally:
-                gate.leave()
+                gate.leave(me, registered)
             self._adopt_resize()
 
     def map_size(self) -> int:
@@ -166,10 +194,11 @@ class Env:
 
     def read(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in a read transaction; the transaction does not outlive the call."""
-        if self._writer == get_ident():
+        me = get_ident()
+        if self._writer == me:
             self._refuse_nesting()
         while True:
-            self._gate.enter()
+            registered = self._gate.enter(me)
             try:
                 if self.closed:
                     raise StoreClosed(f"store {self.path} is closed")
@@ -182,7 +211,7 @@ class Env:
             except lmdb.Error as exc:
                 raise StorageError(f"LMDB read failed in {self.path}: {exc}") from exc
             finally:
-                self._gate.leave()
+                self._gate.leave(me, registered)
             self._adopt_resize()
 
     def write(self, fn: Callable[[Txn], T]) -> T:
@@ -196,7 +225,7 @@ class Env:
             self._refuse_nesting()
         while True:
             grow = resized = False
-            self._gate.enter()
+            registered = self._gate.enter(me)
             try:
                 if self.closed:
                     raise StoreClosed(f"store {self.path} is closed")
@@ -225,7 +254,7 @@ class Env:
                     hint="check free disk space and file permissions",
                 ) from exc
             finally:
-                self._gate.leave()
+                self._gate.leave(me, registered)
             if grow:
                 self._grow()
             elif resized:

@@ -92,6 +92,8 @@ def _escape(raw: bytes) -> bytes:
 
 def encode_value(value: KeyValue, attr: str = "key") -> bytes:
     """Encode one key value; ``attr`` names it in error messages."""
+    if type(value) is str and value.isascii() and "\x00" not in value:
+        return b"\x30" + value.encode("ascii") + b"\x00\x01"  # the common case, no escapes
     if isinstance(value, str):
         try:
             raw = value.encode("utf-8")

@@ -170,6 +170,8 @@ def compact(store: Store, stable: Mapping[int, int], purge_tombstones: bool) -> 
 
     def run(txn: Txn) -> tuple[int, int]:
         removed = purged = 0
+        # the log's last entry may be what carries the clock (read_clock): record it first
+        write_clock(txn, env, *read_clock(txn, env))
         for origin, upto in stable.items():
             cur = txn.cursor(db=env.index)
             ok = cur.set_range(U64x2.pack(origin, 0))

@@ -20,8 +20,10 @@ The modules around it each own one job: :mod:`engine.changelog` (the log's layou
 :mod:`engine.retention` (snapshots, compaction, tombstones, forgetting) and
 :mod:`engine.table` (the item API and range reads). :class:`Store` is their one entry point.
 
-A local write takes two gets (clock, item) and four puts (item, log, index, clock) in one
-transaction; the log entry is the exact bytes that travel to peers, so relays are free.
+A local write takes two gets (clock record, item), one cursor step (the log's last entry,
+which carries the clock between record writes: :func:`engine.changelog.read_clock`) and three
+puts (item, log, index) in one transaction; the log entry is the exact bytes that travel to
+peers, so relays are free.
 """
 
 from __future__ import annotations
@@ -65,7 +67,11 @@ __all__ = ["DEFAULT_MAX_CONFLICTS", "Snapshot", "Store", "TableDef", "open"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = b"1"
+# Format 2: local writes no longer rewrite the clock record (engine.changelog.read_clock). A
+# format-1 store reads the same way and is marked 2 on open, so that an older build, which
+# trusts the record alone, refuses it instead of reissuing sequence numbers.
+FORMAT = b"2"
+_READABLE = (b"1", FORMAT)
 DEFAULT_MAX_CONFLICTS = 10_000
 
 _REGION = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -171,8 +177,7 @@ class Store:
                     db=env.tables)
             wire = [["T", name, partition_key, sort_key]]
             pos = append(txn, env, self.node_id, seq + 1, codec.encode_txn(hlc, wire), [None],
-                         pos)
-            write_clock(txn, env, hlc, seq + 1, pos)
+                         pos)  # a local write: the entry carries hlc and seq (see read_clock)
             return tdef, pos
 
         tdef, pos = env.write(run)
@@ -246,6 +251,10 @@ class Store:
             images: list[Any] = []
             results: list[dict[str, Any] | None] = []
             items_db = env.items
+            put = txn.put
+            puts = codec.PutEncoder(v)
+            dumps = codec.dumps
+            max_item = codec.MAX_ITEM_BYTES
             for op in ops:
                 raw = txn.get(op.key, db=items_db)
                 state = None
@@ -263,10 +272,11 @@ class Store:
                 # v is above every version held (the clock observes all it applies), so a put
                 # or delete replaces the state outright; only an update merges.
                 if op.kind == "P" and seen < v:
-                    attrs_cbor = codec.dumps(op.attrs)  # encoded once, spliced twice
-                    _check_item_size(len(attrs_cbor), op)
-                    txn.put(op.key, codec.put_state_bytes(v, attrs_cbor, seen), db=items_db)
-                    wire.append(codec.put_op_bytes(table, op.key, attrs_cbor, seen))
+                    attrs_cbor = dumps(op.attrs)  # encoded once, spliced twice
+                    if len(attrs_cbor) > max_item:
+                        _check_item_size(len(attrs_cbor), op)
+                    put(op.key, puts.state(attrs_cbor, seen), db=items_db)
+                    wire.append(puts.op(table, op.key, attrs_cbor, seen))
                     results.append(op.attrs)
                     images.append(True)
                     continue
@@ -298,17 +308,13 @@ class Store:
                     f"transaction of {len(txn_bytes)} bytes is over the {codec.MAX_TXN_BYTES} a "
                     "log entry may hold (it could never replicate): split the batch"
                 )
+            # no clock record write: this entry, the log's last, now carries hlc and seq
             pos = append(txn, env, node, seq + 1, txn_bytes, images, pos)
-            write_clock(txn, env, hlc, seq + 1, pos)
             return results, pos
 
         results, pos = env.write(run)
         self._notify(pos)
         return results
-
-    def _get_raw(self, key: bytes) -> bytes | None:
-        env = self._e()
-        return env.get(key, env.items)
 
     # -- change log, feed and version vector (engine.changelog) ------------------------
 
@@ -567,8 +573,11 @@ def _identify(txn: Txn, env: Env, path: Path, region: str | None) -> tuple[int, 
         log.info("created store %s: region %s, node %016x", path, region, node_id)
         return node_id, region
     fmt = txn.get(b"format", db=env.meta)
+    if fmt not in _READABLE:
+        raise ValidationError(
+            f"{path}: store format {fmt!r} is not supported (this build reads 1 and 2)")
     if fmt != FORMAT:
-        raise ValidationError(f"{path}: store format {fmt!r} is not supported (this build reads 1)")
+        txn.put(b"format", FORMAT, db=env.meta)
     node_id, stored_region, s_dev, s_ino = codec.loads(raw)
     if (s_dev, s_ino) != (dev, ino):
         # A copied (or restored) directory must not act as the node it was copied from:

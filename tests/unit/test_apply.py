@@ -60,7 +60,8 @@ def _key(table: str, *values: Any) -> bytes:
 
 
 def _state(s: engine.Store, key: bytes) -> Any:
-    raw = s._get_raw(key)
+    env = s._e()
+    raw = env.get(key, env.items)
     return None if raw is None else codec.decode_state(raw)
 
 
