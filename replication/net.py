@@ -533,6 +533,25 @@ class Replicator:
         return all(st.connected_event.wait(max(0.0, deadline - time.monotonic()))
                    for st in self._peers.values())
 
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every peer has acknowledged all this store held when called.
+
+        Use it before ``stop()`` when the last writes must have left this node (a batch job,
+        a shutdown). Returns ``False`` on timeout; nothing is lost either way: unsent changes
+        stay in the log and go out on the next connection.
+        """
+        target = self.store.version_vector()
+        hub = hub_for(self.store)
+        deadline = time.monotonic() + timeout
+        while True:
+            states = [hub.peers.get(st.node_id) if st.node_id is not None else None
+                      for st in self._peers.values()]
+            if all(ps is not None and ps.unacked(target) == 0 for ps in states):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+
     def lag(self) -> dict[str, PeerLag]:
         """Per peer address: replication latency (last/p50/p99 ms) and unacknowledged changes."""
         hub = hub_for(self.store)

@@ -247,3 +247,19 @@ def test_replicator_reconnects_after_server_restart(net: Any) -> None:
     assert rep.lag()[f"127.0.0.1:{port}"].unacked >= 1
     net.serve(b, port=port)
     wait_until(lambda: converged(a, b), what="catch-up after reconnect")
+
+
+def test_flush_waits_until_peers_acknowledged(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import engine as _engine
+    import replication as _replication
+
+    with _engine.open(tmp_path / "a", region="a") as a, _engine.open(tmp_path / "b", region="b") as b, \
+            _replication.serve(b, secret=b"k") as server:
+        t = a.create_table("t", partition_key="id")
+        with _replication.Replicator(a, peers=["%s:%d" % server.address], secret=b"k") as rep:
+            assert rep.wait_connected(10)
+            for i in range(50):
+                t.put({"id": i})
+            assert rep.flush(20)
+            assert b.version_vector().get(a.node_id) == a.version_vector()[a.node_id]
+            assert b.digest() == a.digest()
