@@ -403,6 +403,9 @@ def put_op_bytes(table: str, key: bytes, attrs_cbor: bytes, seen: Version) -> by
             + _head(0, seen[0]) + _head(0, seen[1]))
 
 
+_KEY_HEADS = [_head(2, n) for n in range(512)]  # byte-string heads of every item key length
+
+
 class PutEncoder:
     """:func:`put_state_bytes` and :func:`put_op_bytes` for the puts of one transaction.
 
@@ -430,7 +433,7 @@ class PutEncoder:
         if head is None:
             head = self._tables[table] = b"\x86\x61P" + _text(table)
         tail = b"\x00\x00" if seen == BOTTOM else _head(0, seen[0]) + _head(0, seen[1])
-        return head + _head(2, len(key)) + key + attrs_cbor + tail
+        return b"".join((head, _KEY_HEADS[len(key)], key, attrs_cbor, tail))
 
 
 def encode_txn_parts(hlc: int, ops: list[bytes]) -> bytes:

@@ -251,37 +251,47 @@ class Store:
             images: list[Any] = []
             results: list[dict[str, Any] | None] = []
             items_db = env.items
-            put = txn.put
+            get, put = txn.get, txn.put
             puts = codec.PutEncoder(v)
             dumps = codec.dumps
             max_item = codec.MAX_ITEM_BYTES
             for op in ops:
-                raw = txn.get(op.key, db=items_db)
-                state = None
-                if op.kind == "P" and op.condition is None:
-                    # a blind put needs only the largest version held, not the whole state
+                kind, tdef, key, _, attrs, _, condition = op
+                raw = get(key, db=items_db)
+                if kind == "P" and condition is None:
+                    # A blind put needs only the largest version held, not the whole state.
+                    # v is above every version held (the clock observes all it applies), so
+                    # the put replaces the state outright.
                     seen = BOTTOM if raw is None else codec.max_version_raw(raw)
-                else:
-                    state = codec.decode_state(raw) if raw is not None else None
-                    if op.condition is not None and not op.condition(visible(state)):
+                    if seen < v:
+                        attrs_cbor = dumps(attrs)  # encoded once, spliced twice
+                        if len(attrs_cbor) > max_item:
+                            _check_item_size(len(attrs_cbor), op)
+                        put(key, puts.state(attrs_cbor, seen), db=items_db)
+                        wire.append(puts.op(tdef.name, key, attrs_cbor, seen))
+                        results.append(attrs)
+                        images.append(True)
+                        continue
+                state = codec.decode_state(raw) if raw is not None else None
+                if condition is not None:
+                    if not condition(visible(state)):
                         raise ConditionFailed(
-                            f"condition failed for {op.tdef.name} {op.key_values}; nothing written"
+                            f"condition failed for {tdef.name} {op.key_values}; nothing written"
                         )
                     seen = max_version(state)
-                table = op.tdef.name
-                # v is above every version held (the clock observes all it applies), so a put
-                # or delete replaces the state outright; only an update merges.
-                if op.kind == "P" and seen < v:
-                    attrs_cbor = dumps(op.attrs)  # encoded once, spliced twice
+                elif kind != "P":
+                    seen = max_version(state)
+                table = tdef.name
+                # as above: a put or delete replaces the state outright; only an update merges
+                if kind == "P" and seen < v:
+                    attrs_cbor = dumps(attrs)
                     if len(attrs_cbor) > max_item:
                         _check_item_size(len(attrs_cbor), op)
-                    put(op.key, puts.state(attrs_cbor, seen), db=items_db)
-                    wire.append(puts.op(table, op.key, attrs_cbor, seen))
-                    results.append(op.attrs)
+                    put(key, puts.state(attrs_cbor, seen), db=items_db)
+                    wire.append(puts.op(table, key, attrs_cbor, seen))
+                    results.append(attrs)
                     images.append(True)
                     continue
-                if state is None and raw is not None:
-                    state = codec.decode_state(raw)
                 if op.kind == "P":
                     delta = put_delta(op.attrs, v, seen)
                     wire.append(codec.dumps(["P", table, op.key, op.attrs, seen[0], seen[1]]))

@@ -116,9 +116,11 @@ class Table:
         if type(item) is not dict and not isinstance(item, Mapping):
             raise ValidationError(f"item must be a dict, not {type(item).__name__}")
         attrs = dict(item)
-        codec.check_attrs(attrs, f"table {self.name!r}")
+        codec.check_attrs(attrs, self.name, _in_table=True)
         key, values = self._item_key(attrs)
-        return _Op("P", self._def, key, values, attrs, (), _check_condition(condition))
+        if condition is not None:
+            _check_condition(condition)
+        return _Op("P", self._def, key, values, attrs, (), condition)
 
     def _update_op(
         self, pk: Any, sk: Any, set_: Mapping[str, Any] | None, remove: Iterable[str] | None,
@@ -363,7 +365,8 @@ class Batch:
     def put(self, table: str | Table, item: Mapping[str, Any],
             condition: Condition | None = None) -> None:
         """Add a put of ``item`` to ``table``."""
-        self._add(self._table(table)._put_op(item, condition))
+        t = self._by_name.get(table) if type(table) is str else None  # the hot path of bulk loads
+        self._add((t or self._table(table))._put_op(item, condition))
 
     def update(
         self, table: str | Table, pk: KeyValue, sk: KeyValue | None = None, *,
