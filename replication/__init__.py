@@ -15,6 +15,8 @@ Depends on :mod:`engine`, never the reverse. Offline sync through files::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engine.errors import AuthError, ClockSkewError, ForgottenNodeError, ProtocolError, SegmentError
 
 from .exchange import (
@@ -27,9 +29,13 @@ from .exchange import (
     segments_for,
 )
 from .files import FileOutcome, ImportReport, SyncReport, export_changes, import_changes, sync_dir
+from .vv import update_acks
+
+if TYPE_CHECKING:
+    from engine import Store
 
 
-def forget(store: object, node_id: int) -> None:
+def forget(store: Store, node_id: int) -> None:
     """Remove a dead node from the membership for good, so garbage collection can proceed.
 
     Its segments are refused from now on (``ForgottenNodeError``) and the forgotten set travels
@@ -39,10 +45,8 @@ def forget(store: object, node_id: int) -> None:
 
     :raises ValidationError: for a bad node id, or our own.
     """
-    from . import vv as _vv
-
-    store.forget(node_id)  # type: ignore[attr-defined]
-    _vv.update_acks(store, {})  # type: ignore[arg-type]
+    store.forget(node_id)
+    update_acks(store, {})
 
 
 __all__ = [

@@ -33,13 +33,10 @@ when the demo's pipe to it closes). ``--keep DIR`` keeps the stores (and node lo
 
 from __future__ import annotations
 
-import itertools
-import os
 import secrets
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +46,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from .demo_render import NodeTotals, RegionRow, Screen, status_table, summary_lines
+from .demo_worker import STEP_TIMEOUT, DemoError, Worker
 from .jsonvalues import dumps, loads
 
 __all__ = ["DemoError", "run"]
@@ -57,216 +56,10 @@ REGIONS = [("ap-south-1", "Mumbai"), ("us-east-1", "Virginia"), ("eu-west-1", "I
 CITY = dict(REGIONS)
 POPUP = ("popup-goa", "Goa pop-up")
 MUMBAI, VIRGINIA, IRELAND = (r for r, _ in REGIONS)
-START_TIMEOUT = 30.0
-STEP_TIMEOUT = 30.0
-
-
-class DemoError(Exception):
-    """Raised when a step of the demo fails or times out (the demo then exits non-zero)."""
-
-
-# -- a node process --------------------------------------------------------------------
-
-
-class Worker:
-    """One region's process and the JSON-lines pipe to it."""
-
-    def __init__(self, region: str, store: Path, port: int, peers: list[int], secret: Path,
-                 rate: float, logdir: Path, seed: int) -> None:
-        self.region = region
-        self.store, self.port, self.peers = store, port, peers
-        self.secret, self.rate, self.logdir, self.seed = secret, rate, logdir, seed
-        self.proc: subprocess.Popen[str] | None = None
-        self.info: dict[str, Any] = {}
-        self.stats: list[dict[str, Any]] = []
-        self.warnings: list[str] = []
-        self._ready = threading.Event()
-        self._pending: dict[int, tuple[threading.Event, list[Any]]] = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self.started_at = 0.0
-        self.on_stats: Callable[[Worker, dict[str, Any]], None] | None = None
-
-    def start(self) -> None:
-        self._ready.clear()
-        self.info = {}
-        cmd = [sys.executable, "-m", "replication.demo_node", "--store", str(self.store),
-               "--region", self.region, "--listen", f"127.0.0.1:{self.port}",
-               "--secret-file", str(self.secret), "--rate", str(self.rate),
-               "--seed", str(self.seed)]
-        for p in self.peers:
-            cmd += ["--peer", f"127.0.0.1:{p}"]
-        log = open(self.logdir / f"{self.region}.log", "a")  # noqa: SIM115 - the child owns it
-        self.started_at = time.time()
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-            bufsize=1, start_new_session=True,  # Ctrl-C reaches the demo only; it stops us
-        )
-        log.close()
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
-
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                msg = loads(line, "node output")
-            except ValueError:
-                continue
-            ev = msg.get("event")
-            if ev == "ready":
-                self.info = msg
-                self._ready.set()
-            elif ev == "stats":
-                self.stats.append(msg)
-                if self.on_stats is not None:
-                    self.on_stats(self, msg)
-            elif ev == "reply":
-                with self._lock:
-                    slot = self._pending.pop(msg["id"], None)
-                if slot is not None:
-                    slot[1].append(msg)
-                    slot[0].set()
-            elif ev == "warning":
-                self.warnings.append(str(msg.get("message")))
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while not self._ready.wait(0.1):
-            if not self.alive:
-                raise DemoError(f"{self.region} exited during start-up "
-                                f"(status {self.proc.returncode if self.proc else None}):"
-                                f" {self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise DemoError(f"{self.region} did not start within {timeout:.0f} s")
-        return self.info
-
-    def log_tail(self, n: int = 3) -> str:
-        try:
-            lines = (self.logdir / f"{self.region}.log").read_text().strip().splitlines()
-        except OSError:
-            return "(no log)"
-        return " | ".join(lines[-n:]) or "(empty log)"
-
-    def send(self, cmd: dict[str, Any]) -> Callable[[float], Any]:
-        """Send a command; return ``wait(timeout) -> result`` for its reply."""
-        if not self.alive or self.proc is None or self.proc.stdin is None:
-            raise DemoError(f"{self.region} is not running")
-        ident = next(self._ids)
-        event, box = threading.Event(), []
-        with self._lock:
-            self._pending[ident] = (event, box)
-        try:
-            self.proc.stdin.write(dumps({**cmd, "id": ident}) + "\n")
-            self.proc.stdin.flush()
-        except OSError as exc:
-            raise DemoError(f"{self.region}: cannot send {cmd['cmd']}: {exc}") from None
-
-        def wait(timeout: float = STEP_TIMEOUT) -> Any:
-            deadline = time.monotonic() + timeout
-            while not event.wait(0.1):
-                if not self.alive:
-                    raise DemoError(f"{self.region} died during {cmd['cmd']}: {self.log_tail()}")
-                if time.monotonic() > deadline:
-                    raise DemoError(f"{self.region}: no answer to {cmd['cmd']} in {timeout:.0f} s")
-            reply = box[0]
-            if not reply.get("ok"):
-                raise DemoError(f"{self.region}: {cmd['cmd']} failed: {reply.get('error')}")
-            return reply.get("result")
-
-        return wait
-
-    def request(self, cmd: dict[str, Any], timeout: float = STEP_TIMEOUT) -> Any:
-        return self.send(cmd)(timeout)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(dumps({"cmd": "quit"}) + "\n")
-            proc.stdin.close()
-        except (OSError, ValueError):
-            pass
-        for sig, wait in ((None, 5.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-            if sig is not None:
-                proc.send_signal(sig)
-            try:
-                proc.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-
-
-# -- display ---------------------------------------------------------------------------
-
-
-class Screen:
-    """Event lines scrolling above a live table (redrawn in place on a terminal)."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.tty = stream.isatty() and os.environ.get("TERM") != "dumb"
-        self._drawn = 0
-        self._table: list[str] = []
-        self._lock = threading.Lock()
-
-    def _clear(self) -> None:
-        if self.tty and self._drawn:
-            self.stream.write(f"\x1b[{self._drawn}F\x1b[J")
-            self._drawn = 0
-
-    def event(self, text: str) -> None:
-        with self._lock:
-            self._clear()
-            self.stream.write(text + "\n")
-            if self.tty and self._table:
-                self.stream.write("\n".join(self._table) + "\n")
-                self._drawn = len(self._table)
-            self.stream.flush()
-
-    def table(self, lines: list[str]) -> None:
-        with self._lock:
-            self._table = lines
-            self._clear()
-            self.stream.write("\n".join(lines) + "\n")
-            self._drawn = len(lines) if self.tty else 0
-            self.stream.flush()
-
-    def done(self) -> None:
-        """Leave the last table on screen and stop redrawing it."""
-        with self._lock:
-            self._table, self._drawn = [], 0
-
-
-# -- measurements ----------------------------------------------------------------------
-
-
-def _pct(samples: list[float], q: float) -> float | None:
-    if not samples:
-        return None
-    if len(samples) == 1:
-        return samples[0]
-    return statistics.quantiles(samples, n=100, method="inclusive")[int(q) - 1]
-
-
-def _lagtext(samples: list[float]) -> str:
-    if not samples:
-        return "-"
-    p50, p99 = _pct(samples, 50), _pct(samples, 99)
-    return f"{p50:.1f}/{p99:.1f}"
 
 
 def _merge_vv(*vvs: dict[str, int]) -> dict[str, int]:
+    """The element-wise maximum of version vectors keyed by hex node id (as nodes send them)."""
     out: dict[str, int] = {}
     for vv in vvs:
         for k, v in vv.items():
@@ -275,6 +68,7 @@ def _merge_vv(*vvs: dict[str, int]) -> dict[str, int]:
 
 
 def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1 (all bound at once, so none repeats)."""
     socks = []
     try:
         for _ in range(n):
@@ -288,6 +82,10 @@ def _free_ports(n: int) -> list[int]:
 
 
 class Demo:
+    """The ShopEase timeline (module docstring): starts the regions, measures what they
+    report, runs each step at its share of the duration, and shows it all on a :class:`Screen`.
+    """
+
     def __init__(self, duration: float, rate: float, workdir: Path, out: TextIO) -> None:
         self.duration, self.rate, self.workdir = duration, rate, workdir
         self.screen = Screen(out)
@@ -299,7 +97,6 @@ class Demo:
         self.down: set[str] = set()
         self.t0 = 0.0
         self.phase = "starting"
-        self.notes: list[str] = []
         self.catchup: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._prev: dict[str, int] = {}
@@ -408,28 +205,21 @@ class Demo:
         self.screen.event(text)
 
     def draw(self) -> None:
+        """Redraw the live table from the latest figures."""
         elapsed = time.monotonic() - self.t0 if self.t0 else 0.0
-        head = [f"t={min(elapsed, self.duration):5.1f}/{self.duration:.0f} s   {self.phase}",
-                f"{'region':<20} {'':4} {'orders/s':>8} {'orders':>7}   "
-                f"{'lag p50/p99 ms of changes from':^36}  {'stock seen':>10}",
-                f"{'':<20} {'':4} {'':>8} {'':>7}   "
-                + "".join(f"{CITY[r]:>12}" for r, _ in REGIONS) + f"  {'(units)':>10}"]
         rows = []
         for region, city in REGIONS:
             w = self.workers[region]
-            state = "DOWN" if region in self.down else "up"
+            down = region in self.down
             rate, total = self._rate(region)
-            lags = "".join(f"{'·' if src == region else _lagtext(self._steady(region, src)):>12}"
-                           for src, _ in REGIONS)
-            stock = "-"
-            if w.stats and region not in self.down:
+            stock = None
+            if w.stats and not down:
                 st = w.stats[-1].get("stock", {})
-                units = sum(v for p, allocs in st.items() if p != "limited"
+                stock = sum(v for p, allocs in st.items() if p != "limited"
                             for v in allocs.values() if isinstance(v, int))
-                stock = f"{units:,}"
-            rows.append(f"{region:<11}{city:<9} {state:<4} {rate:8.1f} {total:7,}   {lags}"
-                        f"  {stock:>10}")
-        self.screen.table(head + rows)
+            rows.append(RegionRow(region, city, down, rate, total, stock))
+        self.screen.table(status_table(elapsed, self.duration, self.phase, REGIONS, rows,
+                                       self._steady))
 
     # -- steps -------------------------------------------------------------------------
 
@@ -452,7 +242,7 @@ class Demo:
         target = _merge_vv(*(w.request({"cmd": "vv"}) for w in workers))
         waits = [w.send({"cmd": "wait_vv", "target": target, "timeout": STEP_TIMEOUT})
                  for w in workers]
-        for w, wait in zip(workers, waits):
+        for w, wait in zip(workers, waits, strict=True):
             if not wait(STEP_TIMEOUT + 5)["ok"]:
                 raise DemoError(f"{w.region} did not receive {what} in time")
 
@@ -479,7 +269,7 @@ class Demo:
                    for x in views.values())
         when = time.strftime("%H:%M:%S", time.localtime(at / 1000)) + f".{at % 1000:03d}"
         lines = [f"⚡ Concurrent update of order {pk}/{sk} at {when}:",
-                 f"     Virginia set   status           = \"SHIPPED\"",
+                 '     Virginia set   status           = "SHIPPED"',
                  f"     Mumbai   set   shipping_address = \"{new_addr}\"",
                  ("     Neither had seen the other's write (each wrote on its own replica)."
                   if concurrent else
@@ -623,44 +413,15 @@ class Demo:
         return self.summary(finals, popup_final)
 
     def summary(self, finals: dict[str, dict[str, Any]], popup: dict[str, Any]) -> bool:
-        region, city = POPUP
-        out = ["", "Summary", "-------",
-               f"{'node':<22}{'orders':>8}{'writes':>8}{'conflicts':>11}  digest"]
-        digests = []
+        """Show the summary; true if all four nodes hold the same data and Mumbai caught up."""
+        region, _ = POPUP
         by_region = finals[IRELAND]["orders_by_region"]
-        for r, c in REGIONS:
-            f = finals[r]
-            orders = by_region.get(r, 0)
-            out.append(f"{r + ' ' + c:<22}{orders:>8,}{f['local_seq']:>8,}{f['conflicts']:>11,}"
-                       f"  {f['digest']}")
-            digests.append(f["digest"])
-        out.append(f"{region + ' (offline)':<22}{by_region.get(region, 0):>8,}"
-                   f"{popup['local_seq']:>8,}{popup['conflicts']:>11,}  {popup['digest']}")
-        digests.append(popup["digest"])
-        out.append("(writes = transactions committed by that node; conflicts = concurrent writes "
-                   "to one attribute that this node resolved by last-writer-wins, all recorded)")
-        out.append("")
-        out.append("Replication lag, p50 / p99 ms, steady state (row: applied in; column: from):")
-        out.append(f"{'':<22}" + "".join(f"{CITY[s]:>16}" for s, _ in REGIONS))
-        for to, c in REGIONS:
-            cells = []
-            for frm, _ in REGIONS:
-                s = self._steady(to, frm)
-                cells.append("·" if to == frm else
-                             f"{_pct(s, 50):.1f} / {_pct(s, 99):.1f}" if s else "-")
-            out.append(f"{c:<22}" + "".join(f"{x:>16}" for x in cells))
-        if self.catchup.get("seconds") is not None:
-            cu = self.catchup
-            out.append(f"Mumbai: SIGKILLed, down {cu['down']:.1f} s, restarted; caught up "
-                       f"{cu['changes']:,} changes in {cu['after_ready']:.2f} s once serving "
-                       f"({cu['seconds']:.2f} s including process start).")
-        elif self.catchup:
-            out.append(f"Mumbai catch-up: {self.catchup.get('error')}")
-        converged = len(set(digests)) == 1
-        n = max(digests.count(d) for d in digests)
-        out.append("")
-        out.append(f"converged: {n}/{len(digests)} nodes, digest {digests[0] if converged else 'MISMATCH'}")
-        self.say("\n".join(out))
+        nodes = [NodeTotals(f"{r} {c}", by_region.get(r, 0), finals[r]["local_seq"],
+                            finals[r]["conflicts"], finals[r]["digest"]) for r, c in REGIONS]
+        nodes.append(NodeTotals(f"{region} (offline)", by_region.get(region, 0),
+                                popup["local_seq"], popup["conflicts"], popup["digest"]))
+        self.say("\n".join(summary_lines(nodes, REGIONS, self._steady, self.catchup)))
+        converged = len({n.digest for n in nodes}) == 1
         return converged and not self.catchup.get("error")
 
     # -- the timeline ------------------------------------------------------------------
@@ -708,7 +469,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run(duration: float = 45.0, keep: str | None = None, rate: float = 30.0,
-        verbose: bool = False, out: TextIO | None = None) -> int:
+        out: TextIO | None = None) -> int:
     """Run the demo; return the exit status (0: every node converged)."""
     out = out or sys.stdout
     if keep:

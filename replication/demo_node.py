@@ -268,10 +268,10 @@ class Node:
         if name == "wait_vv":
             return self._wait_vv(cmd)
         if name == "sync_dir":
-            from .cli import _report_dict
+            from .cli.output import report_dict
             from .files import sync_dir
 
-            return _report_dict(sync_dir(self.store, Path(cmd["mailbox"])))
+            return report_dict(sync_dir(self.store, Path(cmd["mailbox"])))
         if name == "final":
             stats = self.store.stats()
             by_region: dict[str, int] = {}

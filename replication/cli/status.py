@@ -1,0 +1,112 @@
+"""``regiondb status``: one store's identity, clock, version vector, log floor, conflicts,
+what each known peer acknowledged, and the live figures of a ``serve`` running beside it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import engine
+
+from ..vv import load_acks
+from .args import open_store
+from .live import peers_text
+from .output import PROG, SERVE_STATUS, emit, hex_id, size_text, vv_json, write_line
+
+_LIVE_STALE_S = 30.0  # a serve-status.json older than this is from a server that hangs
+
+
+def _acks(store: engine.Store, vv: dict[int, int]) -> list[dict[str, Any]]:
+    """Known peers, what each acknowledged, and how many of our changes it still lacks
+    (from replication's ack table)."""
+    rows = []
+    for node, acked in sorted(load_acks(store).items()):
+        behind = sum(max(0, seq - acked.get(origin, 0)) for origin, seq in vv.items())
+        rows.append({"node_id": hex_id(node), "acked": vv_json(acked), "behind": behind})
+    return rows
+
+
+def _live(path: Path) -> dict[str, Any] | None:
+    """What a ``regiondb serve`` running on this store last reported, if it still runs."""
+    try:
+        status = json.loads((path / SERVE_STATUS).read_text())
+        os.kill(int(status["pid"]), 0)
+        if time.time() - float(status.get("updated", 0)) > _LIVE_STALE_S:
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return dict(status)
+
+
+def _hlc_text(hlc: int) -> str:
+    """A packed HLC (ms << 16 | logical) as UTC time, logical counter and raw value."""
+    if not hlc:
+        return "(no writes yet)"
+    ms, logical = hlc >> 16, hlc & 0xFFFF
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000))
+    return f"{stamp}.{ms % 1000:03d} UTC, logical {logical}  (hlc {hlc})"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``status DIR``: everything about one replica, for people or (``--json``) scripts."""
+    with open_store(args) as store:
+        stats = store.stats()
+        vv = store.version_vector()
+        floors = store.log_floor()
+        acks = _acks(store, vv)
+        forgotten = sorted(store.forgotten())
+        tables = store.tables()
+    live = _live(Path(args.dir))
+    info = {
+        "path": stats["path"], "region": stats["region"], "node_id": hex_id(stats["node_id"]),
+        "durable": stats["durable"], "tables": tables, "items": stats["items"],
+        "log_entries": stats["log_entries"], "file_bytes": stats["file_bytes"],
+        "map_size": stats["map_size"], "hlc": stats["hlc"], "vv": vv_json(vv),
+        "log_floor": vv_json(floors), "conflicts": stats["conflicts_total"],
+        "conflicts_stored": stats["conflicts_stored"], "peers": acks,
+        "forgotten": [hex_id(n) for n in forgotten],
+        "server": live,
+    }
+    if args.json:
+        emit(info)
+        return 0
+    me = stats["node_id"]
+    vv_text = ", ".join(f"{hex_id(k)}{' (this node)' if k == me else ''}: {v:,}"
+                        for k, v in sorted(vv.items()))
+    write_line(f"store      {info['path']}")
+    write_line(f"region     {info['region']}   node {info['node_id']}"
+               + ("" if info["durable"] else "   (non-durable)"))
+    write_line(f"tables     {', '.join(tables) or '(none)'}")
+    write_line(f"items      {info['items']:,} (tombstones included)   "
+               f"log entries {info['log_entries']:,}   file {size_text(info['file_bytes'])} "
+               f"(map {size_text(info['map_size'])})")
+    write_line(f"clock      {_hlc_text(stats['hlc'])}")
+    write_line(f"vv         {vv_text or '(empty)'}")
+    if floors:
+        write_line("log floor  " + ", ".join(f"{hex_id(k)}: {v:,}"
+                                             for k, v in sorted(floors.items())))
+    write_line(f"conflicts  {info['conflicts']:,} recorded ({info['conflicts_stored']:,} kept; "
+               f"`{PROG} conflicts {args.dir}` lists them)")
+    if acks:
+        write_line("peers      (what each acknowledged, and how many changes it still lacks)")
+        for row in acks:
+            acked = ", ".join(f"{k}: {v:,}" for k, v in row["acked"].items()) or "nothing"
+            write_line(f"  {row['node_id']}  behind {row['behind']:,}  acked {acked}")
+    else:
+        write_line("peers      (none known yet)")
+    if forgotten:
+        write_line("forgotten  " + ", ".join(info["forgotten"]))
+    if live:
+        host, port = live["address"][:2]
+        write_line(f"server     running (pid {live['pid']}) on {host}:{port}"
+                   + (f", replicating with {', '.join(live['peers_configured'])}"
+                      if live.get("peers_configured") else ""))
+        for row in live.get("peers") or []:
+            write_line(f"  live     {peers_text([row])}  (p50/p99 ms)")
+    else:
+        write_line(f"server     not running (lag is measured by `{PROG} serve --peer ...`)")
+    return 0
