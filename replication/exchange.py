@@ -45,7 +45,7 @@ garbage) is merged: refusing it would keep the two sides apart for ever.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +59,18 @@ from engine.errors import (
 )
 
 from . import vv as vvmod
-from .segment import DEFAULT_LIMITS, Record, Segment, SegmentHeader, SegmentLimits, encode_segment
+from .segment import (
+    DEFAULT_LIMITS,
+    ChangeRecord,
+    ItemRecord,
+    Kind,
+    Record,
+    Segment,
+    SegmentHeader,
+    SegmentLimits,
+    TableRecord,
+    encode_segment,
+)
 
 if TYPE_CHECKING:
     from engine import Snapshot, Store
@@ -312,21 +323,21 @@ class _Writer:
         self.limits = limits
         self.sent: dict[int, int] = {}
 
-    def _encode(self, kind: str, records: list[Record], vv: Mapping[int, int],
+    def _encode(self, kind: Kind, records: Sequence[Record], vv: Mapping[int, int],
                 own_row: Mapping[int, int] | None = None) -> tuple[SegmentHeader, bytes]:
         _, acks, forgotten = local_state(self.store)
         header_vv = dict(vv)
         if own_row is not None:  # a snapshot part: our row is the snapshot's vv (we held it)
             acks[self.store.node_id] = dict(own_row)
         return encode_segment(
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             sender=self.store.node_id, region=self.store.region, records=records,
             vv=header_vv, acks=acks, forgotten=forgotten, created_hlc=self.store.tick(),
             compress=self.compress, limits=self.limits,
         )
 
     def changes(self, start: Mapping[int, int], target: Mapping[int, int]) -> Iterator[Encoded]:
-        batch: list[Record] = []
+        batch: list[ChangeRecord] = []
         size = 0
         for origin in sorted(target):
             after, end = start.get(origin, 0), target[origin]
@@ -345,27 +356,29 @@ class _Writer:
         if batch:
             yield self._flush(batch, target)
 
-    def _flush(self, batch: list[Record], target: Mapping[int, int]) -> tuple[SegmentHeader, bytes]:
+    def _flush(self, batch: list[ChangeRecord],
+               target: Mapping[int, int]) -> tuple[SegmentHeader, bytes]:
         out = self._encode("changes", batch, target)
         for rec in batch:  # what a consumer has been handed, for the truncation fallback
-            self.sent[rec[0]] = max(self.sent.get(rec[0], 0), rec[1])  # type: ignore[arg-type]
+            self.sent[rec[0]] = max(self.sent.get(rec[0], 0), rec[1])
         return out
 
     def snapshot(self, snap: Snapshot) -> Iterator[tuple[SegmentHeader, bytes]]:
-        records: list[Record] = [
+        tables: list[TableRecord] = [
             ("T", t.name, t.partition_key, t.sort_key, t.version[0], t.version[1])
             for t in snap.tables
         ]
-        size = sum(len(t[1]) + 64 for t in records)
+        records: list[TableRecord | ItemRecord] = [*tables]
+        size = sum(len(t[1]) + 64 for t in tables)
         fresh = 0  # items in this part that are not the link
-        last: Record | None = None
+        last: ItemRecord | None = None
         for key, state in snap.items():
-            rec: Record = ("I", key, state)
+            rec: ItemRecord = ("I", key, state)
             cost = len(key) + len(state) + _RECORD_OVERHEAD
             if fresh and (size + cost > self.max_bytes or len(records) >= self.max_records):
                 yield self._encode("snapshot", records, {}, snap.vv)  # not last: no header vv
                 assert last is not None
-                records, size, fresh = [last], len(last[1]) + len(last[2]), 0  # type: ignore[misc]
+                records, size, fresh = [last], len(last[1]) + len(last[2]), 0
             records.append(rec)
             size += cost
             fresh += 1
@@ -427,9 +440,9 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
     from engine import TableDef
 
     h = segment.header
-    tables = [TableDef(r[1], r[2], r[3], (r[4], r[5]))  # type: ignore[misc]
+    tables = [TableDef(r[1], r[2], r[3], (r[4], r[5]))
               for r in segment.records if r[0] == "T"]
-    items: list[tuple[bytes, bytes]] = [(r[1], r[2])  # type: ignore[misc]
+    items: list[tuple[bytes, bytes]] = [(r[1], r[2])
                                         for r in segment.records if r[0] == "I"]
     snap_vv = h.vv or h.acks.get(h.sender, {})
     floor = store.log_floor()

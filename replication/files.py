@@ -609,10 +609,10 @@ def sync_dir(store: Store, mailbox: str | os.PathLike[str]) -> SyncReport:
         series, series_vv = _snapshot_series(index)
         for name, (kind, ranges, _) in sorted(index.items()):
             if kind == "changes":
-                done = all(low.get(int(o), 0) >= r[1] for o, r in ranges.items())
+                obsolete = all(low.get(int(o), 0) >= r[1] for o, r in ranges.items())
             else:  # an older or unfinished series, or one every member has caught up with
-                done = name not in series or vvmod.dominates(low, series_vv or {})
-            if done:
+                obsolete = name not in series or vvmod.dominates(low, series_vv or {})
+            if obsolete:
                 _unlink(own / name, report)
                 index.pop(name)
 

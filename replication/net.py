@@ -561,7 +561,7 @@ class Replicator:
                 for addr, st in self._peers.items()}
 
     def _backoff(self, attempt: int) -> float:
-        d = min(self.options.backoff_max, self.options.backoff_base * (2 ** min(attempt, 30)))
+        d = min(self.options.backoff_max, self.options.backoff_base * (1 << min(attempt, 30)))
         return d / 2 + random.uniform(0, d / 2)  # "equal jitter"
 
     async def _run_peer(self, st: _PeerState, host: str, port: int) -> None:

@@ -427,7 +427,7 @@ def encode_segment(
     # _ranges_of already checked that change records are contiguous (u64) triples; only the
     # blobs are left to check.
     checked = (tuple((o, s, _blob(t, f"record {i} txn", limits))  # type: ignore[misc]
-                     for i, (o, s, t) in enumerate(recs)) if kind == "changes"  # type: ignore[misc]
+                     for i, (o, s, t) in enumerate(recs)) if kind == "changes"
                else _check_records(header, recs, limits))
     # Records hold no maps (checked shapes): plain encoding is the canonical one.
     plain = cbor2.dumps([list(r) for r in checked])

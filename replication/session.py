@@ -42,7 +42,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -204,8 +204,9 @@ class Session:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:
-                if t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
+                exc = t.exception()
+                if exc is not None:
+                    raise exc
         finally:
             await self._stop(tasks)
 
@@ -235,7 +236,7 @@ class Session:
         finally:
             await self._stop([finished, *tasks])
 
-    async def _stop(self, tasks: list[asyncio.Future[Any]]) -> None:
+    async def _stop(self, tasks: Sequence[asyncio.Future[Any]]) -> None:
         """Cancel the session's tasks and wait for them, whatever happens (bounded)."""
         self._closing = True
         try:
