@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 HASH   := $(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test test-slow bench bench-quick clean
+.PHONY: demo test test-slow lint bench bench-quick clean
 
 # One stamp per extra set, renewed whenever pyproject.toml changes.
 $(VENV)/.stamp-%-$(HASH): pyproject.toml
@@ -22,6 +22,11 @@ test: $(VENV)/.stamp-test-$(HASH)
 
 test-slow: $(VENV)/.stamp-test-$(HASH)
 	REGIONDB_SLOW=1 HYPOTHESIS_PROFILE=slow $(PY) -m pytest -q
+
+# Types (mypy --strict, from pyproject) and lint (ruff, rules in pyproject).
+lint: $(VENV)/.stamp-dev-$(HASH)
+	$(VENV)/bin/mypy engine replication
+	$(VENV)/bin/ruff check engine replication tests bench
 
 bench: $(VENV)/.stamp-bench-$(HASH)
 	$(PY) -m bench

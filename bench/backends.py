@@ -283,7 +283,8 @@ class Sqlite(Backend):
             f'CREATE TABLE "t_{name}" (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID'
         )
 
-    def _write(self, conn: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def _write(self, conn: sqlite3.Connection,
+               statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for sql, params in statements:

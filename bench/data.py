@@ -65,7 +65,8 @@ def order_item(cust: int, order: int) -> dict[str, Any]:
         "qty": rnd.randint(1, 5),
         "price_cents": rnd.randint(199, 99_999),
         "currency": "EUR",
-        "ship_to": {"city": _CITIES[rnd.randrange(len(_CITIES))], "zip": f"{rnd.randrange(10**5):05d}"},
+        "ship_to": {"city": _CITIES[rnd.randrange(len(_CITIES))],
+                    "zip": f"{rnd.randrange(10**5):05d}"},
         "created_at": 1_700_000_000_000 + cust * 7919 + order,
         "gift": bool(rnd.getrandbits(1)),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -76,10 +77,8 @@ class NodeProc:
     def close(self) -> None:
         """Ask the node to quit; kill it (this process only) if it does not."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(Exception):  # a dead or stuck node is killed below
                 self.call({"cmd": "quit"}, timeout=20)
-            except Exception:  # noqa: BLE001
-                pass
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -229,7 +229,8 @@ def _regiondb_rows(items: list[dict[str, Any]], sizes: Sizes, api: dict[str, boo
             dt, paths = _export(src, root / f"export-{label}-{r}", compress)
             exports.setdefault(label, []).append(n / dt)
             last[label] = paths
-    export_dir = last["as_exported"][0].parent if last["as_exported"] else root / "export-as_exported-0"
+    export_dir = (last["as_exported"][0].parent if last["as_exported"]
+                  else root / "export-as_exported-0")
     rows.append(_row("export", "regiondb", _median(exports["as_exported"]),
                      rounds_values=exports["as_exported"], changes=n,
                      segments=len(last["as_exported"])))

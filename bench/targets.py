@@ -45,10 +45,7 @@ def add_ratios(rows: list[dict[str, Any]], floors: dict[str, str]) -> None:
 
 def _target(name: str, value: float | None, goal: float, comparison: str,
             reason: str | None, detail: str) -> dict[str, Any]:
-    if value is None:
-        met = None
-    else:
-        met = value >= goal if comparison == ">=" else value <= goal
+    met = None if value is None else (value >= goal if comparison == ">=" else value <= goal)
     return {"name": name, "value": value, "goal": goal, "comparison": comparison, "met": met,
             "reason": None if value is not None else reason, "detail": detail}
 
@@ -65,7 +62,8 @@ def _why(*pairs: tuple[str, dict[str, Any] | None]) -> str:
 
 def _why_repl(rows: list[dict[str, Any]], row: str) -> str:
     for r in rows:
-        if r.get("group") == "replication" and r.get("row") == row and r.get("backend") == "regiondb":
+        if (r.get("group") == "replication" and r.get("row") == row
+                and r.get("backend") == "regiondb"):
             return str(r.get("reason") or r.get("error") or "not measured")
     return f"replication row {row!r} not run"
 

@@ -6,8 +6,9 @@ synthetic databases"), ``ScrambledZipfianGenerator`` (zipfian over a huge space,
 the key range so popular keys are scattered), ``SkewedLatestGenerator`` (workload D) and the
 ``CoreWorkload`` key naming (``"user" + fnvhash64(keynum)``). Zipfian constant 0.99.
 
-Per backend (each on its own store, all open at once): one load phase (``recordcount`` single-item durable inserts), then workloads run in
-YCSB's recommended order A, B, C, F, D, E on the same data (D and E insert, so they run last).
+Per backend (each on its own store, all open at once): one load phase (``recordcount``
+single-item durable inserts), then workloads run in YCSB's recommended order A, B, C, F, D, E
+on the same data (D and E insert, so they run last).
 Operations and their arguments are generated before the clock starts; each phase is timed in
 ``ycsb_chunks`` chunks whose median throughput is reported, and per-operation latencies are pooled
 per operation type for p50/p95/p99.
@@ -325,7 +326,8 @@ def run_ycsb(sizes: Sizes, backends: list[str], progress: Progress) -> list[dict
                     try:
                         chunks[name].append(_time_chunk(part, runner.execute, by_kind[name]))
                     except Exception as exc:  # noqa: BLE001 - recorded, the others go on
-                        failed[name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+                        failed[name] = (f"{type(exc).__name__}: {exc}\n"
+                                        f"{traceback.format_exc(limit=6)}")
             for runner in live:
                 name = runner.b.name
                 if name in failed:

@@ -411,7 +411,7 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
     before = store.version_vector()
     if h.kind == "changes":
         gone = store.forgotten() | h.forgotten
-        for origin, (first, last) in sorted(h.ranges.items()):
+        for origin, (first, _) in sorted(h.ranges.items()):
             have = before.get(origin, 0)
             if origin != me and origin not in gone and first > have + 1:
                 raise GapError(

@@ -32,6 +32,7 @@ peers' vvs, lag samples), so :func:`status` sees every connection of the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl as _ssl
@@ -51,11 +52,18 @@ from engine.errors import (
     SegmentError,
     ValidationError,
 )
+
 from . import exchange
-from .protocol import Hello, PeerInfo, client_handshake, normalize_secret, send_error
-from .protocol import server_handshake
 from .lag import PeerLag
 from .peers import hub_for, peer_lag, peer_rows
+from .protocol import (
+    Hello,
+    PeerInfo,
+    client_handshake,
+    normalize_secret,
+    send_error,
+    server_handshake,
+)
 from .session import NetOptions, Session
 
 __all__ = [
@@ -76,7 +84,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _PEER_ERRORS = (AuthError, ProtocolError, ForgottenNodeError, SegmentError, ClockSkewError)
-_NET_ERRORS = (OSError, EOFError, TimeoutError, asyncio.TimeoutError, asyncio.IncompleteReadError)
 
 
 def parse_address(address: str | tuple[str, int]) -> tuple[str, int]:
@@ -120,10 +127,8 @@ def _peer_label(writer: asyncio.StreamWriter) -> str:
 
 async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
-    try:
+    with contextlib.suppress(TimeoutError, OSError, _ssl.SSLError):
         await asyncio.wait_for(writer.wait_closed(), 1.0)
-    except (OSError, asyncio.TimeoutError, _ssl.SSLError):
-        pass
 
 
 # ------------------------------------------------------------------------------- server
@@ -167,10 +172,8 @@ class AsyncServer:
         if self._handlers:
             await asyncio.wait(list(self._handlers), timeout=5.0)
         if self._server is not None:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
-            except asyncio.TimeoutError:
-                pass
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> AsyncServer:
@@ -210,7 +213,7 @@ class AsyncServer:
             self._count(exc)
             log.warning("%s: %s: %s", label, type(exc).__name__, exc)
             await send_error(writer, exc)
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             self._count(TimeoutError())
             log.warning("%s: timed out: %s", label, exc or "handshake not finished in time")
         except (OSError, asyncio.IncompleteReadError) as exc:
@@ -295,7 +298,8 @@ class Server:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed.is_set() else "serving"
-        return f"<Server {self.address[0]}:{self.address[1]} node={self._inner.store.node_id:016x} {state}>"
+        host, port = self.address
+        return f"<Server {host}:{port} node={self._inner.store.node_id:016x} {state}>"
 
 
 def serve(store: Store, host: str = "127.0.0.1", port: int = 0, secret: str | bytes | None = None,
@@ -372,7 +376,8 @@ async def _connect(host: str, port: int, ctx: _ssl.SSLContext | None,
 
 async def sync_async(store: Store, address: str | tuple[str, int],
                      secret: str | bytes | None = None, ssl: _ssl.SSLContext | None = None,
-                     timeout: float = 300.0, *, options: NetOptions | None = None) -> SocketSyncReport:
+                     timeout: float = 300.0, *,
+                     options: NetOptions | None = None) -> SocketSyncReport:
     """:func:`sync` for asyncio code (runs on the current loop; store work in threads)."""
     host, port = parse_address(address)
     key = normalize_secret(secret)
@@ -473,7 +478,9 @@ class Replicator:
                  secret: str | bytes | None = None, ssl: _ssl.SSLContext | None = None, *,
                  options: NetOptions | None = None) -> None:
         self.store = store
-        self._addrs = [parse_address(p) for p in peers]
+        # One link per distinct address: a peer listed twice must not shift the pairing of
+        # addresses and per-peer states in start().
+        self._addrs = list(dict.fromkeys(parse_address(p) for p in peers))
         self._secret = normalize_secret(secret)
         self._ssl = _check_ssl(ssl)
         self.options = options or NetOptions()
@@ -487,7 +494,8 @@ class Replicator:
         return f"<Replicator node={self.store.node_id:016x} peers={list(self._peers)}>"
 
     def start(self) -> Replicator:
-        """Start replicating in a background thread; returns at once (see :meth:`wait_connected`)."""
+        """Start replicating in a background thread; return at once (:meth:`wait_connected`
+        waits for the links)."""
         if self._runner is not None:
             return self
         self._stopping = False
@@ -496,7 +504,8 @@ class Replicator:
 
         async def launch() -> None:
             self._tasks = [asyncio.ensure_future(self._run_peer(st, h, p))
-                           for st, (h, p) in zip(self._peers.values(), self._addrs)]
+                           for st, (h, p) in zip(self._peers.values(), self._addrs,
+                                                 strict=True)]
 
         self._runner.run(launch(), timeout=10)
         return self
@@ -568,7 +577,7 @@ class Replicator:
         while not self._stopping:
             try:
                 reader, writer = await _connect(host, port, self._ssl, self.options)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 st.last_error = f"connect: {exc or type(exc).__name__}"
                 log.debug("%s: cannot connect: %s", st.address, st.last_error)
             else:
@@ -603,7 +612,7 @@ class Replicator:
             st.last_error = f"{type(exc).__name__}: {exc}"
             log.error("%s: %s", label, st.last_error)
             await send_error(writer, exc)
-        except (TimeoutError, asyncio.TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             st.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("%s: connection lost: %s", label, st.last_error)
         except asyncio.CancelledError:

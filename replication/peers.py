@@ -23,6 +23,7 @@ persisted by the sessions (``exchange.record_peer``), throttled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import weakref
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine import Store
+
 from .lag import LAG_WINDOW, LagStats, PeerLag, lag_stats
 
 if TYPE_CHECKING:
@@ -132,10 +134,8 @@ class Waker:
     def threadsafe(self) -> None:
         """Wake up from any thread."""
         if self.claim():
-            try:
+            with contextlib.suppress(RuntimeError):  # loop closed
                 self.loop.call_soon_threadsafe(self._event.set)
-            except RuntimeError:  # loop closed
-                pass
 
     def defer(self) -> None:
         """From any thread: wake up ``defer_delay`` from now unless already due sooner."""
@@ -145,11 +145,9 @@ class Waker:
         if threading.get_ident() == self._thread:
             self.loop.call_later(self.defer_delay, self._deferred_set)
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # loop closed
             self.loop.call_soon_threadsafe(self.loop.call_later, self.defer_delay,
                                            self._deferred_set)
-        except RuntimeError:  # loop closed
-            pass
 
     def _deferred_set(self) -> None:
         self._deferred = False
@@ -158,11 +156,9 @@ class Waker:
     async def wait(self, timeout: float | None) -> None:
         """Until woken or ``timeout`` seconds passed (``asyncio.timeout``: no task per wait)."""
         if not self._event.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._event.wait()
-            except TimeoutError:
-                pass
         self._flag = False
         self._event.clear()
 
@@ -262,10 +258,8 @@ class Hub:
             if s.wants_commits and s.waker.claim():
                 groups.setdefault(s.loop, []).append(s.waker)
         for loop, group in groups.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # loop closed; its sessions are ending
                 loop.call_soon_threadsafe(_wake_all, group)
-            except RuntimeError:  # loop closed; its sessions are ending
-                pass
 
 
 _hubs: weakref.WeakKeyDictionary[Store, Hub] = weakref.WeakKeyDictionary()

@@ -37,8 +37,14 @@ from typing import Any
 import cbor2
 
 from engine.bounded import loads_bounded
-from engine.errors import AuthError, ClockSkewError, Error, ForgottenNodeError, ProtocolError
-from engine.errors import ValidationError
+from engine.errors import (
+    AuthError,
+    ClockSkewError,
+    Error,
+    ForgottenNodeError,
+    ProtocolError,
+    ValidationError,
+)
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
@@ -267,7 +273,7 @@ async def send_error(writer: asyncio.StreamWriter, exc: BaseException) -> None:
         writer.write(encode_message(MsgType.ERROR, {"code": error_code(exc),
                                                     "message": str(exc)[:4000]}))
         await asyncio.wait_for(writer.drain(), 1.0)
-    except (OSError, asyncio.TimeoutError, RuntimeError):
+    except (TimeoutError, OSError, RuntimeError):
         pass
 
 

@@ -337,7 +337,7 @@ def _header_to_cbor(header: SegmentHeader) -> bytes:
         "kind": header.kind,
         "sender": header.sender,
         "region": header.region,
-        "ranges": {o: [f, l] for o, (f, l) in sorted(header.ranges.items())},
+        "ranges": {o: [first, last] for o, (first, last) in sorted(header.ranges.items())},
         "vv": _sorted_map(header.vv),
         "acks": {n: _sorted_map(header.acks[n]) for n in sorted(header.acks)},
         "forgotten": sorted(header.forgotten),

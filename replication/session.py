@@ -39,6 +39,7 @@ standby.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -49,6 +50,7 @@ from typing import Any
 
 from engine import Store
 from engine.errors import LogTruncated, ProtocolError, SegmentError, ValidationError
+
 from . import exchange
 from .lag import LagStats, PeerLag, sample_lags, txn_hlc
 from .peers import PeerStats, Waker, applying_remote, hub_for, merge_vv
@@ -61,7 +63,7 @@ from .protocol import (
     read_frame,
     type_name,
 )
-from .segment import Segment, decode_segment, encode_segment
+from .segment import SEGMENT_MAGIC, Segment, decode_segment, encode_segment
 
 # LagStats, PeerLag, PeerStats and hub_for live in .lag and .peers; re-exported for callers
 # that imported them from here.
@@ -255,10 +257,8 @@ class Session:
                 if t.done() and not t.cancelled():
                     t.exception()
             self.hub.unregister(self)
-            try:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._flush_acks(force=True), 2.0)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                pass
 
     async def _synced(self) -> None:
         await self.peer_done.wait()
@@ -325,10 +325,9 @@ class Session:
                     "connection (it catches up from the log when it reconnects)") from None
 
     async def _send_segment(self, data: bytes, ranges: dict[int, tuple[int, int]] | None) -> None:
-        if ranges is None and data[:8] == b"\x89RGDBSEG":
-            # Catch-up segments come ready-made; peek at the kind for the report only.
-            if b"snapshot" in data[:256]:
-                self.snapshot_sent = True
+        # Catch-up segments come ready-made; peek at the kind for the report only.
+        if ranges is None and data.startswith(SEGMENT_MAGIC) and b"snapshot" in data[:256]:
+            self.snapshot_sent = True
         self._send(encode_frame(MsgType.SEGMENT, data))
         self.outstanding += 1
         self.segments_sent += 1
@@ -420,10 +419,8 @@ class Session:
             def later() -> None:
                 self._advert_timer = False
                 if not self._closing:
-                    try:
+                    with contextlib.suppress(Exception):  # the connection went away meanwhile
                         self._advertise(self.store.version_vector())
-                    except Exception:  # the connection went away meanwhile
-                        pass
 
             self.loop.call_later(gap - (now - self._advertised_at), later)
 
@@ -440,7 +437,7 @@ class Session:
                         f"connection lost mid-frame ({len(exc.partial)} bytes of a frame "
                         "header); nothing of it was applied") from None
                 raise EOFError("peer closed the connection") from None
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise TimeoutError(
                     f"peer sent no complete frame for {self.opts.idle_timeout} s") from None
             self._last_recv = time.monotonic()

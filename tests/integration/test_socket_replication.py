@@ -71,10 +71,8 @@ def addr(server: Any) -> str:
 
 
 def fill(store: engine.Store, n: int, prefix: str) -> None:
-    try:
-        table = store.table("orders")
-    except engine.TableNotFound:
-        table = store.create_table("orders", partition_key="id")
+    if "orders" not in store.tables():
+        store.create_table("orders", partition_key="id")
     with store.batch() as b:
         for i in range(n):
             b.put("orders", {"id": f"{prefix}{i}", "total": i})
@@ -176,7 +174,7 @@ def _topology(net: Any, n: int, links: Callable[[list[str]], list[list[str]]]) -
     stores = [net.store(f"n{i}") for i in range(n)]
     servers = [net.serve(s) for s in stores]
     addrs = [addr(s) for s in servers]
-    for store, peers in zip(stores, links(addrs)):
+    for store, peers in zip(stores, links(addrs), strict=True):
         if peers:
             net.replicate(store, peers)
     return stores
@@ -218,7 +216,7 @@ def test_live_push_latency_is_milliseconds(net: Any) -> None:
     for i in range(50):
         t0 = time.perf_counter()
         a.table("orders").put({"id": f"x{i}", "v": i})
-        wait_until(lambda: b.table("orders").get(f"x{i}") is not None, 5, "live push")
+        wait_until(lambda i=i: b.table("orders").get(f"x{i}") is not None, 5, "live push")
         lat.append((time.perf_counter() - t0) * 1000)
     lat.sort()
     assert lat[len(lat) // 2] < 50, lat  # typically ~1-3 ms; generous for a loaded CI box
@@ -253,10 +251,12 @@ def test_flush_waits_until_peers_acknowledged(tmp_path) -> None:  # type: ignore
     import engine as _engine
     import replication as _replication
 
-    with _engine.open(tmp_path / "a", region="a") as a, _engine.open(tmp_path / "b", region="b") as b, \
+    with _engine.open(tmp_path / "a", region="a") as a, \
+            _engine.open(tmp_path / "b", region="b") as b, \
             _replication.serve(b, secret=b"k") as server:
         t = a.create_table("t", partition_key="id")
-        with _replication.Replicator(a, peers=["%s:%d" % server.address], secret=b"k") as rep:
+        host, port = server.address
+        with _replication.Replicator(a, peers=[f"{host}:{port}"], secret=b"k") as rep:
             assert rep.wait_connected(10)
             for i in range(50):
                 t.put({"id": i})

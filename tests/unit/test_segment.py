@@ -400,7 +400,7 @@ def test_encode_refuses_oversize() -> None:
 
 
 def test_default_limits() -> None:
-    assert DEFAULT_LIMITS == SegmentLimits(64 << 20, 16 << 20, 32, 1_000_000)
+    assert SegmentLimits(64 << 20, 16 << 20, 32, 1_000_000) == DEFAULT_LIMITS
 
 
 # ---------------------------------------------------------------------------- names
