@@ -257,21 +257,25 @@ class Store:
             max_item = codec.MAX_ITEM_BYTES
             for op in ops:
                 kind, tdef, key, _, attrs, _, condition = op
-                raw = get(key, db=items_db)
                 if kind == "P" and condition is None:
-                    # A blind put needs only the largest version held, not the whole state.
-                    # v is above every version held (the clock observes all it applies), so
-                    # the put replaces the state outright.
-                    seen = BOTTOM if raw is None else codec.max_version_raw(raw)
+                    # A blind put needs only the largest version held (its ``seen``), not the
+                    # whole state. v is above every version held (the clock observes all it
+                    # applies), so the put replaces the state outright.
+                    attrs_cbor = dumps(attrs)  # encoded once, spliced twice
+                    if len(attrs_cbor) > max_item:
+                        _check_item_size(len(attrs_cbor), op)
+                    if put(key, puts.state(attrs_cbor, BOTTOM), db=items_db, overwrite=False):
+                        seen = BOTTOM  # a new item: one descent of the tree, no get first
+                    else:
+                        seen = codec.max_version_raw(get(key, db=items_db))
+                        if seen < v:
+                            put(key, puts.state(attrs_cbor, seen), db=items_db)
                     if seen < v:
-                        attrs_cbor = dumps(attrs)  # encoded once, spliced twice
-                        if len(attrs_cbor) > max_item:
-                            _check_item_size(len(attrs_cbor), op)
-                        put(key, puts.state(attrs_cbor, seen), db=items_db)
                         wire.append(puts.op(tdef.name, key, attrs_cbor, seen))
                         results.append(attrs)
                         images.append(True)
                         continue
+                raw = get(key, db=items_db)
                 state = codec.decode_state(raw) if raw is not None else None
                 if condition is not None:
                     if not condition(visible(state)):

@@ -117,7 +117,11 @@ class Table:
             raise ValidationError(f"item must be a dict, not {type(item).__name__}")
         attrs = dict(item)
         codec.check_attrs(attrs, self.name, _in_table=True)
-        key, values = self._item_key(attrs)
+        try:
+            key, values = self._key(attrs[self.partition_key],
+                                    None if self.sort_key is None else attrs[self.sort_key])
+        except KeyError:
+            key, values = self._item_key(attrs)  # raises, naming the missing key attribute
         if condition is not None:
             _check_condition(condition)
         return _Op("P", self._def, key, values, attrs, (), condition)
@@ -366,7 +370,12 @@ class Batch:
             condition: Condition | None = None) -> None:
         """Add a put of ``item`` to ``table``."""
         t = self._by_name.get(table) if type(table) is str else None  # the hot path of bulk loads
-        self._add((t or self._table(table))._put_op(item, condition))
+        op = (t or self._table(table))._put_op(item, condition)
+        keys = self._keys
+        if self._done or op.key in keys or len(keys) >= MAX_BATCH_OPS:
+            self._add(op)  # raises, saying which rule the write broke
+        keys.add(op.key)
+        self._ops.append(op)
 
     def update(
         self, table: str | Table, pk: KeyValue, sk: KeyValue | None = None, *,
