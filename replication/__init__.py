@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from engine.errors import AuthError, ClockSkewError, ForgottenNodeError, ProtocolError, SegmentError
 
 from .exchange import (
+    ApplyTotals,
     GapError,
     SegmentReport,
     apply_segment,
@@ -50,6 +51,7 @@ def forget(store: Store, node_id: int) -> None:
 
 
 __all__ = [
+    "ApplyTotals",
     "AuthError",
     "ClockSkewError",
     "FileOutcome",

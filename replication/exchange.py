@@ -78,6 +78,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_RECORDS",
+    "ApplyTotals",
     "GapError",
     "SegmentReport",
     "apply_segment",
@@ -108,29 +109,49 @@ class GapError(SegmentError):
     it after the other files)."""
 
 
-@dataclass(slots=True)
-class SegmentReport:
-    """What :func:`apply_segment` did with one segment.
+@dataclass(slots=True, kw_only=True)
+class ApplyTotals:
+    """What applying one or more segments did, in total: the part every apply report shares.
 
-    ``applied``/``skipped``/``held``/``conflicts``/``refused``/``gaps`` are those of
-    :class:`engine.ApplyReport` (changes segments). For a snapshot part, ``items`` counts the
-    item states merged and ``snapshot_complete`` says whether it completed a snapshot (the
-    vv advanced). ``new`` is true if this segment taught us anything.
+    ``applied``/``skipped``/``held``/``conflicts``/``refused`` are those of
+    :class:`engine.ApplyReport` (changes, counted in transactions); ``items`` counts the item
+    states merged from snapshot parts; ``warnings`` are things worth a log line.
     """
 
-    sender: int
-    kind: str
-    created_hlc: int = 0
     applied: int = 0
     skipped: int = 0
     held: int = 0
     conflicts: int = 0
     items: int = 0
+    refused: dict[int, Error] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, other: ApplyTotals, *, source: str | None = None) -> None:
+        """Fold ``other`` into these totals; its warnings are prefixed ``"<source>: "``."""
+        self.applied += other.applied
+        self.skipped += other.skipped
+        self.held += other.held
+        self.conflicts += other.conflicts
+        self.items += other.items
+        self.refused.update(other.refused)
+        self.warnings += [f"{source}: {w}" if source else w for w in other.warnings]
+
+
+@dataclass(slots=True)
+class SegmentReport(ApplyTotals):
+    """What :func:`apply_segment` did with one segment (totals in :class:`ApplyTotals`).
+
+    ``gaps`` is that of :class:`engine.ApplyReport` (changes segments). For a snapshot part,
+    ``snapshot_complete`` says whether it completed a snapshot (the vv advanced). ``new`` is
+    true if this segment taught us anything.
+    """
+
+    sender: int
+    kind: str
+    created_hlc: int = 0
     snapshot_complete: bool | None = None
     new: bool = False
-    refused: dict[int, Error] = field(default_factory=dict)
     gaps: dict[int, tuple[int, int]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ state and acks

@@ -43,7 +43,7 @@ from engine.errors import Error, ForgottenNodeError, SegmentError, ValidationErr
 from . import exchange
 from . import vv as vvmod
 from .atomic import is_temp_name, read_file_bounded, write_atomic
-from .exchange import GapError, SegmentReport
+from .exchange import ApplyTotals, GapError, SegmentReport
 from .segment import (
     DEFAULT_LIMITS,
     SEGMENT_MAGIC,
@@ -90,18 +90,11 @@ class FileOutcome:
 
 
 @dataclass(slots=True)
-class ImportReport:
-    """What :func:`import_changes` did, per file and in total (changes and snapshot items)."""
+class ImportReport(ApplyTotals):
+    """What :func:`import_changes` did, per file and in total (:class:`ApplyTotals`)."""
 
     files: list[FileOutcome] = field(default_factory=list)
-    applied: int = 0
-    skipped: int = 0
-    held: int = 0
-    conflicts: int = 0
-    items: int = 0
-    refused: dict[int, Error] = field(default_factory=dict)
     rejected: list[FileOutcome] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         """How many files ended with ``status``."""
@@ -115,17 +108,12 @@ class ImportReport:
 
 
 @dataclass(slots=True)
-class SyncReport:
-    """What :func:`sync_dir` did: imported (like :class:`ImportReport`), exported files,
+class SyncReport(ApplyTotals):
+    """What :func:`sync_dir` did: imported (totals in :class:`ApplyTotals`), exported files,
     deleted own files, garbage collected (``removed`` log entries, ``purged`` tombstones)."""
 
     node_id: int
     peers: list[int] = field(default_factory=list)
-    applied: int = 0
-    skipped: int = 0
-    held: int = 0
-    conflicts: int = 0
-    items: int = 0
     imported: list[FileOutcome] = field(default_factory=list)
     rejected: list[FileOutcome] = field(default_factory=list)
     waiting: list[FileOutcome] = field(default_factory=list)
@@ -133,8 +121,6 @@ class SyncReport:
     deleted: list[Path] = field(default_factory=list)
     removed: int = 0
     purged: int = 0
-    refused: dict[int, Error] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (f"{len(self.peers)} peers; imported {self.applied} changes, {self.items} "
@@ -285,15 +271,8 @@ def _import_files(
         report.files.append(outcome)
         if outcome.status == "rejected":
             report.rejected.append(outcome)
-        rep = outcome.report
-        if rep is not None:
-            report.applied += rep.applied
-            report.skipped += rep.skipped
-            report.held += rep.held
-            report.conflicts += rep.conflicts
-            report.items += rep.items
-            report.refused.update(rep.refused)
-            report.warnings += [f"{path.name}: {w}" for w in rep.warnings]
+        if outcome.report is not None:
+            report.add(outcome.report, source=path.name)
     return report
 
 
@@ -553,10 +532,7 @@ def sync_dir(store: Store, mailbox: str | os.PathLike[str]) -> SyncReport:
     report.imported = imported.files
     report.rejected = [f for f in imported.files if f.status == "rejected"]
     report.waiting = [f for f in imported.files if f.status == "waiting"]
-    report.applied, report.skipped, report.held = imported.applied, imported.skipped, imported.held
-    report.conflicts, report.items = imported.conflicts, imported.items
-    report.refused.update(imported.refused)
-    report.warnings += imported.warnings
+    report.add(imported)
 
     # 3. export
     old_index: dict[str, Any] = {}

@@ -39,7 +39,7 @@ import ssl as _ssl
 import threading
 import time
 from collections.abc import Coroutine, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -120,6 +120,26 @@ def _hello(store: Store, options: NetOptions, mode: str) -> Hello:
                  frozenset(forgotten), max_frame=options.max_frame, mode=mode)
 
 
+async def _handshake(store: Store, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     secret: bytes | None, options: NetOptions, executor: Executor | None, *,
+                     initiator: bool, mode: str = "live",
+                     deadline: float | None = None) -> PeerInfo:
+    """Exchange HELLOs and authenticate, within ``options.handshake_timeout`` (and before
+    ``deadline``, loop time). Ours is built in ``executor``: it reads the store.
+
+    :raises AuthError, ProtocolError, ForgottenNodeError: as the handshake finds.
+    :raises TimeoutError: if the peer does not finish in time.
+    """
+    loop = asyncio.get_running_loop()
+    me = await loop.run_in_executor(executor, _hello, store, options, mode)
+    shake = client_handshake if initiator else server_handshake
+    timeout = options.handshake_timeout
+    if deadline is not None:
+        timeout = max(0.0, min(timeout, deadline - loop.time()))
+    return await asyncio.wait_for(
+        shake(reader, writer, me, secret, timeout=options.handshake_timeout), timeout)
+
+
 def _peer_label(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
@@ -197,11 +217,8 @@ class AsyncServer:
             return
         self._handlers.add(task)
         try:
-            me = _hello(self.store, self.options, "live")
-            peer = await asyncio.wait_for(
-                server_handshake(reader, writer, me, self._secret,
-                                 timeout=self.options.handshake_timeout),
-                self.options.handshake_timeout)
+            peer = await _handshake(self.store, reader, writer, self._secret, self.options,
+                                    self._executor, initiator=False)
             label = f"{label} (node {peer.node:016x} {peer.region}, {peer.mode})"
             log.info("%s: connected", label)
             session = Session(self.store, reader, writer, peer, initiator=False,
@@ -389,10 +406,8 @@ async def sync_async(store: Store, address: str | tuple[str, int],
     reader, writer = await _connect(host, port, ctx, opts)
     executor = ThreadPoolExecutor(2, thread_name_prefix="regiondb-sync")
     try:
-        me = await loop.run_in_executor(executor, _hello, store, opts, "sync")
-        peer = await asyncio.wait_for(
-            client_handshake(reader, writer, me, key, timeout=opts.handshake_timeout),
-            max(0.0, min(opts.handshake_timeout, deadline - loop.time())))
+        peer = await _handshake(store, reader, writer, key, opts, executor, initiator=True,
+                                mode="sync", deadline=deadline)
         label = f"sync with {host}:{port} (node {peer.node:016x} {peer.region})"
         session = Session(store, reader, writer, peer, initiator=True, options=opts,
                           executor=executor, label=label)
@@ -589,14 +604,9 @@ class Replicator:
     async def _converse(self, st: _PeerState, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> None:
         label = st.address
-        loop = asyncio.get_running_loop()
         try:
-            me = await loop.run_in_executor(self._executor, _hello, self.store, self.options,
-                                            "live")
-            peer: PeerInfo = await asyncio.wait_for(
-                client_handshake(reader, writer, me, self._secret,
-                                 timeout=self.options.handshake_timeout),
-                self.options.handshake_timeout)
+            peer = await _handshake(self.store, reader, writer, self._secret, self.options,
+                                    self._executor, initiator=True)
             st.node_id, st.region, st.connected, st.attempts = peer.node, peer.region, True, 0
             st.last_error = None
             st.connected_event.set()
