@@ -260,7 +260,7 @@ def _conflicts(store: Store, env: Env, since: int) -> Iterator[Conflict]:
         table, values, attr, winner, loser, value, winner_value, local_lost = codec.loads(raw)
         keyd = key_dict(store, table, tuple(values))
         yield Conflict(cid, table, keyd, attr, tuple(winner), tuple(loser), loser[1], value,
-                       winner_value, local_lost)  # type: ignore[arg-type]
+                       winner_value, local_lost)
 
 
 def conflict_count(store: Store) -> int:

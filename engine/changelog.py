@@ -125,7 +125,7 @@ def _txn_hlc(value: Any, at: int) -> int:
     """The HLC at the head of the transaction ``[hlc, [ops]]`` stored from offset ``at``."""
     info = value[at + 1] & 0x1F  # value[at] is the array head 0x82; then the uint head
     if info < 24:
-        return info
+        return int(info)
     n = 1 << (info - 24)  # 24..27: a 1-, 2-, 4- or 8-byte argument
     return int.from_bytes(value[at + 2:at + 2 + n], "big")
 
@@ -261,6 +261,7 @@ def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
             continue
         table, values = decode_key(op.key)
         keyd = key_dict(store, table, values)
+        delta: dict[str, Any]
         if op.kind == "P":
             kind, delta = "put", {"item": op.attrs}
         elif op.kind == "U":

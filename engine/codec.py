@@ -209,9 +209,9 @@ def _plainly_valid(value: Any, depth: int) -> bool:
     """
     t = type(value)
     if t is str:
-        return value.isascii()
+        return bool(value.isascii())
     if t is int:
-        return value.bit_length() <= _MAX_INT_BITS
+        return bool(value.bit_length() <= _MAX_INT_BITS)
     if t in _PLAIN:
         return True
     if t is float:
@@ -249,9 +249,7 @@ def check_attrs(attrs: Mapping[str, Any], where: str, *, _in_table: bool = False
         elif t is int:
             if value.bit_length() <= _MAX_INT_BITS:
                 continue
-        elif t in _PLAIN:
-            continue
-        elif _plainly_valid(value, 0):
+        elif t in _PLAIN or _plainly_valid(value, 0):
             continue
         check_value(value, f"{f'table {where!r}' if _in_table else where}: attribute {name!r}")
 

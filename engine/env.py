@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from threading import get_ident
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from threading import get_ident
 from typing import Any, TypeVar
 
 import lmdb
@@ -164,7 +164,7 @@ class Env:
                     pass
                 else:
                     try:
-                        return txn.get(key, db=db)  # type: ignore[no-any-return]
+                        return txn.get(key, db=db)
                     finally:
                         txn.abort()
             except lmdb.Error as exc:

@@ -146,7 +146,7 @@ def _decode_number_body(body: bytes, negative: bool) -> tuple[int | Decimal, int
     if not digits or any(not 0 <= d <= 9 for d in digits):
         raise ValueError("bad digits")
     dec = Decimal((1 if negative else 0, digits, sci - len(digits)))
-    if 0 <= sci - len(digits) and sci <= _MAX_INT_DIGITS:
+    if sci - len(digits) >= 0 and sci <= _MAX_INT_DIGITS:
         return int(dec), end + 1
     return dec, end + 1
 

@@ -59,7 +59,7 @@ def snapshot(store: Store) -> Snapshot:
                 ok = cur.first() if after is None else cur.set_range(after)
                 if ok and after is not None and cur.key() == after:
                     ok = cur.next()
-                rows = []
+                rows: list[tuple[bytes, bytes]] = []
                 while ok and len(rows) < CHUNK * 4:
                     rows.append((bytes(cur.key()), bytes(cur.value())))
                     ok = cur.next()

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import codec
-from .changelog import CHUNK, check_limit as _check_limit
+from .changelog import CHUNK
+from .changelog import check_limit as _check_limit
 from .errors import StoreClosed, ValidationError
 from .keys import KeyValue, check_key_value, encode_prefix, encode_value
 
@@ -50,7 +51,7 @@ def _successor(prefix: bytes) -> bytes:
 def _check_condition(condition: object) -> Condition | None:
     if condition is not None and not callable(condition):
         raise ValidationError(f"condition must be a callable or None, not {condition!r}")
-    return condition  # type: ignore[return-value]
+    return condition
 
 
 class Table:
@@ -122,9 +123,8 @@ class Table:
                                     None if self.sort_key is None else attrs[self.sort_key])
         except KeyError:
             key, values = self._item_key(attrs)  # raises, naming the missing key attribute
-        if condition is not None:
-            _check_condition(condition)
-        return _Op("P", self._def, key, values, attrs, (), condition)
+        return _Op("P", self._def, key, values, attrs, (),
+                   None if condition is None else _check_condition(condition))
 
     def _update_op(
         self, pk: Any, sk: Any, set_: Mapping[str, Any] | None, remove: Iterable[str] | None,
