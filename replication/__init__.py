@@ -30,6 +30,19 @@ from .exchange import (
     segments_for,
 )
 from .files import FileOutcome, ImportReport, SyncReport, export_changes, import_changes, sync_dir
+from .net import (
+    AsyncServer,
+    NetOptions,
+    PeerLag,
+    Replicator,
+    Server,
+    SocketSyncReport,
+    serve,
+    serve_async,
+    status,
+    sync,
+    sync_async,
+)
 from .vv import update_acks
 
 if TYPE_CHECKING:
@@ -52,15 +65,21 @@ def forget(store: Store, node_id: int) -> None:
 
 __all__ = [
     "ApplyTotals",
+    "AsyncServer",
     "AuthError",
     "ClockSkewError",
     "FileOutcome",
     "ForgottenNodeError",
     "GapError",
     "ImportReport",
+    "NetOptions",
+    "PeerLag",
     "ProtocolError",
+    "Replicator",
     "SegmentError",
     "SegmentReport",
+    "Server",
+    "SocketSyncReport",
     "SyncReport",
     "apply_segment",
     "collect_garbage",
@@ -70,23 +89,10 @@ __all__ = [
     "local_state",
     "record_peer",
     "segments_for",
+    "serve",
+    "serve_async",
+    "status",
+    "sync",
+    "sync_async",
     "sync_dir",
 ]
-
-# -- sockets (replication.net): serve, sync, Replicator are added below this line ----------
-from .net import (  # noqa: E402
-    AsyncServer,
-    NetOptions,
-    PeerLag,
-    Replicator,
-    Server,
-    SocketSyncReport,
-    serve,
-    serve_async,
-    status,
-    sync,
-    sync_async,
-)
-
-__all__ += ["AsyncServer", "NetOptions", "PeerLag", "Replicator", "Server", "SocketSyncReport",
-            "serve", "serve_async", "status", "sync", "sync_async"]

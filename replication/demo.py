@@ -225,15 +225,16 @@ class Demo:
 
     def _wait_vv(self, w: Worker, target: dict[str, int], what: str,
                  timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
-        res = w.request({"cmd": "wait_vv", "target": target, "timeout": timeout},
-                        timeout=timeout + 5)
+        res: dict[str, Any] = w.request({"cmd": "wait_vv", "target": target,
+                                         "timeout": timeout}, timeout=timeout + 5)
         if not res["ok"]:
             raise DemoError(f"{w.region} did not receive {what} within {timeout:.0f} s "
                             f"({res.get('missing')} changes missing)")
-        return res  # type: ignore[no-any-return]
+        return res
 
     def _vv(self, region: str) -> dict[str, int]:
-        return self.workers[region].request({"cmd": "vv"})  # type: ignore[no-any-return]
+        vv: dict[str, int] = self.workers[region].request({"cmd": "vv"})
+        return vv
 
     def _live(self) -> list[Worker]:
         return [w for r, w in self.workers.items() if r not in self.down]

@@ -4,8 +4,8 @@ Run by :mod:`replication.demo` as its own process (``python -m replication.demo_
 that killing it is a real crash. It opens (or creates) its store, serves it, replicates live
 with its peers over authenticated sockets, and sells when told to. It speaks JSON lines: it
 reads commands on stdin and writes events on stdout (``ready``, ``stats`` every second,
-``reply`` to each command that carries an ``id``). It exits when stdin closes, so it never
-outlives the demo.
+``reply`` to each command that carries an ``id``, ``warning`` when a sale fails). It exits
+when stdin closes, so it never outlives the demo.
 
 **Inventory.** Stock of everyday products is *allocated per region*: one inventory item per
 product, with one attribute per region (``stock_us-east-1``), which only that region

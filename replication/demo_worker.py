@@ -56,7 +56,6 @@ class Worker:
         self._pending: dict[int, tuple[threading.Event, list[dict[str, Any]]]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self.started_at = 0.0
         self.on_stats: Callable[[Worker, dict[str, Any]], None] | None = None
 
     def start(self) -> None:
@@ -69,13 +68,12 @@ class Worker:
                "--seed", str(self.seed)]
         for p in self.peers:
             cmd += ["--peer", f"127.0.0.1:{p}"]
-        log = open(self.logdir / f"{self.region}.log", "a")  # noqa: SIM115 - the child owns it
-        self.started_at = time.time()
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-            bufsize=1, start_new_session=True,  # Ctrl-C reaches the demo only; it stops us
-        )
-        log.close()
+        # The child inherits the log file; our copy closes once it is started.
+        with open(self.logdir / f"{self.region}.log", "a") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                bufsize=1, start_new_session=True,  # Ctrl-C reaches the demo only; it stops us
+            )
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
 
     def _read(self, proc: subprocess.Popen[str]) -> None:

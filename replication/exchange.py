@@ -442,7 +442,7 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
     report.warnings += _adopt_forgotten(store, h.forgotten, h.sender)
     if h.kind == "changes":
         try:
-            r = store.apply_changes(segment.records)  # type: ignore[arg-type]
+            r = store.apply_changes(segment.change_records())
         except ValidationError as exc:
             raise SegmentError(f"bad change record: {exc}") from exc
         report.applied, report.skipped, report.held = r.applied, r.skipped, r.held

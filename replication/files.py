@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,11 +45,11 @@ from .atomic import is_temp_name, read_file_bounded, write_atomic
 from .exchange import ApplyTotals, GapError, SegmentReport
 from .segment import (
     DEFAULT_LIMITS,
-    SEGMENT_MAGIC,
     SegmentHeader,
     SegmentLimits,
     decode_segment,
     parse_segment_filename,
+    peek_record_count,
     segment_filename,
 )
 
@@ -67,7 +66,6 @@ STATE_FILE = "state.cbor"
 STATE_MAGIC = b"regiondb-state"
 STATE_MAX_BYTES = 16 << 20
 _SEEN_META = "mailbox_seen"
-_PREFIX = struct.Struct(">8sHI")
 
 
 # ------------------------------------------------------------------ reports
@@ -200,14 +198,8 @@ def _peek_count(path: Path) -> int:
     """The record count a segment's header claims (0 if unreadable): for progress only."""
     try:
         with open(path, "rb") as f:
-            prefix = f.read(_PREFIX.size)
-            magic, _, n = _PREFIX.unpack(prefix)
-            if magic != SEGMENT_MAGIC or n > 1 << 20:
-                return 0
-            header = loads_bounded(f.read(n), max_depth=4, max_bytes=n)
-        count = header.get("record_count", 0) if isinstance(header, dict) else 0
-        return count if isinstance(count, int) else 0
-    except (OSError, struct.error, ValidationError, ValueError):
+            return peek_record_count(f)
+    except OSError:
         return 0
 
 

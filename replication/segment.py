@@ -29,7 +29,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, TypeAlias
+from typing import BinaryIO, Literal, TypeAlias, cast
 
 import cbor2
 
@@ -51,6 +51,7 @@ __all__ = [
     "decode_segment",
     "encode_segment",
     "parse_segment_filename",
+    "peek_record_count",
     "segment_filename",
 ]
 
@@ -122,6 +123,16 @@ class Segment:
     header: SegmentHeader
     records: tuple[Record, ...]
     digest: bytes = b""
+
+    def change_records(self) -> tuple[ChangeRecord, ...]:
+        """The records of a ``changes`` segment, as the ``(origin, seq, txn)`` triples that
+        decoding checked them to be.
+
+        :raises ValueError: for a snapshot segment.
+        """
+        if self.header.kind != "changes":
+            raise ValueError(f"a {self.header.kind} segment holds no change records")
+        return cast("tuple[ChangeRecord, ...]", self.records)
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,9 +437,9 @@ def encode_segment(
     header = _check_header(draft, limits)
     # _ranges_of already checked that change records are contiguous (u64) triples; only the
     # blobs are left to check.
-    checked = (tuple((o, s, _blob(t, f"record {i} txn", limits))  # type: ignore[misc]
-                     for i, (o, s, t) in enumerate(recs)) if kind == "changes"
-               else _check_records(header, recs, limits))
+    checked = (tuple((o, s, _blob(t, f"record {i} txn", limits))
+                     for i, (o, s, t) in enumerate(cast("tuple[ChangeRecord, ...]", recs)))
+               if kind == "changes" else _check_records(header, recs, limits))
     # Records hold no maps (checked shapes): plain encoding is the canonical one.
     plain = cbor2.dumps([list(r) for r in checked])
     if len(plain) > limits.max_segment_bytes:
@@ -561,3 +572,20 @@ def parse_segment_filename(name: str) -> SegmentName | None:
     kind: Kind = "changes" if match.group(3) == "changes" else "snapshot"
     hlc, sender = int(match.group(1), 16), int(match.group(2), 16)
     return SegmentName(created_hlc=hlc, sender=sender, kind=kind)
+
+
+def peek_record_count(f: BinaryIO, *, max_header_bytes: int = 1 << 20) -> int:
+    """The record count a segment's header claims, read from the start of ``f`` without
+    verifying anything else; 0 if the prefix or header does not parse. For progress
+    estimates only: :func:`decode_segment` is what checks a segment.
+    """
+    try:
+        magic, _, header_len = _PREFIX.unpack(f.read(_PREFIX.size))
+        if magic != SEGMENT_MAGIC or header_len > max_header_bytes:
+            return 0
+        header = loads_bounded(f.read(header_len), max_depth=_HEADER_MAX_DEPTH,
+                               max_bytes=header_len)
+    except (struct.error, ValidationError, ValueError):
+        return 0
+    count = header.get("record_count", 0) if isinstance(header, dict) else 0
+    return count if isinstance(count, int) else 0

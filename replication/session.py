@@ -46,9 +46,9 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from engine import Store
+from engine import ApplyReport, Store
 from engine.errors import LogTruncated, ProtocolError, SegmentError, ValidationError
 
 from . import exchange
@@ -70,6 +70,8 @@ from .segment import SEGMENT_MAGIC, Segment, decode_segment, encode_segment
 __all__ = ["LagStats", "NetOptions", "PeerLag", "PeerStats", "Session", "hub_for"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 LIVE_RECORDS = 2000  # change records per live-push segment
 #: Segments up to this size are decoded and applied on the event loop itself: a thread hop
@@ -193,7 +195,8 @@ class Session:
                 "(it catches up from the log when it reconnects)"
             ) from None
 
-    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the executor: store work and decoding stay off the event loop."""
         return await self.loop.run_in_executor(self.executor, fn, *args)
 
     # -- run ----------------------------------------------------------------------------
@@ -486,6 +489,7 @@ class Session:
             self._send(encode_message(MsgType.ACK, {"vv": before, "lag_us": [],
                                                     "refused": gaps}))
             return
+        report: ApplyReport | exchange.SegmentReport
         if h.kind == "changes" and not h.forgotten:
             # No forgotten set to adopt: apply the records in one transaction and fold the
             # sender's vv and ack table into the throttled ack-table update (_flush_acks),
@@ -501,12 +505,11 @@ class Session:
         self.hub.know(self.peer.node, h.vv)
         if h.kind == "snapshot":
             self.snapshot_received = True
-        applied = _count(report, "applied")
-        self.applied += applied
-        self.skipped += _count(report, "skipped")
-        self.conflicts += _count(report, "conflicts")
-        self.stats.changes_applied += applied
-        refused = {o: str(e) for o, e in (getattr(report, "refused", None) or {}).items()}
+        self.applied += report.applied
+        self.skipped += report.skipped
+        self.conflicts += report.conflicts
+        self.stats.changes_applied += report.applied
+        refused = {o: str(e) for o, e in report.refused.items()}
         for origin, why in refused.items():
             self.stats.refused += 1
             if origin not in self.refused:  # once per origin and session, not per segment
@@ -521,14 +524,14 @@ class Session:
                                                 "refused": refused}))
         self._advertised = after
 
-    def _apply_segment(self, seg: Segment) -> Any:
+    def _apply_segment(self, seg: Segment) -> exchange.SegmentReport:
         with applying_remote():
             return exchange.apply_segment(self.store, seg)
 
-    def _apply_changes(self, seg: Segment) -> Any:
+    def _apply_changes(self, seg: Segment) -> ApplyReport:
         try:
             with applying_remote():
-                return self.store.apply_changes(seg.records)  # type: ignore[arg-type]
+                return self.store.apply_changes(seg.change_records())
         except ValidationError as exc:
             raise SegmentError(f"bad change record: {exc}") from exc
 
@@ -586,8 +589,3 @@ class Session:
         except Exception:  # bookkeeping must not end replication; the next flush retries
             st.dirty = True
             log.exception("%s: recording the peer's acknowledgements failed", self.label)
-
-
-def _count(report: Any, name: str) -> int:
-    value = getattr(report, name, 0)
-    return value if isinstance(value, int) else 0
