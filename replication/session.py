@@ -43,7 +43,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -63,7 +63,7 @@ from .protocol import (
     read_frame,
     type_name,
 )
-from .segment import SEGMENT_MAGIC, Segment, decode_segment, encode_segment
+from .segment import Segment, decode_segment, encode_segment
 
 # LagStats, PeerLag, PeerStats and hub_for live in .lag and .peers; re-exported for callers
 # that imported them from here.
@@ -293,12 +293,14 @@ class Session:
         start_vv = self.store.version_vector()
         refusals = self._refusals
         max_bytes = max(64 * 1024, min(self.opts.segment_bytes, self.peer.max_frame - 4096))
-        it: Iterator[bytes] = exchange.segments_for(self.store, self.peer_vv_for_send(),
-                                                    max_bytes=max_bytes)
+        it = exchange.iter_segments(self.store, self.peer_vv_for_send(), max_bytes=max_bytes)
         while True:
-            data = await self._blocking(next, it, None)
-            if data is None:
+            item = await self._blocking(next, it, None)
+            if item is None:
                 break
+            header, data = item
+            if header.kind == "snapshot":
+                self.snapshot_sent = True
             await self._window()
             await self._send_segment(data, None)
         if self._refusals == refusals:
@@ -328,9 +330,6 @@ class Session:
                     "connection (it catches up from the log when it reconnects)") from None
 
     async def _send_segment(self, data: bytes, ranges: dict[int, tuple[int, int]] | None) -> None:
-        # Catch-up segments come ready-made; peek at the kind for the report only.
-        if ranges is None and data.startswith(SEGMENT_MAGIC) and b"snapshot" in data[:256]:
-            self.snapshot_sent = True
         self._send(encode_frame(MsgType.SEGMENT, data))
         self.outstanding += 1
         self.segments_sent += 1
