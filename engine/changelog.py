@@ -221,10 +221,10 @@ def _changes(store: Store, env: Env, since: int, limit: int | None) -> Iterator[
     pos = since
     produced = 0
     while True:
-        def run(txn: Txn) -> list[tuple[int, bytes]]:
+        def run(txn: Txn, after: int = pos) -> list[tuple[int, bytes]]:
             cur = txn.cursor(db=env.log)
             rows: list[tuple[int, bytes]] = []
-            ok = cur.set_range(U64.pack(pos + 1))
+            ok = cur.set_range(U64.pack(after + 1))
             while ok and len(rows) < CHUNK:
                 rows.append((U64.unpack(cur.key())[0], bytes(cur.value())))
                 ok = cur.next()
@@ -254,7 +254,7 @@ def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
     origin, seq, n = LOGHDR.unpack_from(value)
     hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
     images = codec.loads(value[LOGHDR.size + n:])
-    for op, image in zip(ops, images):
+    for op, image in zip(ops, images, strict=True):
         if op.kind == "T":
             yield Change(position_, op.table, {}, "create_table", (hlc, origin), origin, seq,
                          dict(op.attrs), None)

@@ -94,7 +94,9 @@ def tick(last: int, wall_ms: int) -> int:
     return nxt
 
 
-def observe(last: int, remote: int, wall_ms: int, max_offset_ms: int, *, origin: int | None = None) -> int:
+def observe(
+    last: int, remote: int, wall_ms: int, max_offset_ms: int, *, origin: int | None = None
+) -> int:
     """Advance ``last`` past a remote HLC, refusing one too far ahead of ``wall_ms``.
 
     :raises ClockSkewError: if ``remote`` is more than ``max_offset_ms`` ahead of the wall clock.

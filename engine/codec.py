@@ -115,7 +115,8 @@ def check_attr_name(name: object, where: str = "item") -> str:
     """Validate an attribute name: a non-empty str of at most 255 UTF-8 bytes."""
     if type(name) is not str or not name:
         raise ValidationError(f"{where}: attribute names must be non-empty strings, not {name!r}")
-    if len(name) * 4 > MAX_NAME_BYTES and len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+    if (len(name) * 4 > MAX_NAME_BYTES
+            and len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES):
         raise ValidationError(f"{where}: attribute name {name[:40]!r}… is longer than 255 bytes")
     return name
 
@@ -219,15 +220,9 @@ def _plainly_valid(value: Any, depth: int) -> bool:
     if depth >= MAX_DEPTH:
         return False
     if t is dict:
-        for k, v in value.items():
-            if type(k) is not str or not _plainly_valid(v, depth + 1):
-                return False
-        return True
+        return all(type(k) is str and _plainly_valid(v, depth + 1) for k, v in value.items())
     if t is list:
-        for v in value:
-            if not _plainly_valid(v, depth + 1):
-                return False
-        return True
+        return all(_plainly_valid(v, depth + 1) for v in value)
     if t is Decimal:
         return value.is_finite()  # type: ignore[no-any-return]
     return False

@@ -13,6 +13,7 @@ This is the only module that imports ``lmdb``. It owns three LMDB rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -277,10 +278,8 @@ class Env:
 
 
 def _abort_quietly(txn: Txn) -> None:
-    try:
+    with contextlib.suppress(lmdb.Error):  # already finished by a failed commit
         txn.abort()
-    except lmdb.Error:  # already finished by a failed commit
-        pass
 
 
 _registry: dict[str, Env] = {}

@@ -65,7 +65,7 @@ class StoreClosed(Error):
 
 
 class StorageError(Error):
-    """Raised when LMDB itself fails; ``__cause__`` is the ``lmdb.Error``, ``hint`` says what to do."""
+    """Raised when LMDB itself fails; ``__cause__`` is the ``lmdb.Error``, ``hint`` what to do."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message if hint is None else f"{message} ({hint})")
@@ -73,7 +73,7 @@ class StorageError(Error):
 
 
 class LogTruncated(Error):
-    """Raised when log entries below the retention point are asked for: the peer needs a snapshot."""
+    """Raised when log entries below the retention point are asked for (send a snapshot)."""
 
 
 class ForgottenNodeError(Error):

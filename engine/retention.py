@@ -54,7 +54,7 @@ def snapshot(store: Store) -> Snapshot:
     def items() -> Iterator[tuple[bytes, bytes]]:
         after: bytes | None = None
         while True:
-            def run(txn: Txn) -> list[tuple[bytes, bytes]]:
+            def run(txn: Txn, after: bytes | None = after) -> list[tuple[bytes, bytes]]:
                 cur = txn.cursor(db=env.items)
                 ok = cur.first() if after is None else cur.set_range(after)
                 if ok and after is not None and cur.key() == after:

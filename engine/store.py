@@ -28,6 +28,7 @@ peers, so relays are free.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -377,10 +378,8 @@ class Store:
 
     def remove_listener(self, callback: Callable[[int], None]) -> None:
         """Stop calling a listener added with :meth:`add_listener`."""
-        try:
+        with contextlib.suppress(ValueError):
             self._listeners.remove(callback)
-        except ValueError:
-            pass
 
     def _notify(self, position: int) -> None:
         for cb in list(self._listeners):
@@ -429,7 +428,9 @@ class Store:
         """
         return retention.merge_snapshot(self, vv, tables, items)
 
-    def compact(self, stable: Mapping[int, int], *, purge_tombstones: bool = True) -> tuple[int, int]:
+    def compact(
+        self, stable: Mapping[int, int], *, purge_tombstones: bool = True
+    ) -> tuple[int, int]:
         """Truncate the log up to ``stable[origin]`` per origin and drop stable tombstones.
 
         The caller (replication) decides what is stable: acknowledged by every known peer.
@@ -508,7 +509,9 @@ class Store:
 
 def _check_meta_name(name: object) -> None:
     if not isinstance(name, str) or not 0 < len(name.encode("utf-8", "surrogatepass")) <= 200:
-        raise ValidationError(f"meta name must be a non-empty str of at most 200 bytes, not {name!r}")
+        raise ValidationError(
+            f"meta name must be a non-empty str of at most 200 bytes, not {name!r}"
+        )
 
 
 def _ident_of(path: Path) -> tuple[int, int]:
@@ -539,10 +542,14 @@ def open(  # noqa: A001 - the contract's name, like io.open
     if not isinstance(path, (str, os.PathLike)):
         raise ValidationError(f"path must be a str or os.PathLike, not {type(path).__name__}")
     if region is not None and (not isinstance(region, str) or not _REGION.fullmatch(region)):
-        raise ValidationError(f"region must be 1-64 characters of A-Z a-z 0-9 _ . -, not {region!r}")
+        raise ValidationError(
+            f"region must be 1-64 characters of A-Z a-z 0-9 _ . -, not {region!r}"
+        )
     if isinstance(max_clock_offset, bool) or not isinstance(max_clock_offset, (int, float)) \
             or not 0 <= max_clock_offset <= 86_400:
-        raise ValidationError(f"max_clock_offset must be seconds in [0, 86400], not {max_clock_offset!r}")
+        raise ValidationError(
+            f"max_clock_offset must be seconds in [0, 86400], not {max_clock_offset!r}"
+        )
     if isinstance(map_size, bool) or not isinstance(map_size, int) or map_size < 1 << 16:
         raise ValidationError(f"map_size must be an int of at least 65536 bytes, not {map_size!r}")
     if isinstance(max_conflicts, bool) or not isinstance(max_conflicts, int) or max_conflicts < 0:

@@ -10,6 +10,7 @@ iterator holds a transaction between items.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import codec
@@ -218,7 +219,9 @@ class Table:
         if conds and self.sort_key is None:
             raise ValidationError(f"table {self.name!r} has no sort key to put conditions on")
         if ("begins_with" in conds or "between" in conds) and len(conds) > 1:
-            raise ValidationError("begins_with and between cannot be combined with other conditions")
+            raise ValidationError(
+                "begins_with and between cannot be combined with other conditions"
+            )
         if "gt" in conds and "gte" in conds or "lt" in conds and "lte" in conds:
             raise ValidationError("give at most one lower (gt/gte) and one upper (lt/lte) bound")
         sk_name = self.sort_key or "sort key"
@@ -269,41 +272,15 @@ def _range(
         want = CHUNK if limit is None else min(CHUNK, limit - produced)
         if want <= 0:
             return
-
-        def run(txn: Txn) -> list[tuple[bytes, bytes]]:
-            cur = txn.cursor(db=env.items)
-            out: list[tuple[bytes, bytes]] = []
-            if not reverse:
-                ok = cur.set_range(lo)
-                while ok:
-                    k = cur.key()
-                    if k > hi or (k == hi and not hi_incl):
-                        break
-                    if k != lo or lo_incl:
-                        out.append((bytes(k), bytes(cur.value())))
-                        if len(out) >= want * 2:
-                            break
-                    ok = cur.next()
-            else:
-                ok = cur.set_range(hi)
-                if not ok:
-                    ok = cur.last()
-                while ok:
-                    k = cur.key()
-                    if k < lo or (k == lo and not lo_incl):
-                        break
-                    if k < hi or (k == hi and hi_incl):
-                        out.append((bytes(k), bytes(cur.value())))
-                        if len(out) >= want * 2:
-                            break
-                    ok = cur.prev()
-            return out
-
-        rows = env.read(run)
+        # twice the items still wanted: some of the rows read may be tombstones
+        most = want * 2
+        rows = env.read(partial(_range_rows, db=env.items, lo=lo, lo_incl=lo_incl, hi=hi,
+                                hi_incl=hi_incl, reverse=reverse, most=most))
         if store.closed:
             raise StoreClosed(f"store {store.path} was closed during iteration")
         for k, raw in rows:
             item = codec.visible_from_raw(raw)
+            # the next chunk resumes after the last row read, whatever it held
             if reverse:
                 hi, hi_incl = k, False
             else:
@@ -313,8 +290,42 @@ def _range(
                 produced += 1
                 if limit is not None and produced >= limit:
                     return
-        if len(rows) < want * 2:
+        if len(rows) < most:
             return
+
+
+def _range_rows(
+    txn: Txn, *, db: Any, lo: bytes, lo_incl: bool, hi: bytes, hi_incl: bool, reverse: bool,
+    most: int,
+) -> list[tuple[bytes, bytes]]:
+    """Up to ``most`` stored ``(key, state)`` rows between the bounds, in scan order."""
+    cur = txn.cursor(db=db)
+    out: list[tuple[bytes, bytes]] = []
+    if not reverse:
+        ok = cur.set_range(lo)
+        while ok:
+            k = cur.key()
+            if k > hi or (k == hi and not hi_incl):
+                break
+            if k != lo or lo_incl:
+                out.append((bytes(k), bytes(cur.value())))
+                if len(out) >= most:
+                    break
+            ok = cur.next()
+    else:
+        ok = cur.set_range(hi)
+        if not ok:
+            ok = cur.last()
+        while ok:
+            k = cur.key()
+            if k < lo or (k == lo and not lo_incl):
+                break
+            if k < hi or (k == hi and hi_incl):
+                out.append((bytes(k), bytes(cur.value())))
+                if len(out) >= most:
+                    break
+            ok = cur.prev()
+    return out
 
 
 class Batch:
