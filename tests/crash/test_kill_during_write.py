@@ -49,7 +49,9 @@ def _run_and_kill(path: Path, run: int, rng: random.Random) -> list[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         ready = _read_lines(proc, time.monotonic() + 30, 1)
-        assert ready == ["ready"], f"child did not start: {ready} {proc.stderr.read() if proc.poll() is not None else ''}"  # type: ignore[union-attr]
+        if ready != ["ready"]:
+            err = proc.stderr.read() if proc.poll() is not None else ""  # type: ignore[union-attr]
+            pytest.fail(f"child did not start: {ready} {err}")
         # let it write for a random while, reading acknowledgements as they come
         acked = _read_lines(proc, time.monotonic() + rng.uniform(0.02, 0.4), None)
         os.kill(proc.pid, signal.SIGKILL)

@@ -27,7 +27,9 @@ pytestmark = pytest.mark.integration
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def run(*args: object, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: object, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "replication", *map(str, args)],
                           capture_output=True, text=True, input=input, timeout=timeout, env=ENV)
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def _check_log(store: engine.Store) -> list[engine.Change]:
     for c in feed:
         assert per_txn.setdefault(c.seq, c.hlc) == c.hlc
     hlcs = [per_txn[s] for s in seqs]
-    assert all(a < b for a, b in zip(hlcs, hlcs[1:])), "HLCs not strictly increasing"
+    assert all(a < b for a, b in pairwise(hlcs)), "HLCs not strictly increasing"
     assert store.version_vector()[store.node_id] == len(seqs)
     return feed
 

@@ -151,7 +151,8 @@ class StoreModel(RuleBasedStateMachine):
             expected.reverse()
         if limit is not None:
             expected = expected[:limit]
-        assert list(self.table.query(pk, between=(lo, hi), reverse=reverse, limit=limit)) == expected
+        got = self.table.query(pk, between=(lo, hi), reverse=reverse, limit=limit)
+        assert list(got) == expected
 
     # -- invariants ----------------------------------------------------------------------------
 

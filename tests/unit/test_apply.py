@@ -146,7 +146,7 @@ def test_remote_versions_advance_the_local_clock(nodes: Any) -> None:
     assert list(a.changes())[-1].hlc > remote
 
 
-# -- gaps, forgotten nodes, own id ------------------------------------------------------------------
+# -- gaps, forgotten nodes, own id -----------------------------------------------------------------
 
 
 def test_gap_is_held(nodes: Any) -> None:

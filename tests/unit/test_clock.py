@@ -3,6 +3,7 @@ and monotonicity of a real store's versions across restarts and backwards wall c
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -158,7 +159,7 @@ def test_store_versions_monotonic_across_restarts_with_clock_stepping_back(tmp_p
         t.delete(1)
         hlcs = _hlcs(s)
     assert hlcs[: len(before)] == before
-    assert all(a < b for a, b in zip(hlcs, hlcs[1:])), "versions went backwards"
+    assert all(a < b for a, b in pairwise(hlcs)), "versions went backwards"
     assert physical_ms(hlcs[-1]) >= 1_700_000_000_000
 
 

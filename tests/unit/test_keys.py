@@ -77,7 +77,8 @@ def test_named_orderings(smaller: object, larger: object) -> None:
 
 
 def test_decode_canonical_forms() -> None:
-    assert decode_value(encode_value(2.0))[0] == 2 and type(decode_value(encode_value(2.0))[0]) is int
+    two = decode_value(encode_value(2.0))[0]
+    assert two == 2 and type(two) is int
     assert decode_value(encode_value(0.25))[0] == Decimal("0.25")
     assert decode_value(encode_value(1e20))[0] == 10**20
     assert decode_value(encode_value(Decimal("-1.50")))[0] == Decimal("-1.5")

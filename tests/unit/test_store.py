@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,8 @@ def test_map_grows_by_itself(tmp_path: Path) -> None:
         assert s.stats()["map_size"] > start
         assert sum(1 for _ in t.scan()) == 1500
         assert t.get(999) == {"k": 999, "blob": blob, "n": 999}
-    with engine.open(tmp_path / "s", map_size=256 << 10, durable=False) as s:  # reopen with the small size
+    # reopen with the small size
+    with engine.open(tmp_path / "s", map_size=256 << 10, durable=False) as s:
         assert s.table("t").get(1400)["blob"] == blob
         s.table("t").put({"k": "after", "blob": blob * 10})
 
@@ -302,7 +304,7 @@ def test_changes_feed(store: engine.Store) -> None:
     assert [c.position for c in ch] == [1, 2, 3, 4, 5, 6, 6]
     assert [c.seq for c in ch] == [1, 2, 3, 4, 5, 6, 6]
     assert all(c.origin == store.node_id and c.version[1] == store.node_id for c in ch)
-    assert all(a.hlc < b.hlc for a, b in zip(ch[:6], ch[1:6]))
+    assert all(a.hlc < b.hlc for a, b in pairwise(ch[:6]))
     put, upd, dele = ch[1], ch[2], ch[3]
     assert put.key == {"k": "a", "s": 1}
     assert put.delta == {"item": {"k": "a", "s": 1, "x": 1}}

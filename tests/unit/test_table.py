@@ -223,7 +223,9 @@ def _sks(items: Any, attr: str = "order_id") -> list[Any]:
         ({"gt": "b", "reverse": True}, ["c", "ba"]),
     ],
 )
-def test_query_conditions(filled: engine.Table, kwargs: dict[str, Any], expected: list[str]) -> None:
+def test_query_conditions(
+    filled: engine.Table, kwargs: dict[str, Any], expected: list[str]
+) -> None:
     assert _sks(filled.query("c1", **kwargs)) == expected
 
 
@@ -368,34 +370,30 @@ def test_batch_is_one_transaction(store: engine.Store, orders: engine.Table,
 def test_batch_failing_condition_writes_nothing(store: engine.Store, users: engine.Table) -> None:
     users.put({"id": "x", "v": 0})
     before, n = store.digest(), _log_len(store)
-    with pytest.raises(engine.ConditionFailed):
-        with store.batch() as b:
-            b.put(users, {"id": "a"})
-            b.update(users, "x", set={"v": 1})
-            b.put(users, {"id": "b"}, condition=lambda cur: False)
+    with pytest.raises(engine.ConditionFailed), store.batch() as b:
+        b.put(users, {"id": "a"})
+        b.update(users, "x", set={"v": 1})
+        b.put(users, {"id": "b"}, condition=lambda cur: False)
     assert store.digest() == before and _log_len(store) == n
     assert users.get("a") is None and users.get("x") == {"id": "x", "v": 0}
 
 
 def test_batch_exception_in_block_writes_nothing(store: engine.Store, users: engine.Table) -> None:
     before = store.digest()
-    with pytest.raises(RuntimeError):
-        with store.batch() as b:
-            b.put(users, {"id": "a"})
-            raise RuntimeError("changed my mind")
+    with pytest.raises(RuntimeError), store.batch() as b:
+        b.put(users, {"id": "a"})
+        raise RuntimeError("changed my mind")
     assert store.digest() == before and users.get("a") is None
 
 
 def test_batch_same_item_twice(store: engine.Store, users: engine.Table) -> None:
     before = store.digest()
-    with pytest.raises(engine.ValidationError, match="twice"):
-        with store.batch() as b:
-            b.put(users, {"id": "a"})
-            b.update(users, "a", set={"x": 1})
-    with pytest.raises(engine.ValidationError, match="twice"):
-        with store.batch() as b:
-            b.put(users, {"id": 1})
-            b.delete(users, 1.0)  # the same key, spelled differently
+    with pytest.raises(engine.ValidationError, match="twice"), store.batch() as b:
+        b.put(users, {"id": "a"})
+        b.update(users, "a", set={"x": 1})
+    with pytest.raises(engine.ValidationError, match="twice"), store.batch() as b:
+        b.put(users, {"id": 1})
+        b.delete(users, 1.0)  # the same key, spelled differently
     assert store.digest() == before
 
 
@@ -423,6 +421,5 @@ def test_batch_used_after_commit(store: engine.Store, users: engine.Table) -> No
 
 
 def test_batch_unknown_table(store: engine.Store) -> None:
-    with pytest.raises(engine.TableNotFound):
-        with store.batch() as b:
-            b.put("nope", {"id": 1})
+    with pytest.raises(engine.TableNotFound), store.batch() as b:
+        b.put("nope", {"id": 1})

@@ -36,8 +36,10 @@ def _fingerprint(s: engine.Store) -> tuple[Any, ...]:
             s.conflict_count(), sorted(s.forgotten()))
 
 
-def _refused(s: engine.Store, call: Callable[[], Any], error: type[Exception] = engine.ValidationError,
-             match: str | None = None) -> Exception:
+def _refused(
+    s: engine.Store, call: Callable[[], Any], error: type[Exception] = engine.ValidationError,
+    match: str | None = None,
+) -> Exception:
     before = _fingerprint(s)
     with pytest.raises(error, match=match) as info:
         result = call()
