@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 from .errors import ClockSkewError
 
@@ -145,6 +144,3 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock({self._ms})"
-
-
-WallClock = Callable[[], int]

@@ -96,17 +96,12 @@ class _Gate:
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
-        with self._exclusive:
+        """Hold back new transactions and wait until the running ones have ended."""
+        with self._exclusive, self.held_back():
             with self._cond:
-                self._wanted += 1
                 while self._active:
                     self._cond.wait(0.05)  # leavers notify; the timeout is a safety net
-            try:
-                yield
-            finally:
-                with self._cond:
-                    self._wanted -= 1
-                    self._cond.notify_all()
+            yield
 
 
 class Env:
@@ -127,21 +122,16 @@ class Env:
             )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open LMDB environment at {path}: {exc}") from exc
-        self.dbs = {name: self.lmdb.open_db(name.encode()) for name in DB_NAMES}
+        dbs = {name: self.lmdb.open_db(name.encode()) for name in DB_NAMES}
         # env.items, env.log, …: plain attributes (a __getattr__ costs a failed lookup first)
-        self.meta = self.dbs["meta"]
-        self.items = self.dbs["items"]
-        self.log = self.dbs["log"]
-        self.index = self.dbs["index"]
-        self.vv = self.dbs["vv"]
-        self.floors = self.dbs["floors"]
-        self.tables = self.dbs["tables"]
-        self.conflicts = self.dbs["conflicts"]
-
-    @property
-    def in_write(self) -> bool:
-        """Whether this thread is inside a write transaction of this environment."""
-        return self._writer == get_ident()
+        self.meta = dbs["meta"]
+        self.items = dbs["items"]
+        self.log = dbs["log"]
+        self.index = dbs["index"]
+        self.vv = dbs["vv"]
+        self.floors = dbs["floors"]
+        self.tables = dbs["tables"]
+        self.conflicts = dbs["conflicts"]
 
     def _refuse_nesting(self) -> None:
         raise ValidationError(

@@ -28,7 +28,7 @@ __all__ = ["Batch", "Condition", "Table"]
 
 Condition = Callable[[dict[str, Any] | None], bool]
 MAX_BATCH_OPS = 10_000
-_MAX_KEY = 511
+_MAX_KEY = codec.MAX_KEY_BYTES
 
 
 class _Op(NamedTuple):
