@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .changelog import U64, append, check_u64_arg, key_dict, read_clock, write_clock
-from .changes import ApplyReport, Conflict, RawChange, decode_table_def
+from .changes import ApplyReport, Conflict, RawChange, TableDef, decode_table_def
 from .clock import Version, observe
 from .env import Env, Txn
 from .errors import ClockSkewError, ForgottenNodeError, ValidationError
@@ -209,7 +209,7 @@ def merge_table(txn: Txn, env: Env, op: codec.Op, v: Version) -> None:
             return
         log.warning("table %r: schema (%s, %s) replaced by (%s, %s) from %016x",
                     op.table, cur.partition_key, cur.sort_key, pk, sk, v[1])
-    txn.put(op.table.encode(), codec.dumps([pk, sk, v[0], v[1]]), db=env.tables)
+    txn.put(op.table.encode(), TableDef(op.table, pk, sk, v).stored(), db=env.tables)
 
 
 def forgotten_ids(txn: Txn, env: Env) -> set[int]:

@@ -111,6 +111,18 @@ class Op(NamedTuple):
     seen: Version
 
 
+def check_key_schema(name: object, partition_key: object, sort_key: object) -> None:
+    """Validate the arguments of a table definition (``create_table``, snapshot tables)."""
+    check_table_name(name)
+    check_attr_name(partition_key, f"table {name!r} partition_key")
+    if sort_key is not None:
+        check_attr_name(sort_key, f"table {name!r} sort_key")
+        if sort_key == partition_key:
+            raise ValidationError(
+                f"table {name!r}: sort key equals partition key; they must differ"
+            )
+
+
 def check_attr_name(name: object, where: str = "item") -> str:
     """Validate an attribute name: a non-empty str of at most 255 UTF-8 bytes."""
     if type(name) is not str or not name:
@@ -514,7 +526,7 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
                     _check_str(w[3], "sort key"), f"table {name!r}")
                 if sk == pk:
                     raise ValidationError(f"table {name!r}: sort key equals partition key")
-                ops.append(Op("T", name, b"", {"partition_key": pk, "sort_key": sk}, (), (0, 0)))
+                ops.append(Op("T", name, b"", {"partition_key": pk, "sort_key": sk}, (), BOTTOM))
             elif kind == "U" and len(w) == 7:
                 table = check_table_name(w[1])
                 if not trusted:

@@ -77,12 +77,7 @@ def snapshot(store: Store) -> Snapshot:
 def _check_table_def(t: object) -> None:
     if not isinstance(t, TableDef):
         raise ValidationError(f"snapshot table is not a TableDef: {t!r}")
-    codec.check_table_name(t.name)
-    codec.check_attr_name(t.partition_key, f"table {t.name!r} partition_key")
-    if t.sort_key is not None:
-        codec.check_attr_name(t.sort_key, f"table {t.name!r} sort_key")
-        if t.sort_key == t.partition_key:
-            raise ValidationError(f"table {t.name!r}: sort key equals partition key")
+    codec.check_key_schema(t.name, t.partition_key, t.sort_key)
     v = t.version
     if not (isinstance(v, tuple) and len(v) == 2
             and all(not isinstance(x, bool) and isinstance(x, int) and 0 <= x < 2**64 for x in v)):
@@ -223,8 +218,7 @@ def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
 
 def forget(store: Store, node_id: int) -> None:
     """See :meth:`engine.Store.forget`."""
-    if isinstance(node_id, bool) or not isinstance(node_id, int) or not 0 < node_id < 2**64:
-        raise ValidationError(f"node id must be a 64-bit integer, not {node_id!r}")
+    check_node(node_id, "node_id")
     if node_id == store.node_id:
         raise ValidationError("a node cannot forget itself")
     env = store._e()

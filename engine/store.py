@@ -153,12 +153,7 @@ class Store:
         """
         from .table import Table
 
-        codec.check_table_name(name)
-        codec.check_attr_name(partition_key, f"table {name!r} partition_key")
-        if sort_key is not None:
-            codec.check_attr_name(sort_key, f"table {name!r} sort_key")
-            if sort_key == partition_key:
-                raise ValidationError(f"table {name!r}: sort key must differ from partition key")
+        codec.check_key_schema(name, partition_key, sort_key)
         env = self._e()
 
         def run(txn: Txn) -> tuple[TableDef, int | None]:
@@ -174,8 +169,7 @@ class Store:
             hlc, seq, pos = read_clock(txn, env)
             hlc = tick(hlc, self._wall())
             tdef = TableDef(name, partition_key, sort_key, (hlc, self.node_id))
-            txn.put(name.encode(), codec.dumps([partition_key, sort_key, hlc, self.node_id]),
-                    db=env.tables)
+            txn.put(name.encode(), tdef.stored(), db=env.tables)
             wire = [["T", name, partition_key, sort_key]]
             pos = append(txn, env, self.node_id, seq + 1, codec.encode_txn(hlc, wire), [None],
                          pos)  # a local write: the entry carries hlc and seq (see read_clock)
