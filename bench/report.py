@@ -101,8 +101,8 @@ def _replication(result: dict[str, Any]) -> list[str]:
                         f"{r['arrivals']:,} arrivals at {r['achieved_rate']:,.0f} writes/s")
         if "ratio_to_item" in r:
             note.append(f"{r['ratio_to_item']:.2f}× item CBOR ({r['item_cbor_bytes']:.0f} B)")
-        floor = next((f for f in reps if f["row"] == r["row"] and f["backend"] != "regiondb"
-                      and f.get("available")), None)
+        floor = next((f for f in reps if f["row"] == r["row"]
+                      and not f["backend"].startswith("regiondb") and f.get("available")), None)
         if r["backend"] == "regiondb" and floor and r.get("value") and floor.get("value"):
             note.append(f"{r['value'] / floor['value']:.2f}× floor (`{floor['backend']}`)")
         if r.get("converged") is not None:
