@@ -33,8 +33,9 @@ throughput). Instead :func:`read_clock` derives the clock from the record *and* 
   compaction (before it deletes entries) — writes the record in its own transaction.
 
 Both live in the same LMDB transaction, so a crash leaves either the entry (and the clock it
-carries) or neither. Stores written before this scheme (the record rewritten on every write)
-read the same way: their record's position is always the log's last.
+carries) or neither. Format-1 stores, written before this scheme (the record rewritten on every
+write), read the same way: their record's position is always the log's last
+(:data:`engine.store.FORMAT`).
 """
 
 from __future__ import annotations

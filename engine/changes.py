@@ -44,7 +44,7 @@ def decode_table_def(name: str, raw: bytes) -> TableDef:
 
 @dataclass(slots=True)
 class Snapshot:
-    """A full-state export: table definitions, item states and the vv they cover.
+    """A full-state export: table definitions, item states, the vv they cover, forgotten nodes.
 
     ``items`` is chunked (no long read transaction) and may include changes newer than
     ``vv`` — which is safe, since merging them again later is a no-op.

@@ -5,7 +5,10 @@ Layout (named LMDB databases, all written only inside one write transaction per 
 =========  ==========================================  =========================================
 database   key                                          value
 =========  ==========================================  =========================================
-meta       ``ident`` / ``clock`` / ``conflicts`` / …    identity, ``(hlc, local seq, position)``
+meta       ``format``                                   ``2`` (:data:`FORMAT`)
+meta       ``ident``                                    ``[node id, region, st_dev, st_ino]``
+meta       ``clock``                                    ``(hlc, local seq, position)`` (may lag)
+meta       ``conflicts`` / ``forgotten`` / ``x:<name>``  see apply, retention, :meth:`set_meta`
 items      ``enc(table) enc(pk) [enc(sk)]``             item state (:mod:`engine.codec`)
 log        position (u64 BE, local apply order)         ``origin seq len txn images``
 index      origin (u64 BE) + seq (u64 BE)               position
@@ -70,7 +73,8 @@ log = logging.getLogger(__name__)
 
 # Format 2: local writes no longer rewrite the clock record (engine.changelog.read_clock). A
 # format-1 store reads the same way and is marked 2 on open, so that an older build, which
-# trusts the record alone, refuses it instead of reissuing sequence numbers.
+# trusts the record alone, refuses it instead of reissuing sequence numbers. Nothing else in
+# the layout differs between the two.
 FORMAT = b"2"
 _READABLE = (b"1", FORMAT)
 DEFAULT_MAX_CONFLICTS = 10_000
@@ -229,10 +233,8 @@ class Store:
     # -- the local write path ----------------------------------------------------------
 
     def _commit_local(self, ops: Sequence[Any]) -> list[dict[str, Any] | None]:
-        """Apply pending item operations (from Table or Batch) as one transaction.
-
-        Each op has ``kind`` (P/U/D), ``tdef``, ``key``, ``attrs``, ``remove``, ``condition``.
-        Returns each op's new visible item.
+        """Apply pending item operations (``engine.table._Op``, from Table or Batch) as one
+        transaction; return each op's new visible item.
         """
         env = self._e()
         node = self.node_id
@@ -251,7 +253,7 @@ class Store:
             dumps = codec.dumps
             max_item = codec.MAX_ITEM_BYTES
             for op in ops:
-                kind, tdef, key, _, attrs, _, condition = op
+                kind, tdef, key, _, attrs, remove, condition = op
                 if kind == "P" and condition is None:
                     # A blind put needs only the largest version held (its ``seen``), not the
                     # whole state. v is above every version held (the clock observes all it
@@ -291,26 +293,25 @@ class Store:
                     results.append(attrs)
                     images.append(True)
                     continue
-                if op.kind == "P":
-                    delta = put_delta(op.attrs, v, seen)
-                    wire.append(codec.dumps(["P", table, op.key, op.attrs, seen[0], seen[1]]))
-                elif op.kind == "U":
-                    delta = update_delta(op.attrs, op.remove, v, seen)
-                    wire.append(codec.dumps(
-                        ["U", table, op.key, op.attrs, list(op.remove), seen[0], seen[1]]))
+                if kind == "P":
+                    delta = put_delta(attrs, v, seen)
+                    wire.append(dumps(["P", table, key, attrs, seen[0], seen[1]]))
+                elif kind == "U":
+                    delta = update_delta(attrs, remove, v, seen)
+                    wire.append(dumps(["U", table, key, attrs, list(remove), seen[0], seen[1]]))
                 else:
                     delta = delete_delta(v, seen)
-                    wire.append(codec.dumps(["D", table, op.key, seen[0], seen[1]]))
-                if state is None or (op.kind == "D" and seen < v):
+                    wire.append(dumps(["D", table, key, seen[0], seen[1]]))
+                if state is None or (kind == "D" and seen < v):
                     new = delta
                 else:
                     new = merge(state, delta, order)
                 encoded = codec.encode_state(new)
                 _check_item_size(len(encoded), op)
-                txn.put(op.key, encoded, db=items_db)
+                put(key, encoded, db=items_db)
                 image = visible(new)
                 results.append(image)
-                images.append(True if op.kind == "P" and image == op.attrs else image)
+                images.append(True if kind == "P" and image == attrs else image)
             txn_bytes = codec.encode_txn_parts(hlc, wire)
             if len(txn_bytes) > codec.MAX_TXN_BYTES:
                 raise ValidationError(

@@ -246,13 +246,13 @@ class Table:
             stop = prefix + encode_value(_sk(bound, sk_name), sk_name)
             stop_incl = lte is not None
         return _range(self._store, start, stop, reverse=reverse, limit=limit,
-                                  start_inclusive=start_incl, stop_inclusive=stop_incl)
+                      start_inclusive=start_incl, stop_inclusive=stop_incl)
 
     def scan(self, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Every item of the table in key order (chunked; not one point-in-time snapshot)."""
         _check_limit(limit)
         return _range(self._store, self._prefix, _successor(self._prefix), reverse=False,
-                                  limit=limit)
+                      limit=limit)
 
 
 def _sk(value: Any, name: str) -> Any:
