@@ -37,31 +37,38 @@ from .item import ABSENT, Entry, ItemState
 from .keys import decode_key, decode_value, encode_value
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_ITEM_BYTES",
-    "MAX_TXN_BYTES",
     "MAX_KEY_BYTES",
     "MAX_NAME_BYTES",
+    "MAX_TXN_BYTES",
     "Op",
     "PutEncoder",
     "canonical",
     "check_attr_name",
+    "check_attrs",
+    "check_key_schema",
     "check_table_name",
     "check_value",
     "decode_state",
+    "decode_state_untrusted",
     "decode_txn",
     "dumps",
     "dumps_checked",
     "encode_state",
     "encode_txn",
     "encode_txn_parts",
+    "loads",
+    "loads_untrusted",
+    "max_version_raw",
     "put_op_bytes",
     "put_state_bytes",
-    "loads",
     "visible_from_raw",
 ]
 
 MAX_ITEM_BYTES = 4 << 20    # one item's stored state
 MAX_TXN_BYTES = 16 << 20    # one log entry: the largest record a segment carries
+MAX_KEY_BYTES = 511         # LMDB's key size limit
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 32
 _U64 = (1 << 64) - 1
@@ -358,9 +365,7 @@ def decode_state_untrusted(raw: bytes, where: str) -> ItemState:
             if len(e) == 3:
                 check_value(e[2], f"{where}: attribute {name!r}")
         return _decode_state_obj(obj)
-    except ValidationError as exc:
-        raise ValidationError(f"{where}: malformed item state: {exc}") from None
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:  # ValidationError included
         raise ValidationError(f"{where}: malformed item state: {exc}") from None
 
 
@@ -408,7 +413,7 @@ def put_op_bytes(table: str, key: bytes, attrs_cbor: bytes, seen: Version) -> by
             + _head(0, seen[0]) + _head(0, seen[1]))
 
 
-_KEY_HEADS = [_head(2, n) for n in range(512)]  # byte-string heads of every item key length
+_KEY_HEADS = [_head(2, n) for n in range(MAX_KEY_BYTES + 1)]  # heads of every item key length
 
 
 class PutEncoder:
@@ -456,9 +461,6 @@ def _check_str(v: Any, what: str) -> str:
     if not isinstance(v, str) or not v:
         raise ValidationError(f"{what} is not a non-empty string: {v!r}")
     return v
-
-
-MAX_KEY_BYTES = 511  # LMDB's key size limit
 
 
 _PREFIXES: dict[str, bytes] = {}  # table name -> its key prefix, for names already checked
@@ -545,8 +547,6 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
                 ops.append(Op("D", table, _check_key(table, w[2]), {}, (), seen))
             else:
                 raise ValidationError(f"unknown operation {kind!r} of {len(w)} fields")
-        except ValidationError as exc:
-            raise ValidationError(f"operation {i}: {exc}") from None
-        except TypeError as exc:  # e.g. unhashable attribute names in a remove list
+        except (ValidationError, TypeError) as exc:  # TypeError: e.g. unhashable remove names
             raise ValidationError(f"operation {i}: {exc}") from None
     return hlc, ops
