@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import cbor2
 
-from engine.errors import ValidationError
+from .errors import ValidationError
 
 __all__ = [
     "DEFAULT_MAX_BIGNUM_BYTES",

@@ -145,11 +145,12 @@ def _pick(a: Entry, b: Entry, order: Callable[[Any], bytes]) -> Entry:
     return _tiebreak(a, b, order)
 
 
-def merge(a: ItemState, b: ItemState, order: Callable[[Any], bytes] = repr) -> ItemState:  # type: ignore[assignment]
+def merge(a: ItemState, b: ItemState, order: Callable[[Any], bytes]) -> ItemState:
     """Merge two states of one item. Commutative, associative, idempotent.
 
     ``order`` maps a value to bytes for the equal-version tie-break (the store passes its
-    canonical CBOR encoder); it is consulted only when two entries share a version.
+    canonical CBOR encoder, :func:`engine.codec.canonical`; every replica must use the same);
+    it is consulted only when two entries share a version.
     """
     cleared = a.cleared if a.cleared >= b.cleared else b.cleared
     attrs = {name: e for name, e in a.attrs.items() if e[0] >= cleared}
@@ -168,7 +169,7 @@ def merge_change(
     delta: ItemState,
     version: Version,
     seen: Version,
-    order: Callable[[Any], bytes] = repr,  # type: ignore[assignment]
+    order: Callable[[Any], bytes],
 ) -> tuple[ItemState, list[AttrConflict]]:
     """Merge an incoming change into local state and report what concurrent writes lost.
 

@@ -107,7 +107,7 @@ def state_attrs(state: ItemState) -> dict[str, Any]:
 
 def test_state_with_other_versions_and_tombstones() -> None:
     state = merge(put_delta({"k": "k1", "a": 1, "b": 2}, (5, 9)),
-                  update_delta({"a": 10}, ["b"], (6, 3)))
+                  update_delta({"a": 10}, ["b"], (6, 3)), codec.canonical)
     raw = codec.encode_state(state)
     assert cbor2.loads(raw) == [5, 9, {"k": "k1"}, {"a": [6, 3, 10], "b": [6, 3]}]
     assert codec.decode_state(raw) == state

@@ -119,7 +119,7 @@ def test_equal_versions_equal_but_differently_typed_values_converge() -> None:
 
 
 def test_merge_keeps_larger_clear_point() -> None:
-    s = merge(ItemState(v(3), {}), ItemState(v(5), {"a": (v(4), 1), "b": (v(6), 2)}))
+    s = merge(ItemState(v(3), {}), ItemState(v(5), {"a": (v(4), 1), "b": (v(6), 2)}), canonical)
     assert s.cleared == v(5)
     assert s.attrs == {"b": (v(6), 2)}
 
