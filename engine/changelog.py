@@ -20,7 +20,7 @@ it equals a put's item, so plain puts do not store the item twice; ``null`` for 
 
 Positions count 1, 2, 3 … and are never reused, even after compaction removed the entries. This
 node's own entries are its ``seq`` 1, 2, 3 …; a remote origin's are the seqs it assigned,
-contiguous from its floor (``vv``) upwards.
+contiguous from above its ``floors`` entry up to its ``vv`` entry.
 
 The clock. A local write does not rewrite the ``clock`` record — that would dirty a fourth
 database page in every single-write commit (measured: about 9 % of durable single-write

@@ -142,9 +142,7 @@ def merge_snapshot(
             have = U64.unpack(raw)[0] if raw else 0
             if s > have:
                 txn.put(U64.pack(origin), U64.pack(s), db=env.vv)
-                floor_raw = txn.get(U64.pack(origin), db=env.floors)
-                if floor_raw is None or U64.unpack(floor_raw)[0] < s:
-                    txn.put(U64.pack(origin), U64.pack(s), db=env.floors)
+                _raise_floor(txn, env, origin, s)
         write_clock(txn, env, max(hlc, top), seq, pos)
 
     env.write(run)
@@ -186,12 +184,18 @@ def compact(store: Store, stable: Mapping[int, int], purge_tombstones: bool) -> 
                 removed += 1
                 last = s
             if last is not None:
-                floor_raw = txn.get(U64.pack(origin), db=env.floors)
-                if floor_raw is None or U64.unpack(floor_raw)[0] < last:
-                    txn.put(U64.pack(origin), U64.pack(last), db=env.floors)
+                _raise_floor(txn, env, origin, last)
         return removed, purged
 
     return env.write(run)
+
+
+def _raise_floor(txn: Txn, env: Env, origin: int, seq: int) -> None:
+    """Record that ``origin``'s entries up to ``seq`` are not (all) in the log; never lowers."""
+    key = U64.pack(origin)
+    raw = txn.get(key, db=env.floors)
+    if raw is None or U64.unpack(raw)[0] < seq:
+        txn.put(key, U64.pack(seq), db=env.floors)
 
 
 def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
