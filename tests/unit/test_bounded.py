@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from decimal import Decimal
@@ -225,7 +226,5 @@ def test_non_bytes_input() -> None:
 @settings(max_examples=200)
 @given(st.binary(max_size=64))
 def test_arbitrary_bytes_raise_only_validation_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(ValidationError):  # anything else fails the test
         loads_bounded(data)
-    except ValidationError:
-        pass
