@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from faultproxy import FaultProxy
+from waiting import converged, wait_until
 
 import engine
 from replication.net import NetOptions, Replicator, serve, sync
@@ -36,20 +37,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 FAST = NetOptions(heartbeat=0.5, idle_timeout=5.0, backoff_base=0.05, backoff_max=0.5,
                   ack_flush_interval=0.2, retry_delay=0.2, handshake_timeout=2.0)
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def converged(*stores: engine.Store) -> bool:
-    return len({s.digest() for s in stores}) == 1 and \
-        all(s.version_vector() == stores[0].version_vector() for s in stores)
 
 
 def fill(store: engine.Store, n: int, prefix: str, pad: int = 0) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import converged, wait_until
 
 import engine
 from replication import exchange
@@ -24,20 +25,6 @@ pytestmark = pytest.mark.integration
 
 FAST = NetOptions(heartbeat=0.5, idle_timeout=5.0, backoff_base=0.05, backoff_max=0.5,
                   ack_flush_interval=0.2)
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def converged(*stores: engine.Store) -> bool:
-    return len({s.digest() for s in stores}) == 1 and \
-        all(s.version_vector() == stores[0].version_vector() for s in stores)
 
 
 @pytest.fixture
