@@ -434,6 +434,13 @@ def _snapshot_series(index: Mapping[str, list[Any]]) -> tuple[list[str], dict[in
     return best
 
 
+def _settled(rep: SegmentReport) -> bool:
+    """True if nothing of the segment is left to apply later: no gap, and no change held for a
+    reason that may pass (clock skew). A file applied only in part must be read again: its
+    sender never writes those changes again (its folder already holds them)."""
+    return not rep.gaps and all(isinstance(e, ForgottenNodeError) for e in rep.refused.values())
+
+
 def _needs_snapshot(
     have: Mapping[int, int], vv: Mapping[int, int], floor: Mapping[int, int]
 ) -> bool:
@@ -510,7 +517,8 @@ def sync_dir(store: Store, mailbox: str | os.PathLike[str]) -> SyncReport:
         if rep is not None and rep.sender != sender:
             report.warnings.append(f"{outcome.path}: a segment of node {rep.sender:016x} in "
                                    f"the folder of {sender:016x}")
-        if outcome.status in ("applied", "known") and rep is not None and rep.kind == "changes":
+        if outcome.status in ("applied", "known") and rep is not None and rep.kind == "changes" \
+                and _settled(rep):
             seen.setdefault(sender, []).append(outcome.path.name)
         if rep is not None and rep.snapshot_complete:
             completed.add(sender)

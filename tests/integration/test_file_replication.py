@@ -309,3 +309,26 @@ def test_bad_state_and_junk_files_are_reported_not_fatal(
     a.sync(box)
     b.sync(box)
     assert converged(a, b)
+
+
+def test_file_partly_held_for_clock_skew_is_imported_again_later(tmp_path: Path) -> None:
+    """A mailbox file whose changes applied in part (the rest held for clock skew) must not be
+    remembered as seen: its sender never writes those changes again, so the held ones would
+    never arrive."""
+    box = tmp_path / "box"
+    clock_x, clock_b = engine.ManualClock(), engine.ManualClock()
+    with engine.open(tmp_path / "x", region="r-x", wall_clock=clock_x) as x, \
+            engine.open(tmp_path / "b", region="r-b", wall_clock=clock_b) as b:
+        replication.sync_dir(b, box)  # b is a member from the start
+        x.create_table("t", partition_key="k")  # x:1, clock in step
+        clock_x.advance(60_000)  # then x's clock runs a minute ahead
+        x.table("t").put({"k": "late"})  # x:2
+        replication.sync_dir(x, box)
+        first = replication.sync_dir(b, box)
+        assert first.applied == 1 and first.held == 1
+        assert b.version_vector() == {x.node_id: 1}
+        clock_b.advance(60_000)  # real time catches up
+        replication.sync_dir(x, box)
+        replication.sync_dir(b, box)
+        assert b.version_vector() == x.version_vector()
+        assert b.table("t").get("late") == {"k": "late"}
