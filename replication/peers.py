@@ -172,13 +172,22 @@ class Hub:
     """Per-Store registry of live sessions: wake-ups, peer knowledge, pusher election."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
+        # Weakly: _hubs is keyed weakly by the store, and a strong reference from the value
+        # would keep every store (and its hub) that ever replicated alive for ever.
+        self._store = weakref.ref(store)
         self.lock = threading.Lock()
         self.sessions: set[Session] = set()
         self.peers: dict[int, PeerStats] = {}
         self.known: dict[int, dict[int, int]] = {}  # best knowledge of each peer's vv
         self._listening = False
         self._last_gc = time.monotonic()
+
+    @property
+    def store(self) -> Store:
+        store = self._store()
+        if store is None:  # only reachable through a session, which holds the store
+            raise ReferenceError("the store of this hub is gone")
+        return store
 
     def __repr__(self) -> str:
         return f"<Hub node={self.store.node_id:016x} sessions={len(self.sessions)}>"

@@ -292,8 +292,8 @@ class Session:
         """Send everything the peer lacked at the handshake (a snapshot if needed)."""
         start_vv = self.store.version_vector()
         refusals = self._refusals
-        max_bytes = max(64 * 1024, min(self.opts.segment_bytes, self.peer.max_frame - 4096))
-        it = exchange.iter_segments(self.store, self.peer_vv_for_send(), max_bytes=max_bytes)
+        it = exchange.iter_segments(self.store, self.peer_vv_for_send(),
+                                    max_bytes=self._segment_budget())
         while True:
             item = await self._blocking(next, it, None)
             if item is None:
@@ -307,6 +307,10 @@ class Session:
             # Unless an ACK refused part of it meanwhile (and rewound ``sent``, so the refused
             # part is offered again): the peer now has everything up to start_vv.
             merge_vv(self.sent, start_vv)
+
+    def _segment_budget(self) -> int:
+        """Payload bytes per segment: ``segment_bytes``, within the peer's ``max_frame``."""
+        return max(64 * 1024, min(self.opts.segment_bytes, self.peer.max_frame - 4096))
 
     def peer_vv_for_send(self) -> dict[int, int]:
         eff = dict(self.sent)
@@ -365,6 +369,7 @@ class Session:
         target, again = self._relay_target(vv)
         eff = self.peer_vv_for_send()
         want: dict[int, int] = {}
+        budget = self._segment_budget()
         sent_before = self.segments_sent
         for origin, seq in vv.items():
             upto = seq if origin == me else min(seq, target.get(origin, 0))
@@ -382,6 +387,15 @@ class Session:
                     return
                 if not records:
                     break
+                # Commits that piled up meanwhile must still fit the peer's max_frame: cut at
+                # the byte budget (a single larger record goes alone, as in the catch-up).
+                size, cut = 0, 0
+                for _, _, txn in records:
+                    size += len(txn) + 32
+                    if cut and size > budget:
+                        break
+                    cut += 1
+                records = records[:cut]
                 await self._window()
                 _, data = encode_segment(
                     kind="changes", sender=me, region=self.store.region, records=records,

@@ -250,3 +250,43 @@ def test_flush_waits_until_peers_acknowledged(tmp_path) -> None:  # type: ignore
             assert rep.flush(20)
             assert b.version_vector().get(a.node_id) == a.version_vector()[a.node_id]
             assert b.digest() == a.digest()
+
+
+def test_live_push_respects_the_peers_max_frame(net: Any) -> None:
+    """Commits that pile up during a live push go out in segments the peer accepts: never a
+    frame over the ``max_frame`` it announced (that would cost a reconnect every time)."""
+    a, b = net.store("a", durable=False), net.store("b", durable=False)
+    a.create_table("orders", partition_key="id")
+    small = NetOptions(heartbeat=0.5, idle_timeout=5.0, backoff_base=0.05, backoff_max=0.5,
+                       ack_flush_interval=0.2, max_frame=256 * 1024)
+    server = net.serve(b, options=small)
+    rep = net.replicate(a, [addr(server)])
+    assert rep.wait_connected(10)
+    wait_until(lambda: "orders" in b.tables(), what="table replicated")
+    blob = b"x" * (60 * 1024)
+    for i in range(60):  # one commit each: they pile up behind the in-flight window
+        a.table("orders").put({"id": f"x{i}", "blob": blob})
+    wait_until(lambda: converged(a, b), 20, "converged")
+    assert server.refused == {}, server.refused
+    assert rep.lag()[addr(server)].last_error is None
+
+
+def test_hubs_do_not_keep_closed_stores_alive(tmp_path: Path) -> None:
+    """The per-store hub is keyed weakly by its store: it must not hold the store strongly,
+    or every store that ever replicated stays in memory for the life of the process."""
+    import gc
+    import weakref
+
+    from replication.peers import hub_for
+
+    a = engine.open(tmp_path / "a", region="r-a")
+    b = engine.open(tmp_path / "b", region="r-b")
+    fill(a, 3, "a")
+    with serve(a, options=FAST) as server:
+        sync(b, server.address, timeout=20, options=FAST)
+    refs = [weakref.ref(a), weakref.ref(b), weakref.ref(hub_for(a))]
+    a.close()
+    b.close()
+    del a, b, server
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
