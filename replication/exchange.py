@@ -179,6 +179,12 @@ def _adopt_forgotten(store: Store, forgotten: frozenset[int] | set[int], who: in
     return warnings
 
 
+def _node_id(value: object, what: str) -> int:
+    if type(value) is not int or not 0 < value < 1 << 64:
+        raise ValidationError(f"{what} {value!r:.40} is not a 64-bit node id")
+    return value
+
+
 def record_peer(
     store: Store,
     node_id: int,
@@ -199,8 +205,12 @@ def record_peer(
             f"node {node_id:016x} was forgotten; it must rejoin as a new store from a snapshot"
         )
     own = vvmod.check_vv(vv, f"vv of node {node_id:016x}")
-    rows = {int(n): vvmod.check_vv(r, f"ack of node {n!r:.20}") for n, r in acks.items()}
-    warnings = _adopt_forgotten(store, frozenset(forgotten), node_id)
+    if not isinstance(acks, Mapping):
+        raise ValidationError(f"ack table of node {node_id:016x} must be a map")
+    rows = {_node_id(n, "ack table node id"): vvmod.check_vv(r, f"ack of node {n!r:.20}")
+            for n, r in acks.items()}
+    gone = frozenset(_node_id(n, "forgotten node id") for n in forgotten)
+    warnings = _adopt_forgotten(store, gone, node_id)
     rows[node_id] = vvmod.merge(rows.get(node_id, {}), own)
     vvmod.update_acks(store, rows)
     return warnings

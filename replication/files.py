@@ -310,6 +310,10 @@ def _encode_state(body: Mapping[str, Any]) -> bytes:
     return cbor2.dumps([STATE_MAGIC, 1, raw, hashlib.blake2b(raw, digest_size=32).digest()])
 
 
+def _is_node_id(value: object) -> bool:
+    return type(value) is int and 0 < value < 1 << 64
+
+
 def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and verify a mailbox ``state.cbor``: ``{node, region, vv, acks, forgotten, files}``.
 
@@ -336,10 +340,10 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not isinstance(region, str):
             raise ValidationError("state has no region")
         acks = body.get("acks", {})
-        if not isinstance(acks, dict):
-            raise ValidationError("acks is not a map")
+        if not isinstance(acks, dict) or not all(_is_node_id(n) for n in acks):
+            raise ValidationError("acks is not a map of node id -> version vector")
         forgotten = body.get("forgotten", [])
-        if not isinstance(forgotten, list) or not all(type(n) is int for n in forgotten):
+        if not isinstance(forgotten, list) or not all(_is_node_id(n) for n in forgotten):
             raise ValidationError("forgotten is not a list of node ids")
         files = body.get("files", {})
         return {

@@ -332,3 +332,33 @@ def test_file_partly_held_for_clock_skew_is_imported_again_later(tmp_path: Path)
         replication.sync_dir(b, box)
         assert b.version_vector() == x.version_vector()
         assert b.table("t").get("late") == {"k": "late"}
+
+
+@pytest.mark.parametrize("body", [
+    {"acks": {"zz": {}}},  # a node id that is not an int
+    {"acks": {-5: {}}},  # nor a u64
+    {"acks": {1 << 64: {}}},
+    {"acks": {1.5: {}}},
+    {"forgotten": [-1]},
+    {"forgotten": [1 << 64]},
+])
+def test_state_file_with_bad_node_ids_is_a_warning(
+    make: Callable[[str], Node], tmp_path: Path, body: dict[str, Any],
+) -> None:
+    """A well-checksummed state file whose node ids are not u64s is reported, not raised, and
+    teaches the store nothing (no bogus member that would block garbage collection)."""
+    from replication.files import _encode_state
+
+    box = tmp_path / "box"
+    a, b = make("a"), make("b")
+    a.sync(box, put(1, "a"))
+    full = {"node": a.id, "region": "r-a", "vv": a.vv(), "acks": {}, "forgotten": [],
+            "files": {}, "updated_hlc": 1, **body}
+    (box / f"{a.id:016x}" / "state.cbor").write_bytes(_encode_state(full))
+    r = b.sync(box)
+    assert any("state of" in w for w in r.warnings)
+    acks, forgotten = b.do(lambda s: (V.load_acks(s), s.forgotten()))
+    assert set(acks) <= {a.id} and forgotten == frozenset()
+    a.sync(box)
+    b.sync(box)  # and b still syncs
+    assert b.get("c1", "a1") is not None

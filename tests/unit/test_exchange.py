@@ -247,6 +247,12 @@ def test_peer_vv_is_validated(nodes: Callable[..., list[engine.Store]]) -> None:
         list(ex.segments_for(a, {"x": 1}))  # type: ignore[dict-item]
     with pytest.raises(engine.ValidationError):
         ex.record_peer(a, 5, {1: -1}, {}, frozenset())
+    # node ids in the ack table and the forgotten set are u64s too; nothing is recorded
+    for acks, gone in [({"zz": {}}, ()), ({-5: {}}, ()), ({1.5: {}}, ()), ({1 << 64: {}}, ()),
+                       ({}, (-1,)), ({}, (0,)), ({}, ("x",))]:
+        with pytest.raises(engine.ValidationError):
+            ex.record_peer(a, 5, {5: 1}, acks, frozenset(gone))  # type: ignore[arg-type]
+    assert V.load_acks(a) == {} and a.forgotten() == frozenset()
 
 
 def test_stale_snapshot_cannot_resurrect_a_purged_delete(
