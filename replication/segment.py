@@ -153,6 +153,13 @@ def _u64(value: object, what: str) -> int:
     return value
 
 
+def _node(value: object, what: str) -> int:
+    """A node id: a u64 other than 0 (which the engine refuses as a node id)."""
+    if type(value) is not int or not 0 < value < _U64_LIMIT:
+        raise ValidationError(f"{what} must be an int in [1, 2**64) (a node id), got {value!r:.80}")
+    return value
+
+
 def _str(value: object, what: str) -> str:
     if type(value) is not str:
         raise ValidationError(f"{what} must be a str, got {type(value).__name__}")
@@ -172,7 +179,7 @@ def _blob(value: object, what: str, limits: SegmentLimits) -> bytes:
 def _uint_map(value: object, what: str) -> dict[int, int]:
     if not isinstance(value, Mapping):
         raise ValidationError(f"{what} must be a map, got {type(value).__name__}")
-    return {_u64(k, f"{what} key"): _u64(v, f"{what}[{k}]") for k, v in value.items()}
+    return {_node(k, f"{what} key"): _u64(v, f"{what}[{k}]") for k, v in value.items()}
 
 
 def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader:
@@ -181,7 +188,7 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
         raise ValidationError(f"kind must be 'changes' or 'snapshot', got {header.kind!r:.40}")
     if header.compression not in ("none", "zlib"):
         raise ValidationError(f"unknown compression {header.compression!r:.40}")
-    _u64(header.sender, "sender")
+    _node(header.sender, "sender")
     _str(header.region, "region")
     _u64(header.created_hlc, "created_hlc")
     count = _u64(header.record_count, "record_count")
@@ -190,15 +197,15 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
     vv = _uint_map(header.vv, "vv")
     if not isinstance(header.acks, Mapping):
         raise ValidationError("acks must be a map of node -> version vector")
-    acks = {_u64(k, "acks key"): _uint_map(v, f"acks[{k}]") for k, v in header.acks.items()}
+    acks = {_node(k, "acks key"): _uint_map(v, f"acks[{k}]") for k, v in header.acks.items()}
     if not isinstance(header.forgotten, (frozenset, set)):
         raise ValidationError("forgotten must be a set of node ids")
-    forgotten = frozenset(_u64(n, "forgotten node id") for n in header.forgotten)
+    forgotten = frozenset(_node(n, "forgotten node id") for n in header.forgotten)
     if not isinstance(header.ranges, Mapping):
         raise ValidationError("ranges must be a map of origin -> (first, last)")
     ranges: dict[int, tuple[int, int]] = {}
     for origin, rng in header.ranges.items():
-        _u64(origin, "ranges key")
+        _node(origin, "ranges key")
         if not isinstance(rng, (tuple, list)) or len(rng) != 2:
             raise ValidationError(f"ranges[{origin}] must be a (first, last) pair")
         first = _u64(rng[0], f"ranges[{origin}] first")
@@ -229,7 +236,7 @@ def _check_records(
         for i, rec in enumerate(records):
             if not isinstance(rec, (tuple, list)) or len(rec) != 3:
                 raise ValidationError(f"record {i}: a change record is (origin, seq, txn)")
-            origin = _u64(rec[0], f"record {i} origin")
+            origin = _node(rec[0], f"record {i} origin")
             seq = _u64(rec[1], f"record {i} seq")
             txn = _blob(rec[2], f"record {i} txn", limits)
             want = expected.get(origin)
@@ -296,7 +303,7 @@ def _ranges_of(records: tuple[object, ...]) -> dict[int, tuple[int, int]]:
     for i, rec in enumerate(records):
         if not isinstance(rec, (tuple, list)) or len(rec) != 3:
             raise ValidationError(f"record {i}: a change record is (origin, seq, txn)")
-        origin = _u64(rec[0], f"record {i} origin")
+        origin = _node(rec[0], f"record {i} origin")
         seq = _u64(rec[1], f"record {i} seq")
         if origin in ranges:
             first, last = ranges[origin]

@@ -19,7 +19,7 @@ from replication.segment import (
 )
 
 u64 = st.integers(min_value=0, max_value=2**64 - 1)
-node_ids = st.one_of(st.integers(min_value=0, max_value=5), u64)
+node_ids = st.one_of(st.integers(min_value=1, max_value=5), st.integers(1, 2**64 - 1))
 blobs = st.binary(max_size=64) | st.sampled_from([b"", b"order-item " * 30])
 
 

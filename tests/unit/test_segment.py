@@ -275,6 +275,16 @@ def test_hostile_helper_builds_a_valid_segment() -> None:
         ([[A, 1, b""], [A, 2, b""]], {"region": b"eu"}, "region must be a str"),
         ([[A, 1, b""], [A, 2, b""]], {"created_hlc": -1}, "created_hlc must be an int"),
         ([[A, 1, b""], [A, 2, b""]], {"acks": {A: {B: "x"}}}, "must be an int"),
+        # node ids are never 0 (the engine refuses 0 as a node id: store.forget(0) would
+        # raise ValidationError after verification, and an ack row for node 0 is a member
+        # nobody can ever forget, blocking garbage collection for good)
+        ([[A, 1, b""], [A, 2, b""]], {"sender": 0}, "sender must be an int in \\[1,"),
+        ([[A, 1, b""], [A, 2, b""]], {"vv": {A: 2, 0: 1}}, "vv key must be an int in \\[1,"),
+        ([[A, 1, b""], [A, 2, b""]], {"acks": {0: {A: 1}}}, "acks key must be an int in \\[1,"),
+        ([[A, 1, b""], [A, 2, b""]], {"acks": {B: {0: 1}}}, "key must be an int in \\[1,"),
+        ([[A, 1, b""], [A, 2, b""]], {"forgotten": frozenset({0})}, "forgotten node id"),
+        ([[0, 1, b""], [0, 2, b""]], {"ranges": {0: (1, 2)}, "vv": {0: 2}},
+         "vv key must be an int in \\[1,"),
     ],
 )
 def test_header_lies_and_bad_records(
