@@ -29,7 +29,8 @@ Merging items is always safe on its own (merge is idempotent and commutative), s
 is merged as soon as it arrives. Only the vv is dangerous: advancing it claims every change
 below it, so it is advanced only by the last part, and only if the receiver saw the whole
 chain (``T`` records start a chain; each next part's first key equals the previous part's
-last key; created HLCs ascend). A missing or reordered part leaves the vv where it was, the
+last key; created HLCs ascend; every part's own ack row, the snapshot's vv, is the same: two
+snapshots split at the same keys must not mix). A missing or reordered part leaves the vv where it was, the
 peer still looks behind, and the next exchange sends a snapshot again: nothing is lost.
 A one-part snapshot (the usual case) is simply part 0 and last at once.
 
@@ -496,11 +497,15 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
     chains: dict[int, Any] = dict(store.get_meta(_CHAIN_META) or {})
     link = chains.get(h.sender)
     last = bool(h.vv) or not segment.records
+    # Every part names its snapshot's vv (the sender's own ack row; the last part's header vv
+    # too): parts of two snapshots split at the same keys must not pass for one chain.
+    ident = sorted([o, s] for o, s in h.acks.get(h.sender, {}).items())
     if tables or not segment.records:
         in_chain = True  # part 0 starts a chain (an empty snapshot is complete by itself)
     else:
-        in_chain = (link is not None and bool(items) and items[0][0] == link[1]
-                    and h.created_hlc > link[0])
+        in_chain = (isinstance(link, list) and len(link) == 3 and bool(items)
+                    and items[0][0] == link[1] and h.created_hlc > link[0] and link[2] == ident
+                    and (not last or ident == sorted([o, s] for o, s in h.vv.items())))
     try:
         if last and in_chain:
             report.items = store.merge_snapshot(h.vv, tables, items)
@@ -511,7 +516,7 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
             report.snapshot_complete = False
             report.new = True
             if in_chain:
-                chains[h.sender] = [h.created_hlc, items[-1][0]]
+                chains[h.sender] = [h.created_hlc, items[-1][0], ident]
             else:
                 chains.pop(h.sender, None)
                 report.warnings.append(
