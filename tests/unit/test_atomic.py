@@ -38,6 +38,36 @@ def test_no_temp_left_when_data_cannot_be_written(tmp_path: Path) -> None:
     assert target.read_bytes() == b"old"
 
 
+@pytest.mark.parametrize("failing", ["write", "fsync"])
+def test_no_temp_left_when_the_disk_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str,
+) -> None:
+    """ENOSPC half-way through the write (or at fsync): the temp file is removed and the old
+    file is untouched. (A non-bytes argument fails before any file exists, so it cannot show
+    this.)"""
+    import errno
+
+    from replication import atomic
+
+    target = tmp_path / "a.seg"
+    write_atomic(target, b"old")
+    real = getattr(os, failing)
+    calls = []
+
+    def broken(fd: int, *args: object) -> object:
+        calls.append(fd)
+        if failing == "write" and len(calls) == 1:
+            return real(fd, bytes(args[0])[:3])  # type: ignore[arg-type]  # a short write first
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, failing, broken)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(target, b"new data")
+    monkeypatch.undo()
+    assert calls and os.listdir(tmp_path) == ["a.seg"]
+    assert target.read_bytes() == b"old"
+
+
 def test_no_temp_left_when_rename_fails(tmp_path: Path) -> None:
     target = tmp_path / "a.seg"
     target.mkdir()
