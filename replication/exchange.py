@@ -30,9 +30,9 @@ is merged as soon as it arrives. Only the vv is dangerous: advancing it claims e
 below it, so it is advanced only by the last part, and only if the receiver saw the whole
 chain (``T`` records start a chain; each next part's first key equals the previous part's
 last key; created HLCs ascend; every part's own ack row, the snapshot's vv, is the same: two
-snapshots split at the same keys must not mix). A missing or reordered part leaves the vv where it was, the
-peer still looks behind, and the next exchange sends a snapshot again: nothing is lost.
-A one-part snapshot (the usual case) is simply part 0 and last at once.
+snapshots split at the same keys must not mix). A missing or reordered part leaves the vv
+where it was, the peer still looks behind, and the next exchange sends a snapshot again:
+nothing is lost. A one-part snapshot (the usual case) is simply part 0 and last at once.
 
 Stale snapshots. A snapshot's items may lack tombstones its sender purged, and ours may have
 been purged too: merging an *old* snapshot could resurrect what was deleted since. Everything we
