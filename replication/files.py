@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,13 +365,14 @@ def _hex(node: int) -> str:
     return f"{node:016x}"
 
 
+_NODE_DIR = re.compile(r"[0-9a-f]{16}")
+
+
 def _node_dirs(mailbox: Path) -> Iterator[tuple[int, Path]]:
+    """Every node folder of the mailbox: exactly 16 lowercase hex digits, never node 0."""
     for entry in sorted(os.scandir(mailbox), key=lambda e: e.name):
-        if len(entry.name) == 16 and entry.is_dir():
-            try:
-                yield int(entry.name, 16), Path(entry.path)
-            except ValueError:
-                continue
+        if _NODE_DIR.fullmatch(entry.name) and entry.is_dir() and int(entry.name, 16):
+            yield int(entry.name, 16), Path(entry.path)
 
 
 def _index_own(own: Path, old: Mapping[str, Any]) -> dict[str, list[Any]]:

@@ -97,10 +97,18 @@ def read_secret(path: str | None) -> bytes | None:
     return data
 
 
+def key_arg(text: str, what: str) -> Any:
+    """A key argument (see :func:`replication.jsonvalues.parse_key`); a bad one is a usage error."""
+    try:
+        return parse_key(text, what)
+    except JSONValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def item_key(args: argparse.Namespace) -> tuple[Any, Any]:
-    """``PK`` and optional ``SK`` as key values (see :func:`replication.jsonvalues.parse_key`)."""
-    pk = parse_key(args.pk, "partition key")
-    sk = None if args.sk is None else parse_key(args.sk, "sort key")
+    """``PK`` and optional ``SK`` as key values."""
+    pk = key_arg(args.pk, "partition key")
+    sk = None if args.sk is None else key_arg(args.sk, "sort key")
     return pk, sk
 
 

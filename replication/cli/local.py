@@ -13,12 +13,12 @@ from typing import Any, TextIO
 import engine
 
 from .. import forget
-from ..jsonvalues import parse_key
 from .args import (
     Condition,
     UsageError,
     item_key,
     json_arg,
+    key_arg,
     object_arg,
     open_store,
     write_condition,
@@ -181,12 +181,12 @@ def cmd_query(args: argparse.Namespace) -> int:
                          "--gt/--gte/--lt/--lte")
 
     def sk(v: str | None) -> Any:
-        return None if v is None else parse_key(v, "sort key")
+        return None if v is None else key_arg(v, "sort key")
 
     between = None if args.between is None else (sk(args.between[0]), sk(args.between[1]))
     with open_store(args) as store:
         rows = store.table(args.table).query(
-            parse_key(args.pk, "partition key"), begins_with=sk(args.begins_with),
+            key_arg(args.pk, "partition key"), begins_with=sk(args.begins_with),
             between=between, gt=sk(args.gt), gte=sk(args.gte), lt=sk(args.lt), lte=sk(args.lte),
             reverse=args.reverse, limit=args.limit)
         for item in rows:

@@ -244,6 +244,8 @@ def test_forget(store: Path) -> None:
     ["put", "DIR", "orders", "[1, 2]"],
     ["put", "DIR", "orders", '{"x": NaN}'],
     ["put", "DIR", "orders", '{"x": {"$b64": "***"}}'],
+    ["get", "DIR", "orders", '{"$b64": "***"}'],
+    ["query", "DIR", "orders", "c1", "--gt", '{"$b64": "***"}'],
     ["update", "DIR", "orders", "c1", "o1"],
     ["update", "DIR", "orders", "c1", "o1", "--set", "3"],
     ["serve", "DIR", "--listen", "nowhere"],

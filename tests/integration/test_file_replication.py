@@ -362,3 +362,13 @@ def test_state_file_with_bad_node_ids_is_a_warning(
     a.sync(box)
     b.sync(box)  # and b still syncs
     assert b.get("c1", "a1") is not None
+
+
+def test_only_node_folders_are_read_from_a_mailbox(tmp_path: Path) -> None:
+    """Folders that merely parse as hex (signs, underscores, upper case, node 0) are not nodes."""
+    from replication.files import _node_dirs
+
+    for name in ("00000000000000ab", "-000000000000001", "0000_0000_0000_1", "00000000000000AB",
+                 "0000000000000000", "notanode"):
+        (tmp_path / name).mkdir()
+    assert [(n, p.name) for n, p in _node_dirs(tmp_path)] == [(0xAB, "00000000000000ab")]
