@@ -254,45 +254,42 @@ class Store:
             max_item = codec.MAX_ITEM_BYTES
             for op in ops:
                 kind, tdef, key, _, attrs, remove, condition = op
+                state = attrs_cbor = None
+                stored = False
                 if kind == "P" and condition is None:
                     # A blind put needs only the largest version held (its ``seen``), not the
-                    # whole state. v is above every version held (the clock observes all it
-                    # applies), so the put replaces the state outright.
-                    attrs_cbor = dumps(attrs)  # encoded once, spliced twice
+                    # whole state; a new item takes one descent of the tree, no get first.
+                    attrs_cbor = dumps(attrs)  # encoded once, spliced into state and log
                     if len(attrs_cbor) > max_item:
                         _check_item_size(len(attrs_cbor), op)
-                    if put(key, puts.state(attrs_cbor, BOTTOM), db=items_db, overwrite=False):
-                        seen = BOTTOM  # a new item: one descent of the tree, no get first
-                    else:
-                        seen = codec.max_version_raw(get(key, db=items_db))
-                        if seen < v:
-                            put(key, puts.state(attrs_cbor, seen), db=items_db)
-                    if seen < v:
-                        wire.append(puts.op(tdef.name, key, attrs_cbor, seen))
-                        results.append(attrs)
-                        images.append(True)
-                        continue
-                raw = get(key, db=items_db)
-                state = codec.decode_state(raw) if raw is not None else None
-                if condition is not None:
-                    if not condition(visible(state)):
+                    stored = put(key, puts.state(attrs_cbor, BOTTOM), db=items_db,
+                                 overwrite=False)
+                    raw = None if stored else get(key, db=items_db)
+                    seen = BOTTOM if raw is None else codec.max_version_raw(raw)
+                else:
+                    raw = get(key, db=items_db)
+                    state = codec.decode_state(raw) if raw is not None else None
+                    if condition is not None and not condition(visible(state)):
                         raise ConditionFailed(
                             f"condition failed for {tdef.name} {op.key_values}; nothing written"
                         )
                     seen = max_version(state)
-                elif kind != "P":
-                    seen = max_version(state)
                 table = tdef.name
-                # as above: a put or delete replaces the state outright; only an update merges
+                # v is above every version held (the clock observes all it applies), so a put
+                # or delete replaces the state outright; only an update merges.
                 if kind == "P" and seen < v:
-                    attrs_cbor = dumps(attrs)
-                    if len(attrs_cbor) > max_item:
-                        _check_item_size(len(attrs_cbor), op)
-                    put(key, puts.state(attrs_cbor, seen), db=items_db)
+                    if attrs_cbor is None:
+                        attrs_cbor = dumps(attrs)
+                        if len(attrs_cbor) > max_item:
+                            _check_item_size(len(attrs_cbor), op)
+                    if not stored:
+                        put(key, puts.state(attrs_cbor, seen), db=items_db)
                     wire.append(puts.op(table, key, attrs_cbor, seen))
                     results.append(attrs)
                     images.append(True)
                     continue
+                if state is None and raw is not None:
+                    state = codec.decode_state(raw)
                 if kind == "P":
                     delta = put_delta(attrs, v, seen)
                     wire.append(dumps(["P", table, key, attrs, seen[0], seen[1]]))
