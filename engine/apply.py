@@ -26,7 +26,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import codec
-from .changelog import U64, append, check_u64_arg, key_dict, read_clock, write_clock
+from .changelog import (
+    U64,
+    append,
+    check_u64_arg,
+    key_dict,
+    read_clock,
+    version_vector,
+    write_clock,
+)
 from .changes import ApplyReport, Conflict, RawChange, TableDef, decode_table_def
 from .clock import Version, observe
 from .env import Env, Txn
@@ -54,11 +62,22 @@ _CONFLICTS = struct.Struct(">QQQ")  # first id kept, next id, total ever recorde
 Decoded = tuple[int, int, bytes, int, list[codec.Op]]  # origin, seq, raw, hlc, ops
 
 
-def _decode_records(records: Iterable[RawChange]) -> list[Decoded]:
-    """Check and decode every record; raise ``ValidationError`` before anything is applied."""
+_PREREAD = 64  # from this many records on, look up what is already known before decoding
+
+
+def _decode_records(store: Store, records: Iterable[RawChange]) -> tuple[list[Decoded], int]:
+    """Check and decode every record; raise ``ValidationError`` before anything is applied.
+
+    Records this store already holds are only type-checked, never decoded (they will be
+    skipped); their count is returned. The lookup is made for large batches (catch-up,
+    imports, re-imports), not for the one-segment pushes of live replication.
+    """
     if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
         raise ValidationError(f"records must be an iterable of (origin, seq, txn), not {records!r}")
+    records = list(records)
+    known = version_vector(store) if len(records) >= _PREREAD else {}
     decoded: list[Decoded] = []
+    skipped = 0
     for i, rec in enumerate(records):
         if not (isinstance(rec, tuple) and len(rec) == 3):
             raise ValidationError(f"record {i} is not (origin, seq, txn)")
@@ -67,6 +86,9 @@ def _decode_records(records: Iterable[RawChange]) -> list[Decoded]:
                 or isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**64
                 or not isinstance(raw, bytes)):
             raise ValidationError(f"record {i} has a bad origin, seq or payload type")
+        if seq <= known.get(origin, 0):
+            skipped += 1
+            continue
         try:
             hlc, ops = codec.decode_txn(raw)
         except ValidationError as exc:
@@ -81,17 +103,17 @@ def _decode_records(records: Iterable[RawChange]) -> list[Decoded]:
         # had seen: conflict detection (one-sided, through ``seen``) needs that to have no
         # false positives, e.g. when a relay sends B's update of an item before A's put.
         decoded = list(heapq.merge(*by_origin.values(), key=lambda d: (d[3], d[0])))
-    return decoded
+    return decoded, skipped
 
 
 def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
     """See :meth:`engine.Store.apply_changes`."""
     env = store._e()
-    decoded = _decode_records(records)
+    decoded, already_known = _decode_records(store, records)
     node_id = store.node_id
 
     def run(txn: Txn) -> tuple[ApplyReport, int, bool]:
-        report = ApplyReport()
+        report = ApplyReport(skipped=already_known)
         hlc_last, local_seq, pos = read_clock(txn, env)
         start_pos = pos
         vv: dict[int, int] = {}

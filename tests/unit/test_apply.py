@@ -523,3 +523,16 @@ def test_tombstone_keeps_concurrent_older_put_away(nodes: Any, clock: ManualCloc
     pull(a, b)
     pull(b, a)
     assert a.table("t").get(1) is None and b.table("t").get(1) is None
+
+
+def test_reapplying_a_large_batch_skips_every_known_record(make_store) -> None:  # type: ignore[no-untyped-def]
+    a, b = make_store("ra"), make_store("rb")
+    t = a.create_table("t", partition_key="id")
+    for i in range(100):
+        t.put({"id": i, "n": i})
+    recs = a.log_range(a.node_id, 0)
+    assert b.apply_changes(recs).applied == len(recs)
+    before = (b.digest(), b.version_vector(), b.position())
+    again = b.apply_changes(recs)
+    assert (again.applied, again.skipped, again.held) == (0, len(recs), 0)
+    assert (b.digest(), b.version_vector(), b.position()) == before
