@@ -25,8 +25,8 @@ test-slow: $(VENV)/.stamp-test-$(HASH)
 
 # Types (mypy --strict, from pyproject) and lint (ruff, rules in pyproject).
 lint: $(VENV)/.stamp-dev-$(HASH)
-	$(VENV)/bin/mypy engine replication
-	$(VENV)/bin/ruff check engine replication tests bench
+	$(VENV)/bin/mypy engine replication regiondb
+	$(VENV)/bin/ruff check engine replication regiondb tests bench
 
 bench: $(VENV)/.stamp-bench-$(HASH)
 	$(PY) -m bench

@@ -1,4 +1,4 @@
-"""The ``regiondb`` command, driven as a subprocess (``python -m replication``).
+"""The ``regiondb`` command, driven as a subprocess (``python -m regiondb``).
 
 Every command's happy path, usage errors (exit 1), regiondb errors (exit 2, one line on
 stderr, no traceback) and the JSON round trip of bytes, sets and decimals.
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import engine
-from replication.jsonvalues import dumps, loads, parse_key
+from regiondb.jsonvalues import dumps, loads, parse_key
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 def run(
     *args: object, input: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "replication", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "regiondb", *map(str, args)],
                           capture_output=True, text=True, input=input, timeout=timeout, env=ENV)
 
 
@@ -296,7 +296,7 @@ def test_broken_pipe_is_quiet(store: Path) -> None:
     items = "".join(json.dumps({"customer_id": "c", "order_id": f"o{i:05d}"}) + "\n"
                     for i in range(3000))
     ok("put", store, "orders", "-", input=items)
-    p = subprocess.run(f"{sys.executable} -m replication scan {store} orders | head -1",
+    p = subprocess.run(f"{sys.executable} -m regiondb scan {store} orders | head -1",
                        shell=True, capture_output=True, text=True, env=ENV, timeout=60)
     assert p.returncode == 0 and len(p.stdout.splitlines()) == 1
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
@@ -368,7 +368,7 @@ def test_sync_dir_two_nodes(store: Path, tmp_path: Path) -> None:
 
 def _start_serve(store: Path, *extra: object) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "replication", "serve", str(store), "--listen", "127.0.0.1:0",
+        [sys.executable, "-m", "regiondb", "serve", str(store), "--listen", "127.0.0.1:0",
          "--status-interval", "1", *map(str, extra)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     assert proc.stdout is not None

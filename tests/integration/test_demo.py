@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_demo_converges(tmp_path: Path) -> None:
     keep = tmp_path / "stores"
     p = subprocess.run(
-        [sys.executable, "-m", "replication", "demo", "--duration", "8", "--keep", str(keep)],
+        [sys.executable, "-m", "regiondb", "demo", "--duration", "8", "--keep", str(keep)],
         capture_output=True, text=True, timeout=120, env={**os.environ, "TERM": "dumb"},
     )
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])

@@ -47,3 +47,38 @@ def test_contract_signatures() -> None:
         assert callable(getattr(engine.Store, method)), method
     for method in ("put", "get", "update", "delete", "query", "scan"):
         assert callable(getattr(engine.Table, method)), method
+
+
+def test_regiondb_front_door_is_pinned() -> None:
+    import regiondb
+    import replication
+
+    assert regiondb.__all__ == sorted(regiondb.__all__)
+    for name in regiondb.__all__:
+        assert hasattr(regiondb, name), name
+    # the front door re-exports the very objects, not copies
+    assert regiondb.open is engine.open and regiondb.Store is engine.Store
+    assert regiondb.Error is engine.Error and regiondb.ValidationError is engine.ValidationError
+    assert regiondb.sync_dir is replication.sync_dir and regiondb.serve is replication.serve
+    assert regiondb.Replicator is replication.Replicator
+
+
+def test_layering_no_upward_imports() -> None:
+    """engine imports neither replication nor regiondb; replication does not import regiondb."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(engine.__file__).parent.parent
+    forbidden = {"engine": ("replication", "regiondb"), "replication": ("regiondb",)}
+    bad = []
+    for pkg, banned in forbidden.items():
+        for path in (root / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                bad += [f"{path.relative_to(root)}: {n}" for n in names
+                        if n.split(".")[0] in banned]
+    assert bad == []

@@ -1,6 +1,6 @@
 """One region of ``regiondb demo`` as seen from the demo: its process and the JSON-lines pipe.
 
-:class:`Worker` starts ``python -m replication.demo_node`` in its own session (so Ctrl-C
+:class:`Worker` starts ``python -m regiondb.demo_node`` in its own session (so Ctrl-C
 reaches the demo only), reads its events (``ready``, ``stats``, ``reply``, ``warning``) on a
 thread, and sends it commands whose replies can be awaited. The node exits by itself when
 the pipe closes, so a crashed demo leaves no process behind.
@@ -62,7 +62,7 @@ class Worker:
         """Start (or restart) the node process; :meth:`wait_ready` waits for it to serve."""
         self._ready.clear()
         self.info = {}
-        cmd = [sys.executable, "-m", "replication.demo_node", "--store", str(self.store),
+        cmd = [sys.executable, "-m", "regiondb.demo_node", "--store", str(self.store),
                "--region", self.region, "--listen", f"127.0.0.1:{self.port}",
                "--secret-file", str(self.secret), "--rate", str(self.rate),
                "--seed", str(self.seed)]

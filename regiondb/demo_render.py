@@ -1,6 +1,6 @@
 """What ``regiondb demo`` shows: event lines above a live status table, and the summary.
 
-Pure formatting over figures the demo measured (:mod:`replication.demo` owns the timeline and
+Pure formatting over figures the demo measured (:mod:`regiondb.demo` owns the timeline and
 the processes); only :class:`Screen` writes, to the stream it is given.
 """
 

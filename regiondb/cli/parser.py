@@ -1,7 +1,7 @@
 """The ``regiondb`` argument parser: every command, its flags, help text and examples.
 
 Each subcommand sets ``func`` (the ``cmd_*`` function that runs it) and ``command`` (its
-name, for error messages); :func:`replication.cli.main` dispatches on them.
+name, for error messages); :func:`regiondb.cli.main` dispatches on them.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ examples:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``demo``: the ShopEase three-region demo (:mod:`replication.demo`), imported only here."""
+    """``demo``: the ShopEase three-region demo (:mod:`regiondb.demo`), imported only here."""
     from ..demo import run
 
     return run(duration=args.duration, keep=args.keep, rate=args.rate)

@@ -1,6 +1,6 @@
 """What the ``regiondb`` commands print: JSON lines, hex node ids, sizes, report data.
 
-Data goes to stdout (one JSON value a line, :mod:`replication.jsonvalues` encoding); errors
+Data goes to stdout (one JSON value a line, :mod:`regiondb.jsonvalues` encoding); errors
 and progress go to stderr elsewhere. Nothing here touches a store.
 """
 

@@ -2,7 +2,7 @@
 conditions, and opening the store a command names.
 
 Problems argparse cannot see (bad JSON, conflicting flags) raise :class:`UsageError`, which
-:func:`replication.cli.main` turns into exit status 1.
+:func:`regiondb.cli.main` turns into exit status 1.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _MISSING = object()
 
 
 def json_arg(text: str, what: str) -> Any:
-    """A JSON argument (``-``: read stdin) in the :mod:`replication.jsonvalues` encoding."""
+    """A JSON argument (``-``: read stdin) in the :mod:`regiondb.jsonvalues` encoding."""
     if text == "-":
         text = sys.stdin.read()
     try:
@@ -98,7 +98,7 @@ def read_secret(path: str | None) -> bytes | None:
 
 
 def key_arg(text: str, what: str) -> Any:
-    """A key argument (see :func:`replication.jsonvalues.parse_key`); a bad one is a usage error."""
+    """A key argument (see :func:`regiondb.jsonvalues.parse_key`); a bad one is a usage error."""
     try:
         return parse_key(text, what)
     except JSONValueError as exc:

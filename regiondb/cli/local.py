@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import engine
 
-from .. import forget
+from replication import forget
 from .args import (
     Condition,
     UsageError,

@@ -1,6 +1,6 @@
 """The ``regiondb`` command: every store operation, offline and live replication, the demo.
 
-A store directory comes first, items are JSON (see :mod:`replication.jsonvalues` for numbers,
+A store directory comes first, items are JSON (see :mod:`regiondb.jsonvalues` for numbers,
 bytes and sets). Data commands (``get``, ``query``, ``scan``, ``changes``, ``conflicts``,
 ``status --json``) print JSON lines; the others print a human summary, or one JSON object with
 ``--json``. Exit codes: 0 ok, 1 usage error (bad flags, bad JSON on the command line), 2 a

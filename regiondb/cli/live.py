@@ -21,8 +21,8 @@ from typing import Any
 
 import engine
 
-from ..atomic import write_atomic
-from ..net import Replicator, serve, status, sync
+from replication.atomic import write_atomic
+from replication.net import Replicator, serve, status, sync
 from .args import UsageError, open_store, read_secret
 from .output import (
     PROG,

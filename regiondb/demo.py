@@ -3,7 +3,7 @@
 What it does, in order (``--duration`` D seconds of selling; about 10-15 s more for start-up,
 the offline sync and the summary):
 
-1. Starts three nodes as separate processes on 127.0.0.1 (:mod:`replication.demo_node`):
+1. Starts three nodes as separate processes on 127.0.0.1 (:mod:`regiondb.demo_node`):
    ``ap-south-1`` (Mumbai, where the shop began and seeds the catalogue), ``us-east-1``
    (Virginia) and ``eu-west-1`` (Ireland), each serving its store and replicating with the
    other two over sockets authenticated with a shared secret. A fourth node, a pop-up shop in
@@ -156,7 +156,7 @@ class Demo:
                  f"with `regiondb init` and has recorded 5 cash sales offline.")
 
     def cli(self, *args: Any, input: str | None = None) -> str:
-        cmd = [sys.executable, "-m", "replication", *map(str, args)]
+        cmd = [sys.executable, "-m", "regiondb", *map(str, args)]
         p = subprocess.run(cmd, capture_output=True, text=True, input=input,
                            timeout=STEP_TIMEOUT)
         if p.returncode != 0:

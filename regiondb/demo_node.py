@@ -1,6 +1,6 @@
 """One ShopEase region of ``regiondb demo``: a store, a server, live replication and customers.
 
-Run by :mod:`replication.demo` as its own process (``python -m replication.demo_node ...``), so
+Run by :mod:`regiondb.demo` as its own process (``python -m regiondb.demo_node ...``), so
 that killing it is a real crash. It opens (or creates) its store, serves it, replicates live
 with its peers over authenticated sockets, and sells when told to. It speaks JSON lines: it
 reads commands on stdin and writes events on stdout (``ready``, ``stats`` every second,
@@ -269,7 +269,7 @@ class Node:
             return self._wait_vv(cmd)
         if name == "sync_dir":
             from .cli.output import report_dict
-            from .files import sync_dir
+            from replication.files import sync_dir
 
             return report_dict(sync_dir(self.store, Path(cmd["mailbox"])))
         if name == "final":
@@ -335,7 +335,7 @@ class Node:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m replication.demo_node")
+    p = argparse.ArgumentParser(prog="python -m regiondb.demo_node")
     p.add_argument("--store", required=True)
     p.add_argument("--region", required=True)
     p.add_argument("--listen", required=True)
