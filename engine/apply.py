@@ -36,7 +36,7 @@ from .changelog import (
     write_clock,
 )
 from .changes import ApplyReport, Conflict, RawChange, TableDef, decode_table_def
-from .clock import Version, observe
+from .clock import BOTTOM, Version, observe
 from .env import Env, Txn
 from .errors import ClockSkewError, ForgottenNodeError, ValidationError
 from .item import (
@@ -53,7 +53,8 @@ from .keys import decode_key
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["apply_changes", "conflict_count", "conflicts", "forgotten_ids", "merge_table"]
+__all__ = ["apply_changes", "conflict_count", "conflicts", "forgotten_ids", "merge_table",
+           "merge_ttl"]
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
             v = (hlc, origin)
             images = []
             for op in ops:
-                if op.kind == "T":
+                if op.kind in ("T", "L"):
                     tables_changed = True
                 images.append(_merge_op(store, txn, env, op, v, report))
             pos = append(txn, env, origin, seq, raw, images, pos)
@@ -189,19 +190,22 @@ def _merge_op(
     if op.kind == "T":
         merge_table(txn, env, op, v)
         return None
+    if op.kind == "L":
+        merge_ttl(txn, env, op.table, op.attrs["ttl_attribute"], v)
+        return None
     raw = txn.get(op.key, db=env.items)
-    if raw is None and op.kind == "P":
+    if raw is None and op.kind == "P" and not op.ext:
         # A put into a missing item: the merged state is the put's delta itself, and with
         # nothing local there is nothing to conflict with.
         txn.put(op.key, codec.put_state_bytes(v, codec.dumps(op.attrs), op.seen), db=env.items)
         return True if op.attrs else None
     state = codec.decode_state(raw) if raw is not None else None
     if op.kind == "P":
-        delta = put_delta(op.attrs, v, op.seen)
+        delta = put_delta(op.attrs, v, op.seen, op.ext)
     elif op.kind == "U":
-        delta = update_delta(op.attrs, op.remove, v, op.seen)
+        delta = update_delta(op.attrs, op.remove, v, op.seen, op.ext)
     else:
-        delta = delete_delta(v, op.seen)
+        delta = delete_delta(v, op.seen, op.ext)
     new, lost = merge_change(state, delta, v, op.seen, codec.canonical)
     txn.put(op.key, codec.encode_state(new), db=env.items)
     if lost:
@@ -231,7 +235,42 @@ def merge_table(txn: Txn, env: Env, op: codec.Op, v: Version) -> None:
             return
         log.warning("table %r: schema (%s, %s) replaced by (%s, %s) from %016x",
                     op.table, cur.partition_key, cur.sort_key, pk, sk, v[1])
-    txn.put(op.table.encode(), TableDef(op.table, pk, sk, v).stored(), db=env.tables)
+    if raw is None:
+        ttl, ttl_v = _pending_ttl(txn, env, op.table)
+    else:
+        ttl, ttl_v = cur.ttl_attribute, cur.ttl_version
+    txn.put(op.table.encode(), TableDef(op.table, pk, sk, v, ttl, ttl_v).stored(),
+            db=env.tables)
+
+
+def _pending_ttl(txn: Txn, env: Env, table: str) -> tuple[str | None, Version]:
+    """A TTL that arrived before its table's definition (then deleted from meta)."""
+    raw = txn.get(b"ttl-pending:" + table.encode(), db=env.meta)
+    if raw is None:
+        return None, BOTTOM
+    txn.delete(b"ttl-pending:" + table.encode(), db=env.meta)
+    attribute, hlc, node = codec.loads(raw)
+    return attribute, (hlc, node)
+
+
+def merge_ttl(txn: Txn, env: Env, table: str, attribute: str | None, v: Version) -> bool:
+    """Merge a table's TTL attribute (a register: the larger version wins); ``True`` if it
+    changed. A TTL for a table whose definition has not arrived yet waits in meta
+    (``ttl-pending:<table>``) until it does."""
+    raw = txn.get(table.encode(), db=env.tables)
+    if raw is None:
+        pending, pv = _pending_ttl(txn, env, table)
+        if pv > v:
+            attribute, v = pending, pv
+        txn.put(b"ttl-pending:" + table.encode(), codec.dumps([attribute, v[0], v[1]]),
+                db=env.meta)
+        return False
+    cur = decode_table_def(table, raw)
+    if cur.ttl_version >= v:
+        return False
+    new = TableDef(table, cur.partition_key, cur.sort_key, cur.version, attribute, v)
+    txn.put(table.encode(), new.stored(), db=env.tables)
+    return True
 
 
 def forgotten_ids(txn: Txn, env: Env) -> set[int]:

@@ -256,8 +256,9 @@ def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
     hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
     images = codec.loads(value[LOGHDR.size + n:])
     for op, image in zip(ops, images, strict=True):
-        if op.kind == "T":
-            yield Change(position_, op.table, {}, "create_table", (hlc, origin), origin, seq,
+        if op.kind in ("T", "L"):
+            kind = "create_table" if op.kind == "T" else "set_ttl"
+            yield Change(position_, op.table, {}, kind, (hlc, origin), origin, seq,
                          dict(op.attrs), None)
             continue
         table, values = decode_key(op.key)
@@ -267,10 +268,16 @@ def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
             kind, delta = "put", {"item": op.attrs}
         elif op.kind == "U":
             kind, delta = "update", {"set": op.attrs, "remove": list(op.remove)}
+            ext = op.ext
+            if ext.add or ext.add_elems:
+                delta["add"] = {name: n for name, (n, _) in ext.add.items()}
+                delta["add"].update({name: set(els) for name, els in ext.add_elems.items()})
+            if ext.del_elems:
+                delta["delete"] = {name: set(els) for name, els in ext.del_elems.items()}
         else:
             kind, delta = "delete", {}
         yield Change(position_, table, keyd, kind, (hlc, origin), origin, seq, delta,
-                     op.attrs if image is True else image)
+                     op.attrs if image is True else image, op.ttl)
 
 
 def position(store: Store) -> int:

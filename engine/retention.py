@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from . import codec
-from .apply import forgotten_ids, merge_table
+from .apply import forgotten_ids, merge_table, merge_ttl
 from .changelog import (
     CHUNK,
     LOGHDR,
@@ -82,6 +82,12 @@ def _check_table_def(t: object) -> None:
     if not (isinstance(v, tuple) and len(v) == 2
             and all(not isinstance(x, bool) and isinstance(x, int) and 0 <= x < 2**64 for x in v)):
         raise ValidationError(f"table {t.name!r}: version {v!r} is not an (hlc, node) pair")
+    tv = t.ttl_version
+    if not (isinstance(tv, tuple) and len(tv) == 2
+            and all(not isinstance(x, bool) and isinstance(x, int) and 0 <= x < 2**64 for x in tv)):
+        raise ValidationError(f"table {t.name!r}: TTL version {tv!r} is not an (hlc, node) pair")
+    if t.ttl_attribute is not None:
+        codec.check_attr_name(t.ttl_attribute, f"table {t.name!r} TTL attribute")
 
 
 def merge_snapshot(
@@ -131,6 +137,8 @@ def merge_snapshot(
             merge_table(txn, env, codec.Op("T", t.name, b"", {
                 "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
                 t.version)
+            if t.ttl_version != BOTTOM:
+                merge_ttl(txn, env, t.name, t.ttl_attribute, t.ttl_version)
         for key, st in states:
             raw = txn.get(key, db=env.items)
             new = st if raw is None else merge(codec.decode_state(raw), st, order)
@@ -204,7 +212,7 @@ def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
     hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
     purged = 0
     for op in ops:
-        if op.kind in ("P", "T") or (op.kind == "U" and not op.remove):
+        if op.kind in ("P", "T", "L") or (op.kind == "U" and not op.remove and not op.ext):
             continue
         raw = txn.get(op.key, db=env.items)
         if raw is None:

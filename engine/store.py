@@ -450,8 +450,9 @@ class Store:
         def run(txn: Txn) -> str:
             h = hashlib.sha256()
             for k, v in txn.cursor(db=env.tables):
-                pk, sk, _, _ = codec.loads(v)
-                h.update(codec.canonical(["T", bytes(k), pk, sk]))
+                row = codec.loads(v)
+                ttl = [row[4]] if len(row) == 7 and row[4] is not None else []
+                h.update(codec.canonical(["T", bytes(k), row[0], row[1], *ttl]))
             for k, v in txn.cursor(db=env.items):
                 item = codec.visible_from_raw(bytes(v))
                 if item is not None:
