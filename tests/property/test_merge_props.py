@@ -332,10 +332,10 @@ def test_counters_count_every_add_with_observed_reset(
     # the counter oracle
     resets = [(i, e) for i, e in enumerate(log) if e[5]]
     if resets:
-        ri, (_, _, rkind, rx, rseen, _) = max(resets, key=lambda ie: ie[1][1])
+        _, (_, _, rkind, rx, rseen, _) = max(resets, key=lambda ie: ie[1][1])
         base: Any = rx if rkind in ("put", "set") else ABSENT
     else:
-        ri, rseen, base = -1, frozenset(), ABSENT
+        rseen, base = frozenset(), ABSENT
     unseen = [e[3] for i, e in enumerate(log) if e[2] == "add" and i not in rseen]
     expected: Any = base
     if unseen:
