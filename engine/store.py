@@ -5,7 +5,7 @@ Layout (named LMDB databases, all written only inside one write transaction per 
 =========  ==========================================  =========================================
 database   key                                          value
 =========  ==========================================  =========================================
-meta       ``format``                                   ``2`` (:data:`FORMAT`)
+meta       ``format``                                   ``3`` (:data:`FORMAT`)
 meta       ``ident``                                    ``[node id, region, st_dev, st_ino]``
 meta       ``clock``                                    ``(hlc, local seq, position)`` (may lag)
 meta       ``conflicts`` / ``forgotten`` / ``x:<name>``  see apply, retention, :meth:`set_meta`
@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import apply, changelog, codec, retention
+from . import apply, changelog, codec, retention, ttl
 from .changelog import U64, append, read_clock, write_clock
 from .changes import (
     ApplyReport,
@@ -73,10 +73,13 @@ log = logging.getLogger(__name__)
 
 # Format 2: local writes no longer rewrite the clock record (engine.changelog.read_clock). A
 # format-1 store reads the same way and is marked 2 on open, so that an older build, which
-# trusts the record alone, refuses it instead of reissuing sequence numbers. Nothing else in
-# the layout differs between the two.
-FORMAT = b"2"
-_READABLE = (b"1", FORMAT)
+# trusts the record alone, refuses it instead of reissuing sequence numbers.
+# Format 3: item states may hold counter and set parts (a 7-element state, engine.mergewire),
+# log entries the ops that carry them (and "L", a table's TTL), table definitions a TTL
+# register. Every format-1/2 record reads unchanged, so an older store is upgraded on open by
+# marking it 3: from then on an older build refuses it instead of misreading a counter.
+FORMAT = b"3"
+_READABLE = (b"1", b"2", FORMAT)
 DEFAULT_MAX_CONFLICTS = 10_000
 
 _REGION = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -150,14 +153,18 @@ class Store:
 
     # -- tables ------------------------------------------------------------------------
 
-    def create_table(self, name: str, partition_key: str, sort_key: str | None = None) -> Table:
+    def create_table(self, name: str, partition_key: str, sort_key: str | None = None, *,
+                     ttl_attribute: str | None = None) -> Table:
         """Create a table (a replicated change); idempotent for the same schema.
 
+        :param ttl_attribute: the attribute holding items' expiry time (see :meth:`set_ttl`).
         :raises SchemaError: if the table exists with a different key schema.
         """
         from .table import Table
 
         codec.check_key_schema(name, partition_key, sort_key)
+        if ttl_attribute is not None:
+            codec.check_attr_name(ttl_attribute, f"table {name!r} ttl_attribute")
         env = self._e()
 
         def run(txn: Txn) -> tuple[TableDef, int | None]:
@@ -183,7 +190,18 @@ class Store:
         self._tables[name] = tdef
         if pos is not None:
             self._notify(pos)
+        if ttl_attribute is not None and tdef.ttl_attribute != ttl_attribute:
+            tdef = ttl.set_ttl(self, name, ttl_attribute)
         return Table(self, tdef)
+
+    def set_ttl(self, table: str, attribute: str | None) -> None:
+        """Name the attribute that holds ``table``'s items' expiry time (``None``: no TTL).
+
+        An item whose TTL attribute is a number of epoch seconds at or before now is expired:
+        reads leave it out at once and :meth:`expire` deletes it. Replicated like the table
+        definition (the latest setting wins). :raises TableNotFound: if there is no such table.
+        """
+        ttl.set_ttl(self, table, attribute)
 
     def _table_def(self, name: str) -> TableDef:
         tdef = self._tables.get(name)
@@ -589,8 +607,9 @@ def _identify(txn: Txn, env: Env, path: Path, region: str | None) -> tuple[int, 
     fmt = txn.get(b"format", db=env.meta)
     if fmt not in _READABLE:
         raise ValidationError(
-            f"{path}: store format {fmt!r} is not supported (this build reads 1 and 2)")
+            f"{path}: store format {fmt!r} is not supported (this build reads 1, 2 and 3)")
     if fmt != FORMAT:
+        log.info("upgrading store %s from format %s to %s", path, fmt.decode(), FORMAT.decode())
         txn.put(b"format", FORMAT, db=env.meta)
     node_id, stored_region, s_dev, s_ino = codec.loads(raw)
     if (s_dev, s_ino) != (dev, ino):
