@@ -26,7 +26,8 @@ from .codec import _check_u64, canonical, check_attr_name, check_value
 from .errors import ValidationError
 from .item import NO_EXT, Extra, WriteExt, set_element
 
-__all__ = ["check_state_ext", "extra_obj", "extra_wire", "op_ext", "op_ext_wire", "totals_wire"]
+__all__ = ["check_state_ext", "extra_obj", "extra_wire", "op_ext", "op_ext_wire", "op_wire",
+           "totals_wire"]
 
 
 def totals_wire(totals: Mapping[int, tuple[int, Any]]) -> list[list[Any]]:
@@ -161,3 +162,20 @@ def _check_part(key: str, name: str, value: Any, where: str) -> None:
     else:
         _check_totals(value, f"{what} observed")
 
+
+
+def op_wire(
+    kind: str, table: str, key: bytes, attrs: dict[str, Any], remove: tuple[str, ...] | list[str],
+    seen: tuple[int, int], ext: WriteExt = NO_EXT, ttl: bool = False,
+) -> list[Any]:
+    """The wire form of a P, U or D op (see the module docstring of :mod:`engine.codec`)."""
+    if kind == "P":
+        row: list[Any] = ["P", table, key, attrs, seen[0], seen[1]]
+    elif kind == "U":
+        row = ["U", table, key, attrs, list(remove), seen[0], seen[1]]
+    else:
+        row = ["D", table, key, seen[0], seen[1]]
+    extw = op_ext_wire(ext, ttl)
+    if extw is not None:
+        row.append(extw)
+    return row
