@@ -92,7 +92,7 @@ class Node:
     # -- replication ---------------------------------------------------------------
 
     def start_network(self) -> None:
-        from . import net
+        from replication import net
 
         secret = Path(self.args.secret_file).read_bytes().strip()
         host, _, port = self.args.listen.rpartition(":")
@@ -268,8 +268,9 @@ class Node:
         if name == "wait_vv":
             return self._wait_vv(cmd)
         if name == "sync_dir":
-            from .cli.output import report_dict
             from replication.files import sync_dir
+
+            from .cli.output import report_dict
 
             return report_dict(sync_dir(self.store, Path(cmd["mailbox"])))
         if name == "final":
