@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import cbor2
 
+from .checks import check_u64 as _check_u64
 from .clock import BOTTOM, Version
 from .errors import ValidationError
 from .item import ABSENT, Entry, ItemState
@@ -449,12 +450,6 @@ class PutEncoder:
 def encode_txn_parts(hlc: int, ops: list[bytes]) -> bytes:
     """Encode a transaction from already-encoded ops."""
     return b"\x82" + _head(0, hlc) + _head(4, len(ops)) + b"".join(ops)
-
-
-def _check_u64(v: Any, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _U64:
-        raise ValidationError(f"{what} is not a 64-bit unsigned integer: {v!r}")
-    return v
 
 
 def _check_str(v: Any, what: str) -> str:

@@ -26,13 +26,13 @@ from typing import Any, TypeVar
 import lmdb
 
 from .errors import StorageError, StoreClosed, ValidationError
+from .layout import DB_NAMES
 
 __all__ = ["DEFAULT_MAP_SIZE", "Env", "acquire", "release"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAP_SIZE = 1 << 30
-DB_NAMES = ("meta", "items", "log", "index", "vv", "floors", "tables", "conflicts")
 T = TypeVar("T")
 
 Txn = Any  # lmdb.Transaction; typed loosely because lmdb ships no stubs for every version
