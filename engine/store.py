@@ -442,17 +442,17 @@ class Store:
 
     def get_meta(self, name: str) -> Any:
         """A value stored by :meth:`set_meta` (for replication's bookkeeping), or ``None``."""
-        _check_meta_name(name)
+        key = _check_meta_name(name)
         env = self._e()
-        raw = env.read(lambda txn: txn.get(META_USER_PREFIX + name.encode(), db=env.meta))
+        raw = env.read(lambda txn: txn.get(key, db=env.meta))
         return None if raw is None else codec.loads(raw)
 
     def set_meta(self, name: str, value: Any) -> None:
         """Store a small CBOR-encodable value under ``name`` (not replicated)."""
-        _check_meta_name(name)
+        key = _check_meta_name(name)
         env = self._e()
         data = codec.dumps_checked(value, f"meta value {name!r}")
-        env.write(lambda txn: txn.put(META_USER_PREFIX + name.encode(), data, db=env.meta))
+        env.write(lambda txn: txn.put(key, data, db=env.meta))
 
     def stats(self) -> dict[str, Any]:
         """Sizes and counters, for ``regiondb status``."""
@@ -479,11 +479,18 @@ class Store:
         })
         return out
 
-def _check_meta_name(name: object) -> None:
-    if not isinstance(name, str) or not 0 < len(name.encode("utf-8", "surrogatepass")) <= 200:
+def _check_meta_name(name: object) -> bytes:
+    """The meta key of a :meth:`Store.set_meta` name, or ``ValidationError``."""
+    try:
+        raw = name.encode("utf-8") if isinstance(name, str) else b""
+    except UnicodeEncodeError:  # a lone surrogate
+        raw = b""
+    if not 0 < len(raw) <= 200:
         raise ValidationError(
-            f"meta name must be a non-empty str of at most 200 bytes, not {name!r}"
+            f"meta name must be a non-empty str (valid Unicode) of at most 200 bytes, "
+            f"not {name!r}"
         )
+    return META_USER_PREFIX + raw
 
 
 def _ident_of(path: Path) -> tuple[int, int]:
