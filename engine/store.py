@@ -38,7 +38,7 @@ from .changes import (
     TableDef,
     decode_table_def,
 )
-from .clock import BOTTOM, DEFAULT_MAX_OFFSET_MS, system_wall_ms, tick
+from .clock import BOTTOM, DEFAULT_MAX_OFFSET_MS, physical_ms, system_wall_ms, tick, tick_local
 from .env import DEFAULT_MAP_SIZE, Env, Txn, acquire, release
 from .errors import (
     ConditionFailed,
@@ -151,7 +151,7 @@ class Store:
                     )
                 return existing, None
             hlc, seq, pos = read_clock(txn, env)
-            hlc = tick(hlc, self._wall())
+            hlc = tick_local(hlc, self._wall(), self.max_offset_ms)
             tdef = TableDef(name, partition_key, sort_key, (hlc, self.node_id))
             txn.put(name.encode(), tdef.stored(), db=env.tables)
             wire = [["T", name, partition_key, sort_key]]
@@ -222,7 +222,7 @@ class Store:
 
         def run(txn: Txn) -> tuple[list[dict[str, Any] | None], int]:
             hlc, seq, pos = read_clock(txn, env)
-            hlc = tick(hlc, self._wall())
+            hlc = tick_local(hlc, self._wall(), self.max_offset_ms)
             v = (hlc, node)
             wire: list[bytes] = []
             images: list[Any] = []
@@ -465,6 +465,8 @@ class Store:
                 "log_entries": txn.stat(env.log)["entries"],
                 "conflicts_stored": txn.stat(env.conflicts)["entries"],
                 "hlc": hlc,
+                # > max_clock_offset: local writes fail with ClockSkewError (clock.tick_local)
+                "clock_ahead_ms": max(0, physical_ms(hlc) - self._wall()),
                 "local_seq": seq,
                 "position": pos,
             }
@@ -476,6 +478,7 @@ class Store:
             "durable": self.durable, "map_size": info["map_size"],
             "file_bytes": os.path.getsize(self.path / "data.mdb"),
             "conflicts_total": self.conflict_count(),
+            "max_clock_offset_ms": self.max_offset_ms,
         })
         return out
 
