@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from .checks import check_u64 as _check_u64
 from .clock import Version
-from .codec import _check_u64, canonical, check_attr_name, check_value
+from .codec import canonical, check_attr_name, check_value
 from .errors import ValidationError
 from .item import NO_EXT, Extra, WriteExt, set_element
 

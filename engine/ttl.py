@@ -23,8 +23,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import codec
-from .changelog import CHUNK, append, check_limit, read_clock
+from .changelog import CHUNK, append, read_clock
 from .changes import TableDef, decode_table_def
+from .checks import check_limit
 from .clock import tick
 from .env import Txn
 from .errors import TableNotFound
