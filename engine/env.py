@@ -32,7 +32,8 @@ __all__ = ["DEFAULT_MAP_SIZE", "Env", "acquire", "release"]
 log = logging.getLogger(__name__)
 
 DEFAULT_MAP_SIZE = 1 << 30
-DB_NAMES = ("meta", "items", "log", "index", "vv", "floors", "tables", "conflicts")
+DB_NAMES = ("meta", "items", "log", "index", "vv", "floors", "tables", "conflicts",
+            "idxdefs", "idx")
 T = TypeVar("T")
 
 Txn = Any  # lmdb.Transaction; typed loosely because lmdb ships no stubs for every version
@@ -132,6 +133,8 @@ class Env:
         self.floors = dbs["floors"]
         self.tables = dbs["tables"]
         self.conflicts = dbs["conflicts"]
+        self.idxdefs = dbs["idxdefs"]  # secondary index definitions (engine.index)
+        self.idx = dbs["idx"]          # secondary index entries
 
     def _refuse_nesting(self) -> None:
         raise ValidationError(

@@ -10,7 +10,8 @@ import engine
 def test_all_is_pinned() -> None:
     assert sorted(engine.__all__) == [
         "ApplyReport", "AuthError", "Batch", "Change", "ClockSkewError", "ConditionFailed",
-        "Conflict", "Error", "ForgottenNodeError", "LogTruncated", "ManualClock",
+        "Conflict", "Error", "ForgottenNodeError", "Index", "IntegrityReport", "LogTruncated",
+        "ManualClock",
         "ProtocolError", "RawChange", "SchemaError", "SegmentError", "Snapshot", "StorageError",
         "Store", "StoreClosed", "Table", "TableDef", "TableNotFound", "ValidationError", "open",
     ]
@@ -38,14 +39,15 @@ def test_contract_signatures() -> None:
     assert sig.parameters["max_clock_offset"].default == 0.5
     q = inspect.signature(engine.Table.query)
     assert [p for p in q.parameters][1:] == [
-        "pk", "begins_with", "between", "gt", "gte", "lt", "lte", "reverse", "limit"]
+        "pk", "begins_with", "between", "gt", "gte", "lt", "lte", "reverse", "limit", "index"]
     u = inspect.signature(engine.Table.update)
     assert {"set", "remove", "condition"} <= set(u.parameters)
     for method in ("create_table", "table", "tables", "batch", "changes", "version_vector",
                    "digest", "conflicts", "close", "log_range", "apply_changes", "snapshot",
-                   "merge_snapshot", "compact", "forget", "conflict_count", "stats"):
+                   "merge_snapshot", "compact", "forget", "conflict_count", "stats",
+                   "create_index", "drop_index", "integrity_check"):
         assert callable(getattr(engine.Store, method)), method
-    for method in ("put", "get", "update", "delete", "query", "scan"):
+    for method in ("put", "get", "update", "delete", "query", "scan", "indexes"):
         assert callable(getattr(engine.Table, method)), method
 
 
