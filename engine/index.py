@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .changelog import append, read_clock
-from .clock import Version, tick
+from .clock import Version, tick_local
 from .env import Env, Txn
 from .errors import ValidationError
 from .keys import encode_value
@@ -543,7 +543,7 @@ def create(store: Store, table: str, ix: Index,
         # a local write: the log entry carries the clock (engine.changelog.read_clock), and
         # the definition's version is above everything this node holds
         hlc, seq, pos = read_clock(txn, env)
-        hlc = tick(hlc, store._wall())
+        hlc = tick_local(hlc, store._wall(), store.max_offset_ms)
         merge_def(txn, env, table, ix, ix.name, (hlc, store.node_id))
         return append(txn, env, store.node_id, seq + 1,
                       codec.encode_txn(hlc, [wire_create(table, ix)]), [None], pos)
@@ -567,7 +567,7 @@ def drop(store: Store, table: str, name: str) -> None:
         if cur is None or cur.dropped:
             raise ValidationError(f"table {table!r} has no index {name!r}")
         hlc, seq, pos = read_clock(txn, env)
-        hlc = tick(hlc, store._wall())
+        hlc = tick_local(hlc, store._wall(), store.max_offset_ms)
         merge_def(txn, env, table, None, name, (hlc, store.node_id))
         return append(txn, env, store.node_id, seq + 1,
                       codec.encode_txn(hlc, [["X", table, name]]), [None], pos)

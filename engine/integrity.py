@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .apply import op_delta
-from .changelog import LOGHDR, U64, U64x2, read_clock
+from .changelog import read_clock
 from .env import Env, Txn
 from .index import IndexDef, entry_of, load_defs, table_prefix
 from .item import ItemState, merge, visible
+from .layout import LOGHDR, U64, U64x2
 
 if TYPE_CHECKING:
     from .store import Store
