@@ -91,9 +91,9 @@ class Store:
         wall_clock: Callable[[], int],
     ) -> None:
         self._env: Env | None = env
-        self.path = env.path
-        self.node_id = node_id
-        self.region = region
+        self._path = env.path
+        self._node_id = node_id
+        self._region = region
         self.durable = env.durable
         self.max_offset_ms = max_offset_ms
         self.max_conflicts = max_conflicts
@@ -103,6 +103,21 @@ class Store:
         self._lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The store's directory."""
+        return self._path
+
+    @property
+    def node_id(self) -> int:
+        """This replica's 64-bit id: made once at creation, never reused (read-only)."""
+        return self._node_id
+
+    @property
+    def region(self) -> str:
+        """The human name of this replica's region, e.g. ``ap-south-1`` (read-only)."""
+        return self._region
 
     def __enter__(self) -> Store:
         return self
