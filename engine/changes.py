@@ -76,10 +76,11 @@ class Change:
 
     ``position`` orders the feed locally; all operations of one transaction share it, as
     they share ``version`` and ``txid``. ``kind`` is ``put``, ``update``, ``delete``,
-    ``create_table`` or ``set_ttl``. ``delta`` is what the operation wrote (``item``;
-    ``set``/``remove``, and ``add``/``delete`` for counters and sets; ``ttl_attribute``);
-    ``new_image`` is the visible item right after this transaction was applied here.
-    ``ttl`` is true for a delete made by TTL expiry (DynamoDB Streams' service identity).
+    ``create_table``, ``create_index``, ``drop_index`` or ``set_ttl`` (these four with an
+    empty ``key`` and the definition in ``delta``). ``delta`` is what the operation wrote
+    (``item``; ``set``/``remove``, and ``add``/``delete`` for counters and sets);
+    ``new_image`` is the visible item right after this transaction was applied here. ``ttl``
+    is true for a delete made by TTL expiry (DynamoDB Streams' service identity).
     """
 
     position: int
