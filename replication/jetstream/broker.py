@@ -133,10 +133,9 @@ class LocalServer:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"nats-server exited with {self.proc.returncode}; see "
                                    f"{self.store_dir / (self.name + '.log')}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(url, timeout=1.0) as resp:
-                    if resp.status == 200:
-                        return
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1.0) as resp:
+                if resp.status == 200:
+                    return
             time.sleep(0.05)
         raise TimeoutError(f"nats-server {self.name} not healthy after {timeout} s")
 

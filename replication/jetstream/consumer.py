@@ -41,7 +41,7 @@ from ..lag import sample_lags
 from ..peers import applying_remote
 from ..segment import Segment, SegmentLimits, decode_segment
 from . import snapshots
-from .names import SNAPSHOT_REQUEST, parse_subject
+from .names import SNAPSHOT_OBJECT, SNAPSHOT_REQUEST, parse_subject
 from .state import Fleet, Rejected
 
 __all__ = ["Consumer"]
@@ -96,7 +96,7 @@ class Consumer:
         try:
             return await snapshots.load_snapshot(self.fleet)
         except SegmentError as exc:
-            self._reject("object " + snapshots.SNAPSHOT_OBJECT, 0, f"bad snapshot: {exc}")
+            self._reject("object " + SNAPSHOT_OBJECT, 0, f"bad snapshot: {exc}")
             return None
 
     # -- the loop ------------------------------------------------------------------------

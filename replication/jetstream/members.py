@@ -21,6 +21,7 @@ member may still need. A node is a member from its first row, written before it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -95,7 +96,7 @@ class Members:
                     continue  # the end of the initial values
                 self._take(entry.key, entry.value, entry.operation)
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]
 
     def _take(self, key: str, value: bytes | None, op: str | None) -> None:
         f = self.fleet
@@ -103,7 +104,7 @@ class Members:
             try:
                 self.requested_ms = max(self.requested_ms, int(value or b"0"))
             except ValueError:
-                log.warning("ignoring a malformed snapshot request %r", value[:40] if value else value)
+                log.warning("ignoring a malformed snapshot request %r", (value or b"")[:40])
             self.wake.set()
             return
         node = Names.row_node(key)
@@ -130,10 +131,9 @@ class Members:
         """Rows, acks, garbage and the snapshot, until cancelled."""
         f = self.fleet
         while True:
-            try:
-                await asyncio.wait_for(self.wake.wait(), f.opts.row_interval)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(f.opts.row_interval):
+                    await self.wake.wait()
             self.wake.clear()
             await self.write_row()
             now = time.monotonic()

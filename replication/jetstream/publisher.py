@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from nats.js.errors import NotFoundError
 
@@ -59,7 +60,7 @@ class Publisher:
         self.waker = waker
         self.me = fleet.store.node_id
         self.budget = max(4096, min(fleet.opts.segment_bytes, fleet.max_payload) - _HEADER_ROOM)
-        self.pending: list[tuple[asyncio.Future[object], int, int]] = []
+        self.pending: list[tuple[asyncio.Future[Any], int, int, int]] = []
         self.idle = asyncio.Event()
 
     async def stream_position(self, origin: int) -> int:
@@ -75,7 +76,12 @@ class Publisher:
     async def run(self) -> None:
         """Publish until cancelled; connection errors propagate (the replicator reconnects)."""
         f = self.fleet
-        pos = await self.stream_position(self.me)
+        # Within one process we know what the stream confirmed (a reconnect may have lost
+        # a publish whose successor got through); after a restart, the stream says.
+        pos = f.stats.confirmed.get(self.me)
+        if pos is None:
+            pos = await self.stream_position(self.me)
+        f.stats.published = dict(f.stats.confirmed)
         f.stats.published[self.me] = max(pos, f.store.log_floor().get(self.me, 0))
         while True:
             self.idle.clear()
@@ -147,26 +153,28 @@ class Publisher:
         fut = asyncio.ensure_future(f.js.publish(
             f.names.subject(self.me, origin), data, stream=f.names.stream,
             headers={"Nats-Msg-Id": message_id(origin, first, last)}))
-        self.pending.append((fut, origin, first))
+        self.pending.append((fut, origin, first, last))
         f.stats.published[origin] = max(f.stats.published.get(origin, 0), last)
 
-    async def _reap(self, entry: tuple[asyncio.Future[object], int, int]) -> None:
-        fut, origin, first = entry
+    async def _reap(self, entry: tuple[asyncio.Future[Any], int, int, int]) -> None:
+        fut, origin, first, last = entry
         try:
             await fut
         except BaseException:
             # Rewind to the first range the stream may lack; drop the later attempts (they are
             # published again, or deduplicated).
             f = self.fleet
-            for other, o, fst in self.pending:
+            for other, o, fst, _ in self.pending:
                 other.cancel()
                 f.stats.published[o] = min(f.stats.published.get(o, 0), fst - 1)
             with contextlib.suppress(BaseException):
-                await asyncio.gather(*(p for p, _, _ in self.pending), return_exceptions=True)
+                await asyncio.gather(*(p[0] for p in self.pending), return_exceptions=True)
             self.pending.clear()
             raise
         self.pending.remove(entry)
-        self.fleet.stats.messages_published += 1
+        st = self.fleet.stats
+        st.messages_published += 1
+        st.confirmed[origin] = max(st.confirmed.get(origin, 0), last)  # in order: contiguous
 
     async def _settle(self) -> None:
         while self.pending:

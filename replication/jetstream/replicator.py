@@ -89,6 +89,7 @@ class Replicator:
         self._executor: ThreadPoolExecutor | None = None
         self._waker: Waker | None = None
         self._connected = threading.Event()
+        self._reconnected: asyncio.Event | None = None
         self._stopping = False
 
     def __repr__(self) -> str:
@@ -221,13 +222,28 @@ class Replicator:
     async def _connect(self) -> Client:
         o = self.options
 
-        async def quiet(exc: Exception) -> None:
-            log.debug("nats: %s", exc)
+        async def error(exc: Exception) -> None:
+            # The client retries by itself (a wrong password included): say why meanwhile.
+            self.stats.last_error = f"nats: {type(exc).__name__}: {exc}"
+            log.debug("nats: %s", self.stats.last_error)
+
+        self._reconnected = event = asyncio.Event()
+
+        async def reconnected() -> None:
+            # The client resubscribes, but watchers (ordered consumers) may not survive a
+            # server restart: rebuild the session on the new connection.
+            event.set()
 
         return await nats.connect(
             self.servers, name=f"regiondb-{self.store.node_id:016x}",
             connect_timeout=o.connect_timeout, reconnect_time_wait=o.reconnect_wait,
-            max_reconnect_attempts=-1, allow_reconnect=True, error_cb=quiet, **self._auth)
+            max_reconnect_attempts=-1, allow_reconnect=True, error_cb=error,
+            reconnected_cb=reconnected, **self._auth)
+
+    async def _until_reconnected(self) -> None:
+        assert self._reconnected is not None
+        await self._reconnected.wait()
+        raise ConnectionError("reconnected to the broker: rebuilding the session")
 
     async def _session(self) -> None:
         nc = await self._connect()
@@ -250,7 +266,8 @@ class Replicator:
             log.info("node %016x on cluster %s via %s", self.store.node_id, self.names.cluster,
                      nc.connected_url.netloc if nc.connected_url else "?")
             tasks = [asyncio.ensure_future(c) for c in
-                     (publisher.run(), consumer.run(), members.watch(), members.keep())]
+                     (publisher.run(), consumer.run(), members.watch(), members.keep(),
+                      self._until_reconnected())]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
                 for t in done:
@@ -261,6 +278,9 @@ class Replicator:
                 for t in tasks:
                     t.cancel()
                 await asyncio.wait(tasks, timeout=2.0)
+                for t in tasks:  # secondary failures of a closing connection: seen, not news
+                    if t.done() and not t.cancelled():
+                        t.exception()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(members.write_row(force=True), 1.0)
         finally:

@@ -105,7 +105,8 @@ class FleetStats:
 
     connected: bool = False
     last_error: str | None = None
-    published: dict[int, int] = field(default_factory=dict)  # origin -> last seq in the stream
+    published: dict[int, int] = field(default_factory=dict)  # origin -> last seq sent
+    confirmed: dict[int, int] = field(default_factory=dict)  # origin -> last seq the stream acked
     messages_published: int = 0
     messages_received: int = 0
     changes_applied: int = 0
