@@ -87,7 +87,7 @@ class Publisher:
             self.idle.clear()
             await self._publish_all()
             self.idle.set()
-            await self.waker.wait(f.opts.row_heartbeat)
+            await self.waker.wait(f.opts.poll_interval)
 
     def _targets(self) -> dict[int, tuple[int, int]]:
         """Per origin to publish: (published so far, up to)."""

@@ -50,7 +50,9 @@ class FleetOptions:
     in the key-value bucket, ``row_heartbeat`` how long it goes without; ``gc_interval`` how
     often it truncates its log; ``snapshot_interval`` how often a member refreshes the
     snapshot once its state moved by ``snapshot_min_changes``; ``retry_delay`` the wait
-    before a held or out-of-order message is delivered again; ``gap_grace`` how long a gap may
+    before a held or out-of-order message is delivered again; ``poll_interval`` how often
+    the publisher looks at the log unwoken (commits by other processes on the same store);
+    ``gap_grace`` how long a gap may
     last before this node loads the snapshot; ``max_ack_pending`` the consumer's window.
     """
 
@@ -67,6 +69,7 @@ class FleetOptions:
     snapshot_interval: float = 300.0
     snapshot_min_changes: int = 1
     retry_delay: float = 0.5
+    poll_interval: float = 0.5
     gap_grace: float = 1.0
     max_ack_pending: int = 256
     publish_window: int = 16
@@ -76,7 +79,7 @@ class FleetOptions:
     def __post_init__(self) -> None:
         for name in ("max_age", "duplicate_window", "row_interval", "row_heartbeat",
                      "gc_interval", "snapshot_interval", "retry_delay", "gap_grace",
-                     "connect_timeout", "reconnect_wait"):
+                     "poll_interval", "connect_timeout", "reconnect_wait"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)
                                   or v <= 0):

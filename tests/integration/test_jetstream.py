@@ -7,6 +7,9 @@ and wait for positive events (:mod:`tests.integration.waiting`).
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -287,3 +290,38 @@ def test_nats_cluster_with_one_server_killed(tmp_path: Path,
     finally:
         for s in servers:
             s.stop()
+
+
+def _cli(*args: object, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "regiondb", *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_cli_serve_nats_with_and_without_listen(broker: LocalServer, tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    _cli("init", a, "--region", "eu")
+    _cli("init", b, "--region", "us")
+    _cli("create-table", a, "t", "--pk", "id")
+    bad = _cli("serve", a, check=False)
+    assert bad.returncode == 1 and "--listen HOST:PORT, --nats URL" in bad.stderr
+    procs = [subprocess.Popen([sys.executable, "-m", "regiondb", "serve", str(d), "--nats",
+                               broker.url, "--cluster", "cli", "--status-interval", "1", *x],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for d, x in ((a, []), (b, ["--listen", "127.0.0.1:0"]))]
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            assert "NATS cluster cli" in line or "listening on" in line, line
+        _cli("put", a, "t", '{"id": "k1", "v": 1}')  # another process: picked up by polling
+        wait_until(lambda: '"v": 1' in _cli("get", b, "t", "k1", check=False).stdout,
+                   timeout=30, what="b gets a's put through the broker")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        outs = [p.communicate(timeout=20)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert "members" in outs[0] and "serve: stopped" in outs[1]
