@@ -96,7 +96,8 @@ class Members:
                     continue  # the end of the initial values
                 self._take(entry.key, entry.value, entry.operation)
         finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     def _take(self, key: str, value: bytes | None, op: str | None) -> None:
         f = self.fleet
@@ -144,6 +145,8 @@ class Members:
             if now - self._gc_at >= f.opts.gc_interval:
                 self._gc_at = now
                 await self._collect()
+            if not f.opts.write_snapshots:
+                continue
             if self.requested_ms or now - self._snap_check_at >= \
                     min(f.opts.snapshot_interval, 5.0):
                 self._snap_check_at = now

@@ -128,6 +128,12 @@ class Replicator:
             if self._main is not None:
                 self._main.cancel()
                 await asyncio.wait([self._main], timeout=max(0.1, timeout - 1))
+            # What the NATS client left behind (subscription timers) ends with the loop.
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest:
+                t.cancel()
+            if rest:
+                await asyncio.wait(rest, timeout=1.0)
 
         try:
             runner.run(halt(), timeout=timeout)
@@ -167,7 +173,7 @@ class Replicator:
         me = self.store.node_id
         deadline = time.monotonic() + timeout
         while True:
-            published = self.stats.published.get(me, 0) >= target.get(me, 0)
+            published = self.stats.confirmed.get(me, 0) >= target.get(me, 0)
             rows = list(self.stats.rows.values())
             if self.stats.connected and published and \
                     all(all(r.vv.get(o, 0) >= s for o, s in target.items()) for r in rows):

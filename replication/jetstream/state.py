@@ -49,7 +49,8 @@ class FleetOptions:
     ``max_payload``); ``row_interval`` bounds how often this node rewrites its row (vv, acks)
     in the key-value bucket, ``row_heartbeat`` how long it goes without; ``gc_interval`` how
     often it truncates its log; ``snapshot_interval`` how often a member refreshes the
-    snapshot once its state moved by ``snapshot_min_changes``; ``retry_delay`` the wait
+    snapshot once its state moved by ``snapshot_min_changes`` (``write_snapshots=False``: this
+    node never writes one, it leaves that to the others); ``retry_delay`` the wait
     before a held or out-of-order message is delivered again; ``poll_interval`` how often
     the publisher looks at the log unwoken (commits by other processes on the same store);
     ``gap_grace`` how long a gap may
@@ -68,6 +69,7 @@ class FleetOptions:
     gc_interval: float = 60.0
     snapshot_interval: float = 300.0
     snapshot_min_changes: int = 1
+    write_snapshots: bool = True
     retry_delay: float = 0.5
     poll_interval: float = 0.5
     gap_grace: float = 1.0

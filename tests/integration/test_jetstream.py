@@ -271,7 +271,6 @@ def test_auth_user_password(tmp_path: Path, fleet: Callable[..., Node]) -> None:
             store.close()
 
 
-@pytest.mark.slow
 def test_nats_cluster_with_one_server_killed(tmp_path: Path,
                                              fleet: Callable[..., Node]) -> None:
     servers = jetstream.start_cluster(tmp_path / "cluster", 3)
