@@ -39,7 +39,7 @@ from .. import exchange
 from ..exchange import GapError
 from ..lag import sample_lags
 from ..peers import applying_remote
-from ..segment import Segment, SegmentLimits, decode_segment
+from ..segment import DEFAULT_LIMITS, Segment, decode_segment
 from . import snapshots
 from .names import SNAPSHOT_OBJECT, SNAPSHOT_REQUEST, parse_subject
 from .state import Fleet, Rejected
@@ -59,7 +59,9 @@ class Consumer:
         self.fleet = fleet
         self.me = fleet.store.node_id
         self.durable = fleet.names.durable(self.me)
-        self.limits = SegmentLimits(max_segment_bytes=max(fleet.max_payload, 1 << 16))
+        # The wire bounds a message by max_payload; decoding keeps the segment format's own
+        # limits (a compressed segment may inflate past max_payload, within them).
+        self.limits = DEFAULT_LIMITS
         self._gap_since: dict[int, float] = {}
         self._asked_ms = 0
         self.sub: Any = None

@@ -109,8 +109,15 @@ class Publisher:
 
     async def _publish_all(self) -> None:
         for origin, (after, upto) in self._targets().items():
-            while after < upto:
-                after = await self._publish_one(origin, after, upto)
+            try:
+                while after < upto:
+                    after = await self._publish_one(origin, after, upto)
+            except PayloadTooLarge as exc:
+                # Nothing after it can go either (the stream must stay contiguous): say so,
+                # loudly once, and try again when woken (the server's limit may be raised).
+                if self.fleet.stats.last_error != str(exc):
+                    log.error("%s", exc)
+                self.fleet.stats.last_error = str(exc)
         await self._settle()
 
     async def _publish_one(self, origin: int, after: int, upto: int) -> int:

@@ -7,7 +7,10 @@ and wait for positive events (:mod:`tests.integration.waiting`).
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -324,3 +327,54 @@ def test_cli_serve_nats_with_and_without_listen(broker: LocalServer, tmp_path: P
         outs = [p.communicate(timeout=20)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert "members" in outs[0] and "serve: stopped" in outs[1]
+
+
+def test_auth_token(tmp_path: Path) -> None:
+    with LocalServer(tmp_path / "nats", config='authorization { token: "t0ken" }') as srv:
+        store = engine.open(tmp_path / "s", region="s")
+        rep = Replicator(store, [srv.url], cluster="test", token="t0ken", options=FAST).start()
+        try:
+            assert rep.wait_connected(10), rep.stats.last_error
+        finally:
+            rep.stop()
+            store.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    tls = f'tls {{ cert_file: "{cert}", key_file: "{key}" }}'
+    with LocalServer(tmp_path / "nats", config=tls) as srv:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        stores = [engine.open(tmp_path / n, region=n) for n in "ab"]
+        reps = [Replicator(s, [srv.url.replace("nats://", "tls://")], cluster="test", tls=ctx,
+                           options=FAST).start() for s in stores]
+        try:
+            assert all(r.wait_connected(10) for r in reps), [r.stats.last_error for r in reps]
+            _table(*stores)
+            _write(stores[0], "x", 3)
+            wait_until(lambda: converged(*stores), what="converged over TLS")
+        finally:
+            for r in reps:
+                r.stop()
+            for s in stores:
+                s.close()
+
+
+def test_segments_stay_within_the_servers_max_payload(tmp_path: Path,
+                                                      fleet: Callable[..., Node]) -> None:
+    with LocalServer(tmp_path / "nats", config="max_payload: 65536") as srv:
+        (a, ra), (b, _) = fleet("a", [srv.url], start=False), fleet("b", [srv.url])
+        b.create_table("t", partition_key="id")
+        a.create_table("t", partition_key="id")
+        for i in range(300):  # a backlog of 300 KB: published once a starts
+            a.table("t").put({"id": f"k{i}", "pad": "x" * 1000})
+        ra.start()
+        wait_until(lambda: converged(a, b), what="b has the backlog")
+        assert 5 < ra.stats.messages_published < 100  # cut to fit, not one per change
+        a.table("t").put({"id": "huge", "pad": os.urandom(100_000)})  # over the limit
+        wait_until(lambda: "max_payload" in (ra.stats.last_error or ""),
+                   what="the oversize change is reported")
