@@ -74,7 +74,7 @@ class FleetOptions:
     poll_interval: float = 0.5
     gap_grace: float = 1.0
     max_ack_pending: int = 256
-    publish_window: int = 16
+    publish_window: int = 4
     connect_timeout: float = 5.0
     reconnect_wait: float = 0.5
 
