@@ -97,3 +97,4 @@ def test_snapshot_carries_the_ttl(store: engine.Store, other: engine.Store) -> N
     other.merge_snapshot(snap.vv, snap.tables, snap.items())
     assert other.table_defs()[0].ttl_attribute == "e"
     assert other.digest() == store.digest()
+
