@@ -26,6 +26,9 @@ from .errors import (
     StorageError,
     StoreClosed,
     TableNotFound,
+    TransportBrokenError,
+    TransportError,
+    TransportTimeoutError,
     ValidationError,
 )
 from .store import Snapshot, Store, TableDef, open
@@ -54,6 +57,9 @@ __all__ = [
     "Table",
     "TableDef",
     "TableNotFound",
+    "TransportBrokenError",
+    "TransportError",
+    "TransportTimeoutError",
     "ValidationError",
     "open",
 ]
