@@ -19,6 +19,10 @@ class NetOptions:
     oldest is dropped to admit the newest, so a flood of idle or slow clients cannot keep a
     real peer out for longer than it takes to handshake. Authenticated sessions count apart,
     up to ``max_connections``.
+
+    Flow control: at least ``max_in_flight`` and at most ``max_window`` segments may be
+    unacknowledged; in between, one per ``window_pace`` seconds of measured round trip
+    (:mod:`replication.window`).
     """
 
     handshake_timeout: float = 5.0
@@ -38,4 +42,6 @@ class NetOptions:
     max_pending: int = 64
     ack_flush_interval: float = 1.0
     max_in_flight: int = 2
+    max_window: int = 64
+    window_pace: float = 0.005
     gc_interval: float = 60.0

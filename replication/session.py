@@ -79,6 +79,7 @@ from .protocol import (
     type_name,
 )
 from .segment import Segment, decode_segment, encode_segment
+from .window import Window
 from .workers import Workers
 
 # LagStats, PeerLag, PeerStats and hub_for live in .lag and .peers; re-exported for callers
@@ -138,6 +139,7 @@ class Session:
         self._pusher = not self.live  # a sync session always sends
         self.sent: dict[int, int] = dict(peer.vv)  # what the peer has, or we sent it
         self.outstanding = 0  # segments sent, not yet acknowledged
+        self.window = Window(options.max_in_flight, options.max_window, options.window_pace)
         self.sent_done = False
         self.peer_done = asyncio.Event()
         self._hold_until = 0.0
@@ -321,12 +323,10 @@ class Session:
         return eff
 
     async def _window(self) -> None:
-        """Wait until fewer than ``max_in_flight`` segments await their ACK.
-
-        This is the flow control that batches under load: while the peer applies one segment,
-        new commits pile up in the log and go out together in the next one.
-        """
-        while self.outstanding >= self.opts.max_in_flight:
+        """Wait until fewer segments await their ACK than the window allows
+        (:class:`~replication.window.Window`: ``max_in_flight`` on a LAN, which batches
+        under load; more on a long link, so that changes leave at once)."""
+        while self.outstanding >= self.window.size():
             self._progress.clear()
             try:
                 async with asyncio.timeout(self.opts.write_timeout):
@@ -339,6 +339,7 @@ class Session:
     async def _send_segment(self, data: bytes, ranges: dict[int, tuple[int, int]] | None) -> None:
         self._send(MsgType.SEGMENT, data)
         self.outstanding += 1
+        self.window.sent()
         self.totals.segments_sent += 1
         self.stats.segments_sent += 1
         if ranges:
@@ -553,6 +554,7 @@ class Session:
         if self.outstanding <= 0:
             raise ProtocolError("ACK without an unacknowledged SEGMENT")
         self.outstanding -= 1
+        self.window.acked()
         vv = fields["vv"]
         if merge_vv(self.stats.acked, vv):
             self.stats.dirty = True
