@@ -63,6 +63,10 @@ class ClockSkewError(Error):
         self.skew_ms = skew_ms
 
 
+class ClockExhausted(Error):
+    """Raised when the 64-bit HLC has no value left to issue (not a skew: nothing catches up)."""
+
+
 class StoreClosed(Error):
     """Raised when a store (or a table of it) is used after ``close()``."""
 

@@ -459,3 +459,17 @@ def _free_port() -> int:
 
 def test_sync_unreachable_exit_2(store: Path) -> None:
     assert_error(run("sync", store, f"127.0.0.1:{_free_port()}"), 2)
+
+
+def test_status_and_writes_when_the_clock_ran_far_ahead(store: Path) -> None:
+    """A store whose HLC is far ahead of the wall clock (it was written with a clock an hour
+    fast): `status` says local writes are refused, and a write fails with the skew named."""
+    ahead = engine.ManualClock(int(time.time() * 1000) + 3_600_000)
+    with engine.open(store, wall_clock=ahead) as s:
+        s.table("inventory").put({"sku": "fast-clock"})
+    info = lines(ok("status", store, "--json"))[0]
+    assert info["clock_ahead_ms"] > 3_500_000 and "ClockSkewError" in info["writes_refused"]
+    assert "WARNING" in ok("status", store) and "ahead of this machine's wall clock" in \
+        ok("status", store)
+    assert_error(run("put", store, "inventory", '{"sku": "x"}'), 2, "ms ahead of its wall clock")
+    assert lines(ok("get", store, "inventory", "fast-clock"))  # reads still work
