@@ -585,3 +585,28 @@ def test_soak_repeated_sigkill_and_cuts(make_store: Any, tmp_path: Path,
         wait_until(lambda: node.call({"cmd": "digest"})["digest"] == a.digest(), 60,
                    "convergence after the soak")
         assert acked <= ids(a)
+
+
+def test_close_and_stop_return_only_once_no_apply_runs(
+        make_store: Any, closing: list[Callable[[], None]]) -> None:
+    """Closing mid-stream: when Server.close()/Replicator.stop() return, their apply threads
+    are gone (so the caller may close the store at once)."""
+    src = make_store("src", durable=False)
+    fill(src, 20_000, "s", pad=200)
+    opts = NetOptions(segment_bytes=64 * 1024, handshake_timeout=5)
+    dst = make_store("dst")  # durable: each segment's apply takes an fsync
+    server = start_server(dst, closing, options=opts)
+    rep = Replicator(src, [f"127.0.0.1:{server.address[1]}"], options=opts).start()
+    closing.append(rep.stop)
+    wait_until(lambda: len(dst.version_vector()) > 0, 20, "the first applies on dst")
+    server.close()
+
+    def apply_threads() -> list[str]:
+        return [t.name for t in threading.enumerate()
+                if t.is_alive() and t.name.startswith("regiondb-") and "-apply" in t.name
+                and dst.region in t.name]
+
+    assert apply_threads() == []
+    rep.stop()
+    assert [t.name for t in threading.enumerate()
+            if t.is_alive() and f"regiondb-repl-{src.region}" in t.name] == []
