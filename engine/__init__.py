@@ -31,6 +31,8 @@ from .errors import (
     TransportTimeoutError,
     ValidationError,
 )
+from .index import Index
+from .integrity import IntegrityReport
 from .store import Snapshot, Store, TableDef, open
 from .table import Batch, Table
 
@@ -44,6 +46,8 @@ __all__ = [
     "Conflict",
     "Error",
     "ForgottenNodeError",
+    "Index",
+    "IntegrityReport",
     "LogTruncated",
     "ManualClock",
     "ProtocolError",

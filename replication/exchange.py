@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.checks import check_node_id
 from engine.errors import (
+    ChangeRefused,
     ClockSkewError,
     Error,
     ForgottenNodeError,
@@ -73,6 +74,7 @@ from .segment import (
     TableRecord,
     encode_segment,
 )
+from .stalls import record_stall
 
 if TYPE_CHECKING:
     from engine import Snapshot, Store
@@ -460,6 +462,9 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
     if h.kind == "changes":
         try:
             r = store.apply_changes(segment.change_records())
+        except ChangeRefused as exc:
+            record_stall(store, h.sender, exc)
+            raise SegmentError(f"bad change record: {exc}") from exc
         except ValidationError as exc:
             raise SegmentError(f"bad change record: {exc}") from exc
         report.applied, report.skipped, report.held = r.applied, r.skipped, r.held

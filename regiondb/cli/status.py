@@ -13,6 +13,7 @@ from typing import Any
 import engine
 from engine.clock import logical as clock_logical
 from engine.clock import physical_ms
+from replication.stalls import stalls
 from replication.vv import load_acks
 
 from .args import open_store
@@ -80,6 +81,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         acks = _acks(store, vv)
         forgotten = sorted(store.forgotten())
         tables = store.tables()
+        stalled = stalls(store)
     live = _live(Path(args.dir))
     info = {
         "path": stats["path"], "region": stats["region"], "node_id": hex_id(stats["node_id"]),
@@ -91,6 +93,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "log_floor": vv_json(floors), "conflicts": stats["conflicts_total"],
         "conflicts_stored": stats["conflicts_stored"], "peers": acks,
         "forgotten": [hex_id(n) for n in forgotten],
+        "stalled": {hex_id(o): {**e, "sender": hex_id(e["sender"])} for o, e in stalled.items()},
         "server": live,
     }
     if args.json:
@@ -124,6 +127,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         write_line("peers      (none known yet)")
     if forgotten:
         write_line("forgotten  " + ", ".join(info["forgotten"]))
+    for origin, e in sorted(stalled.items()):
+        write_line(f"  WARNING  replication of node {hex_id(origin)} is stalled: its change "
+                   f"{e['seq']:,} (from {hex_id(e['sender'])}) was refused: {e['reason']}")
     if live:
         host, port = live["address"][:2]
         write_line(f"server     running (pid {live['pid']}) on {host}:{port}"

@@ -232,30 +232,32 @@ def test_forget(store: Path) -> None:
 # -- errors ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [
-    [],
-    ["nope"],
-    ["get"],
-    ["put", "DIR", "orders"],
-    ["query", "DIR", "orders", "c1", "--limit", "0"],
-    ["query", "DIR", "orders", "c1", "--gt", "a", "--gte", "b"],
-    ["query", "DIR", "orders", "c1", "--begins-with", "a", "--lt", "b"],
-    ["put", "DIR", "orders", "{not json"],
-    ["put", "DIR", "orders", "[1, 2]"],
-    ["put", "DIR", "orders", '{"x": NaN}'],
-    ["put", "DIR", "orders", '{"x": {"$b64": "***"}}'],
-    ["get", "DIR", "orders", '{"$b64": "***"}'],
-    ["query", "DIR", "orders", "c1", "--gt", '{"$b64": "***"}'],
-    ["update", "DIR", "orders", "c1", "o1"],
-    ["update", "DIR", "orders", "c1", "o1", "--set", "3"],
-    ["serve", "DIR", "--listen", "nowhere"],
-    ["forget", "DIR", "xyz"],
-    ["demo", "--duration", "-3"],
+@pytest.mark.parametrize("argv,needle", [
+    ([], "arguments are required: COMMAND"),
+    (["nope"], "invalid choice: 'nope'"),
+    (["get"], "arguments are required: DIR, TABLE, PK"),
+    (["put", "DIR", "orders"], "arguments are required: ITEM"),
+    (["query", "DIR", "orders", "c1", "--limit", "0"], "expected a positive integer, not '0'"),
+    (["query", "DIR", "orders", "c1", "--gt", "a", "--gte", "b"], "at most one of --gt/--gte"),
+    (["query", "DIR", "orders", "c1", "--begins-with", "a", "--lt", "b"],
+     "--begins-with and --between cannot be combined"),
+    (["put", "DIR", "orders", "{not json"], "ITEM is not valid JSON"),
+    (["put", "DIR", "orders", "[1, 2]"], "ITEM must be a JSON object"),
+    (["put", "DIR", "orders", '{"x": NaN}'], "NaN is not a number"),
+    (["put", "DIR", "orders", '{"x": {"$b64": "***"}}'], "ITEM.x: '***' is not valid base64"),
+    (["get", "DIR", "orders", '{"$b64": "***"}'], "partition key: '***' is not valid base64"),
+    (["query", "DIR", "orders", "c1", "--gt", '{"$b64": "***"}'],
+     "sort key: '***' is not valid base64"),
+    (["update", "DIR", "orders", "c1", "o1"], "give --set"),
+    (["update", "DIR", "orders", "c1", "o1", "--set", "3"], "--set must be a JSON object"),
+    (["serve", "DIR", "--listen", "nowhere"], "expected HOST:PORT, not 'nowhere'"),
+    (["forget", "DIR", "xyz"], "expected a node id in hex, not 'xyz'"),
+    (["demo", "--duration", "-3"], "expected seconds >= 0, not '-3'"),
 ])
-def test_usage_errors_exit_1(store: Path, argv: list[str]) -> None:
+def test_usage_errors_exit_1(store: Path, argv: list[str], needle: str) -> None:
     p = run(*[store if a == "DIR" else a for a in argv])
-    assert_error(p, 1)
-    assert "error" in p.stderr
+    assert_error(p, 1, needle)
+    assert p.stderr.strip().splitlines()[-1].startswith("regiondb"), p.stderr
 
 
 @pytest.mark.parametrize("argv,needle", [
