@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: Old private name, still imported by replication.jetstream; new code uses link.LoopThread.
+_LoopThread = LoopThread
 
 
 @dataclass(slots=True)
