@@ -24,6 +24,7 @@ import engine
 from replication.atomic import write_atomic
 from replication.net import Replicator, serve, status, sync
 from .args import UsageError, open_store, read_secret
+from .dynamodb import start_endpoint
 from .output import (
     PROG,
     SERVE_STATUS,
@@ -105,7 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         with open_store(args) as store:
             server = serve(store, host=host, port=port, secret=secret, ssl=server_ssl)
-            rep = None
+            rep = ddb = None
             try:
                 address = server.address
                 peers = [f"{h}:{p}" for h, p in args.peer]
@@ -115,9 +116,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 if peers:
                     rep = Replicator(store, peers=peers, secret=secret, ssl=client_ssl)
                     rep.start()
+                ddb = start_endpoint(store, args.dynamodb, args.credentials)
                 _serve_loop(store, rep, address, peers, args.status_interval, stop,
                             status_path)
             finally:
+                if ddb is not None:
+                    ddb.close()
                 if rep is not None:
                     rep.stop()
                 server.close()
