@@ -268,8 +268,9 @@ class Node:
         if name == "wait_vv":
             return self._wait_vv(cmd)
         if name == "sync_dir":
-            from .cli.output import report_dict
             from replication.files import sync_dir
+
+            from .cli.output import report_dict
 
             return report_dict(sync_dir(self.store, Path(cmd["mailbox"])))
         if name == "final":

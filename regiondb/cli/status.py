@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import engine
-
 from replication.vv import load_acks
+
 from .args import open_store
 from .live import peers_text
 from .output import PROG, SERVE_STATUS, emit, hex_id, size_text, vv_json, write_line

@@ -13,6 +13,7 @@ TransactGetItems reads every item in one snapshot (``store.get_many``).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import threading
 import time
@@ -154,8 +155,15 @@ class Tokens:
                 self._items.popitem(last=False)
 
 
-def _transact_op(ep: Endpoint, b: engine.Batch, action: str, spec: dict[str, Any]) -> str:
-    """Add one TransactItem to the native batch; return its item's identity."""
+def _once(seen: set[str], kid: str) -> None:
+    if kid in seen:
+        raise validation("Transaction request cannot include multiple operations on one item")
+    seen.add(kid)
+
+
+def _transact_op(ep: Endpoint, b: engine.Batch, action: str, spec: dict[str, Any],
+                 seen: set[str]) -> None:
+    """Add one TransactItem to the native batch (each item at most once)."""
     name = spec.get("TableName")
     if not isinstance(name, str):
         raise validation("1 validation error detected: Value null at 'transactItems.member."
@@ -167,10 +175,12 @@ def _transact_op(ep: Endpoint, b: engine.Batch, action: str, spec: dict[str, Any
         item = unmarshal_item(spec.get("Item"), "Item")
         check_item(info, item)
         ex = gather(spec, condition=True)
+        _once(seen, _key_id(name, {k: item[k] for k in info.key_names()}))
         b.put(name, item, **native_kwargs(ex))
-        return _key_id(name, {k: item[k] for k in info.key_names()})
+        return
     key = key_of(info, spec.get("Key"))
     pk, sk = key_values(info, key)
+    _once(seen, _key_id(name, key))
     if action == "Update":
         ex = gather(spec, condition=True, update=True)
         if ex.update is None:
@@ -187,37 +197,23 @@ def _transact_op(ep: Endpoint, b: engine.Batch, action: str, spec: dict[str, Any
                              "conditionCheck.conditionExpression' failed to satisfy constraint: "
                              "Member must not be null")
         b.check(name, pk, sk, **native_kwargs(ex))  # type: ignore[attr-defined]
-    return _key_id(name, key)
 
 
 def _reasons(exc: engine.ConditionFailed, count: int,
              modes: list[str]) -> list[dict[str, Any]]:
-    """CancellationReasons from the engine's TransactionCanceled (which ops failed, items)."""
-    failed: dict[int, Any] = {}
-    for attr in ("failed", "reasons", "indexes"):
-        got = getattr(exc, attr, None)
-        if isinstance(got, dict):
-            failed = {int(k): v for k, v in got.items()}
-            break
-        if isinstance(got, (list, tuple)):
-            failed = {}
-            for entry in got:
-                if isinstance(entry, int):
-                    failed[entry] = None
-                elif isinstance(entry, (list, tuple)) and entry and isinstance(entry[0], int):
-                    failed[entry[0]] = entry[1] if len(entry) > 1 else None
-            break
-    items = getattr(exc, "items", None)
+    """CancellationReasons from the engine's TransactionCanceled: ``failed`` (op indexes) and
+    ``items`` (the item each failed op found, in the same order)."""
+    failed = list(getattr(exc, "failed", None) or [])
+    items = list(getattr(exc, "items", None) or [])
+    found = {i: (items[j] if j < len(items) else None) for j, i in enumerate(failed)}
     out: list[dict[str, Any]] = []
     for i in range(count):
-        if i not in failed:
+        if i not in found:
             out.append({"Code": "None"})
             continue
         reason: dict[str, Any] = {"Code": "ConditionalCheckFailed",
                                   "Message": "The conditional request failed"}
-        item = failed[i]
-        if item is None and isinstance(items, (list, tuple)) and i < len(items):
-            item = items[i]
+        item = found[i]
         if isinstance(item, dict) and modes[i] == "ALL_OLD":
             reason["Item"] = marshal_item(item)
         out.append(reason)
@@ -250,11 +246,7 @@ def transact_write(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
                 if not isinstance(spec, dict):
                     raise validation(f"{action} must be an object")
                 modes.append(on_condition_failure(spec))
-                kid = _transact_op(ep, b, action, spec)
-                if kid in seen:
-                    raise validation("Transaction request cannot include multiple operations on "
-                                     "one item")
-                seen.add(kid)
+                _transact_op(ep, b, action, spec, seen)
     except engine.ConditionFailed as exc:
         reasons = _reasons(exc, len(actions), modes)
         codes = ", ".join(r["Code"] for r in reasons)
@@ -276,7 +268,7 @@ def transact_get(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
                          "satisfy constraint: Member must not be null")
     check_length(actions, "transactItems", 1, 100)
     refs: list[tuple[str, Any, Any]] = []
-    projections: list[dict[str, Any]] = []
+    projections: list[Any] = []
     seen: set[str] = set()
     for entry in actions:
         spec = entry.get("Get") if isinstance(entry, dict) else None
@@ -296,18 +288,27 @@ def transact_get(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
                              "item")
         seen.add(kid)
         refs.append((name, *key_values(info, key)))
-        projections.append(native_kwargs(gather(spec, projection=True)))
-    if any(projections):
-        items = _get_many(ep, refs, projections)
-    else:
-        items = ep.store.get_many(refs)  # type: ignore[attr-defined]
+        projections.append(_projection_paths(gather(spec, projection=True)))
+    items = ep.store.get_many(refs)  # type: ignore[attr-defined]
+    if any(p is not None for p in projections):
+        project = importlib.import_module("engine.expr").project
+        items = [i if p is None else project(i, p) for i, p in zip(items, projections,
+                                                                     strict=True)]
     return {"Responses": [{"Item": marshal_item(i)} if i is not None else {} for i in items]}
 
 
-def _get_many(ep: Endpoint, refs: list[tuple[str, Any, Any]],
-              projections: list[dict[str, Any]]) -> list[Any]:
-    """``get_many`` with per-item projections, where the native call takes them."""
-    return list(ep.store.get_many(refs, projections=projections))  # type: ignore[attr-defined]
+def _projection_paths(ex: Any) -> Any:
+    """The bound paths of a Get's ProjectionExpression (``engine.expr``), or ``None``."""
+    if ex.projection is None:
+        if ex.names:
+            raise validation("Value provided in ExpressionAttributeNames unused in expressions: "
+                             f"keys: {{{', '.join(sorted(ex.names))}}}")
+        return None
+    Expressions = importlib.import_module("engine.expr").Expressions  # noqa: N806
+    bound = Expressions(ex.placeholders().get("names"), None)
+    paths = bound.bind_projection(ex.projection)
+    bound.finish()
+    return paths
 
 
 OPERATIONS: dict[str, Any] = {

@@ -4,15 +4,13 @@
 unmarshalled to plain Python), the expression parameters, and the legacy parameters rewritten
 by :mod:`regiondb.dynamodb.legacy`, and returns :class:`Exprs` whose fields are the native
 keyword arguments (``condition=``, ``expression=``, ``filter=``, ``projection=``, ``names=``,
-``values=``). :func:`split_key_condition` takes a KeyConditionExpression apart into the
-partition key's value (the native ``query``'s first argument) and the sort-key condition (its
-``key=``): it only finds the top-level ``pk = :v`` term; every other part of the expression is
-left to the engine to parse and check.
+``values=``). :func:`partition_value` finds the partition key's value in a
+KeyConditionExpression with the engine's parser.
 """
 
 from __future__ import annotations
 
-import re
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +18,7 @@ from . import legacy
 from .errors import serialization, validation
 from .values import unmarshal
 
-__all__ = ["Exprs", "gather", "split_key_condition"]
+__all__ = ["Exprs", "gather", "partition_value"]
 
 
 @dataclass
@@ -103,101 +101,17 @@ def gather(req: dict[str, Any], *, condition: bool = False, update: bool = False
     return ex
 
 
-_TOKEN = re.compile(r"\s*(?:(?P<word>[#:]?[A-Za-z0-9_.\-]+)|(?P<op><>|<=|>=|[=<>(),]))")
-
-
-def _tokens(text: str) -> list[tuple[str, int, int]]:
-    out = []
-    pos = 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None or m.end() == pos:
-            if text[pos:].strip():
-                return []  # not ours to judge: the engine reports the syntax error
-            break
-        tok = m.group("word") or m.group("op")
-        out.append((tok, m.start(m.lastgroup or 0), m.end()))
-        pos = m.end()
-    return out
-
-
-def _split_and(tokens: list[tuple[str, int, int]]) -> list[list[tuple[str, int, int]]]:
-    """Top-level AND-separated parts (an AND inside BETWEEN … AND … belongs to it)."""
-    parts: list[list[tuple[str, int, int]]] = [[]]
-    depth = 0
-    between = False
-    for t in tokens:
-        word = t[0].upper()
-        if t[0] == "(":
-            depth += 1
-        elif t[0] == ")":
-            depth -= 1
-        if depth == 0 and word == "BETWEEN":
-            between = True
-        if depth == 0 and word == "AND":
-            if between:
-                between = False
-            else:
-                parts.append([])
-                continue
-        parts[-1].append(t)
-    return parts
-
-
-def _strip_parens(part: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
-    while len(part) >= 2 and part[0][0] == "(" and part[-1][0] == ")":
-        part = part[1:-1]
-    return part
-
-
-def split_key_condition(text: str, pk: str, ex: Exprs) -> tuple[Any, str | None]:
-    """``(partition key value, sort-key condition text or None)`` of a KeyConditionExpression.
-
-    Placeholders used only by the partition-key term are removed from ``ex`` (the engine
-    would otherwise call them unused).
+def partition_value(text: str, pk: str, ex: Exprs) -> Any:
+    """The partition key's value in a KeyConditionExpression (the native ``query``'s first
+    argument; the whole expression goes to its ``key=``), found by the engine's own parser.
 
     :raises DynamoDBError: ``Query condition missed key schema element`` when there is no
         ``pk = :value`` term.
     """
-    names = ex.names or {}
-    tokens = _tokens(text)
-    parts = _split_and(_strip_parens(tokens))
-    found: tuple[Any, list[tuple[str, int, int]]] | None = None
-    for part in parts:
-        inner = _strip_parens(part)
-        if len(inner) != 3 or inner[1][0] != "=":
-            continue
-        a, b = inner[0][0], inner[2][0]
-        if b.startswith(":") and not a.startswith(":"):
-            attr, val = a, b
-        elif a.startswith(":") and not b.startswith(":"):
-            attr, val = b, a
-        else:
-            continue
-        if names.get(attr, attr) == pk:
-            if val not in (ex.values or {}):
-                raise validation("Invalid KeyConditionExpression: An expression attribute value "
-                                 f"used in expression is not defined; attribute value: {val}")
-            found = ((ex.values or {})[val], part)
-            break
-    if found is None:
+    expr = importlib.import_module("engine.expr")  # the engine's parser (issue 12)
+    Expressions, key_parts = expr.Expressions, expr.key_parts  # noqa: N806
+    bound = Expressions(ex.names, ex.values).bind_condition(text, "KeyConditionExpression")
+    part = key_parts(bound).part(pk)
+    if part is None or part.op != "=":
         raise validation(f"Query condition missed key schema element: {pk}")
-    value, pk_part = found
-    rest = [p for p in parts if p is not pk_part]
-    sk_text = " AND ".join(text[p[0][1]:p[-1][2]] for p in rest if p) or None
-    used = {t[0] for p in rest for t in p}
-    for tok in {t[0] for t in pk_part}:
-        if tok.startswith("#") and ex.names and tok not in used and not _mentioned(ex, tok):
-            ex.names.pop(tok, None)
-        if tok.startswith(":") and ex.values and tok not in used and not _mentioned(ex, tok):
-            ex.values.pop(tok, None)
-    if ex.names == {}:
-        ex.names = None
-    if ex.values == {}:
-        ex.values = None
-    return value, sk_text
-
-
-def _mentioned(ex: Exprs, token: str) -> bool:
-    pattern = re.compile(re.escape(token) + r"(?![A-Za-z0-9_])")
-    return any(t and pattern.search(t) for t in (ex.filter, ex.projection, ex.condition))
+    return part.values[0]

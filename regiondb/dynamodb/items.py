@@ -62,6 +62,11 @@ def capacity(req: dict[str, Any], table: str, units: float = 1.0) -> dict[str, A
     return {"ConsumedCapacity": cc}
 
 
+def _native(ep: Endpoint, name: str) -> Any:
+    """The native table, typed loosely: the endpoint passes keyword arguments through."""
+    return ep.store.table(name)
+
+
 def _attributes(result: dict[str, Any] | None) -> dict[str, Any]:
     return {"Attributes": marshal_item(result)} if result else {}
 
@@ -80,7 +85,7 @@ def put_item(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
     ex = gather(req, condition=True)
     kwargs = native_kwargs(ex, returning=None if rv == "NONE" else rv)
     try:
-        old = ep.store.table(name).put(item, **kwargs)
+        old = _native(ep, name).put(item, **kwargs)
     except engine.ConditionFailed as exc:
         raise failed(exc, mode) from exc
     return {**_attributes(old), **capacity(req, name)}
@@ -127,7 +132,7 @@ def delete_item(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
     ex = gather(req, condition=True)
     kwargs = native_kwargs(ex, returning=None if rv == "NONE" else rv)
     try:
-        old = ep.store.table(name).delete(pk, sk, **kwargs)
+        old = _native(ep, name).delete(pk, sk, **kwargs)
     except engine.ConditionFailed as exc:
         raise failed(exc, mode) from exc
     return {**_attributes(old), **capacity(req, name)}

@@ -35,9 +35,9 @@ def _check_key_value(info: TableInfo, name: str, value: Any, *, in_key: bool) ->
         raise validation(f"One or more parameter values were invalid: Type mismatch for key "
                          f"{name} expected: {expected} actual: {actual}")
     if actual in ("S", "B") and len(value) == 0:
+        kind = "string" if actual == "S" else "binary"
         raise validation("One or more parameter values are not valid. The AttributeValue for a "
-                         f"key attribute cannot contain an empty {'string' if actual == 'S' else 'binary'} "
-                         f"value. Key: {name}")
+                         f"key attribute cannot contain an empty {kind} value. Key: {name}")
     size = value_size(value)
     if name == info.partition_key and size > _MAX_PK:
         raise validation("One or more parameter values were invalid: Size of hashkey has "

@@ -20,6 +20,7 @@ and the stream label (the creation time).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -179,10 +180,8 @@ class Tables:
 
     def drop(self, name: str) -> None:
         """Delete the metadata item of a deleted table."""
-        try:
+        with contextlib.suppress(engine.TableNotFound):
             self.store.table(META_TABLE).delete(name)
-        except engine.TableNotFound:
-            pass
         self.forget_counts(name)
 
     # -- describing --------------------------------------------------------------------

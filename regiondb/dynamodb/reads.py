@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import legacy
 from .errors import validation
-from .exprs import Exprs, gather, split_key_condition
+from .exprs import Exprs, gather, partition_value
 from .items import capacity, native_kwargs
 from .meta import TableInfo
 from .params import bool_param, enum_param, int_param, str_param, table_name
@@ -89,7 +89,7 @@ def query(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
     if text is not None:
         if not isinstance(text, str) or not text.strip():
             raise validation("Invalid KeyConditionExpression: The expression can not be empty;")
-        pk, ex.key = split_key_condition(text, pk_name, ex)
+        pk, ex.key = partition_value(text, pk_name, ex), text
     elif req.get("KeyConditions") is not None:
         pk, ex.key = legacy.key_conditions(ex.builder, req["KeyConditions"], pk_name)
     else:

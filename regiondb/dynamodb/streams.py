@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import engine
 
-from .errors import DynamoDBError, not_found, validation
+from .errors import not_found, validation
 from .meta import TableInfo
 from .params import enum_param, int_param, str_param
 from .values import item_size, marshal_item
@@ -89,8 +89,13 @@ def describe_stream(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
         "StreamViewType": info.stream.get("view"), "CreationRequestDateTime": info.created,
         "TableName": info.name, "KeySchema": keys,
         "Shards": [{"ShardId": _shard_id(ep, info),
-                    "SequenceNumberRange": {"StartingSequenceNumber": str(_SEQ)}}],
+                    "SequenceNumberRange": {"StartingSequenceNumber": _seq_text(_SEQ)}}],
     }}
+
+
+def _seq_text(seq: int) -> str:
+    """A sequence number as DynamoDB writes them: digits, at least 21 (boto3 checks)."""
+    return f"{seq:024d}"
 
 
 def _iterator(arn: str, after: int) -> str:
@@ -170,7 +175,7 @@ def _record(ep: Endpoint, info: TableInfo, ch: engine.Change, idx: int,
     body: dict[str, Any] = {
         "ApproximateCreationDateTime": (ch.version[0] >> 16) / 1000.0,
         "Keys": marshal_item(ch.key),
-        "SequenceNumber": str(ch.position * _SEQ + idx),
+        "SequenceNumber": _seq_text(ch.position * _SEQ + idx),
         "SizeBytes": item_size(ch.key) + item_size(new or {}) + item_size(old or {}),
         "StreamViewType": view,
     }
@@ -224,5 +229,3 @@ OPERATIONS: dict[str, Any] = {
     "GetShardIterator": get_shard_iterator,
     "GetRecords": get_records,
 }
-
-_unused = DynamoDBError

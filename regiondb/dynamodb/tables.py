@@ -10,11 +10,13 @@ transaction), so boto3's ``table_exists`` waiter returns on its first poll.
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from typing import Any
 
 import engine
 
-from .errors import DynamoDBError, in_use, not_found, validation
+from .errors import in_use, not_found, validation
 from .meta import TableInfo, Tables
 from .params import (
     check_length,
@@ -271,7 +273,7 @@ def _gsi_updates(tables: Tables, info: TableInfo, updates: list[Any],
             if name not in {i.name for i in tables.engine_indexes(info.name)}:
                 raise not_found(f"Requested resource not found: Index: {name} not found")
             tables.store.drop_index(info.name, name)  # type: ignore[attr-defined]
-            info.indexes.pop(name, None)
+            info.indexes.pop(str(name), None)
         elif action == "Update":
             name = spec.get("IndexName") if isinstance(spec, dict) else None
             if name not in info.indexes:
@@ -288,7 +290,8 @@ def update_table(tables: Tables, req: dict[str, Any]) -> dict[str, Any]:
     info = tables.get(name)
     attrs = _attr_defs(req)
     if "BillingMode" in req or "ProvisionedThroughput" in req:
-        sub = {k: req[k] for k in ("BillingMode", "ProvisionedThroughput") if k in req}
+        sub: dict[str, Any] = {k: req[k] for k in ("BillingMode", "ProvisionedThroughput")
+                               if k in req}
         sub.setdefault("BillingMode", info.billing)
         info.billing, info.rcu, info.wcu = _billing(sub)
     if "StreamSpecification" in req:
@@ -299,8 +302,6 @@ def update_table(tables: Tables, req: dict[str, Any]) -> dict[str, Any]:
             raise validation("Table already has no stream enabled" if stream else
                              "StreamSpecification needs StreamEnabled")
         if stream.get("enabled"):
-            import time
-
             stream["label"] = _label_now(time.time())
         info.stream = stream
     _gsi_updates(tables, info, list_param(req, "GlobalSecondaryIndexUpdates") or [], attrs)
@@ -310,8 +311,6 @@ def update_table(tables: Tables, req: dict[str, Any]) -> dict[str, Any]:
 
 
 def _label_now(now: float) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
 
 
@@ -375,5 +374,3 @@ OPERATIONS: dict[str, Any] = {
     "UpdateTimeToLive": update_ttl,
     "DescribeTimeToLive": describe_ttl,
 }
-
-_unused = DynamoDBError
