@@ -216,7 +216,8 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.dynamodb", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.dynamodb",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--ops", type=int, default=2000, help="calls per operation (default 2000)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)

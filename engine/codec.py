@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import cbor2
 
+from .checks import check_u64 as _check_u64
 from .clock import BOTTOM, Version
 from .errors import ValidationError
 from .item import ABSENT, Entry, ItemState
@@ -45,6 +46,7 @@ __all__ = [
     "Op",
     "PutEncoder",
     "canonical",
+    "capture",
     "check_attr_name",
     "check_attrs",
     "check_key_schema",
@@ -71,6 +73,15 @@ MAX_TXN_BYTES = 16 << 20    # one log entry: the largest record a segment carrie
 MAX_KEY_BYTES = 511         # LMDB's key size limit
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 32
+# How deep CBOR nests for a value check_value accepts. The decoder counts every tag as a level
+# (a Decimal is tag 4 around an array, whose mantissa may be a tag-2 bignum; a set is tag 258
+# around an array); check_value counts containers only. The worst case is a set at the last
+# container level (MAX_DEPTH - 1 lists above it) of Decimals with bignum mantissas:
+# MAX_DEPTH - 1 + 2 (set) + 3 (Decimal) = MAX_DEPTH + 4.
+MAX_VALUE_CBOR_DEPTH = MAX_DEPTH + 4
+# Levels around a value in what travels: a transaction [hlc, [op]] with the op array and the
+# attribute map (4); a state [c, n, base, {name: [hlc, node, value]}] (3).
+_ENVELOPE_DEPTH = 4
 _U64 = (1 << 64) - 1
 
 dumps = cbor2.dumps
@@ -134,8 +145,15 @@ def check_attr_name(name: object, where: str = "item") -> str:
     """Validate an attribute name: a non-empty str of at most 255 UTF-8 bytes."""
     if type(name) is not str or not name:
         raise ValidationError(f"{where}: attribute names must be non-empty strings, not {name!r}")
-    if (len(name) * 4 > MAX_NAME_BYTES
-            and len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES):
+    if name.isascii():
+        size = len(name)
+    else:
+        try:
+            size = len(name.encode("utf-8"))
+        except UnicodeEncodeError:  # a lone surrogate: no UTF-8 form, so CBOR cannot hold it
+            raise ValidationError(
+                f"{where}: attribute name {name[:40]!r} is not valid Unicode") from None
+    if size > MAX_NAME_BYTES:
         raise ValidationError(f"{where}: attribute name {name[:40]!r}… is longer than 255 bytes")
     return name
 
@@ -197,6 +215,7 @@ def check_value(value: Any, path: str, depth: int = 0) -> None:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise ValidationError(f"{path}: map keys must be strings, not {k!r}")
+            _check_text(k, f"{path}: map key {k[:40]!r}")
             check_value(v, f"{path}.{k}", depth + 1)
         return
     if isinstance(value, (set, frozenset)):
@@ -239,12 +258,37 @@ def _plainly_valid(value: Any, depth: int) -> bool:
     if depth >= MAX_DEPTH:
         return False
     if t is dict:
-        return all(type(k) is str and _plainly_valid(v, depth + 1) for k, v in value.items())
+        return all(type(k) is str and k.isascii() and _plainly_valid(v, depth + 1)
+                   for k, v in value.items())
     if t is list:
         return all(_plainly_valid(v, depth + 1) for v in value)
     if t is Decimal:
         return value.is_finite()  # type: ignore[no-any-return]
     return False
+
+
+_IMMUTABLE = frozenset((str, int, float, bool, bytes, Decimal, type(None)))
+
+
+def capture(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` that later mutation of the original cannot reach (lists, dicts
+    and sets copied, recursively; scalars are immutable). A batch captures its ops with it
+    when they are added, then validates the copy: what commits is what was validated.
+
+    Past the depth any valid value can have, the rest is left as is: validation refuses it.
+    """
+    t = type(value)
+    if t in _IMMUTABLE or depth > MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {k: capture(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [capture(v, depth + 1) for v in value]
+    if isinstance(value, set):
+        return set(value)
+    if isinstance(value, frozenset):
+        return frozenset(value)
+    return value
 
 
 def check_attrs(attrs: Mapping[str, Any], where: str, *, _in_table: bool = False) -> None:
@@ -254,7 +298,7 @@ def check_attrs(attrs: Mapping[str, Any], where: str, *, _in_table: bool = False
     formatted only if an error is raised).
     """
     for name, value in attrs.items():
-        if type(name) is not str or not name or len(name) * 4 > MAX_NAME_BYTES:
+        if type(name) is not str or not name or not name.isascii() or len(name) > MAX_NAME_BYTES:
             check_attr_name(name, f"table {where!r}" if _in_table else where)
         t = type(value)  # the scalar cases of _plainly_valid inlined: most values are scalars
         if t is str:
@@ -333,7 +377,9 @@ def loads_untrusted(raw: bytes) -> Any:
     not store are refused afterwards by the field checks.
     """
     try:
-        return cbor2.loads(raw, max_depth=MAX_DEPTH + 4, allow_indefinite=False,
+        # the bound never refuses what check_value accepts (the same validator then decides)
+        return cbor2.loads(raw, max_depth=MAX_VALUE_CBOR_DEPTH + _ENVELOPE_DEPTH,
+                           allow_indefinite=False,
                            allow_duplicate_keys=False)
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise ValidationError(f"bad CBOR: {exc}") from None
@@ -449,12 +495,6 @@ class PutEncoder:
 def encode_txn_parts(hlc: int, ops: list[bytes]) -> bytes:
     """Encode a transaction from already-encoded ops."""
     return b"\x82" + _head(0, hlc) + _head(4, len(ops)) + b"".join(ops)
-
-
-def _check_u64(v: Any, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _U64:
-        raise ValidationError(f"{what} is not a 64-bit unsigned integer: {v!r}")
-    return v
 
 
 def _check_str(v: Any, what: str) -> str:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+import engine.clock
 
 from .jsonvalues import dumps, loads
 
@@ -93,7 +94,7 @@ class Node:
     # -- replication ---------------------------------------------------------------
 
     def start_network(self) -> None:
-        from . import net
+        from replication import net
 
         secret = Path(self.args.secret_file).read_bytes().strip()
         host, _, port = self.args.listen.rpartition(":")
@@ -141,7 +142,7 @@ class Node:
                 seen.add((c.origin, c.seq))
                 i = bisect.bisect_left(positions, c.position)
                 applied = notes[i][1] if i < len(notes) else time.time() * 1000
-                lag = applied - (c.version[0] >> 16)
+                lag = applied - engine.clock.physical_ms(c.version[0])
                 with self._lags_lock:
                     self._lags.setdefault(c.origin, []).append(round(max(lag, 0.0), 2))
 

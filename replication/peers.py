@@ -36,22 +36,13 @@ from typing import TYPE_CHECKING, Any
 from engine import Store
 
 from .lag import LAG_WINDOW, LagStats, PeerLag, lag_stats
+from .vv import merge_into
 
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["Hub", "PeerStats", "Waker", "applying_remote", "hub_for", "merge_vv", "peer_lag",
+__all__ = ["Hub", "PeerStats", "Waker", "applying_remote", "hub_for", "peer_lag",
            "peer_rows"]
-
-
-def merge_vv(into: dict[int, int], other: Mapping[int, int]) -> bool:
-    """Raise ``into`` to at least ``other`` per origin; ``True`` if anything grew."""
-    changed = False
-    for o, s in other.items():
-        if s > into.get(o, 0):
-            into[o] = s
-            changed = True
-    return changed
 
 
 @dataclass(slots=True)
@@ -72,6 +63,7 @@ class PeerStats:
     refused: int = 0
     peak_buffered: int = 0  # most bytes ever waiting in one of our send buffers to this peer
     last_error: str | None = None
+    stalled: dict[int, str] = field(default_factory=dict)  # origin -> why we refused its change
     dirty: bool = False  # acked/acks changed since the ack table was last written
 
     def unacked(self, vv: Mapping[int, int]) -> int:
@@ -81,7 +73,7 @@ class PeerStats:
     def adopt_acks(self, rows: Mapping[int, Mapping[int, int]]) -> None:
         """Merge an ack table the peer told us (a segment header's ``acks``)."""
         for node, row in rows.items():
-            if merge_vv(self.acks.setdefault(node, {}), row):
+            if merge_into(self.acks.setdefault(node, {}), row):
                 self.dirty = True
 
 
@@ -246,7 +238,7 @@ class Hub:
         """Merge what ``node`` told us it holds; return a copy of all we know it holds."""
         with self.lock:
             k = self.known.setdefault(node, {})
-            merge_vv(k, vv)
+            merge_into(k, vv)
             return dict(k)
 
     def _on_commit(self, position: int) -> None:
@@ -292,7 +284,8 @@ def peer_lag(address: str, node_id: int | None, region: str | None, connected: b
                        sum(vv.values()), LagStats(), last_error)
     out = lag_stats(ps.out_lag)
     return PeerLag(address, node_id, region, connected, out.last_ms, out.p50_ms, out.p99_ms,
-                   out.samples, ps.unacked(vv), lag_stats(ps.in_lag), last_error or ps.last_error)
+                   out.samples, ps.unacked(vv), lag_stats(ps.in_lag), last_error or ps.last_error,
+                   {o: why for o, why in ps.stalled.items()})
 
 
 def _lag_dict(s: LagStats) -> dict[str, Any]:
@@ -308,5 +301,5 @@ def peer_rows(peers: Iterable[PeerStats], vv: Mapping[int, int]) -> list[dict[st
         "inbound_lag_ms": _lag_dict(lag_stats(ps.in_lag)),
         "segments_sent": ps.segments_sent, "segments_received": ps.segments_received,
         "changes_applied": ps.changes_applied, "refused": ps.refused,
-        "last_error": ps.last_error,
+        "last_error": ps.last_error, "stalled": dict(ps.stalled),
     } for ps in sorted(peers, key=lambda p: p.node)]

@@ -49,11 +49,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from engine import ApplyReport, Store
-from engine.errors import LogTruncated, ProtocolError, SegmentError, ValidationError
+from engine.errors import (
+    ChangeRefused,
+    LogTruncated,
+    ProtocolError,
+    SegmentError,
+    ValidationError,
+)
 
 from . import exchange
 from .lag import LagStats, PeerLag, sample_lags, txn_hlc
-from .peers import PeerStats, Waker, applying_remote, hub_for, merge_vv
+from .peers import PeerStats, Waker, applying_remote, hub_for
 from .protocol import (
     MsgType,
     PeerInfo,
@@ -64,6 +70,8 @@ from .protocol import (
     type_name,
 )
 from .segment import Segment, decode_segment, encode_segment
+from .stalls import record_stall
+from .vv import merge_into, range_gaps
 
 # LagStats, PeerLag, PeerStats and hub_for live in .lag and .peers; re-exported for callers
 # that imported them from here.
@@ -152,7 +160,7 @@ class Session:
         self.snapshot_sent = self.snapshot_received = False
         self.stats.forgotten = peer.forgotten
         self.stats.acks = dict(peer.acks)
-        merge_vv(self.stats.acked, peer.vv)
+        merge_into(self.stats.acked, peer.vv)
         self.hub.know(peer.node, peer.vv)
 
     # -- plumbing -----------------------------------------------------------------------
@@ -306,7 +314,7 @@ class Session:
         if self._refusals == refusals:
             # Unless an ACK refused part of it meanwhile (and rewound ``sent``, so the refused
             # part is offered again): the peer now has everything up to start_vv.
-            merge_vv(self.sent, start_vv)
+            merge_into(self.sent, start_vv)
 
     def _segment_budget(self) -> int:
         """Payload bytes per segment: ``segment_bytes``, within the peer's ``max_frame``."""
@@ -314,7 +322,7 @@ class Session:
 
     def peer_vv_for_send(self) -> dict[int, int]:
         eff = dict(self.sent)
-        merge_vv(eff, self.hub.know(self.peer.node, {}))
+        merge_into(eff, self.hub.know(self.peer.node, {}))
         return eff
 
     async def _window(self) -> None:
@@ -495,9 +503,9 @@ class Session:
         before = self.store.version_vector()
         # A range starting past what we hold follows a refused one still in flight: decline
         # it whole (the sender offers it again from our ACKed vv) instead of failing.
-        gaps = {o: f"gap: seq {first} offered, this node holds up to {before.get(o, 0)}"
-                for o, (first, _) in h.ranges.items()
-                if o != self.store.node_id and first > before.get(o, 0) + 1}
+        skip = self.store.forgotten() | h.forgotten | {self.store.node_id}
+        gaps = {o: f"gap: seq {first} offered, this node holds up to {held}"
+                for o, (held, first) in range_gaps(before, h.ranges, skip).items()}
         if gaps:
             self._send(encode_message(MsgType.ACK, {"vv": before, "lag_us": [],
                                                     "refused": gaps}))
@@ -509,12 +517,14 @@ class Session:
             # instead of a second write transaction per segment as apply_segment does.
             report = self._apply_changes(seg) if inline else \
                 await self._blocking(self._apply_changes, seg)
-            if merge_vv(self.stats.acked, h.vv):
+            if merge_into(self.stats.acked, h.vv):
                 self.stats.dirty = True
             self.stats.adopt_acks(h.acks)
         else:
             report = await self._blocking(self._apply_segment, seg)
         after = self.store.version_vector()
+        for o in [o for o in self.stats.stalled if after.get(o, 0) > before.get(o, 0)]:
+            del self.stats.stalled[o]  # the origin moves again: that stall is over
         self.hub.know(self.peer.node, h.vv)
         if h.kind == "snapshot":
             self.snapshot_received = True
@@ -537,23 +547,33 @@ class Session:
                                                 "refused": refused}))
         self._advertised = after
 
-    def _apply_segment(self, seg: Segment) -> exchange.SegmentReport:
-        with applying_remote():
-            return exchange.apply_segment(self.store, seg)
 
     def _apply_changes(self, seg: Segment) -> ApplyReport:
         try:
             with applying_remote():
                 return self.store.apply_changes(seg.change_records())
+        except ChangeRefused as exc:
+            record_stall(self.store, seg.header.sender, exc)
+            self.stats.stalled[exc.origin] = str(exc)
+            raise SegmentError(f"bad change record: {exc}") from exc
         except ValidationError as exc:
             raise SegmentError(f"bad change record: {exc}") from exc
+
+    def _apply_segment(self, seg: Segment) -> exchange.SegmentReport:
+        try:
+            with applying_remote():
+                return exchange.apply_segment(self.store, seg)
+        except SegmentError as exc:
+            if isinstance(exc.__cause__, ChangeRefused):
+                self.stats.stalled[exc.__cause__.origin] = str(exc.__cause__)
+            raise
 
     def _on_ack(self, fields: dict[str, Any]) -> None:
         if self.outstanding <= 0:
             raise ProtocolError("ACK without an unacknowledged SEGMENT")
         self.outstanding -= 1
         vv = fields["vv"]
-        if merge_vv(self.stats.acked, vv):
+        if merge_into(self.stats.acked, vv):
             self.stats.dirty = True
         self.hub.know(self.peer.node, vv)
         self.stats.out_lag.extend(us / 1000 for us in fields["lag_us"])
