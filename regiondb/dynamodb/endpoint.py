@@ -37,6 +37,7 @@ class Endpoint:
         self.region = store.region
         self.tables = Tables(store)
         self.tokens = batches.Tokens()
+        self.images = streams.Images()
         self._infos: dict[str, tuple[float, TableInfo]] = {}
         self._lock = threading.Lock()
 

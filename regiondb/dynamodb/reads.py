@@ -9,6 +9,7 @@ a scan. This module maps parameters: ``Select`` (``COUNT`` drops the items), ``I
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from . import legacy
@@ -123,7 +124,11 @@ def scan(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
                          "TotalSegments")
     kwargs = native_kwargs(ex, segment=segment, total_segments=total,
                            **_common(req, index, info))
-    page = ep.store.table(name).scan_page(**kwargs)  # type: ignore[attr-defined]
+    scan_page = ep.store.table(name).scan_page  # type: ignore[attr-defined]
+    if index is not None and "index" not in inspect.signature(scan_page).parameters:
+        raise validation("Scan of a secondary index is not supported by this regiondb build; "
+                         "Query it instead")
+    page = scan_page(**kwargs)
     return _page_response(req, page, select, name)
 
 

@@ -8,7 +8,8 @@ sequence numbers grow and ``AT_``/``AFTER_SEQUENCE_NUMBER`` iterators resume exa
 
 Images: ``NewImage`` is the change's ``new_image``. ``OldImage`` (and telling ``INSERT`` from
 ``MODIFY``) comes from the previous change of the same item still in the feed — the feed
-keeps new images only — so it is missing when that change was truncated from the log. A TTL
+keeps new images only — so it is missing when that change was truncated from the log
+(:class:`Images` keeps those last images per table, moved forward as consumers read). A TTL
 delete (``Change.ttl``) carries DynamoDB's service ``userIdentity``.
 
 Shard iterators are opaque strings holding the stream ARN and the feed position to read after.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +34,7 @@ from .values import item_size, marshal_item
 if TYPE_CHECKING:
     from .endpoint import Endpoint
 
-__all__ = ["OPERATIONS"]
+__all__ = ["OPERATIONS", "Images"]
 
 _SEQ = 1_000_000
 _ITER_TYPES = ("TRIM_HORIZON", "LATEST", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER")
@@ -153,18 +155,35 @@ def _key_tuple(key: dict[str, Any]) -> str:
     return json.dumps(marshal_item(key), sort_keys=True)
 
 
-def _old_images(store: engine.Store, table: str, upto: int,
-                wanted: set[str]) -> dict[str, dict[str, Any] | None]:
-    """The last image of each wanted key before feed position ``upto`` (exclusive)."""
-    out: dict[str, dict[str, Any] | None] = {}
-    for ch in store.changes(since=0):
-        if ch.position >= upto:
-            break
-        if ch.table == table and ch.kind in _KINDS:
-            k = _key_tuple(ch.key)
-            if k in wanted:
-                out[k] = ch.new_image
-    return out
+class Images:
+    """The last image of every item of a table as of a feed position, advanced incrementally.
+
+    GetRecords needs each record's ``OldImage`` (and INSERT vs MODIFY): the image after the
+    item's previous change. Consumers read forward, so the map is kept per table and moved
+    forward from where the last call left it; a read from further back rebuilds it from the
+    start of the log. It holds one image per item changed in the retained log.
+    """
+
+    def __init__(self) -> None:
+        self._maps: dict[str, tuple[int, dict[str, dict[str, Any] | None]]] = {}
+        self._lock = threading.Lock()
+
+    def before(self, store: engine.Store, table: str, upto: int,
+               keys: set[str]) -> dict[str, dict[str, Any] | None]:
+        """The images of ``keys`` as of just before feed position ``upto``."""
+        with self._lock:
+            pos, images = self._maps.get(table, (0, {}))
+            if pos >= upto:
+                pos, images = 0, {}
+            for ch in store.changes(since=pos):
+                if ch.position >= upto:
+                    break
+                pos = ch.position
+                if ch.table == table and ch.kind in _KINDS:
+                    images[_key_tuple(ch.key)] = ch.new_image if ch.kind != "delete" else None
+            # resume from the last position fully consumed (every op of it applied above)
+            self._maps[table] = (max(0, min(pos, upto - 1)), images)
+            return {k: images.get(k) for k in keys}
 
 
 def _record(ep: Endpoint, info: TableInfo, ch: engine.Change, idx: int,
@@ -212,10 +231,10 @@ def get_records(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
             picked.append((idx, ch))
             if len(picked) >= limit:
                 break
-    wanted = {_key_tuple(ch.key) for _, ch in picked}
     records = []
     if picked:
-        olds = _old_images(ep.store, info.name, picked[0][1].position, wanted)
+        olds = ep.images.before(ep.store, info.name, picked[0][1].position,
+                                {_key_tuple(ch.key) for _, ch in picked})
         for idx, ch in picked:
             k = _key_tuple(ch.key)
             records.append(_record(ep, info, ch, idx, olds.get(k)))

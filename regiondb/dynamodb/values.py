@@ -1,6 +1,6 @@
 """DynamoDB's typed attribute values <-> the engine's plain Python values.
 
-``{"S": "x"}`` is ``str``, ``{"N": "1.5"}`` an ``int`` when integral else a
+``{"S": "x"}`` is ``str``, ``{"N": "1.5"}`` an ``int`` when integral (below 1E40) else a
 ``decimal.Decimal`` (DynamoDB's number rules: at most 38 significant digits, magnitude between
 1E-130 and 9.99…E+125, checked here with DynamoDB's messages), ``{"B": base64}`` ``bytes``,
 ``SS``/``NS``/``BS`` ``frozenset``\\ s (never empty, no duplicates), ``M`` ``dict``, ``L``
@@ -69,7 +69,7 @@ def number(text: object) -> int | Decimal:
     if adjusted < -130:
         raise validation("Number underflow. Attempting to store a number with magnitude smaller "
                          "than supported range")
-    if exp >= 0:
+    if exp >= 0 and adjusted < 40:  # integral: an int (huge magnitudes stay compact Decimals)
         return int(d)
     return d
 
