@@ -208,11 +208,7 @@ def create_table(tables: Tables, req: dict[str, Any]) -> dict[str, Any]:
     stream = _stream_spec(req.get("StreamSpecification"))
     if name in tables.store.tables():
         raise in_use(f"Table already exists: {name}")
-    if indexes:
-        tables.store.create_table(name, partition_key=pk, sort_key=sk,  # type: ignore[call-arg]
-                                  indexes=indexes)
-    else:
-        tables.store.create_table(name, partition_key=pk, sort_key=sk)
+    tables.store.create_table(name, partition_key=pk, sort_key=sk, indexes=indexes or None)
     info = tables.get(name)
     info.attrs, info.billing, info.rcu, info.wcu = attrs, billing, rcu, wcu
     info.indexes = index_meta
@@ -265,15 +261,16 @@ def _gsi_updates(tables: Tables, info: TableInfo, updates: list[Any],
             if ix.name in {i.name for i in tables.engine_indexes(info.name)}:
                 raise validation(f"One or more parameter values were invalid: Table already has "
                                  f"an index named {ix.name}")
-            tables.store.create_index(info.name, ix)  # type: ignore[attr-defined]
+            tables.store.create_index(info.name, ix)
             info.attrs = merged
             info.indexes[ix.name] = meta
         elif action == "Delete":
             name = spec.get("IndexName") if isinstance(spec, dict) else None
-            if name not in {i.name for i in tables.engine_indexes(info.name)}:
+            if not isinstance(name, str) or \
+                    name not in {i.name for i in tables.engine_indexes(info.name)}:
                 raise not_found(f"Requested resource not found: Index: {name} not found")
-            tables.store.drop_index(info.name, name)  # type: ignore[attr-defined]
-            info.indexes.pop(str(name), None)
+            tables.store.drop_index(info.name, name)
+            info.indexes.pop(name, None)
         elif action == "Update":
             name = spec.get("IndexName") if isinstance(spec, dict) else None
             if name not in info.indexes:
