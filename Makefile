@@ -14,7 +14,7 @@ $(VENV)/.stamp-%-$(HASH): pyproject.toml
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$*]'
 	@rm -f $(VENV)/.stamp-$*-* && touch $@
 
-demo: $(VENV)/.stamp-progress-$(HASH)
+demo: $(VENV)/.stamp-demo-$(HASH)
 	$(VENV)/bin/regiondb demo
 
 test: $(VENV)/.stamp-test-$(HASH)

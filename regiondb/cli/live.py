@@ -25,6 +25,7 @@ from replication.net import Replicator, serve, status, sync
 
 from . import fleet
 from .args import UsageError, open_store, read_secret
+from .dynamodb import start_endpoint
 from .output import (
     PROG,
     SERVE_STATUS,
@@ -114,7 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         with open_store(args) as store:
             server = serve(store, host=host, port=port, secret=secret, ssl=server_ssl)
-            rep = None
+            rep = ddb = None
             nats_rep = fleet.start(store, args)
             try:
                 address = server.address
@@ -125,9 +126,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 if peers:
                     rep = Replicator(store, peers=peers, secret=secret, ssl=client_ssl)
                     rep.start()
+                ddb = start_endpoint(store, args.dynamodb, args.credentials)
                 _serve_loop(store, rep, address, peers, args.status_interval, stop,
                             status_path, nats_rep)
             finally:
+                if ddb is not None:
+                    ddb.close()
                 if rep is not None:
                     rep.stop()
                 if nats_rep is not None:

@@ -14,6 +14,8 @@ from typing import NoReturn
 
 from . import fleet
 from .args import host_port, node_id_arg, positive_int, seconds_arg
+from .dynamodb import add_parser as add_dynamodb
+from .dynamodb import add_serve_flags as add_dynamodb_flags
 from .live import cmd_serve, cmd_sync
 from .local import (
     cmd_changes,
@@ -25,6 +27,7 @@ from .local import (
     cmd_init,
     cmd_put,
     cmd_query,
+    cmd_restore,
     cmd_scan,
     cmd_tables,
     cmd_update,
@@ -251,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     _dir(p)
     p.add_argument("node", type=node_id_arg, metavar="NODE_ID", help="node id in hex")
 
+    p = _add(sub, "restore", cmd_restore, "put a backup of a store in place, as a new node",
+             "regiondb restore backups/mumbai data/mumbai", common,
+             "Copy BACKUP's data into DIR (in place, DIR may exist) and re-identify it: a "
+             "restored store must not reuse the sequence numbers its old id already issued. "
+             "The next sync brings back what the peers hold of the old id and re-issues the "
+             "restored node's own writes that collided.")
+    p.add_argument("backup", metavar="BACKUP", help="the backup: a copy of a store directory")
+    _dir(p)
+
     def progress_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar on stderr (default: on, unless --json)")
@@ -305,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between status lines (0: none; default 10)")
     _tls_args(p, server=True)
     fleet.add_args(p)
+    add_dynamodb_flags(p, host_port)
+
+    add_dynamodb(sub, _add, common, host_port)
 
     p = _add(sub, "sync", cmd_sync, "one-shot two-way sync with a serving peer",
              "regiondb sync data/van 10.0.1.5:7001 --secret-file shopease.key", common)
