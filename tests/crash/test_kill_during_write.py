@@ -74,7 +74,7 @@ def _replay(feed: list[engine.Change]) -> dict[Any, dict[str, Any]]:
     """The table as the log says it should be: local, sequential writes replayed in order."""
     items: dict[Any, dict[str, Any]] = {}
     for c in feed:
-        if c.kind == "create_table":
+        if c.kind in ("create_table", "create_index", "drop_index"):
             continue
         k = c.key["k"]
         if c.kind == "put":

@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from test_kill_during_write import _read_lines
 
 import engine
 from engine import Index
 from replication import exchange as ex
 from replication.segment import decode_segment
-
-from test_kill_during_write import _read_lines
 
 pytestmark = pytest.mark.crash
 
