@@ -378,3 +378,20 @@ def test_segments_stay_within_the_servers_max_payload(tmp_path: Path,
         a.table("t").put({"id": "huge", "pad": os.urandom(100_000)})  # over the limit
         wait_until(lambda: "max_payload" in (ra.stats.last_error or ""),
                    what="the oversize change is reported")
+
+
+def test_started_before_the_broker_connects_when_it_comes(tmp_path: Path,
+                                                         fleet: Callable[..., Node]) -> None:
+    srv = LocalServer(tmp_path / "nats")
+    a, ra = fleet("a", [srv.url], start=False)
+    ra.start()
+    try:
+        wait_until(lambda: ra.stats.last_error is not None, what="the missing broker reported")
+        assert not ra.wait_connected(0.2)
+        a.create_table("t", partition_key="id").put({"id": "early"})
+        srv.start()
+        assert ra.wait_connected(20), ra.stats.last_error
+        b, _ = fleet("b", [srv.url])
+        wait_until(lambda: converged(a, b), what="the write made before the broker arrives")
+    finally:
+        srv.stop()
