@@ -321,6 +321,8 @@ def test_cli_serve_nats_with_and_without_listen(broker: LocalServer, tmp_path: P
         _cli("put", a, "t", '{"id": "k1", "v": 1}')  # another process: picked up by polling
         wait_until(lambda: '"v": 1' in _cli("get", b, "t", "k1", check=False).stdout,
                    timeout=30, what="b gets a's put through the broker")
+        wait_until(lambda: "on NATS cluster cli" in _cli("status", a).stdout,
+                   what="status shows the NATS-only server")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
