@@ -25,6 +25,7 @@ from .local import (
     cmd_init,
     cmd_put,
     cmd_query,
+    cmd_restore,
     cmd_scan,
     cmd_tables,
     cmd_update,
@@ -250,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
              "it. A forgotten node that comes back must rejoin as a new node from a snapshot.")
     _dir(p)
     p.add_argument("node", type=node_id_arg, metavar="NODE_ID", help="node id in hex")
+
+    p = _add(sub, "restore", cmd_restore, "put a backup of a store in place, as a new node",
+             "regiondb restore backups/mumbai data/mumbai", common,
+             "Copy BACKUP's data into DIR (in place, DIR may exist) and re-identify it: a "
+             "restored store must not reuse the sequence numbers its old id already issued. "
+             "The next sync brings back what the peers hold of the old id and re-issues the "
+             "restored node's own writes that collided.")
+    p.add_argument("backup", metavar="BACKUP", help="the backup: a copy of a store directory")
+    _dir(p)
 
     def progress_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

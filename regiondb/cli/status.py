@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from engine import lineage
 from engine.clock import logical as clock_logical
 from engine.clock import physical_ms
 from replication.stalls import stalls
@@ -74,6 +75,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         forgotten = sorted(store.forgotten())
         tables = store.tables()
         stalled = stalls(store)
+        reidentified = lineage.lineage_events(store)
+        set_aside = lineage.pending_reissues(store)
     live = _live(Path(args.dir))
     info = {
         "path": stats["path"], "region": stats["region"], "node_id": hex_id(stats["node_id"]),
@@ -86,6 +89,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         "conflicts_stored": stats["conflicts_stored"], "peers": acks,
         "forgotten": [hex_id(n) for n in forgotten],
         "stalled": {hex_id(o): {**e, "sender": hex_id(e["sender"])} for o, e in stalled.items()},
+        "reidentified": [{**e, "old": hex_id(e["old"]), "new": hex_id(e["new"])}
+                         for e in reidentified],
+        "set_aside_writes": set_aside,
         "server": live,
     }
     if args.json:
@@ -119,6 +125,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         write_line("peers      (none known yet)")
     if forgotten:
         write_line("forgotten  " + ", ".join(info["forgotten"]))
+    for e in reidentified:
+        write_line(f"  WARNING  re-identified: node {hex_id(e['old'])} became "
+                   f"{hex_id(e['new'])}: {e['reason']}")
+    if set_aside:
+        write_line(f"  WARNING  {set_aside:,} writes set aside by the re-identification wait "
+                   "for a sync to compare them with the peers' copies (then re-issued)")
     for origin, e in sorted(stalled.items()):
         write_line(f"  WARNING  replication of node {hex_id(origin)} is stalled: its change "
                    f"{e['seq']:,} (from {hex_id(e['sender'])}) was refused: {e['reason']}")
