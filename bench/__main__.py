@@ -1,7 +1,7 @@
 """``python -m bench``: run the suite, write ``<stamp>.json``, ``<stamp>.md``, ``latest.md``, PNGs.
 
-Usage: ``python -m bench [--quick | --smoke] [--out DIR] [--only local,ycsb,replication,crsqlite,indexes]
-[--backends a,b] [--no-plots]``. Exit status 0 when a well-formed report was written (rows that
+Usage: ``python -m bench [--quick | --smoke] [--out DIR]
+[--only local,ycsb,replication,crsqlite,indexes] [--backends a,b] [--no-plots]``. Exit status 0 when a well-formed report was written (rows that
 failed are recorded in it, not fatal); 2 when the report would be malformed.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 
 from .backends import ALL_BACKENDS, make_backend
 from .crsqlite import run_crsqlite
-from .indexes import run_indexes
 from .data import mean_cbor_size, order_item, ycsb_record
+from .indexes import run_indexes
 from .local import WRITE_BACKENDS, run_local
 from .plots import make_plots
 from .repl import replication_api, run_replication
