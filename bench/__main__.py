@@ -1,8 +1,9 @@
 """``python -m bench``: run the suite, write ``<stamp>.json``, ``<stamp>.md``, ``latest.md``, PNGs.
 
 Usage: ``python -m bench [--quick | --smoke] [--out DIR]
-[--only local,ycsb,replication,crsqlite,indexes] [--backends a,b] [--no-plots]``. Exit status 0 when a well-formed report was written (rows that
-failed are recorded in it, not fatal); 2 when the report would be malformed.
+[--only local,ycsb,replication,crsqlite,indexes] [--backends a,b] [--no-plots]``. Exit status 0
+when a well-formed report was written (rows that failed are recorded in it, not fatal); 2 when
+the report would be malformed.
 """
 
 from __future__ import annotations
