@@ -240,6 +240,16 @@ class Store:
         """
         ttl.set_ttl(self, table, attribute)
 
+    def expire(self, limit: int | None = None) -> int:
+        """Delete expired items (see :meth:`set_ttl`); return how many were deleted.
+
+        Ordinary deletes, marked ``Change.ttl`` in the change feed, that replicate like any
+        delete; each re-checks its item in its write transaction, so an item refreshed
+        meanwhile survives. ``limit`` caps the deletes of one call. The live Replicator,
+        ``regiondb serve`` and the endpoint call it every few seconds (:class:`engine.ttl.Expirer`).
+        """
+        return ttl.expire(self, limit)
+
     def create_index(
         self, table: str, index: Index, *,
         progress: Callable[[int, int | None], None] | None = None,

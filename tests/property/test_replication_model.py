@@ -5,10 +5,14 @@ puts, updates, deletes and batches on random nodes; clocks that drift (past the 
 too, so clock-skew refusals happen); segments exported for a peer's current vv, a stale vv or
 from scratch, then delivered to any node, duplicated, reordered or lost, so relays A->B->C and
 snapshots happen; ack exchanges, garbage collection, mailbox syncs and restarts in between.
+Items also carry a counter ``n`` (``ADD n`` on any node; SET/REMOVE/put/delete reset it) and a
+string set ``tags`` (element ADD/DELETE; a put replaces it).
 
 At the end every clock is brought within bounds and a full pairwise exchange runs: every node
 must have the same ``digest()`` and vv, and every node's visible items must equal the reference
-model: all writes ever made, folded per attribute in version order (the LWW result).
+model: all writes ever made, folded per attribute in version order (the LWW result); the
+counter is the winning reset's value plus every acknowledged ADD that reset had not seen (its
+writer's vv did not cover it: observed-reset), and each set element follows its own versions.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import contextlib
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import settings
@@ -29,13 +33,19 @@ from replication import exchange as ex
 from replication import files
 from replication.segment import decode_segment
 
-PKS, SKS, ATTRS = ["a", "b"], ["1", "2"], ["x", "y", "z"]
+PKS, SKS, ATTRS = ["a", "b"], ["1", "2"], ["x", "y", "z", "n"]
+MERGED = ("n", "tags")  # the counter and the set: checked against their own oracles
 KEYS = st.tuples(st.sampled_from(PKS), st.sampled_from(SKS))
 VALUES = st.dictionaries(st.sampled_from(ATTRS), st.integers(0, 3), max_size=3)
+TAGS = st.frozensets(st.sampled_from(["red", "blue", "big"]), min_size=1, max_size=2)
 OP = st.one_of(
     st.tuples(st.just("put"), KEYS, VALUES, st.just(())),
+    st.tuples(st.just("put"), KEYS, st.fixed_dictionaries({"tags": TAGS}), st.just(())),
     st.tuples(st.just("update"), KEYS, VALUES, st.lists(st.sampled_from(ATTRS), max_size=2)),
     st.tuples(st.just("delete"), KEYS, st.just({}), st.just(())),
+    st.tuples(st.just("add"), KEYS, st.fixed_dictionaries({"n": st.integers(-2, 3)}),
+              st.just(())),
+    st.tuples(st.just("tag"), KEYS, st.fixed_dictionaries({"tags": TAGS}), st.booleans()),
 )
 ABSENT = object()
 
@@ -50,16 +60,77 @@ def lww(
         if kind in ("put", "delete"):
             attrs.clear()
         if kind == "put":
-            attrs.update(delta["item"])
+            attrs.update({n: v for n, v in delta["item"].items() if n not in MERGED})
         elif kind == "update":
-            attrs.update(delta["set"])
+            attrs.update({n: v for n, v in delta["set"].items() if n not in MERGED})
             for name in delta["remove"]:
-                attrs[name] = ABSENT
+                if name not in MERGED:
+                    attrs[name] = ABSENT
     out = {}
     for key, attrs in state.items():
         seen = {n: v for n, v in attrs.items() if v is not ABSENT}
         if seen:
             out[key] = seen
+    return out
+
+
+class Event(NamedTuple):
+    """One write as the oracles need it: what the feed says, plus what its writer had seen."""
+
+    version: Any
+    kind: str
+    key: tuple[str, str]
+    delta: dict[str, Any]
+    origin: int
+    seq: int
+    seen_vv: dict[int, int]     # the writer's version vector just before the write
+    missing: bool               # the writer saw no item under this key
+
+
+def _observed(e: Event, by: Event) -> bool:
+    return e.seq <= by.seen_vv.get(e.origin, 0)
+
+
+def counter(events: list[Event]) -> Any:
+    """The counter ``n`` of one key: the last reset's value plus the ADDs it had not seen."""
+    adds = [e for e in events if e.kind == "update" and "n" in e.delta.get("add", {})]
+
+    def resets_n(e: Event) -> bool:
+        if e.kind in ("put", "delete"):
+            return True
+        if "n" in e.delta["set"] or "n" in e.delta["remove"]:
+            return True
+        # a write on an item its writer sees as missing resets every counter it held
+        return e.missing and any(_observed(a, e) for a in adds)
+
+    resets = [e for e in events if resets_n(e)]
+    base: Any = ABSENT
+    last: Event | None = None
+    if resets:
+        last = max(resets, key=lambda e: e.version)
+        if last.kind == "put":
+            base = last.delta["item"].get("n", ABSENT)
+        elif last.kind == "update":
+            base = last.delta["set"].get("n", ABSENT)
+    unseen = [a.delta["add"]["n"] for a in adds if last is None or not _observed(a, last)]
+    if not unseen:
+        return base
+    return sum(unseen) + (0 if base is ABSENT else base)
+
+
+def tag_set(events: list[Event]) -> set[str]:
+    """The set ``tags`` of one key: the last whole write, then each element by version."""
+    whole = [e for e in events if e.kind in ("put", "delete")
+             or "tags" in e.delta.get("set", {}) or "tags" in e.delta.get("remove", [])]
+    last = max(whole, key=lambda e: e.version) if whole else None
+    floor = last.version if last is not None else (0, 0)
+    out = set(last.delta["item"].get("tags", ())) if last is not None and last.kind == "put" \
+        else set()
+    for e in sorted(events, key=lambda e: e.version):
+        if e.kind != "update" or e.version < floor:
+            continue
+        out |= set(e.delta.get("add", {}).get("tags", ()))
+        out -= set(e.delta.get("delete", {}).get("tags", ()))
     return out
 
 
@@ -75,6 +146,7 @@ class ReplicationModel(RuleBasedStateMachine):
         self.clocks = [engine.ManualClock() for _ in range(n)]
         self.stores = [self._open(i) for i in range(n)]
         self.ops: list[tuple[Any, str, tuple[str, str], dict[str, Any]]] = []
+        self.events: list[Event] = []
         self.local_txns = [0] * n
         self.inflight: list[bytes] = []
         self.old_vvs: list[dict[int, int]] = [{}]
@@ -95,43 +167,57 @@ class ReplicationModel(RuleBasedStateMachine):
     def _node(self, i: int) -> int:
         return i % len(self.stores)
 
-    def _record(self, i: int, position: int) -> None:
+    def _record(self, i: int, position: int, seen_vv: dict[int, int],
+                missing: set[tuple[str, str]]) -> None:
         for c in self.stores[i].changes(since=position):
-            self.ops.append((c.version, c.kind, (c.key["pk"], c.key["sk"]), c.delta))
+            key = (c.key["pk"], c.key["sk"])
+            self.ops.append((c.version, c.kind, key, c.delta))
+            self.events.append(Event(c.version, c.kind, key, c.delta, c.origin, c.seq, seen_vv,
+                                     key in missing))
+
+    def _before(self, i: int, keys: list[tuple[str, str]]) -> tuple[int, dict[int, int],
+                                                                    set[tuple[str, str]]]:
+        s = self.stores[i]
+        t = s.table("orders")
+        return s.position(), s.version_vector(), {k for k in keys if t.get(*k) is None}
+
+    @staticmethod
+    def _op(b: Any, op: tuple[str, tuple[str, str], dict[str, Any], Any]) -> None:
+        """Apply one generated op through ``b`` (a Table or a batch taking the table name)."""
+        kind, (pk, sk), values, extra = op
+        args: tuple[Any, ...] = () if hasattr(b, "name") else ("orders",)
+        if kind == "put":
+            b.put(*args, {"pk": pk, "sk": sk, **values})
+        elif kind == "update":
+            b.update(*args, pk, sk, set={k: v for k, v in values.items() if k not in extra},
+                     remove=list(extra))
+        elif kind == "add":
+            b.update(*args, pk, sk, add=values)
+        elif kind == "tag":
+            b.update(*args, pk, sk, **{"add" if extra else "delete": values})
+        else:
+            b.delete(*args, pk, sk)
 
     # -- writes -----------------------------------------------------------------------
 
     @rule(node=st.integers(0, 4), op=OP)
     def write(self, node: int, op: tuple[str, tuple[str, str], dict[str, Any], Any]) -> None:
         i = self._node(node)
-        s, (kind, (pk, sk), values, remove) = self.stores[i], op
-        t, pos = s.table("orders"), s.position()
-        if kind == "put":
-            t.put({"pk": pk, "sk": sk, **values})
-        elif kind == "update":
-            t.update(pk, sk, set={k: v for k, v in values.items() if k not in remove},
-                     remove=list(remove))
-        else:
-            t.delete(pk, sk)
+        pos, vv, missing = self._before(i, [op[1]])
+        self._op(self.stores[i].table("orders"), op)
         self.local_txns[i] += 1
-        self._record(i, pos)
+        self._record(i, pos, vv, missing)
 
     @rule(node=st.integers(0, 4),
           ops=st.lists(OP, min_size=2, max_size=3, unique_by=lambda o: o[1]))
     def batch(self, node: int, ops: list[tuple[str, tuple[str, str], dict[str, Any], Any]]) -> None:
         i = self._node(node)
-        s, pos = self.stores[i], self.stores[i].position()
-        with s.batch() as b:
-            for kind, (pk, sk), values, remove in ops:
-                if kind == "put":
-                    b.put("orders", {"pk": pk, "sk": sk, **values})
-                elif kind == "update":
-                    kept = {k: v for k, v in values.items() if k not in remove}
-                    b.update("orders", pk, sk, set=kept, remove=list(remove))
-                else:
-                    b.delete("orders", pk, sk)
+        pos, vv, missing = self._before(i, [o[1] for o in ops])
+        with self.stores[i].batch() as b:
+            for op in ops:
+                self._op(b, op)
         self.local_txns[i] += 1
-        self._record(i, pos)
+        self._record(i, pos, vv, missing)
 
     @rule(node=st.integers(0, 4), ms=st.integers(0, 400))
     def clock_moves(self, node: int, ms: int) -> None:
@@ -213,9 +299,19 @@ class ReplicationModel(RuleBasedStateMachine):
         assert len(digests) == 1, "replicas diverged"
         assert len({str(sorted(s.version_vector().items())) for s in self.stores}) == 1
         model = lww(self.ops)
+        expected = {}
+        for k, v in model.items():
+            item = {"pk": k[0], "sk": k[1], **v}
+            events = [e for e in self.events if e.key == k]
+            n, tags = counter(events), tag_set(events)
+            if n is not ABSENT:
+                item["n"] = n
+            if tags:
+                item["tags"] = tags
+            expected[k] = item
         for s in self.stores:
             seen = {(it["pk"], it["sk"]): it for it in s.table("orders").scan()}
-            assert seen == {k: {"pk": k[0], "sk": k[1], **v} for k, v in model.items()}
+            assert seen == expected
         for s in self.stores:  # once everything is stable, GC changes nothing visible
             ex.collect_garbage(s)
         assert {s.digest() for s in self.stores} == digests
