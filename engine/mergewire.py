@@ -37,7 +37,7 @@ def totals_wire(totals: Mapping[int, tuple[int, Any]]) -> list[list[Any]]:
 
 def extra_wire(e: Extra) -> list[Any]:
     elems = sorted(([el, v[0], v[1], present] for el, (v, present) in e.elems.items()),
-                   key=lambda row: canonical(row[0]))
+                   key=lambda row: canonical(row[0])) if e.elems else []
     return [e.obs_v[0], e.obs_v[1], totals_wire(e.obs), totals_wire(e.incs), elems]
 
 
@@ -46,7 +46,12 @@ def extra_obj(w: list[Any]) -> Extra:
                  {el: ((h, n), present) for el, h, n, present in w[4]})
 
 
+_SMALL = 1 << 63
+
+
 def _check_number(v: Any, what: str) -> None:
+    if type(v) is int and -_SMALL < v < _SMALL:
+        return  # the usual total or amount
     if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
         raise ValidationError(f"{what} is not a number: {v!r:.60}")
     check_value(v, what)

@@ -30,13 +30,13 @@ from .checks import check_limit
 from .clock import tick
 from .env import Txn
 from .errors import StoreClosed, TableNotFound, ValidationError
-from .keys import decode_key, encode_value
+from .keys import decode_key, decode_value, encode_value
 
 if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["DEFAULT_EXPIRE_INTERVAL", "EXPIRE_BATCH", "Expirer", "expire", "expired",
-           "expired_keys", "expiry_filter", "set_ttl"]
+           "expired_keys", "expiry_filter", "hide_expired", "page_expiry", "set_ttl"]
 
 log = logging.getLogger(__name__)
 
@@ -207,3 +207,47 @@ class Expirer:
                 return
             except Exception:  # keep expiring: the next round may succeed
                 log.exception("expiring items of %s failed", self.store.path)
+
+
+def page_expiry(store: Store, table: str, index: Any = None
+                ) -> Callable[[Txn, bytes, dict[str, Any]], bool] | None:
+    """The ``expired`` test of a page read (:class:`engine.pages.PageQuery`) of ``table`` or
+    of its secondary ``index`` (an :class:`engine.index.IndexDef`), as of now; ``None`` if the
+    table has no TTL. An index entry that does not hold the TTL attribute (``KEYS_ONLY`` or a
+    projection without it) is judged by its item, read in the same transaction."""
+    tdef = store._table_def(table)
+    attribute = tdef.ttl_attribute
+    if attribute is None:
+        return None
+    now_s = store._wall() / 1000
+    projection = None if index is None else index.index.projection
+    if projection is None or projection == "ALL" or (
+            isinstance(projection, (list, tuple)) and attribute in projection):
+        return lambda txn, key, item: expired(item, attribute, now_s)
+    env = store._e()
+
+    def by_item(txn: Txn, key: bytes, item: dict[str, Any]) -> bool:
+        state = txn.get(_entry_item_key(index, key), db=env.items)
+        return state is not None and expired(codec.visible_from_raw(bytes(state)), attribute,
+                                             now_s)
+
+    return by_item
+
+
+def _entry_item_key(d: Any, entry: bytes) -> bytes:
+    """The item key of an index entry key ``prefix enc(ipk) [enc(isk)] item-key-suffix``."""
+    pos = len(d.prefix)
+    for _ in range(1 if d.index.sort_key is None else 2):
+        pos = decode_value(entry, pos)[1]
+    return encode_value(d.table, "table name") + entry[pos:]
+
+
+def hide_expired(store: Store, table: str, item: dict[str, Any] | None
+                 ) -> dict[str, Any] | None:
+    """``item``, or ``None`` if it is expired (point reads: get, get_many)."""
+    if item is None:
+        return None
+    attribute = store._table_def(table).ttl_attribute
+    if attribute is not None and expired(item, attribute, store._wall() / 1000):
+        return None
+    return item

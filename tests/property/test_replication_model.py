@@ -92,8 +92,12 @@ def _observed(e: Event, by: Event) -> bool:
 
 
 def counter(events: list[Event]) -> Any:
-    """The counter ``n`` of one key: the last reset's value plus the ADDs it had not seen."""
+    """The counter ``n`` of one key: the last reset's value plus the ADDs it had not seen.
+
+    A write observed an ADD if its writer's vv covered it, or covered a reset that had
+    observed it (that reset's value absorbed the ADD, and carries it along)."""
     adds = [e for e in events if e.kind == "update" and "n" in e.delta.get("add", {})]
+    memo: dict[int, set[int]] = {}
 
     def resets_n(e: Event) -> bool:
         if e.kind in ("put", "delete"):
@@ -101,18 +105,29 @@ def counter(events: list[Event]) -> Any:
         if "n" in e.delta["set"] or "n" in e.delta["remove"]:
             return True
         # a write on an item its writer sees as missing resets every counter it held
-        return e.missing and any(_observed(a, e) for a in adds)
+        return e.missing and any(id(a) in seen_by(e) for a in adds)
+
+    def seen_by(e: Event) -> set[int]:
+        if id(e) not in memo:
+            memo[id(e)] = set()  # (no cycles: a write only covers earlier ones)
+            out = {id(a) for a in adds if _observed(a, e)}
+            for r in events:
+                if r is not e and _observed(r, e) and resets_n(r):
+                    out |= seen_by(r)
+            memo[id(e)] = out
+        return memo[id(e)]
 
     resets = [e for e in events if resets_n(e)]
     base: Any = ABSENT
-    last: Event | None = None
+    seen: set[int] = set()
     if resets:
         last = max(resets, key=lambda e: e.version)
+        seen = seen_by(last)
         if last.kind == "put":
             base = last.delta["item"].get("n", ABSENT)
         elif last.kind == "update":
             base = last.delta["set"].get("n", ABSENT)
-    unseen = [a.delta["add"]["n"] for a in adds if last is None or not _observed(a, last)]
+    unseen = [a.delta["add"]["n"] for a in adds if id(a) not in seen]
     if not unseen:
         return base
     return sum(unseen) + (0 if base is ABSENT else base)

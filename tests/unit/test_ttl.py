@@ -160,10 +160,10 @@ def test_expire_deletes_them_as_ttl_deletes_that_replicate(store: engine.Store,
 def test_expire_limit_and_a_refreshed_item_survives(store: engine.Store,
                                                     clock: engine.ManualClock) -> None:
     t = ttl_table(store)
-    assert store.expire(limit=1) == 1
-    t.update("u", "now", set={"expires_at": NOW_S + 3600})  # refreshed before expiry ran
+    assert store.expire(limit=1) == 1  # "now" (key order): "old" is still there, expired
+    store.table("sessions").update("u", "old", set={"expires_at": NOW_S + 3600})  # refreshed
     assert store.expire() == 0
-    assert t.get("u", "now") is not None
+    assert t.get("u", "old") is not None and t.get("u", "now") is None
     with pytest.raises(engine.ValidationError, match="limit"):
         store.expire(limit=0)
 
