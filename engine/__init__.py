@@ -26,8 +26,10 @@ from .errors import (
     StorageError,
     StoreClosed,
     TableNotFound,
+    TransactionCanceled,
     ValidationError,
 )
+from .pages import Page
 from .store import Snapshot, Store, TableDef, open
 from .table import Batch, Table
 
@@ -43,6 +45,7 @@ __all__ = [
     "ForgottenNodeError",
     "LogTruncated",
     "ManualClock",
+    "Page",
     "ProtocolError",
     "RawChange",
     "SchemaError",
@@ -54,6 +57,7 @@ __all__ = [
     "Table",
     "TableDef",
     "TableNotFound",
+    "TransactionCanceled",
     "ValidationError",
     "open",
 ]
