@@ -7,7 +7,7 @@ tombstones those entries wrote (:func:`engine.item.purge`). A peer that needs en
 floor gets a :func:`snapshot` instead — every item state, with versions and tombstones, and
 the vv it covers — which :func:`merge_snapshot` merges with the same CRDT merge.
 
-A forgotten node (``forgotten`` in meta: CBOR list of node ids) is refused by
+A forgotten node (the ``forgotten`` meta record, :mod:`engine.layout`) is refused by
 ``apply_changes`` from then on: it must rejoin from a snapshot as a new node, so its deleted
 items can never come back as zombies.
 """
@@ -19,22 +19,15 @@ from typing import TYPE_CHECKING
 
 from . import codec
 from .apply import forgotten_ids, merge_table
-from .changelog import (
-    CHUNK,
-    LOGHDR,
-    U64,
-    U64x2,
-    check_node,
-    check_u64_arg,
-    read_clock,
-    write_clock,
-)
+from .changelog import CHUNK, read_clock, write_clock
 from .changes import Snapshot, TableDef
-from .clock import BOTTOM
+from .checks import check_node_id, check_vv, is_u64
+from .clock import BOTTOM, physical_ms
 from .env import Env, Txn
 from .errors import ClockSkewError, ValidationError
 from .item import ItemState, max_version, merge, purge
 from .keys import decode_key
+from .layout import LOGHDR, META_FORGOTTEN, U64, U64x2
 
 if TYPE_CHECKING:
     from .store import Store
@@ -80,7 +73,7 @@ def _check_table_def(t: object) -> None:
     codec.check_key_schema(t.name, t.partition_key, t.sort_key)
     v = t.version
     if not (isinstance(v, tuple) and len(v) == 2
-            and all(not isinstance(x, bool) and isinstance(x, int) and 0 <= x < 2**64 for x in v)):
+            and all(is_u64(x) for x in v)):
         raise ValidationError(f"table {t.name!r}: version {v!r} is not an (hlc, node) pair")
 
 
@@ -90,11 +83,7 @@ def merge_snapshot(
 ) -> int:
     """See :meth:`engine.Store.merge_snapshot`."""
     env = store._e()
-    if not isinstance(vv, Mapping):
-        raise ValidationError(f"snapshot vv must be a mapping of node id to seq, not {vv!r}")
-    for o, s in vv.items():
-        check_node(o, "snapshot vv node id")
-        check_u64_arg(s, f"snapshot vv seq of {o:016x}", "a sequence number")
+    vv = check_vv(vv, "snapshot vv")
     if isinstance(tables, (str, bytes, Mapping)) or not isinstance(tables, Iterable):
         raise ValidationError(f"snapshot tables must be an iterable of TableDef, not {tables!r}")
     tdefs = list(tables)
@@ -118,7 +107,7 @@ def merge_snapshot(
         states.append((key, st))
         top = max(top, max_version(st)[0])
     # a snapshot is remote data too: a peer clock far ahead must not capture LWW through it
-    skew = (top >> 16) - store._wall()
+    skew = physical_ms(top) - store._wall()
     if skew > store.max_offset_ms:
         raise ClockSkewError(
             f"snapshot holds versions {skew} ms ahead of the local clock (maximum offset "
@@ -152,11 +141,7 @@ def merge_snapshot(
 
 def compact(store: Store, stable: Mapping[int, int], purge_tombstones: bool) -> tuple[int, int]:
     """See :meth:`engine.Store.compact`."""
-    if not isinstance(stable, Mapping):
-        raise ValidationError(f"stable must be a mapping of node id to seq, not {stable!r}")
-    for origin, upto in stable.items():
-        check_node(origin, "stable node id")
-        check_u64_arg(upto, f"stable seq of {origin:016x}", "a sequence number")
+    stable = check_vv(stable, "stable")
     if not isinstance(purge_tombstones, bool):
         raise ValidationError(f"purge_tombstones must be a bool, not {purge_tombstones!r}")
     env = store._e()
@@ -222,14 +207,14 @@ def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
 
 def forget(store: Store, node_id: int) -> None:
     """See :meth:`engine.Store.forget`."""
-    check_node(node_id, "node_id")
+    check_node_id(node_id, "node_id")
     if node_id == store.node_id:
         raise ValidationError("a node cannot forget itself")
     env = store._e()
 
     def run(txn: Txn) -> None:
         ids = forgotten_ids(txn, env) | {node_id}
-        txn.put(b"forgotten", codec.dumps(sorted(ids)), db=env.meta)
+        txn.put(META_FORGOTTEN, codec.dumps(sorted(ids)), db=env.meta)
 
     env.write(run)
 
