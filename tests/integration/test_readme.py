@@ -28,3 +28,15 @@ def test_quickstart_runs(tmp_path: Path) -> None:
 
     with engine.open(tmp_path / "data" / "virginia") as us:
         assert us.table("orders").get("c2", "o9") is not None
+
+
+@pytest.mark.integration
+def test_data_api_example_runs(tmp_path: Path) -> None:
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"## The DynamoDB data API\n\n.*?```python\n(.*?)```", text, re.S)
+    assert code, "README has no data API block"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code.group(1)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[:4] == ["6 {'city': 'Mumbai'} 1", "kept SHIPPED", "17", "3"]
