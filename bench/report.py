@@ -113,6 +113,50 @@ def _replication(result: dict[str, Any]) -> list[str]:
     return _table(["row", "backend", "value", "unit", "note"], rows)
 
 
+CORE_GROUPS = ("local", "ycsb", "replication")
+GROUP_TITLES = {"crsqlite": "cr-sqlite, the closest embedded peer, in the same run"}
+
+
+def _generic(result: dict[str, Any], group: str) -> list[str]:
+    """Rows of any further group (``row, backend, value, unit, note``), in run order.
+
+    A row may carry ``note`` (text) and ``ratio``/``ratio_to`` (its value over another
+    backend's, measured in the same run); unavailable rows say why.
+    """
+    rows = []
+    for r in result["rows"]:
+        if r.get("group") != group:
+            continue
+        title, backend = r.get("title", r.get("row")), f"`{r.get('backend')}`"
+        if r.get("error"):
+            rows.append([title, backend, "–", "", f"error: {str(r['error'])[:100]}"])
+            continue
+        if not r.get("available", True) or r.get("value") is None:
+            rows.append([title, backend, "–", r.get("unit", ""),
+                         f"not available: {r.get('reason')}"])
+            continue
+        note = [r["note"]] if r.get("note") else []
+        if r.get("ratio") is not None:
+            note.append(f"{r['ratio']:.2f}× `{r.get('ratio_to')}`")
+        digits = 2 if r.get("unit") in ("ms", "µs") or abs(r["value"]) < 100 else 0
+        rows.append([title, backend, _num(r["value"], digits), r.get("unit", ""),
+                     "; ".join(note)])
+    return _table(["row", "backend", "value", "unit", "note"], rows)
+
+
+def _extra_groups(result: dict[str, Any]) -> list[str]:
+    groups: list[str] = []
+    for r in result["rows"]:
+        g = r.get("group")
+        if g not in CORE_GROUPS and g not in groups:
+            groups.append(g)
+    lines: list[str] = []
+    for g in groups:
+        lines += ["", f"## {GROUP_TITLES.get(str(g), str(g).capitalize())}", "",
+                  *_generic(result, g)]
+    return lines
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     """The whole report as Markdown."""
     m, s = result["machine"], result["sizes"]
@@ -166,6 +210,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"{s['lag_seconds']:g} s on one, arrival lag measured on the two others.",
         "",
         *_replication(result),
+        *_extra_groups(result),
         "",
         "## Durability of each backend",
         "",

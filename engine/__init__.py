@@ -29,6 +29,8 @@ from .errors import (
     TransactionCanceled,
     ValidationError,
 )
+from .index import Index
+from .integrity import IntegrityReport
 from .pages import Page
 from .store import Snapshot, Store, TableDef, open
 from .table import Batch, Table
@@ -43,6 +45,8 @@ __all__ = [
     "Conflict",
     "Error",
     "ForgottenNodeError",
+    "Index",
+    "IntegrityReport",
     "LogTruncated",
     "ManualClock",
     "Page",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import codec
 from .errors import ValidationError
 from .keys import KeyValue
 from .writepath import WriteOp, commit_local
@@ -90,7 +91,11 @@ class Batch:
             values: Values = None) -> None:
         """Add a put of ``item`` to ``table``."""
         t = self._by_name.get(table) if type(table) is str else None  # the hot path of bulk loads
-        op = (t or self._table(table))._put_op(item, condition, names, values)
+        if type(item) is not dict and not isinstance(item, Mapping):
+            raise ValidationError(f"item must be a dict, not {type(item).__name__}")
+        # captured (deep-copied) before validation: later mutation cannot reach the commit
+        op = (t or self._table(table))._put_op(codec.capture(dict(item)), condition, names,
+                                               values)
         keys = self._keys
         if self._done or op.key in keys or len(keys) >= MAX_BATCH_OPS or condition is not None:
             self._add(op)  # raises, saying which rule the write broke
@@ -105,10 +110,17 @@ class Batch:
         expression: str | None = None, names: Names = None, values: Values = None,
         add: Mapping[str, Any] | None = None, delete: Mapping[str, Any] | None = None,
     ) -> None:
-        """Add an update (upsert) of one item (arguments as :meth:`Table.update`)."""
+        """Add an update (upsert) of one item (arguments as :meth:`Table.update`).
+
+        Values are captured (deep-copied) when the op is added, as a put's item is."""
+        captured = codec.capture(dict(set)) if isinstance(set, Mapping) else set
+        if values is not None and isinstance(values, Mapping):
+            values = codec.capture(dict(values))
+        add = codec.capture(dict(add)) if isinstance(add, Mapping) else add
+        delete = codec.capture(dict(delete)) if isinstance(delete, Mapping) else delete
         self._add(self._table(table)._update_op(
-            pk, sk, set, remove, condition, expression=expression, names=names, values=values,
-            add=add, delete=delete, returning="NONE"))
+            pk, sk, captured, remove, condition, expression=expression, names=names,
+            values=values, add=add, delete=delete, returning="NONE"))
 
     def delete(self, table: str | Table, pk: KeyValue, sk: KeyValue | None = None,
                condition: Condition | str | None = None, *, names: Names = None,

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from .env import Txn
     from .store import Store
 
-__all__ = ["PAGE_BYTES", "KeyRange", "Page", "PageQuery", "iterate", "read_page", "successor"]
+__all__ = ["PAGE_BYTES", "KeyRange", "Page", "PageQuery", "iterate", "read_page", "rows_in",
+           "successor"]
 
 PAGE_BYTES = 1 << 20  # DynamoDB ends a Query/Scan page after 1 MB of items read
 ITER_ROWS = 256       # items per read transaction when iterating: none outlives a page
@@ -95,7 +96,7 @@ class PageQuery:
     load: Loader = _visible
 
 
-def _rows(txn: Txn, db: Any, rng: KeyRange, after: bytes | None, reverse: bool
+def rows_in(txn: Txn, db: Any, rng: KeyRange, after: bytes | None, reverse: bool
           ) -> Iterator[tuple[bytes, bytes]]:
     """Stored ``(key, value)`` rows of the range strictly past ``after``, in scan order."""
     cur = txn.cursor(db=db)
@@ -136,7 +137,7 @@ def _read(txn: Txn, store: Store, q: PageQuery, after: bytes | None, limit: int 
     keep, paths, load = q.keep, q.paths, q.load
     part, parts = q.segment or (0, 0)
     full = False
-    for key, raw in _rows(txn, db, q.range, after, q.reverse):
+    for key, raw in rows_in(txn, db, q.range, after, q.reverse):
         if parts and zlib.crc32(key) % parts != part:
             continue
         if full:  # one more item exists past a full page: the page gets a last_key

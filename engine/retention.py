@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from . import codec
+from . import codec, index
 from .apply import forgotten_ids, merge_table
 from .changelog import CHUNK, read_clock, write_clock
 from .changes import Snapshot, TableDef
@@ -25,7 +25,7 @@ from .checks import check_node_id, check_vv, is_u64
 from .clock import BOTTOM, physical_ms
 from .env import Env, Txn
 from .errors import ClockSkewError, ValidationError
-from .item import ItemState, max_version, merge, purge
+from .item import ItemState, max_version, merge, purge, visible
 from .keys import decode_key
 from .layout import LOGHDR, META_FORGOTTEN, U64, U64x2
 
@@ -120,10 +120,18 @@ def merge_snapshot(
             merge_table(txn, env, codec.Op("T", t.name, b"", {
                 "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
                 t.version)
+        ixdefs: dict[str, tuple[index.IndexDef, ...]] = {}
         for key, st in states:
             raw = txn.get(key, db=env.items)
-            new = st if raw is None else merge(codec.decode_state(raw), st, order)
+            old = None if raw is None else codec.decode_state(raw)
+            new = st if old is None else merge(old, st, order)
             txn.put(key, codec.encode_state(new), db=env.items)
+            table = decode_key(key)[0]
+            ix = ixdefs.get(table)
+            if ix is None:
+                ix = ixdefs[table] = index.active_defs(txn, env, table)
+            if ix:
+                index.maintain(txn, env, ix, key, visible(old), visible(new))
         for origin, s in vv.items():
             if origin == store.node_id:
                 continue
@@ -189,7 +197,7 @@ def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
     hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
     purged = 0
     for op in ops:
-        if op.kind in ("P", "T") or (op.kind == "U" and not op.remove):
+        if op.kind not in ("U", "D") or (op.kind == "U" and not op.remove):
             continue
         raw = txn.get(op.key, db=env.items)
         if raw is None:

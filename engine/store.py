@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import apply, changelog, codec, retention, writepath
+from . import index as index_mod
 from .changelog import append, read_clock, write_clock
 from .changes import (
     ApplyReport,
@@ -38,7 +39,7 @@ from .changes import (
     TableDef,
     decode_table_def,
 )
-from .clock import DEFAULT_MAX_OFFSET_MS, system_wall_ms, tick
+from .clock import DEFAULT_MAX_OFFSET_MS, physical_ms, system_wall_ms, tick, tick_local
 from .env import DEFAULT_MAP_SIZE, Env, Txn, acquire, release
 from .errors import (
     SchemaError,
@@ -49,6 +50,8 @@ from .errors import (
 from .layout import FORMAT, META_FORMAT, META_IDENT, META_USER_PREFIX, READABLE_FORMATS, U64
 
 if TYPE_CHECKING:
+    from .index import Index
+    from .integrity import IntegrityReport
     from .table import Batch, Table
 
 __all__ = ["DEFAULT_MAX_CONFLICTS", "Snapshot", "Store", "TableDef", "open"]
@@ -78,9 +81,9 @@ class Store:
         wall_clock: Callable[[], int],
     ) -> None:
         self._env: Env | None = env
-        self.path = env.path
-        self.node_id = node_id
-        self.region = region
+        self._path = env.path
+        self._node_id = node_id
+        self._region = region
         self.durable = env.durable
         self.max_offset_ms = max_offset_ms
         self.max_conflicts = max_conflicts
@@ -90,6 +93,21 @@ class Store:
         self._lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The store's directory."""
+        return self._path
+
+    @property
+    def node_id(self) -> int:
+        """This replica's 64-bit id: made once at creation, never reused (read-only)."""
+        return self._node_id
+
+    @property
+    def region(self) -> str:
+        """The human name of this replica's region, e.g. ``ap-south-1`` (read-only)."""
+        return self._region
 
     def __enter__(self) -> Store:
         return self
@@ -120,14 +138,21 @@ class Store:
 
     # -- tables ------------------------------------------------------------------------
 
-    def create_table(self, name: str, partition_key: str, sort_key: str | None = None) -> Table:
+    def create_table(
+        self, name: str, partition_key: str, sort_key: str | None = None, *,
+        indexes: Iterable[Index] | None = None,
+    ) -> Table:
         """Create a table (a replicated change); idempotent for the same schema.
 
+        :param indexes: secondary indexes (:class:`engine.Index`) created with the table, in
+            the same transaction; on an existing table, those missing are created
+            (:meth:`create_index`).
         :raises SchemaError: if the table exists with a different key schema.
         """
         from .table import Table
 
         codec.check_key_schema(name, partition_key, sort_key)
+        initial = index_mod.check_new(TableDef(name, partition_key, sort_key), indexes)
         env = self._e()
 
         def run(txn: Txn) -> tuple[TableDef, int | None]:
@@ -141,19 +166,50 @@ class Store:
                     )
                 return existing, None
             hlc, seq, pos = read_clock(txn, env)
-            hlc = tick(hlc, self._wall())
+            hlc = tick_local(hlc, self._wall(), self.max_offset_ms)
             tdef = TableDef(name, partition_key, sort_key, (hlc, self.node_id))
             txn.put(name.encode(), tdef.stored(), db=env.tables)
-            wire = [["T", name, partition_key, sort_key]]
-            pos = append(txn, env, self.node_id, seq + 1, codec.encode_txn(hlc, wire), [None],
-                         pos)  # a local write: the entry carries hlc and seq (see read_clock)
-            return tdef, pos
+            wire: list[list[Any]] = [["T", name, partition_key, sort_key]]
+            wire += index_mod.new_table_ops(txn, env, name, initial, tdef.version)
+            pos = append(txn, env, self.node_id, seq + 1, codec.encode_txn(hlc, wire),
+                         [None] * len(wire), pos)  # a local write: the entry carries hlc and
+            return tdef, pos                         # seq (see read_clock)
 
         tdef, pos = env.write(run)
         self._tables[name] = tdef
         if pos is not None:
             self._notify(pos)
+            if initial:
+                index_mod.build_pending(self)  # normally nothing to fill: the table is new
+        else:
+            for ix in initial:
+                self.create_index(name, ix)
         return Table(self, tdef)
+
+    def create_index(
+        self, table: str, index: Index, *,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Index:
+        """Add a secondary index to ``table`` (a replicated change) and fill it from the items.
+
+        The fill runs in chunks, one write transaction each, so writers are never held back
+        for long; it is idempotent, and resumed if interrupted (by calling this again with
+        the same definition, or by reopening the store). Returns when the index is complete.
+        Every replica fills its own when the definition reaches it. Creating the same
+        definition again is a no-op.
+
+        :param progress: called as ``progress(items read, table items or None)`` per chunk.
+        :raises ValidationError: for a bad index, or a name this table already uses for a
+            different definition.
+        """
+        return index_mod.create(self, table, index, progress)
+
+    def drop_index(self, table: str, name: str) -> None:
+        """Remove secondary index ``name`` of ``table`` (a replicated change) and its entries.
+
+        :raises ValidationError: if the table has no such index.
+        """
+        index_mod.drop(self, table, name)
 
     def _table_def(self, name: str) -> TableDef:
         tdef = self._tables.get(name)
@@ -371,6 +427,16 @@ class Store:
 
         return env.read(run)
 
+    def integrity_check(self) -> IntegrityReport:
+        """Verify index == items and log == items in one consistent read (a full pass).
+
+        Never raises for what it finds: the report's ``problems`` lists every disagreement
+        (``report.ok`` when there is none). See :mod:`engine.integrity`.
+        """
+        from .integrity import integrity_check
+
+        return integrity_check(self)
+
     def get_meta(self, name: str) -> Any:
         """A value stored by :meth:`set_meta` (for replication's bookkeeping), or ``None``."""
         key = _check_meta_name(name)
@@ -396,6 +462,8 @@ class Store:
                 "log_entries": txn.stat(env.log)["entries"],
                 "conflicts_stored": txn.stat(env.conflicts)["entries"],
                 "hlc": hlc,
+                # > max_clock_offset: local writes fail with ClockSkewError (clock.tick_local)
+                "clock_ahead_ms": max(0, physical_ms(hlc) - self._wall()),
                 "local_seq": seq,
                 "position": pos,
             }
@@ -407,6 +475,7 @@ class Store:
             "durable": self.durable, "map_size": info["map_size"],
             "file_bytes": os.path.getsize(self.path / "data.mdb"),
             "conflicts_total": self.conflict_count(),
+            "max_clock_offset_ms": self.max_offset_ms,
         })
         return out
 
@@ -486,9 +555,15 @@ def open(  # noqa: A001 - the contract's name, like io.open
     if region is not None and region != stored_region:
         release(env)
         raise ValidationError(f"{p} belongs to region {stored_region!r}, not {region!r}")
-    return Store(env, node_id=node_id, region=stored_region,
-                 max_offset_ms=round(max_clock_offset * 1000), max_conflicts=max_conflicts,
-                 wall_clock=wall_clock or system_wall_ms)
+    store = Store(env, node_id=node_id, region=stored_region,
+                  max_offset_ms=round(max_clock_offset * 1000), max_conflicts=max_conflicts,
+                  wall_clock=wall_clock or system_wall_ms)
+    try:
+        index_mod.build_pending(store)  # an index fill or clear interrupted by a crash
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def _identify(txn: Txn, env: Env, path: Path, region: str | None) -> tuple[int, str]:

@@ -17,6 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import codec
+from . import index as index_mod
 from .batch import Batch
 from .checks import check_limit as _check_limit
 from .errors import ValidationError
@@ -30,6 +31,8 @@ from .writepath import RETURN_VALUES, WriteOp
 
 if TYPE_CHECKING:
     from .changes import TableDef
+    from .env import Txn
+    from .index import Index, IndexDef
     from .store import Store
 
 __all__ = ["Batch", "Condition", "Table"]
@@ -351,9 +354,11 @@ class Table:
     def _query(
         self, pk: Any, begins_with: Any, between: Any, gt: Any, gte: Any, lt: Any, lte: Any,
         reverse: object, key: str | None, filter: str | None, projection: str | None,
-        names: Names, values: Values,
-    ) -> PageQuery:
-        check_key_value(pk, self.partition_key)
+        names: Names, values: Values, index: str | None = None,
+    ) -> tuple[PageQuery, IndexDef | None]:
+        d = None if index is None else index_mod.queryable(self._store, self.name, index)
+        pk_name = self.partition_key if d is None else d.index.partition_key
+        check_key_value(pk, pk_name)
         if not isinstance(reverse, bool):
             raise ValidationError(f"reverse must be a bool, not {reverse!r}")
         keep, paths, kc = self._read_exprs(filter, projection, names, values, key)
@@ -364,23 +369,81 @@ class Table:
             if conds:
                 raise ValidationError("key= cannot be combined with begins_with, between, "
                                       "gt, gte, lt or lte")
-            conds = self._key_bounds(pk, kc)
-        rng = self.sort_range(self._prefix + encode_value(pk, self.partition_key), conds)
-        return PageQuery(rng, self._key_of, reverse, keep, paths)
+            conds = self._key_bounds(pk, kc, d)
+        if d is None:
+            rng = self.sort_range(self._prefix + encode_value(pk, pk_name), conds)
+            return PageQuery(rng, self._key_of, reverse, keep, paths), None
+        return self._index_query(d, pk, conds, reverse, keep, paths), d
 
-    def _key_bounds(self, pk: Any, kc: KeyCondition) -> dict[str, Any]:
+    def _index_query(self, d: IndexDef, pk: Any, conds: Mapping[str, Any], reverse: bool,
+                     keep: Condition | None, paths: tuple[Path, ...] | None) -> PageQuery:
+        """A page query over index ``d``: entries ``prefix enc(ipk) [enc(isk)] item-key``."""
+        ix = d.index
+        if conds and ix.sort_key is None:
+            raise ValidationError(f"index {ix.name!r} has no sort key to put conditions on")
+        rng = sort_range(d.prefix + encode_value(pk, ix.partition_key), conds,
+                         ix.sort_key or "sort key")
+        # entry keys continue past the sort key (the item key follows): a bound on the sort
+        # key covers every entry that starts with it
+        lo, lo_incl, hi, hi_incl = rng.lo, rng.lo_incl, rng.hi, rng.hi_incl
+        if not lo_incl:
+            lo, lo_incl = successor(lo), True
+        if hi_incl:
+            hi, hi_incl = successor(hi), False
+        names = tuple(dict.fromkeys((*self._key_names, ix.partition_key,
+                                     *((ix.sort_key,) if ix.sort_key else ()))))
+        env = self._store._e()
+        all_ = ix.projection == "ALL"
+
+        def load(txn: Txn, key: bytes, raw: bytes) -> dict[str, Any] | None:
+            if not all_:
+                return codec.loads(raw)  # type: ignore[no-any-return]
+            state = txn.get(raw, db=env.items)
+            return None if state is None else codec.visible_from_raw(bytes(state))
+
+        def key_of(key: bytes, item: dict[str, Any]) -> dict[str, Any]:
+            return {n: item[n] for n in names}
+
+        return PageQuery(KeyRange(lo, hi, lo_incl, hi_incl), key_of, reverse, keep, paths,
+                         None, env.idx, load)
+
+    def _index_start(self, d: IndexDef, start: object) -> bytes | None:
+        """An exclusive start key of an index page: the index keys and the table keys."""
+        if start is None:
+            return None
+        ix = d.index
+        want = {*self._key_names, ix.partition_key, *((ix.sort_key,) if ix.sort_key else ())}
+        if not isinstance(start, Mapping) or set(start) != want:
+            raise ValidationError(f"The provided starting key is invalid: start must be a dict "
+                                  f"of exactly the index and table key attributes "
+                                  f"{sorted(want)}, not {start!r}")
+        item_key_ = self._item_key(start)[0]
+        entry = d.prefix + encode_value(start[ix.partition_key], ix.partition_key)
+        if ix.sort_key is not None:
+            entry += encode_value(start[ix.sort_key], ix.sort_key)
+        return entry + item_key_[d.tlen:]
+
+    def indexes(self) -> list[Index]:
+        """The table's secondary indexes (ready or being built), by name."""
+        return index_mod.indexes(self._store, self.name)
+
+    def _key_bounds(self, pk: Any, kc: KeyCondition, d: IndexDef | None = None
+                    ) -> dict[str, Any]:
         """The keyword bounds a KeyConditionExpression means (checking its partition part)."""
-        part = kc.part(self.partition_key)
+        pk_name, sk_name = (self.partition_key, self.sort_key) if d is None else \
+            (d.index.partition_key, d.index.sort_key)
+        part = kc.part(pk_name)
         if part is not None and (part.op != "=" or not _compare("=", part.values[0], pk)):
             raise ValidationError(f"Query key condition not supported: the partition key "
-                                  f"condition must be {self.partition_key} = the pk given")
-        others = [p for p in kc.parts if p.attribute != self.partition_key]
+                                  f"condition must be {pk_name} = the pk given")
+        others = [p for p in kc.parts if p.attribute != pk_name]
         if not others:
             return {}
         (sort,) = others
-        if sort.attribute != self.sort_key:
+        if sort.attribute != sk_name:
+            what = f"table {self.name!r}" if d is None else f"index {d.index.name!r}"
             raise ValidationError(f"Query key condition not supported: {sort.attribute!r} is "
-                                  f"not a key attribute of table {self.name!r}")
+                                  f"not a key attribute of {what}")
         op, vals = sort.op, sort.values
         if op == "=":
             return {"between": (vals[0], vals[0])}
@@ -403,9 +466,9 @@ class Table:
         between: tuple[KeyValue, KeyValue] | None = None,
         gt: KeyValue | None = None, gte: KeyValue | None = None,
         lt: KeyValue | None = None, lte: KeyValue | None = None,
-        reverse: bool = False, limit: int | None = None, key: str | None = None,
-        filter: str | None = None, projection: str | None = None,  # noqa: A002
-        names: Names = None, values: Values = None,
+        reverse: bool = False, limit: int | None = None, index: str | None = None,
+        key: str | None = None, filter: str | None = None,  # noqa: A002
+        projection: str | None = None, names: Names = None, values: Values = None,
     ) -> Iterator[dict[str, Any]]:
         """Items of one partition in sort-key order, optionally within a sort-key condition.
 
@@ -413,10 +476,14 @@ class Table:
         key, optionally with ``pk = :v``). ``filter`` drops items after they are read,
         ``projection`` picks paths; ``limit`` caps the items yielded. The iterator reads in
         pages, so it holds no transaction between items.
+
+        With ``index=NAME`` the partition and the conditions are those of the secondary index
+        (:class:`engine.Index`): items come in index sort-key order (ties in table key order)
+        and hold what the index projects.
         """
         _check_limit(limit)
-        q = self._query(pk, begins_with, between, gt, gte, lt, lte, reverse, key, filter,
-                        projection, names, values)
+        q, _ = self._query(pk, begins_with, between, gt, gte, lt, lte, reverse, key, filter,
+                           projection, names, values, index)
         return iterate(self._store, q, limit=limit)
 
     def query_page(
@@ -424,18 +491,20 @@ class Table:
         between: tuple[KeyValue, KeyValue] | None = None,
         gt: KeyValue | None = None, gte: KeyValue | None = None,
         lt: KeyValue | None = None, lte: KeyValue | None = None,
-        reverse: bool = False, limit: int | None = None, key: str | None = None,
-        filter: str | None = None, projection: str | None = None,  # noqa: A002
-        names: Names = None, values: Values = None, start: Mapping[str, Any] | None = None,
+        reverse: bool = False, limit: int | None = None, index: str | None = None,
+        key: str | None = None, filter: str | None = None,  # noqa: A002
+        projection: str | None = None, names: Names = None, values: Values = None,
+        start: Mapping[str, Any] | None = None,
     ) -> Page:
         """One page of :meth:`query`: ``limit`` counts items read before the filter, a page
         ends after about 1 MB, and ``Page.last_key`` (``None`` when nothing is left) resumes
-        it as ``start=``."""
+        it as ``start=`` (for an index: its keys and the table's)."""
         _check_limit(limit)
-        q = self._query(pk, begins_with, between, gt, gte, lt, lte, reverse, key, filter,
-                        projection, names, values)
-        after = self._start(start)
-        if start is not None and not _compare("=", start[self.partition_key], pk):
+        q, d = self._query(pk, begins_with, between, gt, gte, lt, lte, reverse, key, filter,
+                           projection, names, values, index)
+        after = self._start(start) if d is None else self._index_start(d, start)
+        pk_name = self.partition_key if d is None else d.index.partition_key
+        if start is not None and not _compare("=", start[pk_name], pk):
             raise ValidationError("The provided starting key is invalid: its partition key "
                                   "is not the one queried")
         return read_page(self._store, q, after=after, limit=limit)[0]
@@ -504,3 +573,19 @@ def sort_range(prefix: bytes, conds: Mapping[str, Any], sk_name: str) -> KeyRang
         stop = prefix + encode_value(_sk(high, sk_name), sk_name)
         stop_incl = "lte" in conds
     return KeyRange(start, stop, start_incl, stop_incl)
+
+
+def _range_rows(
+    txn: Txn, *, db: Any, lo: bytes, lo_incl: bool, hi: bytes, hi_incl: bool, reverse: bool,
+    most: int,
+) -> list[tuple[bytes, bytes]]:
+    """Up to ``most`` stored ``(key, value)`` rows between the bounds, in scan order (kept for
+    :func:`engine.index.read_rows`; pages read through :mod:`engine.pages`)."""
+    from .pages import rows_in
+
+    out: list[tuple[bytes, bytes]] = []
+    for row in rows_in(txn, db, KeyRange(lo, hi, lo_incl, hi_incl), None, reverse):
+        out.append(row)
+        if len(out) >= most:
+            break
+    return out

@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import codec
+from . import index as index_mod
 from .changelog import append, read_clock
-from .clock import BOTTOM, Version, tick
+from .clock import BOTTOM, Version, tick_local
 from .errors import ConditionFailed, TransactionCanceled, ValidationError
 from .expr import MISSING, Path, UpdateActions, project
 from .expr.values import add_value, delete_value
@@ -114,6 +115,14 @@ class _Txn:
         self.wire: list[bytes] = []
         self.images: list[Any] = []
         self.results: list[dict[str, Any] | None] = []
+        self._indexes: dict[str, tuple[index_mod.IndexDef, ...]] = {}
+
+    def indexes(self, table: str) -> tuple[index_mod.IndexDef, ...]:
+        """The secondary indexes of ``table`` this write maintains (one get per table)."""
+        ix = self._indexes.get(table)
+        if ix is None:
+            ix = self._indexes[table] = index_mod.active_defs(self.txn, self.env, table)
+        return ix
 
 
 def _blind_put(t: _Txn, op: WriteOp) -> None:
@@ -123,14 +132,21 @@ def _blind_put(t: _Txn, op: WriteOp) -> None:
     if len(attrs_cbor) > codec.MAX_ITEM_BYTES:
         _check_item_size(len(attrs_cbor), op)
     key = op.key
+    raw = None
     if t.put(key, t.puts.state(attrs_cbor, BOTTOM), db=t.db, overwrite=False):
         seen = BOTTOM
     else:
-        seen = codec.max_version_raw(t.get(key, db=t.db))
+        raw = t.get(key, db=t.db)
+        seen = codec.max_version_raw(raw)
         if seen >= t.v:  # cannot happen (the clock observes all it applies); merge to be safe
-            _write(t, op, codec.decode_state(t.get(key, db=t.db)), seen, None)
+            state = codec.decode_state(raw)
+            _write(t, op, state, seen, visible(state))
             return
         t.put(key, t.puts.state(attrs_cbor, seen), db=t.db)
+    ix = t.indexes(op.tdef.name)
+    if ix:
+        old = None if raw is None else codec.visible_from_raw(bytes(raw))
+        index_mod.maintain(t.txn, t.env, ix, key, old, op.attrs, op.attrs)
     t.wire.append(t.puts.op(op.tdef.name, key, attrs_cbor, seen))
     t.results.append(None)
     t.images.append(True)
@@ -159,6 +175,9 @@ def _write(t: _Txn, op: WriteOp, state: ItemState | None, seen: Version,
         attrs_cbor = dumps(attrs)
         _check_item_size(len(attrs_cbor), op)
         t.put(key, t.puts.state(attrs_cbor, seen), db=t.db)
+        ix = t.indexes(table)
+        if ix:
+            index_mod.maintain(t.txn, t.env, ix, key, old, attrs, attrs)
         t.wire.append(t.puts.op(table, key, attrs_cbor, seen))
         t.results.append(_returned(op, old, attrs, paths))
         t.images.append(True)
@@ -180,6 +199,9 @@ def _write(t: _Txn, op: WriteOp, state: ItemState | None, seen: Version,
     _check_item_size(len(encoded), op)
     t.put(key, encoded, db=t.db)
     image = visible(new)
+    ix = t.indexes(table)
+    if ix:
+        index_mod.maintain(t.txn, t.env, ix, key, old, image, attrs if kind != "D" else None)
     t.results.append(_returned(op, old, image, paths))
     t.images.append(True if kind == "P" and image == attrs else image)
 
@@ -200,10 +222,11 @@ def commit_local(store: Store, ops: Sequence[WriteOp], *, transaction: bool = Fa
     env = store._e()
     node = store.node_id
     wall = store._wall
+    max_offset = store.max_offset_ms
 
     def run(txn: Txn) -> tuple[list[dict[str, Any] | None], int]:
         hlc, seq, pos = read_clock(txn, env)
-        hlc = tick(hlc, wall())
+        hlc = tick_local(hlc, wall(), max_offset)
         t = _Txn(txn, env, (hlc, node))
         failures: list[tuple[int, ConditionFailed]] = []
         for i, op in enumerate(ops):

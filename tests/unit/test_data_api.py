@@ -358,3 +358,35 @@ def test_get_many_reads_one_snapshot(orders: engine.Table, users: engine.Table,
         store.get_many(["users"])  # type: ignore[list-item]
     with pytest.raises(engine.TableNotFound):
         store.get_many([("nope", 1)])
+
+
+def test_index_pages_filters_and_key_expressions(store: engine.Store) -> None:
+    t = store.create_table("o", partition_key="c", sort_key="o", indexes=[
+        engine.Index("by_status", "status", "at"),
+        engine.Index("by_region", "region", projection="KEYS_ONLY")])
+    with store.batch() as b:
+        for i in range(20):
+            b.put(t, {"c": f"c{i % 3}", "o": f"o{i:02}", "status": "NEW" if i % 2 else "OLD",
+                      "at": i, "region": "eu"})
+    whole = list(t.query("NEW", index="by_status"))
+    assert [i["at"] for i in whole] == list(range(1, 20, 2))
+    paged, start = [], None
+    while True:
+        page = t.query_page("NEW", index="by_status", limit=3, start=start)
+        paged += page.items
+        start = page.last_key
+        if start is None:
+            break
+        assert set(start) == {"c", "o", "status", "at"}
+    assert paged == whole
+    got = t.query("NEW", index="by_status", key="#s = :s AND at BETWEEN :a AND :b",
+                  names={"#s": "status"}, values={":s": "NEW", ":a": 5, ":b": 9, ":c": "c0"},
+                  filter="c <> :c", projection="at")
+    assert list(got) == [{"at": 5}, {"at": 7}]
+    keys = t.query_page("eu", index="by_region", limit=2)
+    assert keys.items[0] == {"c": "c0", "o": "o00", "region": "eu"}
+    assert keys.last_key == {"c": "c0", "o": "o03", "region": "eu"}
+    rest = t.query_page("eu", index="by_region", start=keys.last_key)
+    assert len(rest.items) == 18 and rest.last_key is None
+    with pytest.raises(engine.ValidationError, match="starting key is invalid"):
+        t.query_page("eu", index="by_region", start={"c": "c0", "o": "o03"})

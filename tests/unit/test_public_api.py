@@ -11,11 +11,10 @@ import engine
 def test_all_is_pinned() -> None:
     assert sorted(engine.__all__) == [
         "ApplyReport", "AuthError", "Batch", "Change", "ClockSkewError", "ConditionFailed",
-        "Conflict", "Error", "ForgottenNodeError", "LogTruncated", "ManualClock",
-        "Page", "ProtocolError", "RawChange", "SchemaError", "SegmentError", "Snapshot",
-        "StorageError",
-        "Store", "StoreClosed", "Table", "TableDef", "TableNotFound", "TransactionCanceled",
-        "ValidationError", "open",
+        "Conflict", "Error", "ForgottenNodeError", "Index", "IntegrityReport", "LogTruncated",
+        "ManualClock", "Page", "ProtocolError", "RawChange", "SchemaError", "SegmentError",
+        "Snapshot", "StorageError", "Store", "StoreClosed", "Table", "TableDef", "TableNotFound",
+        "TransactionCanceled", "ValidationError", "open",
     ]
     for name in engine.__all__:
         assert hasattr(engine, name), name
@@ -40,10 +39,41 @@ def test_contract_signatures() -> None:
     assert sig.parameters["durable"].default is True
     assert sig.parameters["max_clock_offset"].default == 0.5
     q = inspect.signature(engine.Table.query)
-    assert [p for p in q.parameters][1:10] == [
-        "pk", "begins_with", "between", "gt", "gte", "lt", "lte", "reverse", "limit"]
+    assert [p for p in q.parameters][1:11] == [
+        "pk", "begins_with", "between", "gt", "gte", "lt", "lte", "reverse", "limit", "index"]
     u = inspect.signature(engine.Table.update)
     assert {"set", "remove", "condition"} <= set(u.parameters)
+    # DESIGN.md's contract calls, with the parameters it names (a subset: calls may grow)
+    contract = {
+        engine.Store: {
+            "create_table": ["name", "partition_key", "sort_key"], "table": ["name"],
+            "tables": [], "batch": [], "changes": ["since"], "version_vector": [],
+            "digest": [], "conflicts": ["since"], "close": [], "log_range": [],
+            "apply_changes": [], "snapshot": [], "merge_snapshot": [], "compact": [],
+            "forget": ["node_id"], "conflict_count": [], "stats": [],
+            "create_index": ["table", "index"], "drop_index": ["table", "name"],
+            "integrity_check": [],
+        },
+        engine.Table: {
+            "put": ["item", "condition"], "get": ["pk", "sk"],
+            "update": ["pk", "sk", "set", "remove", "condition"],
+            "delete": ["pk", "sk", "condition"], "scan": ["limit"], "indexes": [],
+            "query": ["pk", "index"],
+        },
+        engine.Batch: {"put": ["table", "item"], "update": ["table", "pk", "sk", "set", "remove"],
+                       "delete": ["table", "pk", "sk"]},
+    }
+    for cls, methods in contract.items():
+        for method, params in methods.items():
+            fn = getattr(cls, method)
+            assert inspect.isfunction(fn), f"{cls.__name__}.{method}"
+            names = list(inspect.signature(fn).parameters)
+            assert names[0] == "self", f"{cls.__name__}.{method}"
+            missing = [p for p in params if p not in names]
+            assert not missing, f"{cls.__name__}.{method} lacks {missing}"
+    for name in ("node_id", "region", "path"):
+        assert isinstance(getattr(engine.Store, name), property), name
+
     # the data API of issue 12: old parameters stay in place, new ones are keyword-only
     kw_only = inspect.Parameter.KEYWORD_ONLY
     new = {
@@ -53,9 +83,10 @@ def test_contract_signatures() -> None:
                    "add", "delete", "returning"),
         "delete": ("pk", "sk", "condition", "names", "values", "returning"),
         "query": ("pk", "begins_with", "between", "gt", "gte", "lt", "lte", "reverse", "limit",
-                  "key", "filter", "projection", "names", "values"),
+                  "index", "key", "filter", "projection", "names", "values"),
         "query_page": ("pk", "begins_with", "between", "gt", "gte", "lt", "lte", "reverse",
-                       "limit", "key", "filter", "projection", "names", "values", "start"),
+                       "limit", "index", "key", "filter", "projection", "names", "values",
+                       "start"),
         "scan": ("limit", "filter", "projection", "names", "values", "segment",
                  "total_segments"),
         "scan_page": ("limit", "filter", "projection", "names", "values", "start", "segment",
@@ -83,6 +114,18 @@ def test_contract_signatures() -> None:
         assert callable(getattr(engine.Store, method)), method
     for method in ("put", "get", "update", "delete", "query", "scan"):
         assert callable(getattr(engine.Table, method)), method
+
+
+def test_store_identity_is_read_only(tmp_path: object) -> None:
+    import pathlib
+
+    import pytest
+
+    with engine.open(pathlib.Path(str(tmp_path)) / "s", region="ap-south-1") as store:
+        for name, value in (("node_id", 7), ("region", "x"), ("path", "/elsewhere")):
+            with pytest.raises(AttributeError):
+                setattr(store, name, value)
+        assert store.region == "ap-south-1" and store.node_id > 0
 
 
 def test_regiondb_front_door_is_pinned() -> None:
