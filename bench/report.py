@@ -99,6 +99,11 @@ def _replication(result: dict[str, Any]) -> list[str]:
         if r["row"] == "live_lag":
             note.append(f"p50 {r['p50_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms, "
                         f"{r['arrivals']:,} arrivals at {r['achieved_rate']:,.0f} writes/s")
+        if r["row"] == "catchup_nats":
+            tcp = next((f for f in reps if f["row"] == "catchup_tcp"
+                        and f["backend"] == "regiondb" and f.get("value")), None)
+            if tcp and r.get("value"):
+                note.append(f"{r['value'] / tcp['value']:.2f}× TCP catch-up")
         if "ratio_to_item" in r:
             note.append(f"{r['ratio_to_item']:.2f}× item CBOR ({r['item_cbor_bytes']:.0f} B)")
         floor = next((f for f in reps if f["row"] == r["row"]

@@ -27,6 +27,9 @@ from .errors import (
     StoreClosed,
     TableNotFound,
     TransactionCanceled,
+    TransportBrokenError,
+    TransportError,
+    TransportTimeoutError,
     ValidationError,
 )
 from .index import Index
@@ -62,6 +65,9 @@ __all__ = [
     "TableDef",
     "TableNotFound",
     "TransactionCanceled",
+    "TransportBrokenError",
+    "TransportError",
+    "TransportTimeoutError",
     "ValidationError",
     "open",
 ]

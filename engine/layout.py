@@ -14,6 +14,10 @@ meta       ``clock``                                    :data:`CLOCK`: ``(last h
 meta       ``conflicts``                                :data:`CONFLICTS`: ``(first id kept, next
                                                         id, total ever recorded)``
 meta       ``forgotten``                                CBOR list of forgotten node ids
+meta       ``reissue``                                  CBOR ``[[old id, [[seq, txn], …]], …]``:
+                                                        writes set aside by a re-identification
+                                                        (:mod:`engine.lineage`)
+meta       ``lineage``                                  CBOR ``[[old id, new id, ms, reason], …]``
 meta       ``x:<name>``                                 CBOR value of :meth:`Store.set_meta`
 items      ``enc(table) enc(pk) [enc(sk)]``             item state (:mod:`engine.codec`)
 log        position (:data:`U64`, local apply order)    :data:`LOGHDR` ``(origin, seq, len)``,
@@ -62,6 +66,8 @@ __all__ = [
     "META_FORGOTTEN",
     "META_FORMAT",
     "META_IDENT",
+    "META_LINEAGE",
+    "META_REISSUE",
     "META_USER_PREFIX",
     "READABLE_FORMATS",
     "U64",
@@ -86,4 +92,6 @@ META_IDENT = b"ident"
 META_CLOCK = b"clock"
 META_CONFLICTS = b"conflicts"
 META_FORGOTTEN = b"forgotten"
+META_REISSUE = b"reissue"
+META_LINEAGE = b"lineage"
 META_USER_PREFIX = b"x:"  # Store.set_meta / get_meta: replication's bookkeeping

@@ -47,7 +47,15 @@ from .errors import (
     TableNotFound,
     ValidationError,
 )
-from .layout import FORMAT, META_FORMAT, META_IDENT, META_USER_PREFIX, READABLE_FORMATS, U64
+from .layout import (
+    FORMAT,
+    META_FORMAT,
+    META_IDENT,
+    META_REISSUE,
+    META_USER_PREFIX,
+    READABLE_FORMATS,
+    U64,
+)
 
 if TYPE_CHECKING:
     from .index import Index
@@ -101,8 +109,25 @@ class Store:
 
     @property
     def node_id(self) -> int:
-        """This replica's 64-bit id: made once at creation, never reused (read-only)."""
-        return self._node_id
+        """This replica's 64-bit id: made once at creation, never reused (read-only).
+
+        It changes only when the store re-identifies (:mod:`engine.lineage`); every Store of
+        this process on the same directory shares the environment and sees the change.
+        """
+        env = self._env
+        return env.identity if env is not None else self._node_id
+
+    def _reissue_waiting(self) -> bool:
+        """Whether writes set aside by a re-identification still wait (one meta read)."""
+        env = self._e()
+        return env.read(lambda txn: txn.get(META_REISSUE, db=env.meta)) is not None
+
+    def _adopt_identity(self, node_id: int) -> None:
+        """Take a new node id (:func:`engine.lineage.reidentify` wrote it in the same store)."""
+        self._node_id = node_id
+        env = self._env
+        if env is not None:
+            env.identity = node_id
 
     @property
     def region(self) -> str:
@@ -555,6 +580,7 @@ def open(  # noqa: A001 - the contract's name, like io.open
     if region is not None and region != stored_region:
         release(env)
         raise ValidationError(f"{p} belongs to region {stored_region!r}, not {region!r}")
+    env.identity = node_id
     store = Store(env, node_id=node_id, region=stored_region,
                   max_offset_ms=round(max_clock_offset * 1000), max_conflicts=max_conflicts,
                   wall_clock=wall_clock or system_wall_ms)

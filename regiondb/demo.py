@@ -79,8 +79,11 @@ class Demo:
     report, runs each step at its share of the duration, and shows it all on a :class:`Screen`.
     """
 
-    def __init__(self, duration: float, rate: float, workdir: Path, out: TextIO) -> None:
+    def __init__(self, duration: float, rate: float, workdir: Path, out: TextIO,
+                 transport: str = "tcp") -> None:
         self.duration, self.rate, self.workdir = duration, rate, workdir
+        self.transport = transport
+        self.broker: Any = None  # the local NATS server of --transport nats
         self.screen = Screen(out)
         self.workers: dict[str, Worker] = {}
         self.names: dict[str, str] = {}     # node id (hex) -> region
@@ -105,15 +108,18 @@ class Demo:
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         ports = _free_ports(len(REGIONS))
+        nats_url = self._start_broker() if self.transport == "nats" else None
         for i, (region, _) in enumerate(REGIONS):
             w = Worker(region, self.workdir / region, ports[i],
                        [p for j, p in enumerate(ports) if j != i], secret, self.rate, logs,
-                       seed=i + 1)
+                       seed=i + 1, nats=nats_url)
             w.on_stats = self._on_stats
             self.workers[region] = w
             self.rates[region] = []
-        self.say(f"Starting three regions as separate processes on 127.0.0.1, replicating "
-                 f"live (shared secret in {secret.name}):")
+        self.say("Starting three regions as separate processes on 127.0.0.1, replicating "
+                 + (f"live through the JetStream server at {nats_url} (one stream, cluster "
+                    "shopease):" if nats_url else
+                    f"live (shared secret in {secret.name}):"))
         for w in self.workers.values():
             w.start()
         for w in self.workers.values():
@@ -132,6 +138,17 @@ class Demo:
                  "stock_<region> attribute that only that region decrements (under a local "
                  "condition), merged per attribute, so it is never oversold.")
         self._popup_init()
+
+    def _start_broker(self) -> str:
+        """``--transport nats``: a local nats-server with JetStream (the nats extra)."""
+        try:
+            from replication.jetstream import LocalServer
+        except ImportError as exc:
+            raise DemoError(f"--transport nats needs the nats extra: pip install "
+                            f"'regiondb[nats]' ({exc})") from None
+        self.broker = LocalServer(self.workdir / "nats", name="shopease-nats").start()
+        url: str = self.broker.url
+        return url
 
     def _popup_init(self) -> None:
         region, city = POPUP
@@ -373,6 +390,7 @@ class Demo:
         self.screen.done()
         live = list(self.workers.values())
         self._converge(live, "the last changes")
+        self.boto3_leg()
         # the offline node: through a mailbox folder, with Ireland
         region, city = POPUP
         popup = self.workdir / region
@@ -405,6 +423,36 @@ class Demo:
             popup_final = {"digest": s.digest(), "local_seq": s.stats()["local_seq"],
                            "conflicts": s.conflict_count()}
         return self.summary(finals, popup_final)
+
+    def boto3_leg(self) -> None:
+        """An order placed through the DynamoDB API in Virginia, read through it in Mumbai."""
+        try:
+            import boto3
+        except ImportError:
+            self.say("(boto3 is not installed: `pip install 'regiondb[demo]'` adds the leg "
+                     "where an app written for DynamoDB places an order through boto3)")
+            return
+        urls = {r: self.workers[r].request({"cmd": "dynamodb"})["url"] for r in (VIRGINIA, MUMBAI)}
+        va, mu = (boto3.client("dynamodb", endpoint_url=urls[r], region_name=r,
+                               aws_access_key_id="demo", aws_secret_access_key="demo")
+                  for r in (VIRGINIA, MUMBAI))
+        key = {"customer_id": {"S": "use-boto3"}, "order_id": {"S": "o-boto3-0001"}}
+        va.put_item(TableName="orders", Item={**key, "product": {"S": "tea"},
+                                              "qty": {"N": "2"}, "status": {"S": "PLACED"},
+                                              "region": {"S": VIRGINIA}})
+        deadline = time.monotonic() + STEP_TIMEOUT
+        item = None
+        while item is None and time.monotonic() < deadline:
+            item = mu.get_item(TableName="orders", Key=key).get("Item")
+            if item is None:
+                time.sleep(0.05)
+        if item is None:
+            raise DemoError("the order placed through boto3 in Virginia never reached Mumbai")
+        self.say("\n".join([
+            "🐍 An app written for DynamoDB, unchanged but for endpoint_url:",
+            f"     boto3 put_item  → Virginia {urls[VIRGINIA]}  order use-boto3/o-boto3-0001",
+            f"     boto3 get_item  ← Mumbai   {urls[MUMBAI]}  status="
+            f"{item['status']['S']} qty={item['qty']['N']}  ✓"]))
 
     def summary(self, finals: dict[str, dict[str, Any]], popup: dict[str, Any]) -> bool:
         """Show the summary; true if all four nodes hold the same data and Mumbai caught up."""
@@ -456,6 +504,8 @@ class Demo:
     def stop(self) -> None:
         for w in self.workers.values():
             w.stop()
+        if self.broker is not None:
+            self.broker.stop()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -463,7 +513,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run(duration: float = 45.0, keep: str | None = None, rate: float = 30.0,
-        out: TextIO | None = None) -> int:
+        out: TextIO | None = None, transport: str = "tcp") -> int:
     """Run the demo; return the exit status (0: every node converged)."""
     out = out or sys.stdout
     if keep:
@@ -475,7 +525,7 @@ def run(duration: float = 45.0, keep: str | None = None, rate: float = 30.0,
         workdir.mkdir(parents=True, exist_ok=True)
     else:
         workdir = Path(tempfile.mkdtemp(prefix="regiondb-demo-"))
-    demo = Demo(max(duration, 4.0), rate, workdir, out)
+    demo = Demo(max(duration, 4.0), rate, workdir, out, transport)
     old_term = signal.signal(signal.SIGTERM, _interrupt)
     status = 1
     try:

@@ -81,6 +81,7 @@ class Node:
         self.store.add_listener(self._on_commit)
         self.server: Any = None
         self.replicator: Any = None
+        self.ddb: Any = None
 
     # -- output --------------------------------------------------------------------
 
@@ -98,11 +99,19 @@ class Node:
         secret = Path(self.args.secret_file).read_bytes().strip()
         host, _, port = self.args.listen.rpartition(":")
         self.server = net.serve(self.store, host, int(port), secret=secret)
-        if self.args.peer:
+        if self.args.nats:  # the fleet transport: everything goes through the broker
+            from replication import jetstream
+
+            self.replicator = jetstream.Replicator(self.store, [self.args.nats],
+                                                   cluster="shopease")
+            self.replicator.start()
+        elif self.args.peer:
             self.replicator = net.Replicator(self.store, self.args.peer, secret=secret)
             self.replicator.start()
 
     def stop_network(self) -> None:
+        if self.ddb is not None:
+            self.ddb.close()
         if self.replicator is not None:
             self.replicator.stop()
         if self.server is not None:
@@ -282,6 +291,12 @@ class Node:
                 by_region[r] = by_region.get(r, 0) + 1
             return {"digest": self.store.digest(), "local_seq": stats["local_seq"],
                     "items": stats["items"], "orders_by_region": by_region, **self.snapshot()}
+        if name == "dynamodb":  # the DynamoDB-compatible endpoint, for the demo's boto3 leg
+            from .dynamodb import serve
+
+            if self.ddb is None:
+                self.ddb = serve(self.store)
+            return {"url": self.ddb.url}
         if name == "quit":
             self.stopping.set()
             return True
@@ -342,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--region", required=True)
     p.add_argument("--listen", required=True)
     p.add_argument("--peer", action="append", default=[])
+    p.add_argument("--nats", default=None, help="a JetStream server URL (instead of --peer)")
     p.add_argument("--secret-file", required=True)
     p.add_argument("--rate", type=float, default=30.0)
     p.add_argument("--interval", type=float, default=1.0)

@@ -61,6 +61,7 @@ from engine.errors import (
     ValidationError,
 )
 
+from . import lineage
 from . import vv as vvmod
 from .segment import (
     DEFAULT_LIMITS,
@@ -449,6 +450,8 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
             f"segment from node {h.sender:016x}, which was forgotten: it must rejoin as a new "
             "store from a snapshot"
         )
+    if lineage.check_peer(store, h.sender, h.vv, {}):
+        me = store.node_id  # re-identified: the segment's changes of our old id apply normally
     report = SegmentReport(sender=h.sender, kind=h.kind, created_hlc=h.created_hlc)
     before = store.version_vector()
     if h.kind == "changes":
@@ -476,6 +479,7 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
     rows = {n: r for n, r in h.acks.items()}
     rows[h.sender] = vvmod.merge(rows.get(h.sender, {}), h.vv)
     vvmod.update_acks(store, rows)
+    lineage.reissue_pending(store)
     return report
 
 

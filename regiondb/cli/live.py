@@ -17,13 +17,15 @@ import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import engine
 from replication.atomic import write_atomic
 from replication.net import Replicator, serve, status, sync
 
+from . import fleet
 from .args import UsageError, open_store, read_secret
+from .dynamodb import start_endpoint
 from .output import (
     PROG,
     SERVE_STATUS,
@@ -35,6 +37,9 @@ from .output import (
     vv_json,
     write_line,
 )
+
+if TYPE_CHECKING:
+    from replication.jetstream import Replicator as FleetReplicator
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -87,7 +92,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``serve DIR --listen HOST:PORT [--peer ...]``: serve and replicate until a signal."""
+    """``serve DIR --listen HOST:PORT [--peer ...] [--nats URL]``: serve and replicate until a
+    signal (NATS only without ``--listen``: :mod:`.fleet`)."""
+    if args.listen is None:
+        if not args.nats:
+            raise UsageError("serve needs --listen HOST:PORT, --nats URL, or both")
+        return fleet.cmd_serve_nats(args)
     host, port = args.listen
     secret = read_secret(args.secret_file)
     if secret is None and not args.insecure and host not in _LOOPBACK:
@@ -105,7 +115,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         with open_store(args) as store:
             server = serve(store, host=host, port=port, secret=secret, ssl=server_ssl)
-            rep = None
+            rep = ddb = None
+            nats_rep = fleet.start(store, args)
             try:
                 address = server.address
                 peers = [f"{h}:{p}" for h, p in args.peer]
@@ -115,11 +126,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 if peers:
                     rep = Replicator(store, peers=peers, secret=secret, ssl=client_ssl)
                     rep.start()
+                ddb = start_endpoint(store, args.dynamodb, args.credentials)
                 _serve_loop(store, rep, address, peers, args.status_interval, stop,
-                            status_path)
+                            status_path, nats_rep)
             finally:
+                if ddb is not None:
+                    ddb.close()
                 if rep is not None:
                     rep.stop()
+                if nats_rep is not None:
+                    nats_rep.stop()
                 server.close()
                 status_path.unlink(missing_ok=True)
     finally:
@@ -170,9 +186,28 @@ def peers_text(rows: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def process_started(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22);
+    ``None`` where there is no ``/proc`` or no such process.
+
+    ``regiondb status`` compares it with what ``serve`` recorded, so a status file left by a
+    dead server whose pid the system gave to another process is not taken as live.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after its last ')'
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
 def _serve_loop(store: engine.Store, rep: Replicator | None, address: tuple[str, int],
                 peers: list[str], interval: float, stop: threading.Event,
-                status_path: Path) -> None:
+                status_path: Path, nats_rep: FleetReplicator | None = None) -> None:
     """Until ``stop``: rewrite ``status_path`` every second, log rates and lag every
     ``interval`` seconds (0: never) and once more on the way out."""
     last_seq, last_t = store.stats()["local_seq"], time.monotonic()
@@ -180,10 +215,11 @@ def _serve_loop(store: engine.Store, rep: Replicator | None, address: tuple[str,
     next_log = time.monotonic() + interval if interval else float("inf")
     while not stop.is_set():
         stop.wait(1.0)
-        rows = _live_peers(store, rep)
+        rows = _live_peers(store, rep) + fleet.fleet_rows(nats_rep)
         now = time.monotonic()
         stats = store.stats()
-        info = {"pid": os.getpid(), "address": list(address), "peers_configured": peers,
+        info = {"pid": os.getpid(), "pid_started": process_started(os.getpid()),
+                "address": list(address), "peers_configured": peers,
                 "updated": time.time(), "peers": rows, "vv": vv_json(store.version_vector())}
         with contextlib.suppress(OSError):  # a full disk must not stop replication
             write_atomic(status_path, json.dumps(plain(info)).encode())

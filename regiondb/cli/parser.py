@@ -12,7 +12,10 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
+from . import fleet
 from .args import host_port, node_id_arg, positive_int, seconds_arg
+from .dynamodb import add_parser as add_dynamodb
+from .dynamodb import add_serve_flags as add_dynamodb_flags
 from .live import cmd_serve, cmd_sync
 from .local import (
     cmd_changes,
@@ -24,6 +27,7 @@ from .local import (
     cmd_init,
     cmd_put,
     cmd_query,
+    cmd_restore,
     cmd_scan,
     cmd_tables,
     cmd_update,
@@ -57,7 +61,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """``demo``: the ShopEase three-region demo (:mod:`regiondb.demo`), imported only here."""
     from ..demo import run
 
-    return run(duration=args.duration, keep=args.keep, rate=args.rate)
+    return run(duration=args.duration, keep=args.keep, rate=args.rate, transport=args.transport)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -290,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
     _dir(p)
     p.add_argument("node", type=node_id_arg, metavar="NODE_ID", help="node id in hex")
 
+    p = _add(sub, "restore", cmd_restore, "put a backup of a store in place, as a new node",
+             "regiondb restore backups/mumbai data/mumbai", common,
+             "Copy BACKUP's data into DIR (in place, DIR may exist) and re-identify it: a "
+             "restored store must not reuse the sequence numbers its old id already issued. "
+             "The next sync brings back what the peers hold of the old id and re-issues the "
+             "restored node's own writes that collided.")
+    p.add_argument("backup", metavar="BACKUP", help="the backup: a copy of a store directory")
+    _dir(p)
+
     def progress_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar on stderr (default: on, unless --json)")
@@ -326,12 +339,15 @@ def build_parser() -> argparse.ArgumentParser:
              "regiondb serve data/mumbai --listen 0.0.0.0:7001 --peer 10.0.1.5:7001 "
              "--peer 10.0.2.5:7001 --secret-file shopease.key\n"
              "regiondb serve data/mumbai --listen 0.0.0.0:7001 --secret-file k "
-             "--tls-cert node.pem --tls-key node.key --tls-ca ca.pem", common,
+             "--tls-cert node.pem --tls-key node.key --tls-ca ca.pem\n"
+             "regiondb serve data/shop-17 --nats nats://broker:4222 --cluster shopease "
+             "--nats-creds shop-17.creds", common,
              "Accept peers on --listen and keep a live replication link to every --peer "
              "until SIGINT or SIGTERM, logging a status line every --status-interval seconds.")
     _dir(p)
-    p.add_argument("--listen", type=host_port, required=True, metavar="HOST:PORT",
-                   help="address to accept peers on (port 0: any free port)")
+    p.add_argument("--listen", type=host_port, default=None, metavar="HOST:PORT",
+                   help="address to accept peers on (port 0: any free port); optional with "
+                        "--nats")
     p.add_argument("--peer", type=host_port, action="append", default=[], metavar="HOST:PORT",
                    help="a peer to replicate with (repeatable)")
     p.add_argument("--secret-file", metavar="F", help="shared secret for peer authentication")
@@ -340,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-interval", type=seconds_arg, default=10.0, metavar="S",
                    help="seconds between status lines (0: none; default 10)")
     _tls_args(p, server=True)
+    fleet.add_args(p)
+    add_dynamodb_flags(p, host_port)
+
+    add_dynamodb(sub, _add, common, host_port)
 
     p = _add(sub, "sync", cmd_sync, "one-shot two-way sync with a serving peer",
              "regiondb sync data/van 10.0.1.5:7001 --secret-file shopease.key", common)
@@ -363,4 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=positive_int, default=30, metavar="N",
                    help="orders per second per region (default 30)")
     p.add_argument("--keep", metavar="DIR", help="keep the stores in DIR for inspection")
+    p.add_argument("--transport", choices=("tcp", "nats"), default="tcp",
+                   help="tcp: a socket mesh (default); nats: through a local JetStream server "
+                        "(the nats extra)")
     return parser
