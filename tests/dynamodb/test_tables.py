@@ -232,3 +232,18 @@ def test_time_to_live(ddb: Any, make_table: Any) -> None:
         "Enabled": False, "AttributeName": "expires"})
     assert ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"][
         "TimeToLiveStatus"] == "DISABLED"
+
+
+def test_a_table_made_natively_is_described_with_inferred_types(ddb: Any, server: Any) -> None:
+    t = server.store.create_table("native-made", partition_key="id", sort_key="at")
+    t.put({"id": "a", "at": 5, "x": "y"})
+    desc = ddb.describe_table(TableName="native-made")["Table"]
+    assert sorted(desc["AttributeDefinitions"], key=lambda d: d["AttributeName"]) == [
+        {"AttributeName": "at", "AttributeType": "N"},
+        {"AttributeName": "id", "AttributeType": "S"}]
+    assert desc["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    got = ddb.get_item(TableName="native-made", Key={"id": {"S": "a"}, "at": {"N": "5"}})
+    assert got["Item"]["x"] == {"S": "y"}
+    with pytest.raises(ClientError) as e:  # the endpoint's metadata table is out of reach
+        ddb.describe_table(TableName="_d")
+    assert "Member must have length greater than or equal to 3" in error_of(e)[1]
