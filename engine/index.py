@@ -183,7 +183,7 @@ def load_defs(txn: Txn, env: Env, table: str) -> tuple[IndexDef, ...]:
     return () if raw is None else _parse(table, bytes(raw))
 
 
-_ACTIVE: dict[bytes, tuple[IndexDef, ...]] = {}
+_ACTIVE: dict[tuple[str, bytes], tuple[IndexDef, ...]] = {}
 
 
 def active_defs(txn: Txn, env: Env, table: str) -> tuple[IndexDef, ...]:
@@ -194,13 +194,13 @@ def active_defs(txn: Txn, env: Env, table: str) -> tuple[IndexDef, ...]:
     raw = txn.get(table.encode(), db=env.idxdefs)
     if raw is None:
         return ()
-    raw = bytes(raw)
-    got = _ACTIVE.get(raw)
+    ck = (table, bytes(raw))
+    got = _ACTIVE.get(ck)
     if got is None:
-        got = tuple(d for d in _parse(table, raw) if d.maintained)
+        got = tuple(d for d in _parse(table, ck[1]) if d.maintained)
         if len(_ACTIVE) >= 1024:
             _ACTIVE.clear()
-        _ACTIVE[raw] = got
+        _ACTIVE[ck] = got
     return got
 
 
