@@ -42,7 +42,7 @@ indexed (logged at debug level).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -77,7 +77,7 @@ BUILD_CHUNK = 2000  # items (or entries) per backfill transaction
 _MAX_KEY = codec.MAX_KEY_BYTES
 _KEY_TYPES = (str, int, float, Decimal, bytes)
 
-Projection = str | tuple[str, ...]
+Projection = str | Sequence[str]  # "ALL", "KEYS_ONLY" or attribute names (kept as a tuple)
 
 
 @dataclass(frozen=True, slots=True)

@@ -413,9 +413,9 @@ class Node:
     """A node process (tests.integration.nodeproc) with JSON-line commands."""
 
     def __init__(self, store: Path, region: str, *, listen: str = "127.0.0.1:0",
-                 peers: tuple[str, ...] = ()) -> None:
+                 peers: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> None:
         args = [sys.executable, "-m", "tests.integration.nodeproc", "--store", str(store),
-                "--region", region, "--listen", listen, "--nosync"]
+                "--region", region, "--listen", listen, "--nosync", *extra]
         for p in peers:
             args += ["--peer", p]
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE,
