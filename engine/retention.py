@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from . import codec, index
-from .apply import forgotten_ids, merge_table
+from .apply import forgotten_ids, merge_table, merge_ttl
 from .changelog import CHUNK, read_clock, write_clock
 from .changes import Snapshot, TableDef
 from .checks import check_node_id, check_vv, is_u64
@@ -64,7 +64,7 @@ def snapshot(store: Store) -> Snapshot:
                 return
             after = rows[-1][0]
 
-    return Snapshot(vv, tables, forgotten_, items)
+    return Snapshot(vv, tables, forgotten_, items, index.all_defs(store))
 
 
 def _check_table_def(t: object) -> None:
@@ -75,19 +75,25 @@ def _check_table_def(t: object) -> None:
     if not (isinstance(v, tuple) and len(v) == 2
             and all(is_u64(x) for x in v)):
         raise ValidationError(f"table {t.name!r}: version {v!r} is not an (hlc, node) pair")
+    tv = t.ttl_version
+    if not (isinstance(tv, tuple) and len(tv) == 2 and all(is_u64(x) for x in tv)):
+        raise ValidationError(f"table {t.name!r}: TTL version {tv!r} is not an (hlc, node) pair")
+    if t.ttl_attribute is not None:
+        codec.check_attr_name(t.ttl_attribute, f"table {t.name!r} TTL attribute")
 
 
 def merge_snapshot(
     store: Store, vv: Mapping[int, int], tables: Iterable[TableDef],
-    items: Iterable[tuple[bytes, bytes]],
+    items: Iterable[tuple[bytes, bytes]], indexes: Iterable[index.IndexDef] = (),
 ) -> int:
     """See :meth:`engine.Store.merge_snapshot`."""
     env = store._e()
     vv = check_vv(vv, "snapshot vv")
+    ixdefs_in = index.check_snapshot_defs(indexes)
     if isinstance(tables, (str, bytes, Mapping)) or not isinstance(tables, Iterable):
         raise ValidationError(f"snapshot tables must be an iterable of TableDef, not {tables!r}")
     tdefs = list(tables)
-    top = 0
+    top = max((d.version[0] for d in ixdefs_in), default=0)
     for t in tdefs:
         _check_table_def(t)
         top = max(top, t.version[0])
@@ -114,12 +120,19 @@ def merge_snapshot(
             f"{store.max_offset_ms} ms); nothing merged", skew_ms=skew)
     order = codec.canonical
 
-    def run(txn: Txn) -> None:
+    def run(txn: Txn) -> bool:
         hlc, seq, pos = read_clock(txn, env)
         for t in tdefs:
             merge_table(txn, env, codec.Op("T", t.name, b"", {
                 "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
                 t.version)
+            if t.ttl_version != BOTTOM:
+                merge_ttl(txn, env, t.name, t.ttl_attribute, t.ttl_version)
+        # index definitions before items, so that the items merged here are maintained
+        builds = False
+        for d in ixdefs_in:
+            builds |= index.merge_def(txn, env, d.table, None if d.dropped else d.index,
+                                      d.index.name, d.version, dropped=d.dropped)
         ixdefs: dict[str, tuple[index.IndexDef, ...]] = {}
         for key, st in states:
             raw = txn.get(key, db=env.items)
@@ -141,9 +154,12 @@ def merge_snapshot(
                 txn.put(U64.pack(origin), U64.pack(s), db=env.vv)
                 _raise_floor(txn, env, origin, s)
         write_clock(txn, env, max(hlc, top), seq, pos)
+        return builds
 
-    env.write(run)
+    builds = env.write(run)
     store._tables.clear()
+    if builds:  # an index definition arrived: fill (or clear) it here
+        index.build_pending(store)
     return len(states)
 
 
@@ -197,7 +213,7 @@ def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
     hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
     purged = 0
     for op in ops:
-        if op.kind not in ("U", "D") or (op.kind == "U" and not op.remove):
+        if op.kind not in ("U", "D") or (op.kind == "U" and not op.remove and not op.ext):
             continue
         raw = txn.get(op.key, db=env.items)
         if raw is None:

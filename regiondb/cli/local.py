@@ -197,7 +197,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     between = None if args.between is None else (sk(args.between[0]), sk(args.between[1]))
     kwargs = dict(begins_with=sk(args.begins_with), between=between, gt=sk(args.gt),
                   gte=sk(args.gte), lt=sk(args.lt), lte=sk(args.lte), reverse=args.reverse,
-                  limit=args.limit, key=args.key, **_read_kwargs(args))
+                  limit=args.limit, index=args.index, key=args.key, **_read_kwargs(args))
     with open_store(args) as store:
         table = store.table(args.table)
         pk = key_arg(args.pk, "partition key")
