@@ -375,3 +375,61 @@ def test_definitions_travel_in_snapshots(make_store: Any) -> None:
     assert tb.indexes() == [Index("by_g", "g", projection=["v"])]
     assert list(tb.query(1, index="by_g")) == list(ta.query(1, index="by_g"))
     assert b.integrity_check().ok
+
+
+def test_bad_snapshot_index_definitions_merge_nothing(make_store: Any) -> None:
+    a, b = make_store("a"), make_store("b")
+    a.create_table("t", "id", indexes=[Index("by_g", "g")])
+    a.table("t").put({"id": 1, "g": "x"})
+    snap = a.snapshot()
+    good = snap.indexes[0]
+    before = b.digest()
+    for bad, message in ((["nope"], "not an IndexDef"), ("by_g", "iterable of IndexDef"),
+                         ([index_mod.snapshot_def("t", "x", Index("x", "g"), (1, -1))],
+                          "bad version")):
+        with pytest.raises(ValidationError, match=message):
+            b.merge_snapshot(snap.vv, snap.tables, snap.items(), bad)  # type: ignore[arg-type]
+        assert b.digest() == before and b.tables() == []
+    b.merge_snapshot(snap.vv, snap.tables, snap.items(), [good])
+    assert [i["id"] for i in b.table("t").query("x", index="by_g")] == [1]
+
+
+def test_writes_during_a_backfill_are_kept(store: engine.Store,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another thread writes (moving items in and out of the index, ahead of and behind the
+    fill's cursor) while create_index fills in small chunks: the result equals the items."""
+    import threading
+
+    t = store.create_table("t", "id")
+    with store.batch() as b:
+        for i in range(600):
+            b.put(t, {"id": i, "g": i % 3})
+    monkeypatch.setattr(index_mod, "BUILD_CHUNK", 25)
+    done = threading.Event()
+    writes = 0
+
+    def writer() -> None:
+        nonlocal writes
+        n = 0
+        while not done.is_set() or writes < 200:
+            k = (n * 37) % 600
+            if n % 4 == 0:
+                t.update(k, remove=["g"])
+            else:
+                t.update(k, set={"g": n % 5})
+            n += 1
+            writes += 1
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        store.create_index("t", Index("by_g", "g"))
+        during = writes
+    finally:
+        done.set()
+        th.join(timeout=60)
+    assert during > 0, "no write landed while the index was being filled"
+    report = store.integrity_check()
+    assert report.ok, report.problems
+    assert sum(len(list(t.query(g, index="by_g"))) for g in range(5)) == \
+        sum(1 for i in t.scan() if "g" in i)
