@@ -17,7 +17,7 @@ Every key is optional; an op without ext has none of them. ``t`` marks a TTL del
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -171,7 +171,7 @@ def _check_part(key: str, name: str, value: Any, where: str) -> None:
 
 
 def op_wire(
-    kind: str, table: str, key: bytes, attrs: dict[str, Any], remove: tuple[str, ...] | list[str],
+    kind: str, table: str, key: bytes, attrs: dict[str, Any], remove: Sequence[str],
     seen: tuple[int, int], ext: WriteExt = NO_EXT, ttl: bool = False,
 ) -> list[Any]:
     """The wire form of a P, U or D op (see the module docstring of :mod:`engine.codec`)."""

@@ -328,11 +328,13 @@ class Store:
         from .table import Table
 
         wanted: list[bytes] = []
+        tables: list[str] = []
         for k in keys:
             if not isinstance(k, (tuple, list)) or len(k) not in (2, 3):
                 raise ValidationError(f"get_many takes (table, pk[, sk]) tuples, not {k!r}")
             t = k[0] if isinstance(k[0], Table) else self.table(k[0])
             wanted.append(t._key(k[1], k[2] if len(k) == 3 else None)[0])
+            tables.append(t.name)
         env = self._e()
 
         def run(txn: Txn) -> list[dict[str, Any] | None]:
@@ -342,7 +344,9 @@ class Store:
                 out.append(None if raw is None else codec.visible_from_raw(raw))
             return out
 
-        return env.read(run)
+        found = env.read(run)
+        return [ttl.hide_expired(self, name, item) for name, item in zip(tables, found,
+                                                                          strict=True)]
 
     # -- change log, feed and version vector (engine.changelog) ------------------------
 

@@ -276,14 +276,14 @@ sim_ops = st.lists(
 )
 
 
-def observed(log: list[Any], j: int) -> set[int]:
+def observed_by(log: list[Any], j: int) -> set[int]:
     """The writes whose ADDs the write ``j`` had observed: those its writer had merged, and
     (transitively) those observed by any reset it had merged, whose value absorbed them."""
     out: set[int] = set()
     for i in log[j][4]:
         out.add(i)
         if log[i][5]:
-            out |= observed(log, i)
+            out |= observed_by(log, i)
     return out
 
 
@@ -349,7 +349,7 @@ def test_counters_count_every_add_with_observed_reset(
     if resets:
         ri, (_, _, rkind, rx, _, _) = max(resets, key=lambda ie: ie[1][1])
         base: Any = rx if rkind in ("put", "set") else ABSENT
-        seen = observed(log, ri)
+        seen = observed_by(log, ri)
     else:
         seen, base = set(), ABSENT
     unseen = [e[3] for i, e in enumerate(log) if e[2] == "add" and i not in seen]
