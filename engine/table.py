@@ -201,10 +201,25 @@ class Table:
                            partial(plan_update, bound), returning)
         if ex is not None:
             ex.finish()
-        set_ = _mapping(set_, "set=")
-        removed = _names(remove, "remove=")
-        add, delete = _mapping(add, "add="), _mapping(delete, "delete=")
+        set_ = set_ if type(set_) is dict else _mapping(set_, "set=")
+        removed = () if remove is None else _names(remove, "remove=")
         where = f"table {self.name!r} update"
+        if add is None and delete is None:
+            # the plain keyword update (the hot path): set= values and remove= names
+            codec.check_attrs(set_, where)
+            for name in removed:
+                codec.check_attr_name(name, where)
+            for name in self._key_names:
+                if name in set_ or name in removed:
+                    raise ValidationError(
+                        f"{where}: {name!r} is a key attribute and cannot change")
+            if removed and not set_.keys().isdisjoint(removed):
+                raise ValidationError(
+                    f"{where}: {sorted(set_.keys() & set(removed))} both set and removed")
+            attrs.update(set_)
+            return WriteOp("U", self._def, key, kv, attrs, tuple(dict.fromkeys(removed)),
+                           cond, None, returning)
+        add, delete = _mapping(add, "add="), _mapping(delete, "delete=")
         codec.check_attrs(set_, where)
         codec.check_attrs(add, where)
         codec.check_attrs(delete, where)
