@@ -89,7 +89,9 @@ def tips(store: Store) -> dict[int, int]:
     return env.read(run)
 
 
-def divergence(store: Store, peer_vv: Mapping[int, int], peer_tips: Mapping[int, int]) -> str | None:
+def divergence(
+    store: Store, peer_vv: Mapping[int, int], peer_tips: Mapping[int, int]
+) -> str | None:
     """Why this store's own log forked from a peer's view of it, or ``None`` if it did not."""
     me = store.node_id
     p = peer_vv.get(me, 0)

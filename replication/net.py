@@ -53,8 +53,9 @@ from engine.errors import (
     ValidationError,
 )
 
-from . import exchange
+from . import exchange, lineage
 from .lag import PeerLag
+from .lineage import Reidentified
 from .peers import hub_for, peer_lag, peer_rows
 from .protocol import (
     Hello,
@@ -117,7 +118,8 @@ def _check_ssl(ctx: object) -> _ssl.SSLContext | None:
 def _hello(store: Store, options: NetOptions, mode: str) -> Hello:
     vv, acks, forgotten = exchange.local_state(store)
     return Hello(store.node_id, store.region, dict(vv), {k: dict(v) for k, v in acks.items()},
-                 frozenset(forgotten), max_frame=options.max_frame, mode=mode)
+                 frozenset(forgotten), max_frame=options.max_frame, mode=mode,
+                 tips=lineage.tips(store))
 
 
 async def _handshake(store: Store, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -136,8 +138,16 @@ async def _handshake(store: Store, reader: asyncio.StreamReader, writer: asyncio
     timeout = options.handshake_timeout
     if deadline is not None:
         timeout = max(0.0, min(timeout, deadline - loop.time()))
-    return await asyncio.wait_for(
+    peer = await asyncio.wait_for(
         shake(reader, writer, me, secret, timeout=options.handshake_timeout), timeout)
+    # First contact: a store that reused seqs of its own id (restored from a backup) must not
+    # go on under it. It re-identifies; this connection, made under the old id, ends.
+    new = await loop.run_in_executor(executor, lineage.check_peer, store, peer.node, peer.vv,
+                                     peer.tips)
+    if new is not None:
+        raise Reidentified(f"this store reused seqs of node {me.node:016x} (restored from a "
+                           f"backup?): it is now node {new:016x}; reconnect")
+    return peer
 
 
 def _peer_label(writer: asyncio.StreamWriter) -> str:
@@ -396,6 +406,16 @@ async def sync_async(store: Store, address: str | tuple[str, int],
                      timeout: float = 300.0, *,
                      options: NetOptions | None = None) -> SocketSyncReport:
     """:func:`sync` for asyncio code (runs on the current loop; store work in threads)."""
+    try:
+        return await _sync_once(store, address, secret, ssl, timeout, options=options)
+    except Reidentified as exc:  # the store re-identified at the handshake: once more as itself
+        log.warning("%s", exc)
+        return await _sync_once(store, address, secret, ssl, timeout, options=options)
+
+
+async def _sync_once(store: Store, address: str | tuple[str, int],
+                     secret: str | bytes | None, ssl: _ssl.SSLContext | None,
+                     timeout: float, *, options: NetOptions | None) -> SocketSyncReport:
     host, port = parse_address(address)
     key = normalize_secret(secret)
     ctx = _check_ssl(ssl)

@@ -202,6 +202,12 @@ _SCHEMAS: dict[int, dict[str, Any]] = {
 }  # fmt: skip
 # AUTH also carries the client's state (vv, acks, forgotten) like READY does.
 _SCHEMAS[MsgType.AUTH].update(_SCHEMAS[MsgType.READY])
+# Fields a message may carry or omit (an older build omits them). ``tips``: per origin, the
+# HLC of the entry at the sender's vv position (replication.lineage: reused-seq detection).
+_OPTIONAL: dict[int, dict[str, Any]] = {
+    MsgType.READY: {"tips": lambda v: _vv(v, "tips")},
+    MsgType.AUTH: {"tips": lambda v: _vv(v, "tips")},
+}
 _MAX_LAG_SAMPLES = 256
 
 
@@ -237,12 +243,15 @@ def decode_message(msg_type: int, body: bytes) -> dict[str, Any]:
                             max_bytes=len(body))
     except ValidationError as exc:
         raise ProtocolError(f"{type_name(msg_type)} body is not valid CBOR: {exc}") from None
-    if not isinstance(obj, dict) or set(obj) != set(schema):
+    optional = _OPTIONAL.get(msg_type, {})
+    if not isinstance(obj, dict) or not set(schema) <= set(obj) <= set(schema) | set(optional):
         got = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
         raise ProtocolError(
             f"{type_name(msg_type)} must be a map with fields {sorted(schema)}, got {got}"
         )
-    return {k: check(obj[k]) for k, check in schema.items()}
+    out = {k: check(obj[k]) for k, check in schema.items()}
+    out.update((k, check(obj[k])) for k, check in optional.items() if k in obj)
+    return out
 
 
 _ERROR_CODES: dict[str, type[Error]] = {
@@ -312,6 +321,7 @@ class Hello:
     forgotten: frozenset[int]
     max_frame: int = DEFAULT_MAX_FRAME
     mode: str = "live"
+    tips: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -325,6 +335,7 @@ class PeerInfo:
     forgotten: frozenset[int] = frozenset()
     max_frame: int = DEFAULT_MAX_FRAME
     mode: str = "live"
+    tips: dict[int, int] = field(default_factory=dict)
 
 
 async def _expect(reader: asyncio.StreamReader, want: int, timeout: float) -> dict[str, Any]:
@@ -388,11 +399,12 @@ async def client_handshake(
             )
         proof = _proof(secret, b"client", nonce_c, w["nonce"], me.node, w["node"])
     writer.write(encode_message(MsgType.AUTH, {
-        "proof": proof, "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten}))
+        "proof": proof, "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten,
+        "tips": me.tips}))
     await writer.drain()
     r = await _expect(reader, MsgType.READY, timeout)
     return PeerInfo(w["node"], w["region"], r["vv"], r["acks"], r["forgotten"],
-                    max_frame=w["max_frame"], mode=me.mode)
+                    max_frame=w["max_frame"], mode=me.mode, tips=r.get("tips", {}))
 
 
 async def server_handshake(
@@ -437,10 +449,10 @@ async def server_handshake(
                 f"({'no proof: it has no secret' if not a['proof'] else 'wrong secret'})"
             )
     writer.write(encode_message(MsgType.READY, {
-        "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten}))
+        "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten, "tips": me.tips}))
     await writer.drain()
     return PeerInfo(h["node"], h["region"], a["vv"], a["acks"], a["forgotten"],
-                    max_frame=h["max_frame"], mode=h["mode"])
+                    max_frame=h["max_frame"], mode=h["mode"], tips=a.get("tips", {}))
 
 
 def _peername(writer: asyncio.StreamWriter) -> str:

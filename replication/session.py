@@ -57,7 +57,7 @@ from engine.errors import (
     ValidationError,
 )
 
-from . import exchange
+from . import exchange, lineage
 from .lag import LagStats, PeerLag, sample_lags, txn_hlc
 from .peers import PeerStats, Waker, applying_remote, hub_for
 from .protocol import (
@@ -156,6 +156,7 @@ class Session:
         self.segments_received = self.bytes_received = 0
         self.applied = self.skipped = self.conflicts = 0
         self.refused: dict[int, str] = {}  # origins we refused (clock skew, gaps)
+        self._reissue = store._reissue_waiting()  # writes of a re-identification wait
         self.peer_refused: dict[int, str] = {}  # our origins the peer refused
         self.snapshot_sent = self.snapshot_received = False
         self.stats.forgotten = peer.forgotten
@@ -517,6 +518,10 @@ class Session:
             # instead of a second write transaction per segment as apply_segment does.
             report = self._apply_changes(seg) if inline else \
                 await self._blocking(self._apply_changes, seg)
+            if report.applied and self._reissue:
+                # set-aside writes of a re-identification wait for these seqs (lineage)
+                self._reissue = bool(await self._blocking(lineage.reissue_pending, self.store)
+                                     or self.store._reissue_waiting())
             if merge_into(self.stats.acked, h.vv):
                 self.stats.dirty = True
             self.stats.adopt_acks(h.acks)

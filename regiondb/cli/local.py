@@ -4,8 +4,8 @@ the change feed, conflicts, forgetting a dead node. No network and no other repl
 from __future__ import annotations
 
 import argparse
-import shutil
 import itertools
+import shutil
 import sys
 import time
 from pathlib import Path
