@@ -14,6 +14,8 @@ from typing import NoReturn
 
 from . import fleet
 from .args import host_port, node_id_arg, positive_int, seconds_arg
+from .dynamodb import add_parser as add_dynamodb
+from .dynamodb import add_serve_flags as add_dynamodb_flags
 from .live import cmd_serve, cmd_sync
 from .local import (
     cmd_changes,
@@ -315,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between status lines (0: none; default 10)")
     _tls_args(p, server=True)
     fleet.add_args(p)
+    add_dynamodb_flags(p, host_port)
+
+    add_dynamodb(sub, _add, common, host_port)
 
     p = _add(sub, "sync", cmd_sync, "one-shot two-way sync with a serving peer",
              "regiondb sync data/van 10.0.1.5:7001 --secret-file shopease.key", common)

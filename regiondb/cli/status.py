@@ -18,7 +18,7 @@ from replication.stalls import stalls
 from replication.vv import load_acks
 
 from .args import open_store
-from .live import peers_text
+from .live import peers_text, process_started
 from .output import PROG, SERVE_STATUS, emit, hex_id, size_text, vv_json, write_line
 
 _LIVE_STALE_S = 30.0  # a serve-status.json older than this is from a server that hangs
@@ -35,11 +35,19 @@ def _acks(store: engine.Store, vv: dict[int, int]) -> list[dict[str, Any]]:
 
 
 def _live(path: Path) -> dict[str, Any] | None:
-    """What a ``regiondb serve`` running on this store last reported, if it still runs."""
+    """What a ``regiondb serve`` running on this store last reported, if it still runs.
+
+    Not trusted when the file is stale, when no process has its pid, or when the process that
+    has it now started at another time than the one that wrote the file (the pid was reused).
+    """
     try:
         status = json.loads((path / SERVE_STATUS).read_text())
-        os.kill(int(status["pid"]), 0)
+        pid = int(status["pid"])
+        os.kill(pid, 0)
         if time.time() - float(status.get("updated", 0)) > _LIVE_STALE_S:
+            return None
+        recorded = status.get("pid_started")
+        if recorded is not None and process_started(pid) != recorded:
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
