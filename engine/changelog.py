@@ -205,7 +205,8 @@ def key_dict(store: Store, table: str, values: tuple[Any, ...]) -> dict[str, Any
         return TableDef(table, "", None).key_dict(values)
 
 
-_DEFINITIONS = {"T": "create_table", "I": "create_index", "X": "drop_index"}
+_DEFINITIONS = {"T": "create_table", "I": "create_index", "X": "drop_index",
+                "R": "delete_table"}
 
 
 def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
@@ -217,6 +218,8 @@ def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
             definition = dict(op.attrs)
             if isinstance(definition.get("projection"), tuple):
                 definition["projection"] = list(definition["projection"])
+            if isinstance(definition.get("incarnation"), tuple):
+                definition["incarnation"] = list(definition["incarnation"])
             yield Change(position_, op.table, {}, _DEFINITIONS[op.kind], (hlc, origin), origin,
                          seq, definition, None)
             continue

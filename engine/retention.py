@@ -119,7 +119,7 @@ def merge_snapshot(
         for t in tdefs:
             merge_table(txn, env, codec.Op("T", t.name, b"", {
                 "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
-                t.version)
+                t.version, store.max_conflicts)
         ixdefs: dict[str, tuple[index.IndexDef, ...]] = {}
         for key, st in states:
             raw = txn.get(key, db=env.items)

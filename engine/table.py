@@ -17,7 +17,7 @@ from . import codec
 from . import index as index_mod
 from .changelog import CHUNK
 from .checks import check_limit as _check_limit
-from .errors import StoreClosed, ValidationError
+from .errors import StoreClosed, TableNotFound, ValidationError
 from .keys import KeyValue, check_key_value, encode_prefix, encode_value, item_key
 
 if TYPE_CHECKING:
@@ -68,6 +68,8 @@ class Table:
         self.sort_key = tdef.sort_key
         self._prefix = encode_value(tdef.name, "table name")
         self._two_keys = tdef.sort_key is not None
+        self._drops = store._e().drops  # shared with every Store of this process on the path
+        self._generation = self._drops.get(tdef.name, 0)
 
     def __repr__(self) -> str:
         return (f"<Table {self.name!r} partition_key={self.partition_key!r} "
@@ -77,6 +79,9 @@ class Table:
 
     def _key(self, pk: Any, sk: Any) -> tuple[bytes, tuple[Any, ...]]:
         values: tuple[Any, ...]
+        if self._drops and self._drops.get(self.name, 0) != self._generation:
+            raise TableNotFound(f"table {self.name!r} was deleted (store.table() gives the "
+                                "table of that name now, if it was created again)")
         if self._two_keys:
             if sk is None:
                 raise ValidationError(
