@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .clock import BOTTOM, Version, format_hlc
 from .errors import Error
+
+if TYPE_CHECKING:
+    from .index import IndexDef
 
 __all__ = ["ApplyReport", "Change", "Conflict", "RawChange", "Snapshot", "TableDef",
            "decode_table_def"]
@@ -44,7 +47,8 @@ def decode_table_def(name: str, raw: bytes) -> TableDef:
 
 @dataclass(slots=True)
 class Snapshot:
-    """A full-state export: table definitions, item states, the vv they cover, forgotten nodes.
+    """A full-state export: table definitions, item states, the vv they cover, forgotten nodes,
+    and the secondary index definitions (never their entries: each replica derives its own).
 
     ``items`` is chunked (no long read transaction) and may include changes newer than
     ``vv`` — which is safe, since merging them again later is a no-op.
@@ -54,6 +58,7 @@ class Snapshot:
     tables: list[TableDef]
     forgotten: frozenset[int]
     items: Callable[[], Iterator[tuple[bytes, bytes]]]
+    indexes: list[IndexDef] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ __all__ = [
     "MAX_ITEM_BYTES",
     "MAX_KEY_BYTES",
     "MAX_NAME_BYTES",
+    "MAX_PROJECTION",
     "MAX_TXN_BYTES",
     "Op",
     "PutEncoder",
@@ -79,6 +80,7 @@ MAX_TXN_BYTES = 16 << 20    # one log entry: the largest record a segment carrie
 MAX_KEY_BYTES = 511         # LMDB's key size limit
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 32
+MAX_PROJECTION = 100        # attribute names in one index projection (DynamoDB's limit)
 # How deep CBOR nests for a value check_value accepts. The decoder counts every tag as a level
 # (a Decimal is tag 4 around an array, whose mantissa may be a tag-2 bignum; a set is tag 258
 # around an array); check_value counts containers only. The worst case is a set at the last
@@ -173,6 +175,11 @@ def check_index_spec(
         raise ValidationError(
             f"{where}: projection must be 'ALL', 'KEYS_ONLY' or a list of attribute names, "
             f"not {projection!r}"
+        )
+    if len(projection) > MAX_PROJECTION:
+        raise ValidationError(
+            f"{where}: a projection names at most {MAX_PROJECTION} attributes, not "
+            f"{len(projection)}"
         )
     for attr in projection:
         check_attr_name(attr, f"{where} projection")

@@ -647,3 +647,44 @@ def read_rows(d: IndexDef, env: Env) -> Callable[..., list[tuple[bytes, Any]]]:
         return out
 
     return rows
+
+
+# -- definitions in snapshots -----------------------------------------------------------------
+
+
+def all_defs(store: Store) -> list[IndexDef]:
+    """Every index definition of the store (drops included), for a snapshot."""
+    env = store._e()
+
+    def run(txn: Txn) -> list[IndexDef]:
+        out: list[IndexDef] = []
+        for k, v in txn.cursor(db=env.idxdefs):
+            out += _parse(bytes(k).decode(), bytes(v))
+        return out
+
+    return env.read(run)
+
+
+def snapshot_def(table: str, name: str, spec: Index | None, version: Version) -> IndexDef:
+    """A definition as a snapshot carries it: ``spec`` ``None`` for a drop."""
+    dropped = spec is None
+    return _make(table, spec if spec is not None else _tombstone_index(name), version, dropped,
+                 "", None, "ready", None)
+
+
+def check_snapshot_defs(defs: object) -> list[IndexDef]:
+    """Validate a snapshot's index definitions (``ValidationError`` before anything merges)."""
+    if isinstance(defs, (str, bytes, Mapping)) or not isinstance(defs, Iterable):
+        raise ValidationError(f"snapshot indexes must be an iterable of IndexDef, not {defs!r}")
+    out = []
+    for d in defs:
+        if not isinstance(d, IndexDef) or not isinstance(d.index, Index):
+            raise ValidationError(f"snapshot index is not an IndexDef: {d!r}")
+        codec.check_table_name(d.table)
+        v = d.version
+        if not (isinstance(v, tuple) and len(v) == 2
+                and all(not isinstance(x, bool) and isinstance(x, int) and 0 <= x < 2**64
+                        for x in v)):
+            raise ValidationError(f"index {d.table}.{d.index.name}: bad version {v!r}")
+        out.append(d)
+    return out

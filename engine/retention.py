@@ -64,7 +64,7 @@ def snapshot(store: Store) -> Snapshot:
                 return
             after = rows[-1][0]
 
-    return Snapshot(vv, tables, forgotten_, items)
+    return Snapshot(vv, tables, forgotten_, items, index.all_defs(store))
 
 
 def _check_table_def(t: object) -> None:
@@ -79,15 +79,16 @@ def _check_table_def(t: object) -> None:
 
 def merge_snapshot(
     store: Store, vv: Mapping[int, int], tables: Iterable[TableDef],
-    items: Iterable[tuple[bytes, bytes]],
+    items: Iterable[tuple[bytes, bytes]], indexes: Iterable[index.IndexDef] = (),
 ) -> int:
     """See :meth:`engine.Store.merge_snapshot`."""
     env = store._e()
     vv = check_vv(vv, "snapshot vv")
+    ixdefs_in = index.check_snapshot_defs(indexes)
     if isinstance(tables, (str, bytes, Mapping)) or not isinstance(tables, Iterable):
         raise ValidationError(f"snapshot tables must be an iterable of TableDef, not {tables!r}")
     tdefs = list(tables)
-    top = 0
+    top = max((d.version[0] for d in ixdefs_in), default=0)
     for t in tdefs:
         _check_table_def(t)
         top = max(top, t.version[0])
@@ -114,12 +115,17 @@ def merge_snapshot(
             f"{store.max_offset_ms} ms); nothing merged", skew_ms=skew)
     order = codec.canonical
 
-    def run(txn: Txn) -> None:
+    def run(txn: Txn) -> bool:
         hlc, seq, pos = read_clock(txn, env)
         for t in tdefs:
             merge_table(txn, env, codec.Op("T", t.name, b"", {
                 "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
                 t.version, store.max_conflicts)
+        # index definitions before items, so that the items merged here are maintained
+        builds = False
+        for d in ixdefs_in:
+            builds |= index.merge_def(txn, env, d.table, None if d.dropped else d.index,
+                                      d.index.name, d.version, dropped=d.dropped)
         ixdefs: dict[str, tuple[index.IndexDef, ...]] = {}
         for key, st in states:
             raw = txn.get(key, db=env.items)
@@ -141,9 +147,12 @@ def merge_snapshot(
                 txn.put(U64.pack(origin), U64.pack(s), db=env.vv)
                 _raise_floor(txn, env, origin, s)
         write_clock(txn, env, max(hlc, top), seq, pos)
+        return builds
 
-    env.write(run)
+    builds = env.write(run)
     store._tables.clear()
+    if builds:  # an index definition arrived: fill (or clear) it here
+        index.build_pending(store)
     return len(states)
 
 

@@ -60,7 +60,7 @@ from .layout import (
 )
 
 if TYPE_CHECKING:
-    from .index import Index
+    from .index import Index, IndexDef
     from .integrity import IntegrityReport
     from .table import Batch, Table
 
@@ -493,16 +493,19 @@ class Store:
 
     def merge_snapshot(
         self, vv: Mapping[int, int], tables: Iterable[TableDef],
-        items: Iterable[tuple[bytes, bytes]],
+        items: Iterable[tuple[bytes, bytes]], indexes: Iterable[IndexDef] = (),
     ) -> int:
         """Merge a peer's full state atomically; return how many item states were merged.
 
         Entries we now cover without holding them in our log raise the log floor of their
         origin, so peers needing them from us get a snapshot too.
 
+        ``indexes`` are the sender's index definitions (``Snapshot.indexes``); any new one is
+        filled here from the merged items before this returns.
+
         :raises ValidationError: for a malformed table, key or state; nothing is applied.
         """
-        return retention.merge_snapshot(self, vv, tables, items)
+        return retention.merge_snapshot(self, vv, tables, items, indexes)
 
     def compact(
         self, stable: Mapping[int, int], *, purge_tombstones: bool = True

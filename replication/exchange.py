@@ -60,12 +60,14 @@ from engine.errors import (
     SegmentError,
     ValidationError,
 )
+from engine.index import Index, IndexDef, snapshot_def
 
 from . import lineage
 from . import vv as vvmod
 from .segment import (
     DEFAULT_LIMITS,
     ChangeRecord,
+    IndexRecord,
     ItemRecord,
     Kind,
     Record,
@@ -411,8 +413,9 @@ class _Writer:
             ("T", t.name, t.partition_key, t.sort_key, t.version[0], t.version[1])
             for t in snap.tables
         ]
-        records: list[TableRecord | ItemRecord] = [*tables]
-        size = sum(len(t[1]) + 64 for t in tables)
+        indexes: list[IndexRecord] = [_index_record(d) for d in snap.indexes]
+        records: list[TableRecord | ItemRecord | IndexRecord] = [*tables, *indexes]
+        size = sum(len(t[1]) + 64 for t in tables) + 300 * len(indexes)
         fresh = 0  # items in this part that are not the link
         last: ItemRecord | None = None
         for key, state in snap.items():
@@ -427,6 +430,16 @@ class _Writer:
             fresh += 1
             last = rec
         yield self._encode("snapshot", records, snap.vv, snap.vv)
+
+
+def _index_record(d: IndexDef) -> IndexRecord:
+    """A snapshot's record of one index definition (entries never travel)."""
+    ix = d.index
+    if d.dropped:
+        return ("X", d.table, ix.name, None, None, None, d.version[0], d.version[1], True)
+    proj = ix.projection if isinstance(ix.projection, str) else list(ix.projection)
+    return ("X", d.table, ix.name, ix.partition_key, ix.sort_key, proj, d.version[0],
+            d.version[1], False)
 
 
 # ------------------------------------------------------------------ receiving
@@ -491,6 +504,8 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
               for r in segment.records if r[0] == "T"]
     items: list[tuple[bytes, bytes]] = [(r[1], r[2])
                                         for r in segment.records if r[0] == "I"]
+    indexes = [snapshot_def(r[1], r[2], None if r[8] else Index(r[2], r[3] or "", r[4], r[5]),
+                            (r[6], r[7])) for r in segment.records if r[0] == "X"]
     snap_vv = h.vv or h.acks.get(h.sender, {})
     floor = store.log_floor()
     short = {o: f for o, f in floor.items() if snap_vv.get(o, 0) < f}
@@ -523,11 +538,11 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
                     and (not last or ident == sorted([o, s] for o, s in h.vv.items())))
     try:
         if last and in_chain:
-            report.items = store.merge_snapshot(h.vv, tables, items)
+            report.items = store.merge_snapshot(h.vv, tables, items, indexes)
             report.snapshot_complete = True
             chains.pop(h.sender, None)
         else:
-            report.items = store.merge_snapshot({}, tables, items)
+            report.items = store.merge_snapshot({}, tables, items, indexes)
             report.snapshot_complete = False
             report.new = True
             if in_chain:

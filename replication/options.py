@@ -21,7 +21,7 @@ class NetOptions:
     up to ``max_connections``.
 
     Flow control: at least ``max_in_flight`` and at most ``max_window`` segments may be
-    unacknowledged; in between, one per ``window_pace`` seconds of measured round trip
+    unacknowledged; in between, one per ``window_pace`` seconds of the link's round trip
     (:mod:`replication.window`).
     """
 
@@ -43,5 +43,5 @@ class NetOptions:
     ack_flush_interval: float = 1.0
     max_in_flight: int = 2
     max_window: int = 64
-    window_pace: float = 0.005
+    window_pace: float = 0.02
     gc_interval: float = 60.0

@@ -29,13 +29,14 @@ import struct
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO, Literal, TypeAlias, cast
+from typing import Any, BinaryIO, Literal, TypeAlias, cast
 
 import cbor2
 
 from engine.bounded import loads_bounded
 from engine.checks import check_node_id as _node
 from engine.checks import check_u64 as _u64
+from engine.codec import check_index_spec, check_table_name
 from engine.errors import SegmentError, ValidationError
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "FORMAT_VERSION",
     "SEGMENT_MAGIC",
     "ChangeRecord",
+    "IndexRecord",
     "ItemRecord",
     "Record",
     "Segment",
@@ -78,7 +80,10 @@ Compression: TypeAlias = Literal["none", "zlib"]
 ChangeRecord: TypeAlias = tuple[int, int, bytes]
 TableRecord: TypeAlias = tuple[Literal["T"], str, str, "str | None", int, int]
 ItemRecord: TypeAlias = tuple[Literal["I"], bytes, bytes]
-Record: TypeAlias = "ChangeRecord | TableRecord | ItemRecord"
+#: an index definition: table, name, pk, sk, projection (``None`` x3 for a drop), hlc, node
+IndexRecord: TypeAlias = tuple[Literal["X"], str, str, "str | None", "str | None", Any, int,
+                               int, bool]
+Record: TypeAlias = "ChangeRecord | TableRecord | ItemRecord | IndexRecord"
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,9 +257,12 @@ def _check_records(
         tables: set[str] = set()
         keys: set[bytes] = set()
         for i, rec in enumerate(records):
-            if not isinstance(rec, (tuple, list)) or not rec or rec[0] not in ("T", "I"):
-                raise ValidationError(f"record {i}: a snapshot record starts with 'T' or 'I'")
-            if rec[0] == "T":
+            if not isinstance(rec, (tuple, list)) or not rec or rec[0] not in ("T", "I", "X"):
+                raise ValidationError(
+                    f"record {i}: a snapshot record starts with 'T', 'I' or 'X'")
+            if rec[0] == "X":
+                out.append(_index_record(rec, i))
+            elif rec[0] == "T":
                 if len(rec) != 6:
                     raise ValidationError(
                         f"record {i}: a table record is ('T', name, partition_key, sort_key, "
@@ -283,6 +291,26 @@ def _check_records(
             f"header says {header.record_count} records, the payload holds {len(out)}"
         )
     return tuple(out)
+
+
+def _index_record(rec: Any, i: int) -> IndexRecord:
+    """Check a snapshot's index definition record (the fields' rules: ``engine.codec``)."""
+    if len(rec) != 9:
+        raise ValidationError(f"record {i}: an index record is ('X', table, name, "
+                              "partition_key, sort_key, projection, hlc, node, dropped)")
+    _, table, name, pk, sk, proj, hlc, node, dropped = rec
+    if not isinstance(dropped, bool):
+        raise ValidationError(f"record {i}: index 'dropped' is not a bool")
+    table = check_table_name(table)
+    if dropped:
+        if pk is not None or sk is not None or proj is not None:
+            raise ValidationError(f"record {i}: a dropped index carries no definition")
+        check_index_spec(table, name, "_", None, "ALL")
+    else:
+        proj = check_index_spec(table, name, pk, sk, proj)
+        proj = proj if isinstance(proj, str) else list(proj)
+    return ("X", table, name, pk, sk, proj, _u64(hlc, f"record {i} hlc"),
+            _u64(node, f"record {i} node"), dropped)
 
 
 def _ranges_of(records: tuple[object, ...]) -> dict[int, tuple[int, int]]:
@@ -530,7 +558,9 @@ def _decode(data: bytes, limits: SegmentLimits) -> Segment:
         records = loads_bounded(
             payload,
             max_depth=limits.max_depth,
-            max_items=1 + 7 * header.record_count,  # a snapshot table record has 7 heads
+            # a snapshot table record has 7 heads; index definitions ("X", 10 heads plus up
+            # to MAX_PROJECTION names) are few, and get a fixed allowance
+            max_items=1 + 7 * header.record_count + 4096,
             max_bytes=limits.max_segment_bytes,
         )
         if not isinstance(records, list):

@@ -143,8 +143,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         write_line(f"  WARNING  replication of node {hex_id(origin)} is stalled: its change "
                    f"{e['seq']:,} (from {hex_id(e['sender'])}) was refused: {e['reason']}")
     if live:
-        host, port = live["address"][:2]
-        write_line(f"server     running (pid {live['pid']}) on {host}:{port}"
+        where = [f"on {live['address'][0]}:{live['address'][1]}"] if live.get("address") \
+            else []
+        if live.get("nats"):  # regiondb serve --nats (regiondb.cli.fleet)
+            where.append(f"on NATS cluster {live.get('cluster')} via {', '.join(live['nats'])}")
+        write_line(f"server     running (pid {live['pid']}) {' and '.join(where)}"
                    + (f", replicating with {', '.join(live['peers_configured'])}"
                       if live.get("peers_configured") else ""))
         for row in live.get("peers") or []:

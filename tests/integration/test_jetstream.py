@@ -321,6 +321,8 @@ def test_cli_serve_nats_with_and_without_listen(broker: LocalServer, tmp_path: P
         _cli("put", a, "t", '{"id": "k1", "v": 1}')  # another process: picked up by polling
         wait_until(lambda: '"v": 1' in _cli("get", b, "t", "k1", check=False).stdout,
                    timeout=30, what="b gets a's put through the broker")
+        wait_until(lambda: "on NATS cluster cli" in _cli("status", a).stdout,
+                   what="status shows the NATS-only server")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -378,3 +380,20 @@ def test_segments_stay_within_the_servers_max_payload(tmp_path: Path,
         a.table("t").put({"id": "huge", "pad": os.urandom(100_000)})  # over the limit
         wait_until(lambda: "max_payload" in (ra.stats.last_error or ""),
                    what="the oversize change is reported")
+
+
+def test_started_before_the_broker_connects_when_it_comes(tmp_path: Path,
+                                                         fleet: Callable[..., Node]) -> None:
+    srv = LocalServer(tmp_path / "nats")
+    a, ra = fleet("a", [srv.url], start=False)
+    ra.start()
+    try:
+        wait_until(lambda: ra.stats.last_error is not None, what="the missing broker reported")
+        assert not ra.wait_connected(0.2)
+        a.create_table("t", partition_key="id").put({"id": "early"})
+        srv.start()
+        assert ra.wait_connected(20), ra.stats.last_error
+        b, _ = fleet("b", [srv.url])
+        wait_until(lambda: converged(a, b), what="the write made before the broker arrives")
+    finally:
+        srv.stop()

@@ -1,7 +1,7 @@
 """Three regions in three network namespaces, over impaired links, through real faults.
 
 Each node is a real process (``tests.integration.nodeproc``) in its own namespace, serving and
-replicating with the two others over its own veth links (see :mod:`lab`): 20, 50 and 150 ms
+replicating with the two others over its own veth links (see :mod:`lab`): 20, 150 and 150 ms
 one way, with jitter and 1 % loss. While all three take writes, one link is cut and healed
 (a non-transitive partition: changes flow around it), then one node is split from the two
 others and rejoins, then a node is SIGKILLed mid-stream and restarted. Checks: every node ends
@@ -88,8 +88,10 @@ def check_final(nodes: dict[str, NsNode], attempted: set[str]) -> None:
 
 def test_three_regions_through_partitions_and_sigkill(lab: Lab, tmp_path: Path,
                                                       nodes: dict[str, NsNode]) -> None:
+    # Two regions close together, one far from both: every direct path stays shorter than the
+    # relayed one (150 < 20 + 150), so each link's lag is that link's.
     lab.shape("a", "b", delay_ms=20, jitter_ms=5, loss_pct=1)
-    lab.shape("b", "c", delay_ms=50, jitter_ms=10, loss_pct=1)
+    lab.shape("b", "c", delay_ms=150, jitter_ms=20, loss_pct=1)
     lab.shape("a", "c", delay_ms=150, jitter_ms=20, loss_pct=1)
     start_all(lab, tmp_path, nodes)
     attempted: set[str] = set()
@@ -101,14 +103,16 @@ def test_three_regions_through_partitions_and_sigkill(lab: Lab, tmp_path: Path,
 
     phase("warm", 4)
     wait_for(lambda: converged(nodes), 30, "first convergence")
-    lag = nodes["a"].lag()
-    ab, ac = lag[lab.peer_address("a", "b")], lag[lab.peer_address("a", "c")]
-    print(json.dumps({"delay_mode": lab.delay_mode, "a->b (20 ms)": ab, "a->c (150 ms)": ac}))
-    # Lag follows the link: at least the one-way delay (less jitter), and the 150 ms link's
-    # lag well above the 20 ms one's.
-    assert ab["p50_ms"] >= 12 and ac["p50_ms"] >= 120, (ab, ac)
-    assert ac["p50_ms"] > ab["p50_ms"] + 60, (ab, ac)
-    assert ab["p50_ms"] < 20 + 150 and ac["p50_ms"] < 150 + 300, (ab, ac)
+    lags = {n: nodes[n].lag() for n in nodes}
+    ab, ac = lags["a"][lab.peer_address("a", "b")], lags["a"][lab.peer_address("a", "c")]
+    bc = lags["b"][lab.peer_address("b", "c")]
+    print(json.dumps({"delay_mode": lab.delay_mode, "lag_ms": lags}))
+    # Lag follows the link: at least its one-way delay (less jitter), plus little; the 150 ms
+    # links' lag far above the 20 ms one's.
+    assert None not in (ab["p50_ms"], ac["p50_ms"], bc["p50_ms"]), lags
+    assert 12 <= ab["p50_ms"] < 20 + 100, ab
+    assert 120 <= ac["p50_ms"] < 150 + 200 and 120 <= bc["p50_ms"] < 150 + 200, (ac, bc)
+    assert ac["p50_ms"] > ab["p50_ms"] + 80, (ab, ac)
 
     # One link cut: a and b reach each other only through c (relay), and all keep writing.
     lab.partition("a", "b")

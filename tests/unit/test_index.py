@@ -354,3 +354,24 @@ def test_integrity_check_finds_damage(store: engine.Store, orders: engine.Table)
     assert any("items without their entry" in p for p in report.problems)
     assert report.as_dict()["problems"] == report.problems
 
+
+
+def test_definitions_travel_in_snapshots(make_store: Any) -> None:
+    from replication.exchange import apply_segment, snapshot_segments
+    from replication.segment import decode_segment
+
+    a, b = make_store("a"), make_store("b")
+    ta = a.create_table("t", "id", indexes=[Index("by_g", "g", projection=["v"]),
+                                            Index("gone", "v")])
+    a.drop_index("t", "gone")
+    for i in range(10):
+        ta.put({"id": i, "g": i % 2, "v": i})
+    snap = a.snapshot()
+    assert sorted((d.index.name, d.dropped) for d in snap.indexes) == [
+        ("by_g", False), ("gone", True)]
+    for _, data in snapshot_segments(a, max_records=4):  # several parts: defs in part 0
+        apply_segment(b, decode_segment(data))
+    tb = b.table("t")
+    assert tb.indexes() == [Index("by_g", "g", projection=["v"])]
+    assert list(tb.query(1, index="by_g")) == list(ta.query(1, index="by_g"))
+    assert b.integrity_check().ok
