@@ -18,6 +18,8 @@ meta       ``reissue``                                  CBOR ``[[old id, [[seq, 
                                                         writes set aside by a re-identification
                                                         (:mod:`engine.lineage`)
 meta       ``lineage``                                  CBOR ``[[old id, new id, ms, reason], …]``
+meta       ``dropped:<table>``                          CBOR ``[hlc, node]``: the table's latest
+                                                        deletion (:mod:`engine.schema`)
 meta       ``x:<name>``                                 CBOR value of :meth:`Store.set_meta`
 items      ``enc(table) enc(pk) [enc(sk)]``             item state (:mod:`engine.codec`)
 log        position (:data:`U64`, local apply order)    :data:`LOGHDR` ``(origin, seq, len)``,
@@ -63,6 +65,7 @@ __all__ = [
     "LOGHDR",
     "META_CLOCK",
     "META_CONFLICTS",
+    "META_DROPPED_PREFIX",
     "META_FORGOTTEN",
     "META_FORMAT",
     "META_IDENT",
@@ -93,5 +96,6 @@ META_CLOCK = b"clock"
 META_CONFLICTS = b"conflicts"
 META_FORGOTTEN = b"forgotten"
 META_REISSUE = b"reissue"
+META_DROPPED_PREFIX = b"dropped:"
 META_LINEAGE = b"lineage"
 META_USER_PREFIX = b"x:"  # Store.set_meta / get_meta: replication's bookkeeping

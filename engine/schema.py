@@ -12,8 +12,9 @@ database: ``[null, null, hlc, node]``, the version of the deletion. It replicate
 operation ``["R", table, inc_hlc, inc_node]`` naming the incarnation it deletes; a replica
 holding a newer incarnation ignores it. A table created again under the name is a new
 incarnation, whose version is above the tombstone's. Changes of items that arrive for a deleted
-table, or with a version below the live incarnation's (written before it existed), are
-dropped: never mixed into the new table.
+table, or with a version below the table's latest deletion (``dropped:<table>`` in meta: they
+were written to an incarnation deleted since), are dropped: never mixed into the new table.
+Two regions creating one name with the same schema make one table: their writes all count.
 
 Known limit: a write to the old incarnation made concurrently with its deletion, by a node
 whose clock runs ahead, can carry a version above a re-created incarnation and is then merged
@@ -33,7 +34,7 @@ from .clock import Version, tick_local
 from .env import Env, Txn
 from .errors import TableNotFound
 from .keys import encode_value
-from .layout import CONFLICTS, META_CONFLICTS, U64
+from .layout import CONFLICTS, META_CONFLICTS, META_DROPPED_PREFIX, U64
 
 if TYPE_CHECKING:
     from .store import Store
@@ -51,7 +52,12 @@ def is_tombstone(raw: bytes | None) -> bool:
     return raw is not None and codec.loads(raw)[0] is None
 
 
-def _tombstone(v: Version) -> bytes:
+def _tombstone(txn: Txn, env: Env, name: str, v: Version) -> bytes:
+    """Mark ``name`` deleted at ``v``: the tombstone value, and the deletion floor in meta."""
+    key = META_DROPPED_PREFIX + name.encode()
+    raw = txn.get(key, db=env.meta)
+    if raw is None or tuple(codec.loads(raw)) < v:
+        txn.put(key, codec.dumps(list(v)), db=env.meta)
     return codec.dumps([None, None, v[0], v[1]])
 
 
@@ -82,7 +88,7 @@ def delete_table(store: Store, name: str) -> None:
         hlc, seq, pos = read_clock(txn, env)
         hlc = tick_local(hlc, store._wall(), store.max_offset_ms)
         n = _drop_contents(txn, env, name)
-        txn.put(name.encode(), _tombstone((hlc, node)), db=env.tables)
+        txn.put(name.encode(), _tombstone(txn, env, name, (hlc, node)), db=env.tables)
         wire = [["R", name, tdef.version[0], tdef.version[1]]]
         log.info("table %r deleted (%d items)", name, n)
         return append(txn, env, node, seq + 1, codec.encode_txn(hlc, wire), [None], pos)
@@ -105,24 +111,25 @@ def merge_drop(txn: Txn, env: Env, op: codec.Op, v: Version) -> None:
         elif (cur[2], cur[3]) > inc:
             return  # a newer incarnation lives here: the deletion was of an older one
     _drop_contents(txn, env, op.table)
-    txn.put(op.table.encode(), _tombstone(v), db=env.tables)
+    txn.put(op.table.encode(), _tombstone(txn, env, op.table, v), db=env.tables)
     env.drops[op.table] = env.drops.get(op.table, 0) + 1  # (an aborted txn only over-counts)
 
 
 def stale_op(tables: dict[str, Any], txn: Txn, env: Env, table: str, v: Version) -> bool:
-    """Whether a remote item change at ``v`` belongs to no live incarnation of ``table`` (it
-    was deleted, or the change predates the incarnation that lives now). ``tables`` caches
-    the lookups of one apply."""
+    """Whether a remote item change at ``v`` belongs to no live incarnation of ``table``: the
+    table is deleted, or the change is older than its latest deletion (it was written to an
+    incarnation deleted since). ``tables`` caches the lookups of one apply."""
     state = tables.get(table)
     if state is None:
-        raw = txn.get(table.encode(), db=env.tables)
-        if raw is None:
-            state = tables[table] = (False, (0, 0))
+        if txn.get(META_DROPPED_PREFIX + table.encode(), db=env.meta) is None:
+            state = tables[table] = (False, (0, 0))  # never deleted: the usual case
         else:
-            obj = codec.loads(raw)
-            state = tables[table] = (obj[0] is None, (obj[2], obj[3]))
-    dropped, version = state
-    return bool(dropped) or v < version
+            floor = tuple(codec.loads(txn.get(META_DROPPED_PREFIX + table.encode(),
+                                              db=env.meta)))
+            state = tables[table] = (is_tombstone(txn.get(table.encode(), db=env.tables)),
+                                     floor)
+    dropped, floor = state
+    return bool(dropped) or v < floor
 
 
 def record_schema_conflict(

@@ -79,3 +79,17 @@ def test_a_table_created_again_is_new_late_changes_of_the_old_are_dropped(
         items = list(s.table("orders").scan())
         assert items == [{"pk": "x", "sk": "y", "v": "new"}], s
     assert a.digest() == b.digest()
+
+
+def test_one_table_created_in_two_regions_with_one_schema_is_one_table(
+    make_store: MakeStore,
+) -> None:
+    a, b = make_store("a"), make_store("b")
+    a.create_table("orders", partition_key="id").put({"id": 1})
+    b.create_table("orders", partition_key="id").put({"id": 2})  # a later incarnation
+    ship(a, b)
+    ship(b, a)
+    for s in (a, b):
+        assert sorted(i["id"] for i in s.table("orders").scan()) == [1, 2]
+        assert not list(s.conflicts())
+    assert a.digest() == b.digest()
