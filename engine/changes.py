@@ -23,25 +23,39 @@ RawChange = tuple[int, int, bytes]
 
 @dataclass(frozen=True, slots=True)
 class TableDef:
-    """A table's key schema and the version that created it."""
+    """A table's key schema and the version that created it.
+
+    ``ttl_attribute`` names the attribute holding an item's expiry time (epoch seconds), or
+    ``None``; it is a last-writer-wins register of its own, set at ``ttl_version``
+    (``store.set_ttl``), replicated like the definition.
+    """
 
     name: str
     partition_key: str
     sort_key: str | None
     version: Version = BOTTOM
+    ttl_attribute: str | None = None
+    ttl_version: Version = BOTTOM
 
     def key_dict(self, values: Sequence[Any]) -> dict[str, Any]:
         names = (self.partition_key, self.sort_key)
         return {names[i] or f"#{i}": v for i, v in enumerate(values)}
 
     def stored(self) -> bytes:
-        """The value of this definition in the ``tables`` database: ``[pk, sk, hlc, node]``."""
-        return codec.dumps([self.partition_key, self.sort_key, self.version[0], self.version[1]])
+        """The value of this definition in the ``tables`` database: ``[pk, sk, hlc, node]``,
+        then ``ttl_attribute, ttl_hlc, ttl_node`` once a TTL was ever set (store format 3)."""
+        row: list[Any] = [self.partition_key, self.sort_key, self.version[0], self.version[1]]
+        if self.ttl_version != BOTTOM:
+            row += [self.ttl_attribute, self.ttl_version[0], self.ttl_version[1]]
+        return codec.dumps(row)
 
 
 def decode_table_def(name: str, raw: bytes) -> TableDef:
     """A definition from its stored value (see :meth:`TableDef.stored`)."""
-    pk, sk, hlc, node = codec.loads(raw)
+    row = codec.loads(raw)
+    if len(row) == 7:
+        return TableDef(name, row[0], row[1], (row[2], row[3]), row[4], (row[5], row[6]))
+    pk, sk, hlc, node = row
     return TableDef(name, pk, sk, (hlc, node))
 
 
@@ -67,10 +81,11 @@ class Change:
 
     ``position`` orders the feed locally; all operations of one transaction share it, as
     they share ``version`` and ``txid``. ``kind`` is ``put``, ``update``, ``delete``,
-    ``create_table``, ``create_index`` or ``drop_index`` (these three with an empty ``key``
-    and the definition in ``delta``). ``delta`` is what the operation wrote (``item``;
-    ``set``/``remove``); ``new_image`` is the visible item right after this transaction was
-    applied here.
+    ``create_table``, ``create_index``, ``drop_index`` or ``set_ttl`` (these four with an
+    empty ``key`` and the definition in ``delta``). ``delta`` is what the operation wrote
+    (``item``; ``set``/``remove``, and ``add``/``delete`` for counters and sets);
+    ``new_image`` is the visible item right after this transaction was applied here. ``ttl``
+    is true for a delete made by TTL expiry (DynamoDB Streams' service identity).
     """
 
     position: int
@@ -82,6 +97,7 @@ class Change:
     seq: int
     delta: dict[str, Any]
     new_image: dict[str, Any] | None
+    ttl: bool = False
 
     @property
     def txid(self) -> tuple[int, int]:

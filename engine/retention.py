@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from . import codec, index
-from .apply import forgotten_ids, merge_table
+from .apply import forgotten_ids, merge_table, merge_ttl
 from .changelog import CHUNK, read_clock, write_clock
 from .changes import Snapshot, TableDef
 from .checks import check_node_id, check_vv, is_u64
@@ -75,6 +75,11 @@ def _check_table_def(t: object) -> None:
     if not (isinstance(v, tuple) and len(v) == 2
             and all(is_u64(x) for x in v)):
         raise ValidationError(f"table {t.name!r}: version {v!r} is not an (hlc, node) pair")
+    tv = t.ttl_version
+    if not (isinstance(tv, tuple) and len(tv) == 2 and all(is_u64(x) for x in tv)):
+        raise ValidationError(f"table {t.name!r}: TTL version {tv!r} is not an (hlc, node) pair")
+    if t.ttl_attribute is not None:
+        codec.check_attr_name(t.ttl_attribute, f"table {t.name!r} TTL attribute")
 
 
 def merge_snapshot(
@@ -121,6 +126,8 @@ def merge_snapshot(
             merge_table(txn, env, codec.Op("T", t.name, b"", {
                 "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
                 t.version, store.max_conflicts)
+            if t.ttl_version != BOTTOM:
+                merge_ttl(txn, env, t.name, t.ttl_attribute, t.ttl_version)
         # index definitions before items, so that the items merged here are maintained
         builds = False
         for d in ixdefs_in:
@@ -206,7 +213,7 @@ def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
     hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
     purged = 0
     for op in ops:
-        if op.kind not in ("U", "D") or (op.kind == "U" and not op.remove):
+        if op.kind not in ("U", "D") or (op.kind == "U" and not op.remove and not op.ext):
             continue
         raw = txn.get(op.key, db=env.items)
         if raw is None:

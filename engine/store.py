@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import apply, changelog, codec, retention, schema
+from . import apply, changelog, codec, retention, schema, ttl
 from . import index as index_mod
 from .changelog import append, read_clock, write_clock
 from .changes import (
@@ -175,18 +175,22 @@ class Store:
 
     def create_table(
         self, name: str, partition_key: str, sort_key: str | None = None, *,
-        indexes: Iterable[Index] | None = None,
+        indexes: Iterable[Index] | None = None, ttl_attribute: str | None = None,
     ) -> Table:
         """Create a table (a replicated change); idempotent for the same schema.
 
         :param indexes: secondary indexes (:class:`engine.Index`) created with the table, in
             the same transaction; on an existing table, those missing are created
             (:meth:`create_index`).
+        :param ttl_attribute: the attribute holding items' expiry time (see :meth:`set_ttl`);
+            set in the same transaction, or on an existing table by :meth:`set_ttl`.
         :raises SchemaError: if the table exists with a different key schema.
         """
         from .table import Table
 
         codec.check_key_schema(name, partition_key, sort_key)
+        if ttl_attribute is not None:
+            codec.check_attr_name(ttl_attribute, f"table {name!r} ttl_attribute")
         initial = index_mod.check_new(TableDef(name, partition_key, sort_key), indexes)
         env = self._e()
 
@@ -202,9 +206,13 @@ class Store:
                 return existing, None
             hlc, seq, pos = read_clock(txn, env)
             hlc = tick_local(hlc, self._wall(), self.max_offset_ms)
-            tdef = TableDef(name, partition_key, sort_key, (hlc, self.node_id))
+            v = (hlc, self.node_id)
+            tdef = TableDef(name, partition_key, sort_key, v, ttl_attribute,
+                            BOTTOM if ttl_attribute is None else v)
             txn.put(name.encode(), tdef.stored(), db=env.tables)
             wire: list[list[Any]] = [["T", name, partition_key, sort_key]]
+            if ttl_attribute is not None:
+                wire.append(["L", name, ttl_attribute])
             wire += index_mod.new_table_ops(txn, env, name, initial, tdef.version)
             pos = append(txn, env, self.node_id, seq + 1, codec.encode_txn(hlc, wire),
                          [None] * len(wire), pos)  # a local write: the entry carries hlc and
@@ -219,7 +227,18 @@ class Store:
         else:
             for ix in initial:
                 self.create_index(name, ix)
+        if ttl_attribute is not None and tdef.ttl_attribute != ttl_attribute:
+            tdef = ttl.set_ttl(self, name, ttl_attribute)
         return Table(self, tdef)
+
+    def set_ttl(self, table: str, attribute: str | None) -> None:
+        """Name the attribute that holds ``table``'s items' expiry time (``None``: no TTL).
+
+        An item whose TTL attribute is a number of epoch seconds at or before now is expired:
+        reads leave it out at once and :meth:`expire` deletes it. Replicated like the table
+        definition (the latest setting wins). :raises TableNotFound: if there is no such table.
+        """
+        ttl.set_ttl(self, table, attribute)
 
     def create_index(
         self, table: str, index: Index, *,
@@ -537,9 +556,11 @@ class Store:
         def run(txn: Txn) -> str:
             h = hashlib.sha256()
             for k, v in txn.cursor(db=env.tables):
-                pk, sk, _, _ = codec.loads(v)
-                if pk is not None:  # a deleted table (tombstone) is not visible state
-                    h.update(codec.canonical(["T", bytes(k), pk, sk]))
+                row = codec.loads(v)
+                if row[0] is None:  # a deleted table (tombstone) is not visible state
+                    continue
+                ttl = [row[4]] if len(row) == 7 and row[4] is not None else []
+                h.update(codec.canonical(["T", bytes(k), row[0], row[1], *ttl]))
             for k, v in txn.cursor(db=env.items):
                 item = codec.visible_from_raw(bytes(v))
                 if item is not None:
@@ -703,8 +724,9 @@ def _identify(txn: Txn, env: Env, path: Path, region: str | None) -> tuple[int, 
     fmt = txn.get(META_FORMAT, db=env.meta)
     if fmt not in READABLE_FORMATS:
         raise ValidationError(
-            f"{path}: store format {fmt!r} is not supported (this build reads 1 and 2)")
+            f"{path}: store format {fmt!r} is not supported (this build reads 1, 2 and 3)")
     if fmt != FORMAT:
+        log.info("upgrading store %s from format %s to %s", path, fmt.decode(), FORMAT.decode())
         txn.put(META_FORMAT, FORMAT, db=env.meta)
     node_id, stored_region, s_dev, s_ino = codec.loads(raw)
     if (s_dev, s_ino) != (dev, ino):

@@ -411,6 +411,9 @@ class _Writer:
     def snapshot(self, snap: Snapshot) -> Iterator[tuple[SegmentHeader, bytes]]:
         tables: list[TableRecord] = [
             ("T", t.name, t.partition_key, t.sort_key, t.version[0], t.version[1])
+            if t.ttl_version == (0, 0) else
+            ("T", t.name, t.partition_key, t.sort_key, t.version[0], t.version[1],
+             t.ttl_attribute, t.ttl_version[0], t.ttl_version[1])
             for t in snap.tables
         ]
         indexes: list[IndexRecord] = [_index_record(d) for d in snap.indexes]
@@ -500,7 +503,8 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
     from engine import TableDef
 
     h = segment.header
-    tables = [TableDef(r[1], r[2], r[3], (r[4], r[5]))
+    tables = [TableDef(r[1], r[2], r[3], (r[4], r[5]),
+                       *((r[6], (r[7], r[8])) if len(r) == 9 else ()))  # type: ignore[misc]
               for r in segment.records if r[0] == "T"]
     items: list[tuple[bytes, bytes]] = [(r[1], r[2])
                                         for r in segment.records if r[0] == "I"]

@@ -42,6 +42,7 @@ from engine.errors import SegmentError, ValidationError
 __all__ = [
     "DEFAULT_LIMITS",
     "FORMAT_VERSION",
+    "READABLE_VERSIONS",
     "SEGMENT_MAGIC",
     "ChangeRecord",
     "IndexRecord",
@@ -60,7 +61,10 @@ __all__ = [
 ]
 
 SEGMENT_MAGIC = b"\x89RGDBSEG"
-FORMAT_VERSION = 1
+#: Version 2 (store format 3): record blobs may hold counter and set parts, and a snapshot's
+#: table records may carry a TTL attribute. Version 1 segments are still read.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 CHECKSUM_SIZE = 32
 #: zlib level for compressed payloads: fixed so encoding stays deterministic.
 ZLIB_LEVEL = 6
@@ -78,7 +82,10 @@ _HEADER_KEYS = frozenset(
 Kind: TypeAlias = Literal["changes", "snapshot"]
 Compression: TypeAlias = Literal["none", "zlib"]
 ChangeRecord: TypeAlias = tuple[int, int, bytes]
-TableRecord: TypeAlias = tuple[Literal["T"], str, str, "str | None", int, int]
+TableRecord: TypeAlias = (
+    "tuple[Literal['T'], str, str, str | None, int, int]"
+    "| tuple[Literal['T'], str, str, str | None, int, int, str | None, int, int]"
+)  # the last three (version 2): TTL attribute and the version that set it
 ItemRecord: TypeAlias = tuple[Literal["I"], bytes, bytes]
 #: an index definition: table, name, pk, sk, projection (``None`` x3 for a drop), hlc, node
 IndexRecord: TypeAlias = tuple[Literal["X"], str, str, "str | None", "str | None", Any, int,
@@ -129,6 +136,7 @@ class Segment:
     header: SegmentHeader
     records: tuple[Record, ...]
     digest: bytes = b""
+    version: int = FORMAT_VERSION
 
     def change_records(self) -> tuple[ChangeRecord, ...]:
         """The records of a ``changes`` segment, as the ``(origin, seq, txn)`` triples that
@@ -220,7 +228,8 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
 
 
 def _check_records(
-    header: SegmentHeader, records: Iterable[object], limits: SegmentLimits
+    header: SegmentHeader, records: Iterable[object], limits: SegmentLimits,
+    version: int = FORMAT_VERSION,
 ) -> tuple[Record, ...]:
     """Check every record's shape and that the records are exactly what the header claims."""
     out: list[Record] = []
@@ -263,10 +272,10 @@ def _check_records(
             if rec[0] == "X":
                 out.append(_index_record(rec, i))
             elif rec[0] == "T":
-                if len(rec) != 6:
+                if len(rec) != 6 and (version < 2 or len(rec) != 9):
                     raise ValidationError(
                         f"record {i}: a table record is ('T', name, partition_key, sort_key, "
-                        "hlc, node)"
+                        "hlc, node" + (")" if version < 2 else "[, ttl, ttl_hlc, ttl_node])")
                     )
                 name = _str(rec[1], f"record {i} table name")
                 pk = _str(rec[2], f"record {i} partition key")
@@ -276,7 +285,13 @@ def _check_records(
                 if name in tables:
                     raise ValidationError(f"record {i}: table {name!r:.80} defined twice")
                 tables.add(name)
-                out.append(("T", name, pk, sk, hlc, node))
+                if len(rec) == 9:
+                    ttl = None if rec[6] is None else _str(rec[6], f"record {i} ttl attribute")
+                    out.append(("T", name, pk, sk, hlc, node, ttl,
+                                _u64(rec[7], f"record {i} ttl hlc"),
+                                _u64(rec[8], f"record {i} ttl node")))
+                else:
+                    out.append(("T", name, pk, sk, hlc, node))
             else:
                 if len(rec) != 3:
                     raise ValidationError(f"record {i}: an item record is ('I', key, state)")
@@ -522,10 +537,14 @@ def _decode(data: bytes, limits: SegmentLimits) -> Segment:
     if size < _PREFIX.size:
         raise SegmentError(f"truncated: {size} bytes, shorter than the fixed prefix")
     _, version, header_len = _PREFIX.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise SegmentError(
-            f"format version {version} not supported (this build reads {FORMAT_VERSION})"
-        )
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        if version > FORMAT_VERSION:
+            raise SegmentError(
+                f"format version {version} is newer than this build understands (it reads "
+                f"{readable}): upgrade regiondb on this node"
+            )
+        raise SegmentError(f"format version {version} not supported (this build reads {readable})")
     minimum = _PREFIX.size + _U32.size + CHECKSUM_SIZE
     if size < minimum:
         raise SegmentError(f"truncated: {size} bytes, a segment has at least {minimum}")
@@ -558,9 +577,10 @@ def _decode(data: bytes, limits: SegmentLimits) -> Segment:
         records = loads_bounded(
             payload,
             max_depth=limits.max_depth,
-            # a snapshot table record has 7 heads; index definitions ("X", 10 heads plus up
-            # to MAX_PROJECTION names) are few, and get a fixed allowance
-            max_items=1 + 7 * header.record_count + 4096,
+            # a snapshot table record has 10 heads (version 2, with its TTL); index
+            # definitions ("X", 10 heads plus up to MAX_PROJECTION names) are few, and get a
+            # fixed allowance
+            max_items=1 + 10 * header.record_count + 4096,
             max_bytes=limits.max_segment_bytes,
         )
         if not isinstance(records, list):
@@ -569,10 +589,10 @@ def _decode(data: bytes, limits: SegmentLimits) -> Segment:
             raise ValidationError(
                 f"header says {header.record_count} records, the payload holds {len(records)}"
             )
-        checked = _check_records(header, records, limits)
+        checked = _check_records(header, records, limits, version)
     except ValidationError as exc:
         raise SegmentError(f"bad payload: {exc}") from exc
-    return Segment(header=header, records=checked, digest=digest)
+    return Segment(header=header, records=checked, digest=digest, version=version)
 
 
 _NAME_RE = re.compile(r"([0-9a-f]{16})-([0-9a-f]{16})-(changes|snapshot)\.seg")

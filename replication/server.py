@@ -31,6 +31,7 @@ from engine.errors import ProtocolError
 from .link import (
     PEER_ERRORS,
     LoopThread,
+    as_transport_error,
     check_ssl,
     close_writer,
     handshake,
@@ -80,15 +81,23 @@ class AsyncServer:
         return f"<AsyncServer {self.address[0]}:{self.address[1]} node={self.store.node_id:016x}>"
 
     async def start(self) -> AsyncServer:
-        self._server = await asyncio.start_server(
-            self._handle, self._host, self._port, ssl=self._ssl,
-            ssl_handshake_timeout=self.options.handshake_timeout if self._ssl else None)
-        self.address = self._server.sockets[0].getsockname()[:2]
+        """Listen; a failure to bind is a :class:`TransportBrokenError` (an ``OSError``)."""
+        try:
+            await self._listen()
+        except OSError as exc:
+            wrapped = as_transport_error(exc, f"cannot listen on {self._host}:{self._port}")
+            raise (wrapped or exc) from exc
         self._gc = asyncio.ensure_future(collect_garbage_periodically(
             self.store, self._workers, self.options.gc_interval))
         log.info("serving %s (node %016x) on %s:%d%s", self.store.path, self.store.node_id,
                  *self.address, " with TLS" if self._ssl else "")
         return self
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle, self._host, self._port, ssl=self._ssl,
+            ssl_handshake_timeout=self.options.handshake_timeout if self._ssl else None)
+        self.address = self._server.sockets[0].getsockname()[:2]
 
     @property
     def connections(self) -> int:
@@ -268,7 +277,7 @@ def serve(store: Store, host: str = "127.0.0.1", port: int = 0, secret: str | by
     :param port: 0 picks a free port; read it from ``server.address``.
     :param secret: shared secret; peers must prove they know it (and so must we).
     :param ssl: a server-side ``ssl.SSLContext`` to wrap connections in TLS.
-    :raises OSError: if the address cannot be bound.
+    :raises TransportBrokenError: if the address cannot be bound (also an ``OSError``).
     :raises ValidationError: for bad arguments.
     """
     key = normalize_secret(secret)

@@ -34,11 +34,9 @@ Framing: every frame after the handshake is sealed and opened by the connection'
 :class:`~replication.channel.Channel` (protocol v2: an HMAC tag with an implicit sequence
 number); a frame that fails is a ``ProtocolError`` and ends the session.
 
-Relay: the log holds remote changes too, so "send every entry the peer lacks" serves chains
-(A–B–C) as well as meshes. Our own changes go out at once; other origins' entries only once they
-are ``relay_delay`` old, by which time a peer in a full mesh has them from their origin and has
-told us so (every vv change is advertised with ``STATE``), so a mesh does not ship each change
-twice. When two live connections join the same two nodes (both run a Replicator towards the
+Relay: remote changes in our log go to peers too (chains as well as meshes), once they are
+``relay_delay`` old (:mod:`replication.relay`), so a full mesh does not ship each change twice.
+When two live connections join the same two nodes (both run a Replicator towards the
 other), only the one opened by the lower node id pushes (and advertises); the other stays as a
 standby.
 """
@@ -49,7 +47,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +76,7 @@ from .protocol import (
     read_frame,
     type_name,
 )
+from .relay import RelayGate
 from .segment import Segment, decode_segment, encode_segment
 from .stalls import record_stall
 from .vv import merge_into, range_gaps
@@ -146,7 +144,7 @@ class Session:
         self.sent_done = False
         self.peer_done = asyncio.Event()
         self._hold_until = 0.0
-        self._relay_marks: deque[tuple[float, dict[int, int]]] = deque()
+        self._relay = RelayGate(store.node_id, options.relay_delay)
         self._recheck_pending = False
         self._refusals = 0  # ACKs that refused something (they rewind ``sent``)
         self._reissue = store._reissue_waiting()  # writes of a re-identification wait
@@ -158,7 +156,6 @@ class Session:
         self._ack_flushed = 0.0
         self._progress = asyncio.Event()  # an ACK arrived or DONE was sent
         self._closing = False
-        self._relay_last: dict[int, int] = {}
         self._high_water = self.writer.transport.get_write_buffer_limits()[1]
         # Totals for the sync report.
         self.totals = SessionTotals()
@@ -353,28 +350,9 @@ class Session:
                     self.sent[o] = last
         await self._drain()
 
-    def _relay_target(self, vv: dict[int, int]) -> tuple[dict[int, int], float | None]:
-        """Per other origin, the seq we may relay now; and when to look again."""
-        delay = self.opts.relay_delay
-        if delay <= 0:
-            return vv, None
-        now = time.monotonic()
-        me = self.store.node_id
-        others = {o: s for o, s in vv.items() if o != me}  # our own changes go at once
-        latest = self._relay_marks[-1][1] if self._relay_marks else self._relay_last
-        if others != latest:
-            self._relay_marks.append((now, others))
-        target: dict[int, int] = {}
-        while self._relay_marks and self._relay_marks[0][0] <= now - delay:
-            target = self._relay_last = self._relay_marks.popleft()[1]
-        if not target:
-            target = self._relay_last
-        again = self._relay_marks[0][0] + delay - now if self._relay_marks else None
-        return target, again
-
     async def _push(self, vv: dict[int, int]) -> None:
         me = self.store.node_id
-        target, again = self._relay_target(vv)
+        target, again = self._relay.target(vv)
         eff = self.peer_vv_for_send()
         want: dict[int, int] = {}
         budget = self._segment_budget()

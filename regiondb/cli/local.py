@@ -190,7 +190,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         rows = store.table(args.table).query(
             key_arg(args.pk, "partition key"), begins_with=sk(args.begins_with),
             between=between, gt=sk(args.gt), gte=sk(args.gte), lt=sk(args.lt), lte=sk(args.lte),
-            reverse=args.reverse, limit=args.limit)
+            reverse=args.reverse, limit=args.limit, index=args.index)
         for item in rows:
             emit(item)
     return 0

@@ -16,6 +16,7 @@ from . import fleet
 from .args import host_port, node_id_arg, positive_int, seconds_arg
 from .dynamodb import add_parser as add_dynamodb
 from .dynamodb import add_serve_flags as add_dynamodb_flags
+from .indexes import cmd_check, cmd_create_index, cmd_drop_index, cmd_indexes
 from .live import cmd_serve, cmd_sync
 from .local import (
     cmd_changes,
@@ -222,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(f"--{op}", metavar="X", help=f"sk {text} X")
     p.add_argument("--reverse", action="store_true", help="descending sort-key order")
     p.add_argument("--limit", type=positive_int, metavar="N")
+    p.add_argument("--index", metavar="NAME",
+                   help="query secondary index NAME: PK and the conditions are its keys")
 
     p = _add(sub, "scan", cmd_scan, "every item of a table in key order (JSON lines)",
              "regiondb scan data/mumbai orders\nregiondb scan data/mumbai orders --limit 5",
@@ -286,6 +289,43 @@ def build_parser() -> argparse.ArgumentParser:
     _dir(p)
     p.add_argument("path", metavar="PATH")
     progress_args(p)
+
+    p = _add(sub, "create-index", cmd_create_index,
+             "add a secondary index to a table and fill it (replicates)",
+             "regiondb create-index data/mumbai orders by_status --partition-key status "
+             "--sort-key placed_at\nregiondb create-index data/mumbai orders by_region "
+             "--partition-key region --projection KEYS_ONLY", common,
+             "Add index NAME to TABLE and fill it from the items, in chunks (a progress bar on "
+             "a terminal); returns when the index is complete. Every replica fills its own "
+             "when the definition reaches it. Interrupted, it resumes (run it again, or open "
+             "the store).")
+    _dir(p)
+    p.add_argument("table", metavar="TABLE")
+    p.add_argument("name", metavar="NAME", help="the index name")
+    p.add_argument("--partition-key", "--pk", required=True, metavar="ATTR")
+    p.add_argument("--sort-key", "--sk", metavar="ATTR")
+    p.add_argument("--projection", default="ALL", metavar="ALL|KEYS_ONLY|A,B",
+                   help="what the index holds (default ALL; keys are always projected)")
+    progress_args(p)
+
+    p = _add(sub, "drop-index", cmd_drop_index, "remove a secondary index (replicates)",
+             "regiondb drop-index data/mumbai orders by_region", common)
+    _dir(p)
+    p.add_argument("table", metavar="TABLE")
+    p.add_argument("name", metavar="NAME")
+
+    p = _add(sub, "indexes", cmd_indexes, "list a table's secondary indexes",
+             "regiondb indexes data/mumbai orders", common)
+    _dir(p)
+    p.add_argument("table", metavar="TABLE")
+
+    p = _add(sub, "check", cmd_check, "verify the store: index == items, log == items",
+             "regiondb check data/mumbai\nregiondb check data/mumbai --json", common,
+             "Read the whole store in one snapshot and verify that every secondary index "
+             "holds exactly the entries its table's items call for, and that the change log "
+             "agrees with the items (replayed when the log was never truncated). Exit status "
+             "2 lists what disagrees.")
+    _dir(p)
 
     p = _add(sub, "sync-dir", cmd_sync_dir, "two-way offline sync through a shared folder",
              "regiondb sync-dir data/van /media/usb/shopease-mailbox", common,

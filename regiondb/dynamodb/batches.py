@@ -27,7 +27,7 @@ from .exprs import gather
 from .items import native_kwargs, on_condition_failure
 from .keys import check_item, key_of, key_values
 from .params import check_length, check_table_name, list_param, map_param
-from .values import marshal_item, unmarshal_item
+from .values import BODY_SIZE, marshal_item, unmarshal_item
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -71,7 +71,7 @@ def batch_write(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
             ((kind, body),) = r.items()
             if kind == "PutRequest":
                 item = unmarshal_item((body or {}).get("Item"), "Item")
-                check_item(info, item)
+                check_item(info, item, req.get(BODY_SIZE))
                 key = {k: item[k] for k in info.key_names()}
                 ops.append(("P", name, item, None))
             else:

@@ -413,9 +413,9 @@ class Node:
     """A node process (tests.integration.nodeproc) with JSON-line commands."""
 
     def __init__(self, store: Path, region: str, *, listen: str = "127.0.0.1:0",
-                 peers: tuple[str, ...] = ()) -> None:
+                 peers: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> None:
         args = [sys.executable, "-m", "tests.integration.nodeproc", "--store", str(store),
-                "--region", region, "--listen", listen, "--nosync"]
+                "--region", region, "--listen", listen, "--nosync", *extra]
         for p in peers:
             args += ["--peer", p]
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE,
@@ -610,3 +610,24 @@ def test_close_and_stop_return_only_once_no_apply_runs(
     rep.stop()
     assert [t.name for t in threading.enumerate()
             if t.is_alive() and f"regiondb-repl-{src.region}" in t.name] == []
+
+
+def test_network_failures_are_transport_errors(make_store: Any,
+                                               closing: list[Callable[[], None]]) -> None:
+    store = make_store("s")
+    server = start_server(store, closing)
+    with pytest.raises(engine.TransportBrokenError, match="cannot listen on 127.0.0.1") as bound:
+        serve(store, port=server.address[1])
+    assert isinstance(bound.value, OSError) and isinstance(bound.value.__cause__, OSError)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    with pytest.raises(engine.TransportBrokenError, match=f"sync with 127.0.0.1:{free}") as lost:
+        sync(store, ("127.0.0.1", free), timeout=5)
+    assert isinstance(lost.value, ConnectionError)
+    with socket.socket() as silent:  # accepts, never answers: the sync's deadline passes
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with pytest.raises(engine.TransportTimeoutError) as late:
+            sync(store, silent.getsockname(), timeout=1, options=FAST)
+    assert isinstance(late.value, TimeoutError)

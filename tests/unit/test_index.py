@@ -375,3 +375,20 @@ def test_definitions_travel_in_snapshots(make_store: Any) -> None:
     assert tb.indexes() == [Index("by_g", "g", projection=["v"])]
     assert list(tb.query(1, index="by_g")) == list(ta.query(1, index="by_g"))
     assert b.integrity_check().ok
+
+
+def test_bad_snapshot_index_definitions_merge_nothing(make_store: Any) -> None:
+    a, b = make_store("a"), make_store("b")
+    a.create_table("t", "id", indexes=[Index("by_g", "g")])
+    a.table("t").put({"id": 1, "g": "x"})
+    snap = a.snapshot()
+    good = snap.indexes[0]
+    before = b.digest()
+    for bad, message in ((["nope"], "not an IndexDef"), ("by_g", "iterable of IndexDef"),
+                         ([index_mod.snapshot_def("t", "x", Index("x", "g"), (1, -1))],
+                          "bad version")):
+        with pytest.raises(ValidationError, match=message):
+            b.merge_snapshot(snap.vv, snap.tables, snap.items(), bad)  # type: ignore[arg-type]
+        assert b.digest() == before and b.tables() == []
+    b.merge_snapshot(snap.vv, snap.tables, snap.items(), [good])
+    assert [i["id"] for i in b.table("t").query("x", index="by_g")] == [1]
