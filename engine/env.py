@@ -155,6 +155,9 @@ class Env:
         self._queue_lock = threading.Lock()
         self._queue: list[_Slot] = []  # writers waiting for the next group commit
         self._leading = False  # a writer is committing a group (or about to)
+        # table name -> how often it was deleted since open: a Table object made before a
+        # deletion refuses writes (engine.schema)
+        self.drops: dict[str, int] = {}
         try:
             self.lmdb = lmdb.open(
                 str(path), map_size=map_size, max_dbs=len(DB_NAMES) + 2, subdir=True,
