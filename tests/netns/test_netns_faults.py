@@ -1,7 +1,7 @@
 """Three regions in three network namespaces, over impaired links, through real faults.
 
 Each node is a real process (``tests.integration.nodeproc``) in its own namespace, serving and
-replicating with the two others over its own veth links (see :mod:`lab`): 20, 150 and 150 ms
+replicating with the two others over its own veth links (see :mod:`netlab`): 20, 150 and 150 ms
 one way, with jitter and 1 % loss. While all three take writes, one link is cut and healed
 (a non-transitive partition: changes flow around it), then one node is split from the two
 others and rejoins, then a node is SIGKILLed mid-stream and restarted. Checks: every node ends
@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab import Lab, unavailable
-from nodes import NsNode
+from netlab import Lab, unavailable
+from netnodes import NsNode
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
