@@ -17,7 +17,7 @@ from .errors import conditional_failed, validation
 from .exprs import Exprs, gather
 from .keys import check_item, key_of, key_values
 from .params import enum_param, table_name
-from .values import marshal_item, unmarshal_item
+from .values import BODY_SIZE, marshal_item, unmarshal_item
 
 if TYPE_CHECKING:
     from .endpoint import Endpoint
@@ -76,7 +76,7 @@ def put_item(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
     name = table_name(req)
     info = ep.info(name)
     item = unmarshal_item(req.get("Item"), "Item")
-    check_item(info, item)
+    check_item(info, item, req.get(BODY_SIZE))
     rv = enum_param(req, "ReturnValues", ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW",
                                           "UPDATED_NEW"), default="NONE")
     if rv not in ("NONE", "ALL_OLD"):

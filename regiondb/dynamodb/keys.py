@@ -66,7 +66,7 @@ def key_values(info: TableInfo, key: dict[str, Any]) -> tuple[Any, Any]:
     return key[info.partition_key], (key[info.sort_key] if info.sort_key else None)
 
 
-def check_item(info: TableInfo, item: dict[str, Any]) -> None:
+def check_item(info: TableInfo, item: dict[str, Any], body_size: int | None = None) -> None:
     """Check a whole item (PutItem): key attributes present and typed, index keys typed, size."""
     for name in info.key_names():
         if name not in item:
@@ -82,4 +82,4 @@ def check_item(info: TableInfo, item: dict[str, Any]) -> None:
                     raise validation(
                         "One or more parameter values were invalid: Type mismatch for Index Key "
                         f"{name} Expected: {expected} Actual: {actual} IndexName: {ix_name}")
-    check_item_size(item)
+    check_item_size(item, body_size)

@@ -34,6 +34,7 @@ import engine
 from . import sigv4
 from .endpoint import Endpoint
 from .errors import DynamoDBError, from_engine, serialization
+from .values import BODY_SIZE
 
 __all__ = ["MAX_BODY", "DynamoDBServer", "serve"]
 
@@ -112,6 +113,7 @@ class _App:
         if handler is None:
             raise DynamoDBError("UnknownOperationException", "")
         req = _parse(body)
+        req[BODY_SIZE] = len(body)
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self.pool, _run, handler, req)
         return 200, result

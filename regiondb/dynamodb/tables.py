@@ -312,15 +312,13 @@ def _label_now(now: float) -> str:
 
 
 def ttl_attribute(store: engine.Store, name: str) -> str | None:
-    """The engine's TTL attribute of a table (``None`` when off or not in this build)."""
-    getter = getattr(store, "ttl_attribute", None)
-    if callable(getter):
-        return getter(name)  # type: ignore[no-any-return]
-    table = store.table(name)
-    for obj in (table, getattr(table, "_def", None)):
-        v = getattr(obj, "ttl_attribute", None)
-        if v is not None and not callable(v):
-            return str(v)
+    """The engine's TTL attribute of a table (``TableDef.ttl_attribute``; ``None`` when off
+    or not in this build)."""
+    store.table(name)  # TableNotFound if absent
+    for d in store.table_defs():
+        if d.name == name:
+            v = getattr(d, "ttl_attribute", None)
+            return v if isinstance(v, str) else None
     return None
 
 

@@ -230,7 +230,8 @@ def attr_type(value: Any) -> str:
 
 
 def _number_size(value: int | float | Decimal) -> int:
-    digits = len(_number_text(value).lstrip("-").replace(".", "").strip("0")) or 1
+    text = str(abs(value)) if type(value) is int else _number_text(value).lstrip("-")
+    digits = len(text.replace(".", "").strip("0")) or 1
     return (digits + 1) // 2 + 1
 
 
@@ -259,8 +260,16 @@ def item_size(item: Mapping[str, Any]) -> int:
     return sum(len(k.encode("utf-8", "surrogatepass")) + value_size(v) for k, v in item.items())
 
 
-def check_item_size(item: Mapping[str, Any]) -> None:
+BODY_SIZE = "\x00body-size"
+"""Request key under which the server records the body's length: an item sent in a body
+smaller than 400 KB cannot be over 400 KB (its JSON spells every name and value out at least
+as long as DynamoDB counts them), so the size need not be computed."""
+
+
+def check_item_size(item: Mapping[str, Any], body_size: int | None = None) -> None:
     """:raises DynamoDBError: if ``item`` is over DynamoDB's 400 KB."""
+    if body_size is not None and body_size <= MAX_ITEM_SIZE:
+        return
     if item_size(item) > MAX_ITEM_SIZE:
         raise validation("Item size has exceeded the maximum allowed size")
 

@@ -23,6 +23,7 @@ NATIVE = {
     "expr": hasattr(engine.Table, "query_page"),
     "index": hasattr(engine, "Index"),
     "ttl": hasattr(engine.Store, "set_ttl"),
+    "expire": hasattr(engine.Store, "expire"),
     "delete_table": hasattr(engine.Store, "delete_table"),
     "transactions": hasattr(engine.Batch, "check"),
 }

@@ -148,3 +148,40 @@ def test_resource_table_query(resource: Any, orders: str) -> None:
     out = t.query(KeyConditionExpression=Key("c").eq("c0") & Key("n").gt(16),
                   FilterExpression=Attr("status").eq("SHIPPED"))
     assert [int(i["n"]) for i in out["Items"]] == [17, 19]
+
+
+@needs("index")
+def test_query_a_global_secondary_index_with_pages(ddb: Any) -> None:
+    ddb.create_table(
+        TableName="reads-indexed", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "c", "KeyType": "HASH"},
+                   {"AttributeName": "n", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "c", "AttributeType": "S"},
+                              {"AttributeName": "n", "AttributeType": "N"},
+                              {"AttributeName": "status", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{
+            "IndexName": "by_status", "Projection": {"ProjectionType": "KEYS_ONLY"},
+            "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"},
+                          {"AttributeName": "n", "KeyType": "RANGE"}]}])
+    for n in range(10):
+        item = {"c": {"S": f"c{n % 2}"}, "n": {"N": str(n)}, "total": {"N": "1"}}
+        if n % 3:
+            item["status"] = {"S": "OPEN"}  # sparse: the others are not in the index
+        ddb.put_item(TableName="reads-indexed", Item=item)
+    pages = ddb.get_paginator("query").paginate(
+        TableName="reads-indexed", IndexName="by_status",
+        KeyConditionExpression="#s = :s AND n > :lo", ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "OPEN"}, ":lo": {"N": "1"}},
+        PaginationConfig={"PageSize": 2})
+    items = [i for p in pages for i in p["Items"]]
+    assert ns(items) == [2, 4, 5, 7, 8]
+    assert all("total" not in i and set(i) == {"c", "n", "status"} for i in items)
+    with pytest.raises(ClientError) as e:
+        ddb.query(TableName="reads-indexed", IndexName="nope",
+                  KeyConditionExpression="c = :c", ExpressionAttributeValues={":c": {"S": "x"}})
+    assert "does not have the specified index: nope" in error_of(e)[1]
+    with pytest.raises(ClientError) as e:
+        ddb.query(TableName="reads-indexed", IndexName="by_status", ConsistentRead=True,
+                  KeyConditionExpression="#s = :s", ExpressionAttributeNames={"#s": "status"},
+                  ExpressionAttributeValues={":s": {"S": "OPEN"}})
+    assert "Consistent reads are not supported on global secondary indexes" in error_of(e)[1]

@@ -223,12 +223,55 @@ def test_time_to_live(ddb: Any, make_table: Any) -> None:
     with pytest.raises(ClientError) as e:
         ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=spec)
     assert error_of(e) == ("ValidationException", "TimeToLive is already enabled")
-    past = str(int(time.time()) - 10)
-    ddb.put_item(TableName=name, Item={"pk": {"S": "old"}, "expires": {"N": past}})
-    ddb.put_item(TableName=name, Item={"pk": {"S": "new"}, "expires": {"N": "99999999999"}})
-    assert "Item" not in ddb.get_item(TableName=name, Key={"pk": {"S": "old"}})
-    assert "Item" in ddb.get_item(TableName=name, Key={"pk": {"S": "new"}})
     ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
         "Enabled": False, "AttributeName": "expires"})
     assert ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"][
         "TimeToLiveStatus"] == "DISABLED"
+
+
+def test_a_table_made_natively_is_described_with_inferred_types(ddb: Any, server: Any) -> None:
+    t = server.store.create_table("native-made", partition_key="id", sort_key="at")
+    t.put({"id": "a", "at": 5, "x": "y"})
+    desc = ddb.describe_table(TableName="native-made")["Table"]
+    assert sorted(desc["AttributeDefinitions"], key=lambda d: d["AttributeName"]) == [
+        {"AttributeName": "at", "AttributeType": "N"},
+        {"AttributeName": "id", "AttributeType": "S"}]
+    assert desc["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    got = ddb.get_item(TableName="native-made", Key={"id": {"S": "a"}, "at": {"N": "5"}})
+    assert got["Item"]["x"] == {"S": "y"}
+    with pytest.raises(ClientError) as e:  # the endpoint's metadata table is out of reach
+        ddb.describe_table(TableName="_d")
+    assert "Member must have length greater than or equal to 3" in error_of(e)[1]
+
+
+@needs("ttl", "expire")
+def test_expired_items_go_and_their_stream_records_are_service_deletes(
+        ddb: Any, server: Any, make_table: Any) -> None:
+    from .conftest import client_for
+
+    name = make_table(StreamSpecification={"StreamEnabled": True,
+                                           "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+        "Enabled": True, "AttributeName": "expires"})
+    past = str(int(time.time()) - 10)
+    ddb.put_item(TableName=name, Item={"pk": {"S": "old"}, "expires": {"N": past}})
+    ddb.put_item(TableName=name, Item={"pk": {"S": "new"}, "expires": {"N": "99999999999"}})
+    streams = client_for(server.url, "dynamodbstreams")
+    arn = ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard,
+                                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    removes: list[Any] = []
+    deadline = time.monotonic() + 20  # the endpoint runs store.expire() every few seconds
+    while not removes:
+        assert time.monotonic() < deadline, "the expired item was never deleted"
+        out = streams.get_records(ShardIterator=it)
+        it = out["NextShardIterator"]
+        removes = [r for r in out["Records"] if r["eventName"] == "REMOVE"]
+        if not removes:
+            time.sleep(0.2)
+    (rec,) = removes
+    assert rec["dynamodb"]["Keys"] == {"pk": {"S": "old"}}
+    assert rec["userIdentity"] == {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    assert "Item" not in ddb.get_item(TableName=name, Key={"pk": {"S": "old"}})
+    assert "Item" in ddb.get_item(TableName=name, Key={"pk": {"S": "new"}})

@@ -450,3 +450,21 @@ def test_changes_held_for_clock_skew_apply_once_clocks_agree(
     finally:
         rb.stop()
         b.close()
+
+
+def test_auth_nkey(tmp_path: Path) -> None:
+    nkeys = pytest.importorskip("nkeys")  # nats-py[nkeys], in the nats and test extras
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    seed_file = tmp_path / "user.nk"
+    seed_file.write_bytes(seed)
+    config = f'authorization {{ users: [ {{ nkey: "{public}" }} ] }}'
+    with LocalServer(tmp_path / "nats", config=config) as srv:
+        store = engine.open(tmp_path / "s", region="s")
+        rep = Replicator(store, [srv.url], cluster="test", nkeys_seed=str(seed_file),
+                         options=FAST).start()
+        try:
+            assert rep.wait_connected(10), rep.stats.last_error
+        finally:
+            rep.stop()
+            store.close()
