@@ -196,7 +196,7 @@ def _transact_op(ep: Endpoint, b: engine.Batch, action: str, spec: dict[str, Any
             raise validation("1 validation error detected: Value null at 'transactItems.member."
                              "conditionCheck.conditionExpression' failed to satisfy constraint: "
                              "Member must not be null")
-        b.check(name, pk, sk, **native_kwargs(ex))  # type: ignore[attr-defined]
+        b.check(name, pk, sk, **native_kwargs(ex))
 
 
 def _reasons(exc: engine.ConditionFailed, count: int,
@@ -289,7 +289,7 @@ def transact_get(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
         seen.add(kid)
         refs.append((name, *key_values(info, key)))
         projections.append(_projection_paths(gather(spec, projection=True)))
-    items = ep.store.get_many(refs)  # type: ignore[attr-defined]
+    items = ep.store.get_many(refs)
     if any(p is not None for p in projections):
         project = importlib.import_module("engine.expr").project
         items = [i if p is None else project(i, p) for i, p in zip(items, projections,
