@@ -7,6 +7,7 @@ Operands evaluate to a value or :data:`~engine.expr.values.MISSING`.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -100,18 +101,27 @@ def _compile(node: Cond) -> Callable[[dict[str, Any]], bool]:
     return _compile_func(node)
 
 
+_PY_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le,
+    ">": operator.gt, ">=": operator.ge}
+
+
 def _compile_compare(node: Compare) -> Callable[[dict[str, Any]], bool]:
     op = node.op
     left, right = compile_operand(node.left), compile_operand(node.right)
-    if op == "=" and isinstance(node.right, Literal) and type(node.right.value) is str:
-        # the common ``attr = :string``: no type dispatch needed
-        want = node.right.value
+    if isinstance(node.right, Literal) and type(node.right.value) in (str, int, bytes):
+        # the common ``attr <op> :literal`` of a plain str, int or bytes: when the attribute
+        # holds the same exact type, Python's comparison is DynamoDB's; anything else
+        # (floats, Decimals, bools, other types, missing) takes the general rules
+        want, kind, fast = node.right.value, type(node.right.value), _PY_OPS[op]
 
-        def equals_str(item: dict[str, Any]) -> bool:
+        def compare_literal(item: dict[str, Any]) -> bool:
             v = left(item)
-            return type(v) is str and v == want
+            if type(v) is kind:
+                return fast(v, want)
+            return compare(op, v, want)
 
-        return equals_str
+        return compare_literal
     return lambda item: compare(op, left(item), right(item))
 
 
