@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -20,7 +21,7 @@ from . import codec
 from . import index as index_mod
 from .batch import Batch
 from .checks import check_limit as _check_limit
-from .errors import ValidationError
+from .errors import TableNotFound, ValidationError
 from .expr import Expressions, KeyCondition, Path, compile_cond, key_parts, plan_update, project
 from .expr import compare as _compare
 from .expr import update_actions as _keyword_actions
@@ -42,6 +43,7 @@ Names = Mapping[str, str] | None
 Values = Mapping[str, Any] | None
 _MAX_KEY = codec.MAX_KEY_BYTES
 MAX_SEGMENTS = 1_000_000
+_WHOLE_INDEX = object()  # _index_query's pk for a scan of the whole index
 
 
 def _binder(names: Names, values: Values) -> Expressions:
@@ -103,6 +105,8 @@ class Table:
         self._two_keys = tdef.sort_key is not None
         self._key_names = (tdef.partition_key,) if tdef.sort_key is None else \
             (tdef.partition_key, tdef.sort_key)
+        self._drops = store._e().drops  # shared with every Store of this process on the path
+        self._generation = self._drops.get(tdef.name, 0)
 
     def __repr__(self) -> str:
         return (f"<Table {self.name!r} partition_key={self.partition_key!r} "
@@ -112,6 +116,9 @@ class Table:
 
     def _key(self, pk: Any, sk: Any) -> tuple[bytes, tuple[Any, ...]]:
         values: tuple[Any, ...]
+        if self._drops and self._drops.get(self.name, 0) != self._generation:
+            raise TableNotFound(f"table {self.name!r} was deleted (store.table() gives the "
+                                "table of that name now, if it was created again)")
         if self._two_keys:
             if sk is None:
                 raise ValidationError(
@@ -199,10 +206,25 @@ class Table:
                            partial(plan_update, bound), returning)
         if ex is not None:
             ex.finish()
-        set_ = _mapping(set_, "set=")
-        removed = _names(remove, "remove=")
-        add, delete = _mapping(add, "add="), _mapping(delete, "delete=")
+        set_ = set_ if type(set_) is dict else _mapping(set_, "set=")
+        removed = () if remove is None else _names(remove, "remove=")
         where = f"table {self.name!r} update"
+        if add is None and delete is None:
+            # the plain keyword update (the hot path): set= values and remove= names
+            codec.check_attrs(set_, where)
+            for name in removed:
+                codec.check_attr_name(name, where)
+            for name in self._key_names:
+                if name in set_ or name in removed:
+                    raise ValidationError(
+                        f"{where}: {name!r} is a key attribute and cannot change")
+            if removed and not set_.keys().isdisjoint(removed):
+                raise ValidationError(
+                    f"{where}: {sorted(set_.keys() & set(removed))} both set and removed")
+            attrs.update(set_)
+            return WriteOp("U", self._def, key, kv, attrs, tuple(dict.fromkeys(removed)),
+                           cond, None, returning)
+        add, delete = _mapping(add, "add="), _mapping(delete, "delete=")
         codec.check_attrs(set_, where)
         codec.check_attrs(add, where)
         codec.check_attrs(delete, where)
@@ -379,10 +401,13 @@ class Table:
                      keep: Condition | None, paths: tuple[Path, ...] | None) -> PageQuery:
         """A page query over index ``d``: entries ``prefix enc(ipk) [enc(isk)] item-key``."""
         ix = d.index
-        if conds and ix.sort_key is None:
-            raise ValidationError(f"index {ix.name!r} has no sort key to put conditions on")
-        rng = sort_range(d.prefix + encode_value(pk, ix.partition_key), conds,
-                         ix.sort_key or "sort key")
+        if pk is _WHOLE_INDEX:
+            rng = KeyRange.prefix(d.prefix)
+        else:
+            if conds and ix.sort_key is None:
+                raise ValidationError(f"index {ix.name!r} has no sort key to put conditions on")
+            rng = sort_range(d.prefix + encode_value(pk, ix.partition_key), conds,
+                             ix.sort_key or "sort key")
         # entry keys continue past the sort key (the item key follows): a bound on the sort
         # key covers every entry that starts with it
         lo, lo_incl, hi, hi_incl = rng.lo, rng.lo_incl, rng.hi, rng.hi_incl
@@ -510,7 +535,8 @@ class Table:
         return read_page(self._store, q, after=after, limit=limit)[0]
 
     def _scan(self, filter: str | None, projection: str | None, names: Names,
-              values: Values, segment: object, total_segments: object) -> PageQuery:
+              values: Values, segment: object, total_segments: object,
+              index: str | None = None) -> PageQuery:
         keep, paths, _ = self._read_exprs(filter, projection, names, values)
         part = None
         if segment is not None or total_segments is not None:
@@ -523,26 +549,33 @@ class Table:
                 raise ValidationError(f"segment must be an int in 0..{total_segments - 1}, "
                                       f"not {segment!r}")
             part = (segment, total_segments)
+        if index is not None:  # the whole index, in index key order
+            d = index_mod.queryable(self._store, self.name, index)
+            return replace(self._index_query(d, _WHOLE_INDEX, {}, False, keep, paths),
+                           segment=part)
         return PageQuery(KeyRange.prefix(self._prefix), self._key_of, False, keep, paths, part)
 
     def scan(self, limit: int | None = None, *, filter: str | None = None,  # noqa: A002
              projection: str | None = None, names: Names = None, values: Values = None,
              segment: int | None = None, total_segments: int | None = None,
-             ) -> Iterator[dict[str, Any]]:
-        """Every item of the table in key order (paged; not one point-in-time snapshot)."""
+             index: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of the table in key order (paged; not one point-in-time snapshot);
+        with ``index=NAME`` every entry of that secondary index, in index key order."""
         _check_limit(limit)
-        q = self._scan(filter, projection, names, values, segment, total_segments)
+        q = self._scan(filter, projection, names, values, segment, total_segments, index)
         return iterate(self._store, q, limit=limit)
 
     def scan_page(self, limit: int | None = None, *, filter: str | None = None,  # noqa: A002
                   projection: str | None = None, names: Names = None, values: Values = None,
                   start: Mapping[str, Any] | None = None, segment: int | None = None,
-                  total_segments: int | None = None) -> Page:
+                  total_segments: int | None = None, index: str | None = None) -> Page:
         """One page of :meth:`scan` (see :meth:`query_page`). ``segment=i,
         total_segments=n`` reads only part ``i`` of ``n`` disjoint parts (parallel scan)."""
         _check_limit(limit)
-        q = self._scan(filter, projection, names, values, segment, total_segments)
-        return read_page(self._store, q, after=self._start(start), limit=limit)[0]
+        q = self._scan(filter, projection, names, values, segment, total_segments, index)
+        after = self._start(start) if index is None else self._index_start(
+            index_mod.queryable(self._store, self.name, index), start)
+        return read_page(self._store, q, after=after, limit=limit)[0]
 
 
 def sort_range(prefix: bytes, conds: Mapping[str, Any], sk_name: str) -> KeyRange:

@@ -390,3 +390,28 @@ def test_index_pages_filters_and_key_expressions(store: engine.Store) -> None:
     assert len(rest.items) == 18 and rest.last_key is None
     with pytest.raises(engine.ValidationError, match="starting key is invalid"):
         t.query_page("eu", index="by_region", start={"c": "c0", "o": "o03"})
+
+
+def test_scan_an_index(store: engine.Store) -> None:
+    t = store.create_table("o", partition_key="c", sort_key="o", indexes=[
+        engine.Index("by_status", "status", "at")])
+    with store.batch() as b:
+        for i in range(12):
+            b.put(t, {"c": f"c{i % 3}", "o": f"o{i:02}", "status": "AB"[i % 2], "at": i})
+        b.put(t, {"c": "c9", "o": "o99"})  # not in the index (sparse)
+    whole = [(i["status"], i["at"]) for i in t.scan(index="by_status")]
+    assert whole == sorted(whole) and len(whole) == 12
+    paged, start = [], None
+    while True:
+        page = t.scan_page(index="by_status", limit=5, start=start, filter="at > :n",
+                           values={":n": 2})
+        paged += [(i["status"], i["at"]) for i in page.items]
+        start = page.last_key
+        if start is None:
+            break
+    assert paged == [w for w in whole if w[1] > 2]
+    parts = [i["at"] for s in range(3)
+             for i in t.scan(index="by_status", segment=s, total_segments=3)]
+    assert sorted(parts) == list(range(12))
+    with pytest.raises(engine.ValidationError, match="no index"):
+        t.scan_page(index="nope")

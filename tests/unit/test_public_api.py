@@ -94,9 +94,9 @@ def test_contract_signatures() -> None:
                        "limit", "index", "key", "filter", "projection", "names", "values",
                        "start"),
         "scan": ("limit", "filter", "projection", "names", "values", "segment",
-                 "total_segments"),
+                 "total_segments", "index"),
         "scan_page": ("limit", "filter", "projection", "names", "values", "start", "segment",
-                      "total_segments"),
+                      "total_segments", "index"),
     }
     old_positional = {"put": 2, "get": 2, "update": 2, "delete": 3, "query": 1, "query_page": 1,
                       "scan": 1, "scan_page": 1}
