@@ -127,7 +127,7 @@ def maintain_table(txn: Txn, env: Env, table: str, key: bytes,
                    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> None:
     """:func:`maintain` for a merged (non-local) change, looking the definitions up itself.
 
-    The hook for paths that change a visible item outside ``_commit_local`` and
+    The hook for paths that change a visible item outside :mod:`engine.writepath` and
     ``apply_changes`` (TTL deletes, snapshot merges, table deletion).
     """
     defs = active_defs(txn, env, table)
