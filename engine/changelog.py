@@ -11,7 +11,9 @@ log        position (u64 BE, local apply order)  ``origin`` u64 BE, ``seq`` u64 
                                                  what travels to peers), then CBOR ``images``
 index      origin (u64 BE) + seq (u64 BE)        position
 vv         origin                                highest seq applied (remote origins)
-floors     origin                                seqs at or below are not in the log
+floors     origin                                ``seq`` u64 BE: seqs at or below are not in the
+                                                 log; then ``hlc`` u64 BE, the HLC of that seq's
+                                                 change (absent in stores written before it)
 meta       ``clock``                             ``(last hlc, local seq, last position)``
 =========  ====================================  ==============================================
 
@@ -21,6 +23,12 @@ it equals a put's item, so plain puts do not store the item twice; ``null`` for 
 Positions count 1, 2, 3 … and are never reused, even after compaction removed the entries. This
 node's own entries are its ``seq`` 1, 2, 3 …; a remote origin's are the seqs it assigned,
 contiguous from above its ``floors`` entry up to its ``vv`` entry.
+
+The HLC at each vv position (:func:`vv_hlcs`). An origin's HLCs grow with its seqs (each write
+ticks its clock), so ``vv_hlcs()[o]`` — the HLC of the change at seq ``vv[o]`` — decides exactly
+whether a version ``(hlc, o)`` found in an item state was written by a change this store holds:
+``hlc <= vv_hlcs()[o]``. It is read from the log entry at ``vv[o]``, or from the ``floors``
+record when that entry is gone (compacted, or covered by a merged snapshot).
 
 The clock. A local write does not rewrite the ``clock`` record — that would dirty a fourth
 database page in every single-write commit (measured: about 9 % of durable single-write
@@ -65,7 +73,12 @@ __all__ = [
     "log_range",
     "position",
     "read_clock",
+    "entry_hlc",
+    "floor_hlc",
+    "floor_seq",
     "version_vector",
+    "vv_hlcs",
+    "vv_hlcs_txn",
     "write_clock",
 ]
 
@@ -75,6 +88,7 @@ U64 = struct.Struct(">Q")
 U64x2 = struct.Struct(">QQ")
 CLOCK = struct.Struct(">QQQ")      # last hlc, local seq, last position
 LOGHDR = struct.Struct(">QQI")     # origin, seq, len(txn)
+FLOOR = struct.Struct(">QQ")       # seq, hlc of that seq's change (0: unknown)
 _ONE_PUT = codec.dumps([True])     # the images of a transaction of one plain put
 
 
@@ -122,6 +136,21 @@ def read_clock(txn: Txn, env: Env) -> tuple[int, int, int]:
     return hlc, seq, pos
 
 
+def floor_seq(raw: Any) -> int:
+    """The seq of a ``floors`` record (8 bytes in old stores, 16 with the HLC)."""
+    return int(U64.unpack_from(raw)[0])
+
+
+def floor_hlc(raw: Any) -> int:
+    """The HLC of a ``floors`` record's seq, 0 when the record predates it."""
+    return int(FLOOR.unpack(raw)[1]) if len(raw) == FLOOR.size else 0
+
+
+def entry_hlc(value: Any) -> int:
+    """The HLC of a log entry (the head of its transaction)."""
+    return _txn_hlc(value, LOGHDR.size)
+
+
 def _txn_hlc(value: Any, at: int) -> int:
     """The HLC at the head of the transaction ``[hlc, [ops]]`` stored from offset ``at``."""
     info = value[at + 1] & 0x1F  # value[at] is the array head 0x82; then the uint head
@@ -166,11 +195,41 @@ def version_vector(store: Store) -> dict[int, int]:
     return env.read(run)
 
 
+def vv_hlcs_txn(txn: Txn, env: Env, vv: dict[int, int]) -> dict[int, int]:
+    """Per origin of ``vv``, the HLC of the change at seq ``vv[o]``, where it is known."""
+    out: dict[int, int] = {}
+    for origin, seq in vv.items():
+        pkey = txn.get(U64x2.pack(origin, seq), db=env.index)
+        value = txn.get(pkey, db=env.log) if pkey is not None else None
+        if value is not None:
+            out[origin] = entry_hlc(value)
+            continue
+        raw = txn.get(U64.pack(origin), db=env.floors)
+        if raw is not None and floor_seq(raw) == seq and floor_hlc(raw):
+            out[origin] = floor_hlc(raw)
+    return out
+
+
+def vv_hlcs(store: Store) -> tuple[dict[int, int], dict[int, int]]:
+    """``(vv, hlcs)`` read together: ``hlcs[o]`` is the HLC of the change at ``vv[o]``
+    (origins whose HLC is unknown, e.g. in a store older than floors with HLCs, are absent)."""
+    env = store._e()
+
+    def run(txn: Txn) -> tuple[dict[int, int], dict[int, int]]:
+        vv = {U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.vv)}
+        _, seq, _ = read_clock(txn, env)
+        if seq:
+            vv[store.node_id] = seq
+        return vv, vv_hlcs_txn(txn, env, vv)
+
+    return env.read(run)
+
+
 def log_floor(store: Store) -> dict[int, int]:
     """Per origin, the seq at or below which entries may be missing from the log."""
     env = store._e()
     return env.read(lambda txn: {
-        U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.floors)
+        U64.unpack(k)[0]: floor_seq(v) for k, v in txn.cursor(db=env.floors)
     })
 
 
@@ -186,10 +245,10 @@ def log_range(store: Store, origin: int, after: int, limit: int | None) -> list[
 
     def run(txn: Txn) -> list[RawChange]:
         floor_raw = txn.get(U64.pack(origin), db=env.floors)
-        if floor_raw is not None and after < U64.unpack(floor_raw)[0]:
+        if floor_raw is not None and after < floor_seq(floor_raw):
             raise LogTruncated(
                 f"log of node {origin:016x} is truncated up to seq "
-                f"{U64.unpack(floor_raw)[0]}; seq {after + 1} onwards needs a snapshot"
+                f"{floor_seq(floor_raw)}; seq {after + 1} onwards needs a snapshot"
             )
         cur = txn.cursor(db=env.index)
         out: list[RawChange] = []

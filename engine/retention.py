@@ -7,6 +7,22 @@ tombstones those entries wrote (:func:`engine.item.purge`). A peer that needs en
 floor gets a :func:`snapshot` instead — every item state, with versions and tombstones, and
 the vv it covers — which :func:`merge_snapshot` merges with the same CRDT merge.
 
+Authoritative snapshots. A snapshot says, per origin, up to which HLC it reflects that origin's
+changes (``covers``: the HLC of the change at each of its vv positions; an origin's HLCs grow
+with its seqs). A version ``(hlc, origin)`` is *covered* when ``hlc <= covers[origin]``: its
+sender had applied the change that wrote it. Within the key span a snapshot (part) lists
+completely, every covered entry of an item we hold is already reflected in the sender's state
+of that item — or was overwritten by a delete whose tombstone the sender has since purged. So
+:func:`merge_snapshot` drops our covered entries before merging the sender's state, and an item
+absent from the snapshot loses its covered entries (all of them: it goes). What only we had
+seen stays.
+
+Tombstones that arrive through a snapshot have no log entry here, so :func:`compact` cannot
+find them through the log. :func:`merge_snapshot` lists every item it leaves holding a
+tombstone (meta keys ``p:`` + item key), and :func:`compact` purges those by version: an
+entry ``(hlc, origin)`` is stable when ``hlc`` is at most the HLC of the change at
+``stable[origin]``.
+
 A forgotten node (``forgotten`` in meta: CBOR list of node ids) is refused by
 ``apply_changes`` from then on: it must rejoin from a snapshot as a new node, so its deleted
 items can never come back as zombies.
@@ -21,33 +37,39 @@ from . import codec
 from .apply import forgotten_ids, merge_table
 from .changelog import (
     CHUNK,
+    FLOOR,
     LOGHDR,
     U64,
     U64x2,
     check_node,
     check_u64_arg,
+    entry_hlc,
+    floor_hlc,
+    floor_seq,
     read_clock,
+    vv_hlcs,
     write_clock,
 )
 from .changes import Snapshot, TableDef
 from .clock import BOTTOM
 from .env import Env, Txn
 from .errors import ClockSkewError, ValidationError
-from .item import ItemState, max_version, merge, purge
+from .item import ABSENT, ItemState, max_version, merge, purge
 from .keys import decode_key
 
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["compact", "forget", "forgotten", "merge_snapshot", "snapshot"]
+__all__ = ["compact", "forget", "forgotten", "merge_snapshot", "snapshot", "strip_covered"]
 
 _MAX_KEY = codec.MAX_KEY_BYTES
+_PENDING = b"p:"  # meta prefix: items holding tombstones that came through a snapshot
 
 
 def snapshot(store: Store) -> Snapshot:
     """See :meth:`engine.Store.snapshot`."""
     env = store._e()
-    vv = store.version_vector()
+    vv, covers = vv_hlcs(store)
     tables = store.table_defs()
     forgotten_ = frozenset(env.read(lambda txn: forgotten_ids(txn, env)))
 
@@ -71,7 +93,7 @@ def snapshot(store: Store) -> Snapshot:
                 return
             after = rows[-1][0]
 
-    return Snapshot(vv, tables, forgotten_, items)
+    return Snapshot(vv, tables, forgotten_, items, covers)
 
 
 def _check_table_def(t: object) -> None:
@@ -84,17 +106,55 @@ def _check_table_def(t: object) -> None:
         raise ValidationError(f"table {t.name!r}: version {v!r} is not an (hlc, node) pair")
 
 
-def merge_snapshot(
-    store: Store, vv: Mapping[int, int], tables: Iterable[TableDef],
-    items: Iterable[tuple[bytes, bytes]],
-) -> int:
-    """See :meth:`engine.Store.merge_snapshot`."""
-    env = store._e()
+Covers = Mapping[int, int]
+Span = tuple["bytes | None", "bytes | None"]
+
+
+def _covered(version: tuple[int, int], covers: Covers) -> bool:
+    """True if the change that wrote ``version`` is among those ``covers`` reflects."""
+    return version != BOTTOM and version[0] <= covers.get(version[1], 0)
+
+
+def strip_covered(state: ItemState, covers: Covers) -> ItemState | None:
+    """``state`` without its covered entries (``None`` when nothing is left): what remains is
+    what the sender of an authoritative snapshot had not seen (module docstring)."""
+    attrs = {n: e for n, e in state.attrs.items() if not _covered(e[0], covers)}
+    cleared = BOTTOM if _covered(state.cleared, covers) else state.cleared
+    if not attrs and cleared == BOTTOM:
+        return None
+    if len(attrs) == len(state.attrs) and cleared == state.cleared:
+        return state
+    return ItemState(cleared, attrs, state.seen)
+
+
+def _has_tombstone(state: ItemState) -> bool:
+    return not any(e[1] is not ABSENT for e in state.attrs.values()) \
+        or any(e[1] is ABSENT for e in state.attrs.values())
+
+
+def _check_snapshot_args(vv: object, covers: object, span: object) -> tuple[Covers, Span | None]:
     if not isinstance(vv, Mapping):
         raise ValidationError(f"snapshot vv must be a mapping of node id to seq, not {vv!r}")
     for o, s in vv.items():
         check_node(o, "snapshot vv node id")
         check_u64_arg(s, f"snapshot vv seq of {o:016x}", "a sequence number")
+    if covers is None:
+        covers = {}
+    if not isinstance(covers, Mapping):
+        raise ValidationError(
+            f"snapshot covers must be a mapping of node id to hlc, not {covers!r}")
+    for o, h in covers.items():
+        check_node(o, "snapshot covers node id")
+        check_u64_arg(h, f"snapshot covers hlc of {o:016x}", "an hlc")
+    if span is not None and not (isinstance(span, tuple) and len(span) == 2 and all(
+            b is None or (isinstance(b, bytes) and 0 < len(b) <= _MAX_KEY) for b in span)):
+        raise ValidationError(f"snapshot span must be a (low, high) pair of keys or None, "
+                              f"not {span!r:.80}")
+    return covers, span
+
+
+def _decode_snapshot(tables: object, items: object) -> tuple[list[TableDef],
+                                                            list[tuple[bytes, ItemState]], int]:
     if isinstance(tables, (str, bytes, Mapping)) or not isinstance(tables, Iterable):
         raise ValidationError(f"snapshot tables must be an iterable of TableDef, not {tables!r}")
     tdefs = list(tables)
@@ -117,6 +177,34 @@ def merge_snapshot(
         st = codec.decode_state_untrusted(raw, f"snapshot item {key[:32]!r}")
         states.append((key, st))
         top = max(top, max_version(st)[0])
+    return tdefs, states, top
+
+
+def _absent_in_span(txn: Txn, env: Env, span: Span, present: set[bytes]) -> list[bytes]:
+    """Keys we hold within ``span`` (inclusive bounds, ``None`` open) that the snapshot lacks."""
+    low, high = span
+    cur = txn.cursor(db=env.items)
+    ok = cur.first() if low is None else cur.set_range(low)
+    out: list[bytes] = []
+    while ok:
+        key = bytes(cur.key())
+        if high is not None and key > high:
+            break
+        if key not in present:
+            out.append(key)
+        ok = cur.next()
+    return out
+
+
+def merge_snapshot(
+    store: Store, vv: Mapping[int, int], tables: Iterable[TableDef],
+    items: Iterable[tuple[bytes, bytes]], covers: Covers | None = None,
+    span: Span | None = None,
+) -> int:
+    """See :meth:`engine.Store.merge_snapshot`."""
+    env = store._e()
+    covers, span = _check_snapshot_args(vv, covers, span)
+    tdefs, states, top = _decode_snapshot(tables, items)
     # a snapshot is remote data too: a peer clock far ahead must not capture LWW through it
     skew = (top >> 16) - store._wall()
     if skew > store.max_offset_ms:
@@ -125,16 +213,33 @@ def merge_snapshot(
             f"{store.max_offset_ms} ms); nothing merged", skew_ms=skew)
     order = codec.canonical
 
+    def put(txn: Txn, key: bytes, new: ItemState | None) -> None:
+        if new is None:
+            txn.delete(key, db=env.items)
+            txn.delete(_PENDING + key, db=env.meta)
+            return
+        txn.put(key, codec.encode_state(new), db=env.items)
+        if _has_tombstone(new):
+            txn.put(_PENDING + key, b"", db=env.meta)
+
     def run(txn: Txn) -> None:
         hlc, seq, pos = read_clock(txn, env)
         for t in tdefs:
             merge_table(txn, env, codec.Op("T", t.name, b"", {
                 "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
                 t.version)
+        if covers and span is not None:
+            for key in _absent_in_span(txn, env, span, {k for k, _ in states}):
+                held = codec.decode_state(txn.get(key, db=env.items))
+                kept = strip_covered(held, covers)
+                if kept is not held:
+                    put(txn, key, kept)
         for key, st in states:
             raw = txn.get(key, db=env.items)
-            new = st if raw is None else merge(codec.decode_state(raw), st, order)
-            txn.put(key, codec.encode_state(new), db=env.items)
+            ours: ItemState | None = None if raw is None else codec.decode_state(raw)
+            if ours is not None and covers:
+                ours = strip_covered(ours, covers)
+            put(txn, key, st if ours is None else merge(ours, st, order))
         for origin, s in vv.items():
             if origin == store.node_id:
                 continue
@@ -142,7 +247,7 @@ def merge_snapshot(
             have = U64.unpack(raw)[0] if raw else 0
             if s > have:
                 txn.put(U64.pack(origin), U64.pack(s), db=env.vv)
-                _raise_floor(txn, env, origin, s)
+                _raise_floor(txn, env, origin, s, covers.get(origin, 0))
         write_clock(txn, env, max(hlc, top), seq, pos)
 
     env.write(run)
@@ -168,15 +273,17 @@ def compact(store: Store, stable: Mapping[int, int], purge_tombstones: bool) -> 
         for origin, upto in stable.items():
             cur = txn.cursor(db=env.index)
             ok = cur.set_range(U64x2.pack(origin, 0))
-            last = None
+            last = last_hlc = None
             while ok:
                 o, s = U64x2.unpack(cur.key())
                 if o != origin or s > upto:
                     break
                 pkey = bytes(cur.value())
                 value = txn.get(pkey, db=env.log)
-                if purge_tombstones and value is not None:
-                    purged += _purge_txn(txn, env, origin, bytes(value))
+                if value is not None:
+                    last_hlc = entry_hlc(value)
+                    if purge_tombstones:
+                        purged += _purge_txn(txn, env, origin, bytes(value))
                 txn.delete(pkey, db=env.log)
                 # delete() moves to the next entry; past the last one the cursor is
                 # unpositioned and key() is empty.
@@ -184,18 +291,68 @@ def compact(store: Store, stable: Mapping[int, int], purge_tombstones: bool) -> 
                 removed += 1
                 last = s
             if last is not None:
-                _raise_floor(txn, env, origin, last)
+                _raise_floor(txn, env, origin, last, last_hlc or 0)
+        if purge_tombstones:
+            purged += _purge_pending(txn, env, _stable_hlcs(txn, env, stable))
         return removed, purged
 
     return env.write(run)
 
 
-def _raise_floor(txn: Txn, env: Env, origin: int, seq: int) -> None:
-    """Record that ``origin``'s entries up to ``seq`` are not (all) in the log; never lowers."""
+def _stable_hlcs(txn: Txn, env: Env, stable: Mapping[int, int]) -> dict[int, int]:
+    """Per origin, the HLC of the change at ``stable[origin]``, where the floor records it."""
+    out: dict[int, int] = {}
+    for origin, upto in stable.items():
+        raw = txn.get(U64.pack(origin), db=env.floors)
+        if raw is not None and floor_seq(raw) == upto and floor_hlc(raw):
+            out[origin] = floor_hlc(raw)
+    return out
+
+
+def _purge_pending(txn: Txn, env: Env, stable_hlcs: Covers) -> int:
+    """Purge, by version, the stable tombstones of items a snapshot merge left holding some."""
+    if not stable_hlcs:
+        return 0
+    cur = txn.cursor(db=env.meta)
+    keys: list[bytes] = []
+    ok = cur.set_range(_PENDING)
+    while ok and bytes(cur.key()).startswith(_PENDING):
+        keys.append(bytes(cur.key())[len(_PENDING):])
+        ok = cur.next()
+    purged = 0
+    for key in keys:
+        raw = txn.get(key, db=env.items)
+        state = None if raw is None else codec.decode_state(raw)
+        after = None if state is None else _purge_stable(state, stable_hlcs)
+        if state is not None and after is not state:
+            purged += 1
+            if after is None:
+                txn.delete(key, db=env.items)
+            else:
+                txn.put(key, codec.encode_state(after), db=env.items)
+        if after is None or not _has_tombstone(after):
+            txn.delete(_PENDING + key, db=env.meta)
+    return purged
+
+
+def _purge_stable(state: ItemState, stable_hlcs: Covers) -> ItemState | None:
+    """``state`` without its stable tombstones; ``None`` if only stable tombstones were left."""
+    attrs = {n: e for n, e in state.attrs.items()
+             if not (e[1] is ABSENT and _covered(e[0], stable_hlcs))}
+    if not attrs and (state.cleared == BOTTOM or _covered(state.cleared, stable_hlcs)):
+        return None
+    if len(attrs) == len(state.attrs):
+        return state
+    return ItemState(state.cleared, attrs, state.seen)
+
+
+def _raise_floor(txn: Txn, env: Env, origin: int, seq: int, hlc: int) -> None:
+    """Record that ``origin``'s entries up to ``seq`` are not (all) in the log, and the HLC of
+    the change at ``seq`` (0: unknown); never lowers."""
     key = U64.pack(origin)
     raw = txn.get(key, db=env.floors)
-    if raw is None or U64.unpack(raw)[0] < seq:
-        txn.put(key, U64.pack(seq), db=env.floors)
+    if raw is None or floor_seq(raw) < seq or (floor_seq(raw) == seq and not floor_hlc(raw)):
+        txn.put(key, FLOOR.pack(seq, hlc), db=env.floors)
 
 
 def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:

@@ -9,11 +9,12 @@ meta       ``format``                                   ``2`` (:data:`FORMAT`)
 meta       ``ident``                                    ``[node id, region, st_dev, st_ino]``
 meta       ``clock``                                    ``(hlc, local seq, position)`` (may lag)
 meta       ``conflicts`` / ``forgotten`` / ``x:<name>``  see apply, retention, :meth:`set_meta`
+meta       ``p:`` + item key                            snapshot tombstones to purge (retention)
 items      ``enc(table) enc(pk) [enc(sk)]``             item state (:mod:`engine.codec`)
 log        position (u64 BE, local apply order)         ``origin seq len txn images``
 index      origin (u64 BE) + seq (u64 BE)               position
 vv         origin                                       highest seq applied (remote origins)
-floors     origin                                       seqs at or below are not in the log
+floors     origin                                       seqs at or below are not in the log (+ HLC)
 tables     table name                                   ``[pk, sk, hlc, node]``
 conflicts  id (u64 BE)                                  conflict record
 =========  ==========================================  =========================================
@@ -409,16 +410,30 @@ class Store:
 
     def merge_snapshot(
         self, vv: Mapping[int, int], tables: Iterable[TableDef],
-        items: Iterable[tuple[bytes, bytes]],
+        items: Iterable[tuple[bytes, bytes]], *, covers: Mapping[int, int] | None = None,
+        span: tuple[bytes | None, bytes | None] | None = None,
     ) -> int:
         """Merge a peer's full state atomically; return how many item states were merged.
 
         Entries we now cover without holding them in our log raise the log floor of their
         origin, so peers needing them from us get a snapshot too.
 
+        ``covers`` (the snapshot's :attr:`Snapshot.covers`) makes the snapshot authoritative
+        for what its sender had seen: our item entries written by changes it covers are
+        replaced by the sender's state, and within ``span`` — the inclusive key range
+        ``(low, high)`` the items list completely, ``None`` for an open end — an item we hold
+        that the snapshot lacks loses them (it was deleted there and its tombstone purged).
+        Tombstones the merge leaves are purged by :meth:`compact` once stable, like others.
+
         :raises ValidationError: for a malformed table, key or state; nothing is applied.
         """
-        return retention.merge_snapshot(self, vv, tables, items)
+        return retention.merge_snapshot(self, vv, tables, items, covers, span)
+
+    def vv_hlcs(self) -> tuple[dict[int, int], dict[int, int]]:
+        """``(vv, hlcs)``: the version vector and, per origin, the HLC of the change at its
+        vv position (where known), read together. An origin's HLCs grow with its seqs, so
+        ``(hlc, o)`` was written by a change this store holds iff ``hlc <= hlcs[o]``."""
+        return changelog.vv_hlcs(self)
 
     def compact(
         self, stable: Mapping[int, int], *, purge_tombstones: bool = True

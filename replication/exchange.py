@@ -356,7 +356,8 @@ class _Writer:
         self.sent: dict[int, int] = {}
 
     def _encode(self, kind: Kind, records: Sequence[Record], vv: Mapping[int, int],
-                own_row: Mapping[int, int] | None = None) -> tuple[SegmentHeader, bytes]:
+                own_row: Mapping[int, int] | None = None,
+                covers: Mapping[int, int] | None = None) -> tuple[SegmentHeader, bytes]:
         _, acks, forgotten = local_state(self.store)
         header_vv = dict(vv)
         if own_row is not None:  # a snapshot part: our row is the snapshot's vv (we held it)
@@ -365,7 +366,7 @@ class _Writer:
             kind=kind,
             sender=self.store.node_id, region=self.store.region, records=records,
             vv=header_vv, acks=acks, forgotten=forgotten, created_hlc=self.store.tick(),
-            compress=self.compress, limits=self.limits,
+            compress=self.compress, limits=self.limits, covers=covers,
         )
 
     def changes(self, start: Mapping[int, int], target: Mapping[int, int]) -> Iterator[Encoded]:
@@ -408,14 +409,15 @@ class _Writer:
             rec: ItemRecord = ("I", key, state)
             cost = len(key) + len(state) + _RECORD_OVERHEAD
             if fresh and (size + cost > self.max_bytes or len(records) >= self.max_records):
-                yield self._encode("snapshot", records, {}, snap.vv)  # not last: no header vv
+                # not last: no header vv
+                yield self._encode("snapshot", records, {}, snap.vv, snap.covers)
                 assert last is not None
                 records, size, fresh = [last], len(last[1]) + len(last[2]), 0
             records.append(rec)
             size += cost
             fresh += 1
             last = rec
-        yield self._encode("snapshot", records, snap.vv, snap.vv)
+        yield self._encode("snapshot", records, snap.vv, snap.vv, snap.covers)
 
 
 # ------------------------------------------------------------------ receiving
@@ -506,13 +508,17 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
         in_chain = (isinstance(link, list) and len(link) == 3 and bool(items)
                     and items[0][0] == link[1] and h.created_hlc > link[0] and link[2] == ident
                     and (not last or ident == sorted([o, s] for o, s in h.vv.items())))
+    # What this part lists completely: part 0 (it holds the tables) from the first key, the
+    # last part up to the last; in between, from its link to its last item.
+    span = (None if tables or not items else items[0][0], None if last else items[-1][0])
+    covers = h.covers
     try:
         if last and in_chain:
-            report.items = store.merge_snapshot(h.vv, tables, items)
+            report.items = store.merge_snapshot(h.vv, tables, items, covers=covers, span=span)
             report.snapshot_complete = True
             chains.pop(h.sender, None)
         else:
-            report.items = store.merge_snapshot({}, tables, items)
+            report.items = store.merge_snapshot({}, tables, items, covers=covers, span=span)
             report.snapshot_complete = False
             report.new = True
             if in_chain:
