@@ -79,6 +79,7 @@ __all__ = [
     "version_vector",
     "vv_hlcs",
     "vv_hlcs_txn",
+    "vv_txn",
     "write_clock",
 ]
 
@@ -184,15 +185,7 @@ def append(
 def version_vector(store: Store) -> dict[int, int]:
     """``{origin node id: highest seq applied}``, this node included."""
     env = store._e()
-
-    def run(txn: Txn) -> dict[int, int]:
-        vv = {U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.vv)}
-        _, seq, _ = read_clock(txn, env)
-        if seq:
-            vv[store.node_id] = seq
-        return vv
-
-    return env.read(run)
+    return env.read(lambda txn: vv_txn(txn, env, store.node_id))
 
 
 def vv_hlcs_txn(txn: Txn, env: Env, vv: dict[int, int]) -> dict[int, int]:
@@ -210,16 +203,22 @@ def vv_hlcs_txn(txn: Txn, env: Env, vv: dict[int, int]) -> dict[int, int]:
     return out
 
 
+def vv_txn(txn: Txn, env: Env, node_id: int) -> dict[int, int]:
+    """The version vector as of this transaction, ``node_id`` (this store) included."""
+    vv = {U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.vv)}
+    _, seq, _ = read_clock(txn, env)
+    if seq:
+        vv[node_id] = seq
+    return vv
+
+
 def vv_hlcs(store: Store) -> tuple[dict[int, int], dict[int, int]]:
     """``(vv, hlcs)`` read together: ``hlcs[o]`` is the HLC of the change at ``vv[o]``
     (origins whose HLC is unknown, e.g. in a store older than floors with HLCs, are absent)."""
     env = store._e()
 
     def run(txn: Txn) -> tuple[dict[int, int], dict[int, int]]:
-        vv = {U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.vv)}
-        _, seq, _ = read_clock(txn, env)
-        if seq:
-            vv[store.node_id] = seq
+        vv = vv_txn(txn, env, store.node_id)
         return vv, vv_hlcs_txn(txn, env, vv)
 
     return env.read(run)

@@ -48,6 +48,8 @@ from .changelog import (
     floor_seq,
     read_clock,
     vv_hlcs,
+    vv_hlcs_txn,
+    vv_txn,
     write_clock,
 )
 from .changes import Snapshot, TableDef
@@ -115,11 +117,23 @@ def _covered(version: tuple[int, int], covers: Covers) -> bool:
     return version != BOTTOM and version[0] <= covers.get(version[1], 0)
 
 
-def strip_covered(state: ItemState, covers: Covers) -> ItemState | None:
-    """``state`` without its covered entries (``None`` when nothing is left): what remains is
-    what the sender of an authoritative snapshot had not seen (module docstring)."""
-    attrs = {n: e for n, e in state.attrs.items() if not _covered(e[0], covers)}
-    cleared = BOTTOM if _covered(state.cleared, covers) else state.cleared
+def strip_covered(state: ItemState, covers: Covers,
+                  other: ItemState | None = None) -> ItemState | None:
+    """``state`` without the entries ``covers`` covers, unless ``other`` holds the very same
+    entry (``None`` when nothing is left). With ``other`` the other replica's state of the
+    item, whose sender had seen ``covers``: what it lacks of those, it overwrote or deleted."""
+    def drop(name: str | None, version: tuple[int, int]) -> bool:
+        if not _covered(version, covers):
+            return False
+        if other is None:
+            return True
+        if name is None:
+            return other.cleared != version
+        theirs = other.attrs.get(name)
+        return theirs is None or theirs[0] != version
+
+    attrs = {n: e for n, e in state.attrs.items() if not drop(n, e[0])}
+    cleared = BOTTOM if drop(None, state.cleared) else state.cleared
     if not attrs and cleared == BOTTOM:
         return None
     if len(attrs) == len(state.attrs) and cleared == state.cleared:
@@ -205,6 +219,9 @@ def merge_snapshot(
     env = store._e()
     covers, span = _check_snapshot_args(vv, covers, span)
     tdefs, states, top = _decode_snapshot(tables, items)
+    # our clock passes every change the snapshot covers (not only the versions it still
+    # holds): a later local write then beats every delete it covers, purged or not
+    top = max(top, *covers.values()) if covers else top
     # a snapshot is remote data too: a peer clock far ahead must not capture LWW through it
     skew = (top >> 16) - store._wall()
     if skew > store.max_offset_ms:
@@ -224,6 +241,9 @@ def merge_snapshot(
 
     def run(txn: Txn) -> None:
         hlc, seq, pos = read_clock(txn, env)
+        # What we have seen ourselves: the snapshot's entries we lack among those, we
+        # overwrote or deleted (an old copy's snapshot must not bring them back).
+        mine = vv_hlcs_txn(txn, env, vv_txn(txn, env, store.node_id))
         for t in tdefs:
             merge_table(txn, env, codec.Op("T", t.name, b"", {
                 "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
@@ -234,12 +254,15 @@ def merge_snapshot(
                 kept = strip_covered(held, covers)
                 if kept is not held:
                     put(txn, key, kept)
-        for key, st in states:
+        for key, theirs in states:
             raw = txn.get(key, db=env.items)
-            ours: ItemState | None = None if raw is None else codec.decode_state(raw)
-            if ours is not None and covers:
-                ours = strip_covered(ours, covers)
-            put(txn, key, st if ours is None else merge(ours, st, order))
+            held = None if raw is None else codec.decode_state(raw)
+            ours = None if held is None else strip_covered(held, covers, theirs)
+            new = strip_covered(theirs, mine, held)
+            if ours is not None and new is not None:
+                new = merge(ours, new, order)
+            if held is not None or new is not None:
+                put(txn, key, new if new is not None else ours)
         for origin, s in vv.items():
             if origin == store.node_id:
                 continue
