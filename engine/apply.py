@@ -8,8 +8,8 @@ and seq (so this node can relay it), the version vector advances and the clock o
 change's HLC. Per origin the sequence must be contiguous; an origin stops at a gap, a clock
 skew beyond the maximum offset, or if it was forgotten, and its later changes are *held*.
 
-Conflicts (``conflicts`` database, key: id u64 BE; ``conflicts`` in meta: ``first, next,
-total`` as three u64 BE)::
+Conflicts (``conflicts`` database and meta record, :mod:`engine.layout`), one CBOR record
+each::
 
     [table, [key values], attribute, [winner hlc, node], [loser hlc, node], losing value,
      winning value | null, local_lost]
@@ -21,21 +21,13 @@ from __future__ import annotations
 
 import heapq
 import logging
-import struct
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import codec
-from .changelog import (
-    U64,
-    append,
-    check_u64_arg,
-    key_dict,
-    read_clock,
-    version_vector,
-    write_clock,
-)
+from .changelog import append, key_dict, read_clock, version_vector, write_clock
 from .changes import ApplyReport, Conflict, RawChange, TableDef, decode_table_def
+from .checks import check_u64, is_node_id
 from .clock import Version, observe
 from .env import Env, Txn
 from .errors import ClockSkewError, ForgottenNodeError, ValidationError
@@ -49,6 +41,7 @@ from .item import (
     visible,
 )
 from .keys import decode_key
+from .layout import CONFLICTS, META_CONFLICTS, META_FORGOTTEN, U64
 
 if TYPE_CHECKING:
     from .store import Store
@@ -56,8 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["apply_changes", "conflict_count", "conflicts", "forgotten_ids", "merge_table"]
 
 log = logging.getLogger(__name__)
-
-_CONFLICTS = struct.Struct(">QQQ")  # first id kept, next id, total ever recorded
 
 Decoded = tuple[int, int, bytes, int, list[codec.Op]]  # origin, seq, raw, hlc, ops
 
@@ -82,9 +73,7 @@ def _decode_records(store: Store, records: Iterable[RawChange]) -> tuple[list[De
         if not (isinstance(rec, tuple) and len(rec) == 3):
             raise ValidationError(f"record {i} is not (origin, seq, txn)")
         origin, seq, raw = rec
-        if (isinstance(origin, bool) or not isinstance(origin, int) or not 0 < origin < 2**64
-                or isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 2**64
-                or not isinstance(raw, bytes)):
+        if not is_node_id(origin) or not is_node_id(seq) or not isinstance(raw, bytes):
             raise ValidationError(f"record {i} has a bad origin, seq or payload type")
         if seq <= known.get(origin, 0):
             skipped += 1
@@ -236,7 +225,7 @@ def merge_table(txn: Txn, env: Env, op: codec.Op, v: Version) -> None:
 
 def forgotten_ids(txn: Txn, env: Env) -> set[int]:
     """Node ids this store has forgotten, as of this transaction."""
-    raw = txn.get(b"forgotten", db=env.meta)
+    raw = txn.get(META_FORGOTTEN, db=env.meta)
     return set(codec.loads(raw)) if raw else set()
 
 
@@ -246,8 +235,8 @@ def forgotten_ids(txn: Txn, env: Env) -> set[int]:
 def _record_conflicts(
     txn: Txn, env: Env, op: codec.Op, v: Version, lost: list[AttrConflict], bound: int
 ) -> None:
-    raw = txn.get(b"conflicts", db=env.meta)
-    first, nxt, total = _CONFLICTS.unpack(raw) if raw else (1, 1, 0)
+    raw = txn.get(META_CONFLICTS, db=env.meta)
+    first, nxt, total = CONFLICTS.unpack(raw) if raw else (1, 1, 0)
     _, values = decode_key(op.key)
     for c in lost:
         record = [op.table, list(values), c.attribute, list(c.winner), list(c.loser),
@@ -259,12 +248,12 @@ def _record_conflicts(
     while nxt - first > bound:
         txn.delete(U64.pack(first), db=env.conflicts)
         first += 1
-    txn.put(b"conflicts", _CONFLICTS.pack(first, nxt, total), db=env.meta)
+    txn.put(META_CONFLICTS, CONFLICTS.pack(first, nxt, total), db=env.meta)
 
 
 def conflicts(store: Store, since: int) -> Iterator[Conflict]:
     """Recorded conflicts with id above ``since`` (argument checked before the first ``next``)."""
-    check_u64_arg(since, "since", "a conflict id")
+    check_u64(since, "since (a conflict id)")
     return _conflicts(store, store._e(), since)
 
 
@@ -288,5 +277,5 @@ def _conflicts(store: Store, env: Env, since: int) -> Iterator[Conflict]:
 def conflict_count(store: Store) -> int:
     """How many conflicts were ever recorded (including those trimmed)."""
     env = store._e()
-    raw = env.read(lambda txn: txn.get(b"conflicts", db=env.meta))
-    return _CONFLICTS.unpack(raw)[2] if raw else 0
+    raw = env.read(lambda txn: txn.get(META_CONFLICTS, db=env.meta))
+    return CONFLICTS.unpack(raw)[2] if raw else 0

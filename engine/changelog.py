@@ -1,28 +1,9 @@
-"""The change log: its layout, appends, log ranges, the change feed and the version vector.
+"""The change log: appends, log ranges, the change feed and the version vector.
 
 Every transaction applied here — a local write, a table creation, a remote change — is one log
-entry, written in the same LMDB transaction as the items it changed:
-
-=========  ====================================  ==============================================
-database   key                                   value
-=========  ====================================  ==============================================
-log        position (u64 BE, local apply order)  ``origin`` u64 BE, ``seq`` u64 BE, ``len`` u32
-                                                 BE, the transaction's ``len`` bytes (exactly
-                                                 what travels to peers), then CBOR ``images``
-index      origin (u64 BE) + seq (u64 BE)        position
-vv         origin                                highest seq applied (remote origins)
-floors     origin                                ``seq`` u64 BE: seqs at or below are not in the
-                                                 log; then ``hlc`` u64 BE, the HLC of that seq's
-                                                 change (absent in stores written before it)
-meta       ``clock``                             ``(last hlc, local seq, last position)``
-=========  ====================================  ==============================================
-
-``images`` holds, per operation, the visible item right after the transaction (``true`` when
-it equals a put's item, so plain puts do not store the item twice; ``null`` for a table).
-
-Positions count 1, 2, 3 … and are never reused, even after compaction removed the entries. This
-node's own entries are its ``seq`` 1, 2, 3 …; a remote origin's are the seqs it assigned,
-contiguous from above its ``floors`` entry up to its ``vv`` entry.
+entry, written in the same LMDB transaction as the items it changed. The databases involved
+(``log``, ``index``, ``vv``, ``floors``, the ``clock`` meta record) are laid out in
+:mod:`engine.layout`.
 
 The HLC at each vv position (:func:`vv_hlcs`). An origin's HLCs grow with its seqs (each write
 ticks its clock), so ``vv_hlcs()[o]`` — the HLC of the change at seq ``vv[o]`` — decides exactly
@@ -43,20 +24,21 @@ throughput). Instead :func:`read_clock` derives the clock from the record *and* 
 Both live in the same LMDB transaction, so a crash leaves either the entry (and the clock it
 carries) or neither. Format-1 stores, written before this scheme (the record rewritten on every
 write), read the same way: their record's position is always the log's last
-(:data:`engine.store.FORMAT`).
+(:data:`engine.layout.FORMAT`).
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .changes import Change, RawChange, TableDef
+from .checks import check_limit, check_node_id, check_u64
 from .env import Env, Txn
-from .errors import LogTruncated, TableNotFound, ValidationError
+from .errors import LogTruncated, TableNotFound
 from .keys import decode_key
+from .layout import CLOCK, FLOOR, LOGHDR, META_CLOCK, U64, U64x2
 
 if TYPE_CHECKING:
     from .store import Store
@@ -65,9 +47,6 @@ __all__ = [
     "CHUNK",
     "append",
     "changes",
-    "check_limit",
-    "check_node",
-    "check_u64_arg",
     "key_dict",
     "log_floor",
     "log_range",
@@ -85,35 +64,7 @@ __all__ = [
 
 CHUNK = 256  # entries or items per read transaction when iterating: none outlives a chunk
 
-U64 = struct.Struct(">Q")
-U64x2 = struct.Struct(">QQ")
-CLOCK = struct.Struct(">QQQ")      # last hlc, local seq, last position
-LOGHDR = struct.Struct(">QQI")     # origin, seq, len(txn)
-FLOOR = struct.Struct(">QQ")       # seq, hlc of that seq's change (0: unknown)
-_ONE_PUT = codec.dumps([True])     # the images of a transaction of one plain put
-
-
-# -- argument checks shared by the log's readers ---------------------------------------------
-
-
-def check_u64_arg(value: object, name: str, what: str) -> int:
-    """``value`` if it is an int in ``[0, 2**64)``, else ``ValidationError`` naming it."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
-        raise ValidationError(f"{name} must be {what} (an int >= 0), not {value!r}")
-    return value
-
-
-def check_node(value: object, name: str) -> int:
-    """``value`` if it is a node id (an int in ``(0, 2**64)``), else ``ValidationError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**64:
-        raise ValidationError(f"{name} must be a 64-bit node id, not {value!r}")
-    return value
-
-
-def check_limit(limit: object) -> None:
-    """Refuse a ``limit`` that is neither ``None`` nor a positive int."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValidationError(f"limit must be a positive int or None, not {limit!r}")
+_ONE_PUT = codec.dumps([True])  # the images of a transaction of one plain put
 
 
 # -- the write side: used inside write transactions only --------------------------------------
@@ -126,7 +77,7 @@ def read_clock(txn: Txn, env: Env) -> tuple[int, int, int]:
     docstring): entries above its position are local writes, the last of which carries the
     current local seq and HLC.
     """
-    hlc, seq, pos = CLOCK.unpack(txn.get(b"clock", db=env.meta))
+    hlc, seq, pos = CLOCK.unpack(txn.get(META_CLOCK, db=env.meta))
     cur = txn.cursor(db=env.log)
     if cur.last():
         last = U64.unpack(cur.key())[0]
@@ -163,7 +114,7 @@ def _txn_hlc(value: Any, at: int) -> int:
 
 def write_clock(txn: Txn, env: Env, hlc: int, seq: int, pos: int) -> None:
     """Persist the clock record: required before anything but a local write changes the log."""
-    txn.put(b"clock", CLOCK.pack(hlc, seq, pos), db=env.meta)
+    txn.put(META_CLOCK, CLOCK.pack(hlc, seq, pos), db=env.meta)
 
 
 def append(
@@ -237,8 +188,8 @@ def log_range(store: Store, origin: int, after: int, limit: int | None) -> list[
 
     :raises LogTruncated: if entries right after ``after`` were truncated (send a snapshot).
     """
-    check_node(origin, "origin")
-    check_u64_arg(after, "after", "a sequence number")
+    check_node_id(origin, "origin")
+    check_u64(after, "after (a sequence number)")
     check_limit(limit)
     env = store._e()
 
@@ -271,7 +222,7 @@ def log_range(store: Store, origin: int, after: int, limit: int | None) -> list[
 
 def changes(store: Store, since: int, limit: int | None) -> Iterator[Change]:
     """The change feed after position ``since`` (arguments checked before the first ``next``)."""
-    check_u64_arg(since, "since", "a position")
+    check_u64(since, "since (a position)")
     check_limit(limit)
     return _changes(store, store._e(), since, limit)
 

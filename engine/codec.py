@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import cbor2
 
+from .checks import check_u64 as _check_u64
 from .clock import BOTTOM, Version
 from .errors import ValidationError
 from .item import ABSENT, Entry, ItemState
@@ -134,8 +135,15 @@ def check_attr_name(name: object, where: str = "item") -> str:
     """Validate an attribute name: a non-empty str of at most 255 UTF-8 bytes."""
     if type(name) is not str or not name:
         raise ValidationError(f"{where}: attribute names must be non-empty strings, not {name!r}")
-    if (len(name) * 4 > MAX_NAME_BYTES
-            and len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES):
+    if name.isascii():
+        size = len(name)
+    else:
+        try:
+            size = len(name.encode("utf-8"))
+        except UnicodeEncodeError:  # a lone surrogate: no UTF-8 form, so CBOR cannot hold it
+            raise ValidationError(
+                f"{where}: attribute name {name[:40]!r} is not valid Unicode") from None
+    if size > MAX_NAME_BYTES:
         raise ValidationError(f"{where}: attribute name {name[:40]!r}… is longer than 255 bytes")
     return name
 
@@ -197,6 +205,7 @@ def check_value(value: Any, path: str, depth: int = 0) -> None:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise ValidationError(f"{path}: map keys must be strings, not {k!r}")
+            _check_text(k, f"{path}: map key {k[:40]!r}")
             check_value(v, f"{path}.{k}", depth + 1)
         return
     if isinstance(value, (set, frozenset)):
@@ -239,7 +248,8 @@ def _plainly_valid(value: Any, depth: int) -> bool:
     if depth >= MAX_DEPTH:
         return False
     if t is dict:
-        return all(type(k) is str and _plainly_valid(v, depth + 1) for k, v in value.items())
+        return all(type(k) is str and k.isascii() and _plainly_valid(v, depth + 1)
+                   for k, v in value.items())
     if t is list:
         return all(_plainly_valid(v, depth + 1) for v in value)
     if t is Decimal:
@@ -254,7 +264,7 @@ def check_attrs(attrs: Mapping[str, Any], where: str, *, _in_table: bool = False
     formatted only if an error is raised).
     """
     for name, value in attrs.items():
-        if type(name) is not str or not name or len(name) * 4 > MAX_NAME_BYTES:
+        if type(name) is not str or not name or not name.isascii() or len(name) > MAX_NAME_BYTES:
             check_attr_name(name, f"table {where!r}" if _in_table else where)
         t = type(value)  # the scalar cases of _plainly_valid inlined: most values are scalars
         if t is str:
@@ -449,12 +459,6 @@ class PutEncoder:
 def encode_txn_parts(hlc: int, ops: list[bytes]) -> bytes:
     """Encode a transaction from already-encoded ops."""
     return b"\x82" + _head(0, hlc) + _head(4, len(ops)) + b"".join(ops)
-
-
-def _check_u64(v: Any, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _U64:
-        raise ValidationError(f"{what} is not a 64-bit unsigned integer: {v!r}")
-    return v
 
 
 def _check_str(v: Any, what: str) -> str:

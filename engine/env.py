@@ -26,13 +26,13 @@ from typing import Any, TypeVar
 import lmdb
 
 from .errors import StorageError, StoreClosed, ValidationError
+from .layout import DB_NAMES
 
 __all__ = ["DEFAULT_MAP_SIZE", "Env", "acquire", "release"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAP_SIZE = 1 << 30
-DB_NAMES = ("meta", "items", "log", "index", "vv", "floors", "tables", "conflicts")
 T = TypeVar("T")
 
 Txn = Any  # lmdb.Transaction; typed loosely because lmdb ships no stubs for every version
@@ -122,7 +122,7 @@ class Env:
             )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open LMDB environment at {path}: {exc}") from exc
-        dbs = {name: self.lmdb.open_db(name.encode()) for name in DB_NAMES}
+        dbs = self._open_dbs(path)
         # env.items, env.log, …: plain attributes (a __getattr__ costs a failed lookup first)
         self.meta = dbs["meta"]
         self.items = dbs["items"]
@@ -132,6 +132,28 @@ class Env:
         self.floors = dbs["floors"]
         self.tables = dbs["tables"]
         self.conflicts = dbs["conflicts"]
+
+    def _open_dbs(self, path: Path) -> dict[str, Any]:
+        """Open the named databases, adopting a map another process grew since ``lmdb.open``.
+
+        Opening a database begins a transaction, which fails with ``MapResizedError`` when
+        another process grew the map in between; no transaction of ours is active yet, so the
+        new size is adopted at once and the open retried. Any other LMDB failure is a
+        ``StorageError`` (and the environment is closed again).
+        """
+        try:
+            for _ in range(100):  # each retry adopts a larger size; a bound against a livelock
+                try:
+                    return {name: self.lmdb.open_db(name.encode()) for name in DB_NAMES}
+                except lmdb.MapResizedError:
+                    self.lmdb.set_mapsize(0)
+            raise StorageError(f"cannot open the databases of {path}: the map keeps growing")
+        except lmdb.Error as exc:
+            self.lmdb.close()
+            raise StorageError(f"cannot open the databases of {path}: {exc}") from exc
+        except BaseException:
+            self.lmdb.close()
+            raise
 
     def _refuse_nesting(self) -> None:
         raise ValidationError(

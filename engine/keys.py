@@ -32,6 +32,7 @@ __all__ = [
     "encode_prefix",
     "encode_value",
     "check_key_value",
+    "item_key",
 ]
 
 KeyValue = str | int | float | Decimal | bytes
@@ -109,6 +110,24 @@ def encode_value(value: KeyValue, attr: str = "key") -> bytes:
         if isinstance(exc, ValidationError):
             raise ValidationError(f"key attribute {attr!r}: {exc}") from None
         raise ValidationError(f"key attribute {attr!r} is not a usable number: {value!r}") from None
+
+
+def item_key(prefix: bytes, pk: KeyValue, sk: KeyValue | None, pk_name: str,
+             sk_name: str | None) -> bytes:
+    """The item key ``prefix + enc(pk) [+ enc(sk)]``, ``prefix`` being ``encode_value(table)``.
+
+    ``sk`` is encoded only when ``sk_name`` is given (the table has a sort key); the caller
+    checks that a sort key value was given exactly when one is needed, and the key's length.
+    The usual key of two plain ASCII strings takes one expression (the hot path of writes).
+    """
+    if type(pk) is str and type(sk) is str and pk.isascii() and sk.isascii() \
+            and "\x00" not in pk and "\x00" not in sk:
+        return (prefix + b"\x30" + pk.encode("ascii") + b"\x00\x01\x30" + sk.encode("ascii")
+                + b"\x00\x01")
+    key = prefix + encode_value(pk, pk_name)
+    if sk_name is not None:
+        key += encode_value(sk, sk_name)  # type: ignore[arg-type]  # checked by the caller
+    return key
 
 
 def encode_prefix(value: str | bytes, attr: str = "sort key") -> bytes:

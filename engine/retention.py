@@ -23,7 +23,7 @@ tombstone (meta keys ``p:`` + item key), and :func:`compact` purges those by ver
 entry ``(hlc, origin)`` is stable when ``hlc`` is at most the HLC of the change at
 ``stable[origin]``.
 
-A forgotten node (``forgotten`` in meta: CBOR list of node ids) is refused by
+A forgotten node (the ``forgotten`` meta record, :mod:`engine.layout`) is refused by
 ``apply_changes`` from then on: it must rejoin from a snapshot as a new node, so its deleted
 items can never come back as zombies.
 """
@@ -37,12 +37,6 @@ from . import codec
 from .apply import forgotten_ids, merge_table
 from .changelog import (
     CHUNK,
-    FLOOR,
-    LOGHDR,
-    U64,
-    U64x2,
-    check_node,
-    check_u64_arg,
     entry_hlc,
     floor_hlc,
     floor_seq,
@@ -53,11 +47,13 @@ from .changelog import (
     write_clock,
 )
 from .changes import Snapshot, TableDef
-from .clock import BOTTOM
+from .checks import check_node_id, check_u64, check_vv, is_u64
+from .clock import BOTTOM, physical_ms
 from .env import Env, Txn
 from .errors import ClockSkewError, ValidationError
 from .item import ABSENT, ItemState, max_version, merge, purge
 from .keys import decode_key
+from .layout import FLOOR, LOGHDR, META_FORGOTTEN, META_PENDING_PREFIX, U64, U64x2
 
 if TYPE_CHECKING:
     from .store import Store
@@ -65,7 +61,7 @@ if TYPE_CHECKING:
 __all__ = ["compact", "forget", "forgotten", "merge_snapshot", "snapshot", "strip_covered"]
 
 _MAX_KEY = codec.MAX_KEY_BYTES
-_PENDING = b"p:"  # meta prefix: items holding tombstones that came through a snapshot
+_PENDING = META_PENDING_PREFIX  # + item key: holds tombstones that came through a snapshot
 
 
 def snapshot(store: Store) -> Snapshot:
@@ -104,7 +100,7 @@ def _check_table_def(t: object) -> None:
     codec.check_key_schema(t.name, t.partition_key, t.sort_key)
     v = t.version
     if not (isinstance(v, tuple) and len(v) == 2
-            and all(not isinstance(x, bool) and isinstance(x, int) and 0 <= x < 2**64 for x in v)):
+            and all(is_u64(x) for x in v)):
         raise ValidationError(f"table {t.name!r}: version {v!r} is not an (hlc, node) pair")
 
 
@@ -146,20 +142,15 @@ def _has_tombstone(state: ItemState) -> bool:
         or any(e[1] is ABSENT for e in state.attrs.values())
 
 
-def _check_snapshot_args(vv: object, covers: object, span: object) -> tuple[Covers, Span | None]:
-    if not isinstance(vv, Mapping):
-        raise ValidationError(f"snapshot vv must be a mapping of node id to seq, not {vv!r}")
-    for o, s in vv.items():
-        check_node(o, "snapshot vv node id")
-        check_u64_arg(s, f"snapshot vv seq of {o:016x}", "a sequence number")
+def _check_snapshot_args(covers: object, span: object) -> tuple[Covers, Span | None]:
     if covers is None:
         covers = {}
     if not isinstance(covers, Mapping):
         raise ValidationError(
             f"snapshot covers must be a mapping of node id to hlc, not {covers!r}")
     for o, h in covers.items():
-        check_node(o, "snapshot covers node id")
-        check_u64_arg(h, f"snapshot covers hlc of {o:016x}", "an hlc")
+        check_node_id(o, "snapshot covers node id")
+        check_u64(h, f"snapshot covers hlc of {o!r}")
     if span is not None and not (isinstance(span, tuple) and len(span) == 2 and all(
             b is None or (isinstance(b, bytes) and 0 < len(b) <= _MAX_KEY) for b in span)):
         raise ValidationError(f"snapshot span must be a (low, high) pair of keys or None, "
@@ -217,13 +208,14 @@ def merge_snapshot(
 ) -> int:
     """See :meth:`engine.Store.merge_snapshot`."""
     env = store._e()
-    covers, span = _check_snapshot_args(vv, covers, span)
+    vv = check_vv(vv, "snapshot vv")
+    covers, span = _check_snapshot_args(covers, span)
     tdefs, states, top = _decode_snapshot(tables, items)
     # our clock passes every change the snapshot covers (not only the versions it still
     # holds): a later local write then beats every delete it covers, purged or not
     top = max(top, *covers.values()) if covers else top
     # a snapshot is remote data too: a peer clock far ahead must not capture LWW through it
-    skew = (top >> 16) - store._wall()
+    skew = physical_ms(top) - store._wall()
     if skew > store.max_offset_ms:
         raise ClockSkewError(
             f"snapshot holds versions {skew} ms ahead of the local clock (maximum offset "
@@ -250,9 +242,9 @@ def merge_snapshot(
                 t.version)
         if covers and span is not None:
             for key in _absent_in_span(txn, env, span, {k for k, _ in states}):
-                held = codec.decode_state(txn.get(key, db=env.items))
-                kept = strip_covered(held, covers)
-                if kept is not held:
+                lone = codec.decode_state(txn.get(key, db=env.items))
+                kept = strip_covered(lone, covers)
+                if kept is not lone:
                     put(txn, key, kept)
         for key, theirs in states:
             raw = txn.get(key, db=env.items)
@@ -280,11 +272,7 @@ def merge_snapshot(
 
 def compact(store: Store, stable: Mapping[int, int], purge_tombstones: bool) -> tuple[int, int]:
     """See :meth:`engine.Store.compact`."""
-    if not isinstance(stable, Mapping):
-        raise ValidationError(f"stable must be a mapping of node id to seq, not {stable!r}")
-    for origin, upto in stable.items():
-        check_node(origin, "stable node id")
-        check_u64_arg(upto, f"stable seq of {origin:016x}", "a sequence number")
+    stable = check_vv(stable, "stable")
     if not isinstance(purge_tombstones, bool):
         raise ValidationError(f"purge_tombstones must be a bool, not {purge_tombstones!r}")
     env = store._e()
@@ -402,14 +390,14 @@ def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
 
 def forget(store: Store, node_id: int) -> None:
     """See :meth:`engine.Store.forget`."""
-    check_node(node_id, "node_id")
+    check_node_id(node_id, "node_id")
     if node_id == store.node_id:
         raise ValidationError("a node cannot forget itself")
     env = store._e()
 
     def run(txn: Txn) -> None:
         ids = forgotten_ids(txn, env) | {node_id}
-        txn.put(b"forgotten", codec.dumps(sorted(ids)), db=env.meta)
+        txn.put(META_FORGOTTEN, codec.dumps(sorted(ids)), db=env.meta)
 
     env.write(run)
 

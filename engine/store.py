@@ -1,25 +1,9 @@
 """Store: one node's replica in one LMDB environment — identity, tables, the local write path.
 
-Layout (named LMDB databases, all written only inside one write transaction per change):
+The on-disk layout (named LMDB databases, record formats, meta records) is
+:mod:`engine.layout`; every database is written only inside one write transaction per change.
 
-=========  ==========================================  =========================================
-database   key                                          value
-=========  ==========================================  =========================================
-meta       ``format``                                   ``2`` (:data:`FORMAT`)
-meta       ``ident``                                    ``[node id, region, st_dev, st_ino]``
-meta       ``clock``                                    ``(hlc, local seq, position)`` (may lag)
-meta       ``conflicts`` / ``forgotten`` / ``x:<name>``  see apply, retention, :meth:`set_meta`
-meta       ``p:`` + item key                            snapshot tombstones to purge (retention)
-items      ``enc(table) enc(pk) [enc(sk)]``             item state (:mod:`engine.codec`)
-log        position (u64 BE, local apply order)         ``origin seq len txn images``
-index      origin (u64 BE) + seq (u64 BE)               position
-vv         origin                                       highest seq applied (remote origins)
-floors     origin                                       seqs at or below are not in the log (+ HLC)
-tables     table name                                   ``[pk, sk, hlc, node]``
-conflicts  id (u64 BE)                                  conflict record
-=========  ==========================================  =========================================
-
-The modules around it each own one job: :mod:`engine.changelog` (the log's layout, appends,
+The modules around it each own one job: :mod:`engine.changelog` (appends,
 ``log_range``, the change feed), :mod:`engine.apply` (merging remote changes, conflicts),
 :mod:`engine.retention` (snapshots, compaction, tombstones, forgetting) and
 :mod:`engine.table` (the item API and range reads). :class:`Store` is their one entry point.
@@ -44,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import apply, changelog, codec, retention
-from .changelog import U64, append, read_clock, write_clock
+from .changelog import append, read_clock, write_clock
 from .changes import (
     ApplyReport,
     Change,
@@ -64,6 +48,7 @@ from .errors import (
     ValidationError,
 )
 from .item import delete_delta, max_version, merge, put_delta, update_delta, visible
+from .layout import FORMAT, META_FORMAT, META_IDENT, META_USER_PREFIX, READABLE_FORMATS, U64
 
 if TYPE_CHECKING:
     from .table import Batch, Table
@@ -72,12 +57,6 @@ __all__ = ["DEFAULT_MAX_CONFLICTS", "Snapshot", "Store", "TableDef", "open"]
 
 log = logging.getLogger(__name__)
 
-# Format 2: local writes no longer rewrite the clock record (engine.changelog.read_clock). A
-# format-1 store reads the same way and is marked 2 on open, so that an older build, which
-# trusts the record alone, refuses it instead of reissuing sequence numbers. Nothing else in
-# the layout differs between the two.
-FORMAT = b"2"
-_READABLE = (b"1", FORMAT)
 DEFAULT_MAX_CONFLICTS = 10_000
 
 _REGION = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -477,17 +456,17 @@ class Store:
 
     def get_meta(self, name: str) -> Any:
         """A value stored by :meth:`set_meta` (for replication's bookkeeping), or ``None``."""
-        _check_meta_name(name)
+        key = _check_meta_name(name)
         env = self._e()
-        raw = env.read(lambda txn: txn.get(b"x:" + name.encode(), db=env.meta))
+        raw = env.read(lambda txn: txn.get(key, db=env.meta))
         return None if raw is None else codec.loads(raw)
 
     def set_meta(self, name: str, value: Any) -> None:
         """Store a small CBOR-encodable value under ``name`` (not replicated)."""
-        _check_meta_name(name)
+        key = _check_meta_name(name)
         env = self._e()
         data = codec.dumps_checked(value, f"meta value {name!r}")
-        env.write(lambda txn: txn.put(b"x:" + name.encode(), data, db=env.meta))
+        env.write(lambda txn: txn.put(key, data, db=env.meta))
 
     def stats(self) -> dict[str, Any]:
         """Sizes and counters, for ``regiondb status``."""
@@ -514,11 +493,18 @@ class Store:
         })
         return out
 
-def _check_meta_name(name: object) -> None:
-    if not isinstance(name, str) or not 0 < len(name.encode("utf-8", "surrogatepass")) <= 200:
+def _check_meta_name(name: object) -> bytes:
+    """The meta key of a :meth:`Store.set_meta` name, or ``ValidationError``."""
+    try:
+        raw = name.encode("utf-8") if isinstance(name, str) else b""
+    except UnicodeEncodeError:  # a lone surrogate
+        raw = b""
+    if not 0 < len(raw) <= 200:
         raise ValidationError(
-            f"meta name must be a non-empty str of at most 200 bytes, not {name!r}"
+            f"meta name must be a non-empty str (valid Unicode) of at most 200 bytes, "
+            f"not {name!r}"
         )
+    return META_USER_PREFIX + raw
 
 
 def _ident_of(path: Path) -> tuple[int, int]:
@@ -591,21 +577,21 @@ def open(  # noqa: A001 - the contract's name, like io.open
 def _identify(txn: Txn, env: Env, path: Path, region: str | None) -> tuple[int, str]:
     """Create the identity of a new store, or re-identify a copied one."""
     dev, ino = _ident_of(path)
-    raw = txn.get(b"ident", db=env.meta)
+    raw = txn.get(META_IDENT, db=env.meta)
     if raw is None:
         node_id = secrets.randbits(64) or 1
         assert region is not None
-        txn.put(b"format", FORMAT, db=env.meta)
-        txn.put(b"ident", codec.dumps([node_id, region, dev, ino]), db=env.meta)
+        txn.put(META_FORMAT, FORMAT, db=env.meta)
+        txn.put(META_IDENT, codec.dumps([node_id, region, dev, ino]), db=env.meta)
         write_clock(txn, env, 0, 0, 0)
         log.info("created store %s: region %s, node %016x", path, region, node_id)
         return node_id, region
-    fmt = txn.get(b"format", db=env.meta)
-    if fmt not in _READABLE:
+    fmt = txn.get(META_FORMAT, db=env.meta)
+    if fmt not in READABLE_FORMATS:
         raise ValidationError(
             f"{path}: store format {fmt!r} is not supported (this build reads 1 and 2)")
     if fmt != FORMAT:
-        txn.put(b"format", FORMAT, db=env.meta)
+        txn.put(META_FORMAT, FORMAT, db=env.meta)
     node_id, stored_region, s_dev, s_ino = codec.loads(raw)
     if (s_dev, s_ino) != (dev, ino):
         # A copied (or restored) directory must not act as the node it was copied from:
@@ -616,6 +602,6 @@ def _identify(txn: Txn, env: Env, path: Path, region: str | None) -> tuple[int, 
         if seq:
             txn.put(U64.pack(old), U64.pack(seq), db=env.vv)
         write_clock(txn, env, hlc, 0, pos)
-        txn.put(b"ident", codec.dumps([node_id, stored_region, dev, ino]), db=env.meta)
+        txn.put(META_IDENT, codec.dumps([node_id, stored_region, dev, ino]), db=env.meta)
         log.warning("store %s was copied from node %016x: it is now node %016x", path, old, node_id)
     return node_id, stored_region

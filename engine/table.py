@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import codec
 from .changelog import CHUNK
-from .changelog import check_limit as _check_limit
+from .checks import check_limit as _check_limit
 from .errors import StoreClosed, ValidationError
-from .keys import KeyValue, check_key_value, encode_prefix, encode_value
+from .keys import KeyValue, check_key_value, encode_prefix, encode_value, item_key
 
 if TYPE_CHECKING:
     from .changes import TableDef
@@ -74,25 +74,18 @@ class Table:
     # -- keys --------------------------------------------------------------------------
 
     def _key(self, pk: Any, sk: Any) -> tuple[bytes, tuple[Any, ...]]:
-        if self._two_keys and type(pk) is str and type(sk) is str and pk.isascii() \
-                and sk.isascii() and "\x00" not in pk and "\x00" not in sk:
-            # the common (pk, sk) of plain strings: encode_value's fast path, inlined
-            key = (self._prefix + b"\x30" + pk.encode("ascii") + b"\x00\x01\x30"
-                   + sk.encode("ascii") + b"\x00\x01")
-            if len(key) <= _MAX_KEY:
-                return key, (pk, sk)
-        key = self._prefix + encode_value(pk, self.partition_key)
-        if self.sort_key is None:
-            if sk is not None:
-                raise ValidationError(f"table {self.name!r} has no sort key, but one was given")
-            values: tuple[Any, ...] = (pk,)
-        else:
+        values: tuple[Any, ...]
+        if self._two_keys:
             if sk is None:
                 raise ValidationError(
                     f"table {self.name!r} needs a sort key value for {self.sort_key!r}"
                 )
-            key += encode_value(sk, self.sort_key)
             values = (pk, sk)
+        else:
+            if sk is not None:
+                raise ValidationError(f"table {self.name!r} has no sort key, but one was given")
+            values = (pk,)
+        key = item_key(self._prefix, pk, sk, self.partition_key, self.sort_key)
         if len(key) > _MAX_KEY:
             raise ValidationError(f"table {self.name!r}: key is {len(key)} bytes encoded, "
                                   f"more than the {_MAX_KEY} LMDB allows")

@@ -46,6 +46,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from replication import vv as vvmod
+
 from .demo_render import NodeTotals, RegionRow, Screen, status_table, summary_lines
 from .demo_worker import STEP_TIMEOUT, DemoError, Worker
 from .jsonvalues import dumps, loads
@@ -56,15 +58,6 @@ REGIONS = [("ap-south-1", "Mumbai"), ("us-east-1", "Virginia"), ("eu-west-1", "I
 CITY = dict(REGIONS)
 POPUP = ("popup-goa", "Goa pop-up")
 MUMBAI, VIRGINIA, IRELAND = (r for r, _ in REGIONS)
-
-
-def _merge_vv(*vvs: dict[str, int]) -> dict[str, int]:
-    """The element-wise maximum of version vectors keyed by hex node id (as nodes send them)."""
-    out: dict[str, int] = {}
-    for vv in vvs:
-        for k, v in vv.items():
-            out[k] = max(out.get(k, 0), v)
-    return out
 
 
 def _free_ports(n: int) -> list[int]:
@@ -240,7 +233,7 @@ class Demo:
         return [w for r, w in self.workers.items() if r not in self.down]
 
     def _converge(self, workers: list[Worker], what: str) -> None:
-        target = _merge_vv(*(w.request({"cmd": "vv"}) for w in workers))
+        target = vvmod.merge(*(w.request({"cmd": "vv"}) for w in workers))
         waits = [w.send({"cmd": "wait_vv", "target": target, "timeout": STEP_TIMEOUT})
                  for w in workers]
         for w, wait in zip(workers, waits, strict=True):
@@ -309,7 +302,7 @@ class Demo:
         self.down.discard(MUMBAI)
         self.phase = "Mumbai back — catching up"
         kept = int(info.get("local_seq", 0))
-        target = _merge_vv(self._vv(VIRGINIA), self._vv(IRELAND))
+        target = vvmod.merge(self._vv(VIRGINIA), self._vv(IRELAND))
         have = info.get("vv", {})
         behind = sum(max(0, s - have.get(o, 0)) for o, s in target.items())
         self.say(f"🔁 Mumbai restarted (pid {info['pid']}) after {down_for:.1f} s down: all "

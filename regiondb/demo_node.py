@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+import engine.clock
 
 from .jsonvalues import dumps, loads
 
@@ -92,7 +93,7 @@ class Node:
     # -- replication ---------------------------------------------------------------
 
     def start_network(self) -> None:
-        from . import net
+        from replication import net
 
         secret = Path(self.args.secret_file).read_bytes().strip()
         host, _, port = self.args.listen.rpartition(":")
@@ -138,7 +139,7 @@ class Node:
                 seen.add((c.origin, c.seq))
                 i = bisect.bisect_left(positions, c.position)
                 applied = notes[i][1] if i < len(notes) else time.time() * 1000
-                lag = applied - (c.version[0] >> 16)
+                lag = applied - engine.clock.physical_ms(c.version[0])
                 with self._lags_lock:
                     self._lags.setdefault(c.origin, []).append(round(max(lag, 0.0), 2))
 
@@ -268,8 +269,9 @@ class Node:
         if name == "wait_vv":
             return self._wait_vv(cmd)
         if name == "sync_dir":
-            from .cli.output import report_dict
             from replication.files import sync_dir
+
+            from .cli.output import report_dict
 
             return report_dict(sync_dir(self.store, Path(cmd["mailbox"])))
         if name == "final":

@@ -50,6 +50,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.checks import check_node_id
 from engine.errors import (
     ClockSkewError,
     Error,
@@ -180,12 +181,6 @@ def _adopt_forgotten(store: Store, forgotten: frozenset[int] | set[int], who: in
     return warnings
 
 
-def _node_id(value: object, what: str) -> int:
-    if type(value) is not int or not 0 < value < 1 << 64:
-        raise ValidationError(f"{what} {value!r:.40} is not a 64-bit node id")
-    return value
-
-
 def record_peer(
     store: Store,
     node_id: int,
@@ -208,9 +203,9 @@ def record_peer(
     own = vvmod.check_vv(vv, f"vv of node {node_id:016x}")
     if not isinstance(acks, Mapping):
         raise ValidationError(f"ack table of node {node_id:016x} must be a map")
-    rows = {_node_id(n, "ack table node id"): vvmod.check_vv(r, f"ack of node {n!r:.20}")
+    rows = {check_node_id(n, "ack table node id"): vvmod.check_vv(r, f"ack of node {n!r:.20}")
             for n, r in acks.items()}
-    gone = frozenset(_node_id(n, "forgotten node id") for n in forgotten)
+    gone = frozenset(check_node_id(n, "forgotten node id") for n in forgotten)
     warnings = _adopt_forgotten(store, gone, node_id)
     rows[node_id] = vvmod.merge(rows.get(node_id, {}), own)
     vvmod.update_acks(store, rows)
@@ -444,14 +439,12 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
     report = SegmentReport(sender=h.sender, kind=h.kind, created_hlc=h.created_hlc)
     before = store.version_vector()
     if h.kind == "changes":
-        gone = store.forgotten() | h.forgotten
-        for origin, (first, _) in sorted(h.ranges.items()):
-            have = before.get(origin, 0)
-            if origin != me and origin not in gone and first > have + 1:
-                raise GapError(
-                    f"gap: changes of node {origin:016x} start at seq {first} but this store "
-                    f"holds only up to {have}; seqs {have + 1}..{first - 1} must come first"
-                )
+        skip = store.forgotten() | h.forgotten | {me}
+        for origin, (have, first) in vvmod.range_gaps(before, h.ranges, skip).items():
+            raise GapError(
+                f"gap: changes of node {origin:016x} start at seq {first} but this store "
+                f"holds only up to {have}; seqs {have + 1}..{first - 1} must come first"
+            )
     report.warnings += _adopt_forgotten(store, h.forgotten, h.sender)
     if h.kind == "changes":
         try:

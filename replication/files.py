@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import cbor2
 
 from engine.bounded import loads_bounded
+from engine.checks import check_node_id, is_node_id
 from engine.errors import Error, ForgottenNodeError, SegmentError, ValidationError
 
 from . import exchange
@@ -311,10 +312,6 @@ def _encode_state(body: Mapping[str, Any]) -> bytes:
     return cbor2.dumps([STATE_MAGIC, 1, raw, hashlib.blake2b(raw, digest_size=32).digest()])
 
 
-def _is_node_id(value: object) -> bool:
-    return type(value) is int and 0 < value < 1 << 64
-
-
 def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and verify a mailbox ``state.cbor``: ``{node, region, vv, acks, forgotten, files}``.
 
@@ -334,17 +331,15 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
         body = loads_bounded(raw, max_depth=8, max_bytes=len(raw))
         if not isinstance(body, dict):
             raise ValidationError("state body is not a map")
-        node = body.get("node")
-        if type(node) is not int or not 0 < node < 1 << 64:
-            raise ValidationError("state has no valid node id")
+        node = check_node_id(body.get("node"), "state node id")
         region = body.get("region")
         if not isinstance(region, str):
             raise ValidationError("state has no region")
         acks = body.get("acks", {})
-        if not isinstance(acks, dict) or not all(_is_node_id(n) for n in acks):
+        if not isinstance(acks, dict) or not all(is_node_id(n) for n in acks):
             raise ValidationError("acks is not a map of node id -> version vector")
         forgotten = body.get("forgotten", [])
-        if not isinstance(forgotten, list) or not all(_is_node_id(n) for n in forgotten):
+        if not isinstance(forgotten, list) or not all(is_node_id(n) for n in forgotten):
             raise ValidationError("forgotten is not a list of node ids")
         files = body.get("files", {})
         return {

@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from engine.clock import physical_ms
+
 __all__ = ["LAG_WINDOW", "LagStats", "PeerLag", "lag_stats", "sample_lags", "txn_hlc"]
 
 LAG_WINDOW = 2048  # lag samples kept per peer and direction
@@ -91,5 +93,5 @@ def sample_lags(records: Iterable[tuple[int, int, bytes]], before: Mapping[int, 
     for rec in fresh[::step][:_MAX_SAMPLES]:
         hlc = txn_hlc(rec[2])
         if hlc:
-            out.append(max(0, now_us - (hlc >> 16) * 1000))
+            out.append(max(0, now_us - physical_ms(hlc) * 1000))
     return out

@@ -36,22 +36,13 @@ from typing import TYPE_CHECKING, Any
 from engine import Store
 
 from .lag import LAG_WINDOW, LagStats, PeerLag, lag_stats
+from .vv import merge_into
 
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["Hub", "PeerStats", "Waker", "applying_remote", "hub_for", "merge_vv", "peer_lag",
+__all__ = ["Hub", "PeerStats", "Waker", "applying_remote", "hub_for", "peer_lag",
            "peer_rows"]
-
-
-def merge_vv(into: dict[int, int], other: Mapping[int, int]) -> bool:
-    """Raise ``into`` to at least ``other`` per origin; ``True`` if anything grew."""
-    changed = False
-    for o, s in other.items():
-        if s > into.get(o, 0):
-            into[o] = s
-            changed = True
-    return changed
 
 
 @dataclass(slots=True)
@@ -81,7 +72,7 @@ class PeerStats:
     def adopt_acks(self, rows: Mapping[int, Mapping[int, int]]) -> None:
         """Merge an ack table the peer told us (a segment header's ``acks``)."""
         for node, row in rows.items():
-            if merge_vv(self.acks.setdefault(node, {}), row):
+            if merge_into(self.acks.setdefault(node, {}), row):
                 self.dirty = True
 
 
@@ -246,7 +237,7 @@ class Hub:
         """Merge what ``node`` told us it holds; return a copy of all we know it holds."""
         with self.lock:
             k = self.known.setdefault(node, {})
-            merge_vv(k, vv)
+            merge_into(k, vv)
             return dict(k)
 
     def _on_commit(self, position: int) -> None:

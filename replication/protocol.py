@@ -37,6 +37,7 @@ from typing import Any
 import cbor2
 
 from engine.bounded import loads_bounded
+from engine.checks import check_vv, is_u64
 from engine.errors import (
     AuthError,
     ClockSkewError,
@@ -71,7 +72,6 @@ DEFAULT_MAX_FRAME = 16 * 1024 * 1024 + 1024
 HANDSHAKE_MAX_FRAME = 64 * 1024
 NONCE_BYTES = 32
 _HEADER = struct.Struct(">IB")
-_U64_LIMIT = 1 << 64
 _CONTROL_MAX_DEPTH = 4
 
 
@@ -140,15 +140,16 @@ async def read_frame(
 
 
 def _u64(v: object, what: str) -> int:
-    if type(v) is not int or not 0 <= v < _U64_LIMIT:
+    if not is_u64(v):
         raise ProtocolError(f"{what} must be a 64-bit unsigned integer")
     return v
 
 
 def _vv(v: object, what: str) -> dict[int, int]:
-    if not isinstance(v, dict):
-        raise ProtocolError(f"{what} must be a map of node -> seq")
-    return {_u64(k, f"{what} key"): _u64(s, f"{what} value") for k, s in v.items()}
+    try:
+        return check_vv(v, what)
+    except ValidationError as exc:
+        raise ProtocolError(str(exc)) from None
 
 
 def _acks(v: object) -> dict[int, dict[int, int]]:

@@ -34,6 +34,8 @@ from typing import BinaryIO, Literal, TypeAlias, cast
 import cbor2
 
 from engine.bounded import loads_bounded
+from engine.checks import check_node_id as _node
+from engine.checks import check_u64 as _u64
 from engine.errors import SegmentError, ValidationError
 
 __all__ = [
@@ -65,7 +67,6 @@ AUTO_COMPRESS_RATIO = 0.9
 
 _PREFIX = struct.Struct(">8sHI")  # magic, version, header_len
 _U32 = struct.Struct(">I")
-_U64_LIMIT = 1 << 64
 _HEADER_MAX_DEPTH = 4  # acks: map -> map -> int
 _HEADER_KEYS = frozenset(
     {"kind", "sender", "region", "ranges", "vv", "acks", "forgotten", "record_count",
@@ -150,19 +151,6 @@ class SegmentName:
 
 
 # ---------------------------------------------------------------------------- shape checks
-
-
-def _u64(value: object, what: str) -> int:
-    if type(value) is not int or not 0 <= value < _U64_LIMIT:
-        raise ValidationError(f"{what} must be an int in [0, 2**64), got {value!r:.80}")
-    return value
-
-
-def _node(value: object, what: str) -> int:
-    """A node id: a u64 other than 0 (which the engine refuses as a node id)."""
-    if type(value) is not int or not 0 < value < _U64_LIMIT:
-        raise ValidationError(f"{what} must be an int in [1, 2**64) (a node id), got {value!r:.80}")
-    return value
 
 
 def _str(value: object, what: str) -> str:

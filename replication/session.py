@@ -53,7 +53,7 @@ from engine.errors import LogTruncated, ProtocolError, SegmentError, ValidationE
 
 from . import exchange
 from .lag import LagStats, PeerLag, sample_lags, txn_hlc
-from .peers import PeerStats, Waker, applying_remote, hub_for, merge_vv
+from .peers import PeerStats, Waker, applying_remote, hub_for
 from .protocol import (
     MsgType,
     PeerInfo,
@@ -64,6 +64,7 @@ from .protocol import (
     type_name,
 )
 from .segment import Segment, decode_segment, encode_segment
+from .vv import merge_into, range_gaps
 
 # LagStats, PeerLag, PeerStats and hub_for live in .lag and .peers; re-exported for callers
 # that imported them from here.
@@ -152,7 +153,7 @@ class Session:
         self.snapshot_sent = self.snapshot_received = False
         self.stats.forgotten = peer.forgotten
         self.stats.acks = dict(peer.acks)
-        merge_vv(self.stats.acked, peer.vv)
+        merge_into(self.stats.acked, peer.vv)
         # The handshake makes the peer a member: its row (empty for a newcomer) goes to the
         # ack table before anything is sent, so GC waits for it even if this sync is cut.
         self.stats.dirty = True
@@ -311,7 +312,7 @@ class Session:
         if self._refusals == refusals:
             # Unless an ACK refused part of it meanwhile (and rewound ``sent``, so the refused
             # part is offered again): the peer now has everything up to start_vv.
-            merge_vv(self.sent, start_vv)
+            merge_into(self.sent, start_vv)
 
     def _segment_budget(self) -> int:
         """Payload bytes per segment: ``segment_bytes``, within the peer's ``max_frame``."""
@@ -319,7 +320,7 @@ class Session:
 
     def peer_vv_for_send(self) -> dict[int, int]:
         eff = dict(self.sent)
-        merge_vv(eff, self.hub.know(self.peer.node, {}))
+        merge_into(eff, self.hub.know(self.peer.node, {}))
         return eff
 
     async def _window(self) -> None:
@@ -500,9 +501,9 @@ class Session:
         before = self.store.version_vector()
         # A range starting past what we hold follows a refused one still in flight: decline
         # it whole (the sender offers it again from our ACKed vv) instead of failing.
-        gaps = {o: f"gap: seq {first} offered, this node holds up to {before.get(o, 0)}"
-                for o, (first, _) in h.ranges.items()
-                if o != self.store.node_id and first > before.get(o, 0) + 1}
+        skip = self.store.forgotten() | h.forgotten | {self.store.node_id}
+        gaps = {o: f"gap: seq {first} offered, this node holds up to {held}"
+                for o, (held, first) in range_gaps(before, h.ranges, skip).items()}
         if gaps:
             self._send(encode_message(MsgType.ACK, {"vv": before, "lag_us": [],
                                                     "refused": gaps}))
@@ -514,7 +515,7 @@ class Session:
             # instead of a second write transaction per segment as apply_segment does.
             report = self._apply_changes(seg) if inline else \
                 await self._blocking(self._apply_changes, seg)
-            if merge_vv(self.stats.acked, h.vv):
+            if merge_into(self.stats.acked, h.vv):
                 self.stats.dirty = True
             self.stats.adopt_acks(h.acks)
         else:
@@ -558,7 +559,7 @@ class Session:
             raise ProtocolError("ACK without an unacknowledged SEGMENT")
         self.outstanding -= 1
         vv = fields["vv"]
-        if merge_vv(self.stats.acked, vv):
+        if merge_into(self.stats.acked, vv):
             self.stats.dirty = True
         self.hub.know(self.peer.node, vv)
         self.stats.out_lag.extend(us / 1000 for us in fields["lag_us"])

@@ -28,9 +28,9 @@ import threading
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from engine.errors import ValidationError
+from engine.checks import check_vv
 
 if TYPE_CHECKING:
     from engine import Store
@@ -39,23 +39,26 @@ __all__ = [
     "AckTable",
     "GcPlan",
     "VersionVector",
+    "check_vv",
     "diff_ranges",
     "dominates",
     "load_acks",
     "members",
     "merge",
     "merge_acks",
+    "merge_into",
     "minimum",
     "plan_gc",
+    "range_gaps",
     "save_acks",
     "update_acks",
 ]
 
 VersionVector: TypeAlias = dict[int, int]
 AckTable: TypeAlias = dict[int, VersionVector]
+K = TypeVar("K")  # origin ids: ints, or hex strings where they travel as text (the demo)
 
 ACKS_META = "acks"
-_U64 = 1 << 64
 
 
 # ------------------------------------------------------------------ pure vv helpers
@@ -70,17 +73,31 @@ def dominates(a: Mapping[int, int], b: Mapping[int, int]) -> bool:
     return all(a.get(o, 0) >= s for o, s in b.items())
 
 
-def merge(*vvs: Mapping[int, int]) -> VersionVector:
+def merge_into(into: dict[K, int], other: Mapping[K, int]) -> bool:
+    """Raise ``into`` to at least ``other`` per origin, in place; ``True`` if anything grew.
+
+    The one elementwise-max of version vectors (:func:`merge` is built on it).
+
+    >>> vv = {1: 5}; merge_into(vv, {1: 3, 2: 1}), vv
+    (True, {1: 5, 2: 1})
+    """
+    changed = False
+    for o, s in other.items():
+        if s > into.get(o, 0):
+            into[o] = s
+            changed = True
+    return changed
+
+
+def merge(*vvs: Mapping[K, int]) -> dict[K, int]:
     """Elementwise maximum (the least vv dominating all arguments); zero entries dropped.
 
     >>> merge({1: 5, 2: 1}, {2: 4, 3: 0})
     {1: 5, 2: 4}
     """
-    out: VersionVector = {}
+    out: dict[K, int] = {}
     for vv in vvs:
-        for o, s in vv.items():
-            if s > out.get(o, 0):
-                out[o] = s
+        merge_into(out, vv)
     return out
 
 
@@ -107,19 +124,23 @@ def diff_ranges(have: Mapping[int, int], want: Mapping[int, int]) -> dict[int, t
     return {o: (have.get(o, 0) + 1, s) for o, s in sorted(want.items()) if s > have.get(o, 0)}
 
 
-def check_vv(value: object, what: str = "version vector") -> VersionVector:
-    """Validate an untrusted ``{origin: seq}`` map of 64-bit ids; return a plain dict.
+def range_gaps(
+    have: Mapping[int, int], ranges: Mapping[int, tuple[int, int]], skip: Iterable[int] = (),
+) -> dict[int, tuple[int, int]]:
+    """The rule for gaps in a sender's log: per origin, ``(held, first)`` for each offered
+    range that starts past what we hold, so applying it would leave seqs ``held+1..first-1``
+    missing. Origins in ``skip`` never count: ourselves (our own changes are never applied
+    from a peer) and forgotten nodes (refused whatever their range).
 
-    :raises ValidationError: naming ``what`` if it is not such a map.
+    >>> range_gaps({1: 3, 2: 1}, {1: (4, 9), 2: (5, 6), 3: (2, 2)}, skip={3})
+    {2: (1, 5)}
     """
-    if not isinstance(value, Mapping):
-        raise ValidationError(f"{what} must be a map of node id -> seq")
-    out: VersionVector = {}
-    for o, s in value.items():
-        if type(o) is not int or type(s) is not int or not 0 < o < _U64 or not 0 <= s < _U64:
-            raise ValidationError(f"{what} entry {o!r:.40}: {s!r:.40} is not (node id, seq)")
-        if s:
-            out[o] = s
+    out: dict[int, tuple[int, int]] = {}
+    skipped = set(skip)
+    for origin, (first, _) in sorted(ranges.items()):
+        held = have.get(origin, 0)
+        if origin not in skipped and first > held + 1:
+            out[origin] = (held, first)
     return out
 
 

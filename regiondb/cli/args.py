@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from engine.checks import is_node_id
 
 from ..jsonvalues import JSONValueError, dumps, loads, parse_key
 
@@ -82,7 +83,7 @@ def node_id_arg(text: str) -> int:
         n = int(text, 16)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a node id in hex, not {text!r}") from None
-    if not 0 < n < 2**64:
+    if not is_node_id(n):
         raise argparse.ArgumentTypeError(f"node id {text!r} is out of range")
     return n
 

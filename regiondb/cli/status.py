@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import engine
-
+from engine.clock import logical as clock_logical
+from engine.clock import physical_ms
 from replication.vv import load_acks
+
 from .args import open_store
 from .live import peers_text
 from .output import PROG, SERVE_STATUS, emit, hex_id, size_text, vv_json, write_line
@@ -43,10 +45,10 @@ def _live(path: Path) -> dict[str, Any] | None:
 
 
 def _hlc_text(hlc: int) -> str:
-    """A packed HLC (ms << 16 | logical) as UTC time, logical counter and raw value."""
+    """A packed HLC (:mod:`engine.clock`) as UTC time, logical counter and raw value."""
     if not hlc:
         return "(no writes yet)"
-    ms, logical = hlc >> 16, hlc & 0xFFFF
+    ms, logical = physical_ms(hlc), clock_logical(hlc)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000))
     return f"{stamp}.{ms % 1000:03d} UTC, logical {logical}  (hlc {hlc})"
 

@@ -105,3 +105,13 @@ def test_plan_gc_never_passes_what_a_member_lacks(
         row = vv if n == ME else acks[n]
         assert V.dominates(row, plan.stable)
         assert vv.get(n, 0) >= row.get(n, 0)
+
+
+def test_range_gaps_is_the_one_rule_for_both_transports() -> None:
+    """A range starting past what we hold is a gap, except for origins skipped (ourselves,
+    forgotten nodes): the mailbox/segment path (exchange) and live sessions share this rule."""
+    have = {1: 3, 2: 1}
+    ranges = {1: (4, 9), 2: (5, 6), 3: (2, 2), 4: (1, 1)}
+    assert V.range_gaps(have, ranges) == {2: (1, 5), 3: (0, 2)}
+    assert V.range_gaps(have, ranges, skip={3}) == {2: (1, 5)}
+    assert V.range_gaps(have, {2: (2, 2)}) == {}
