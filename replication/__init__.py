@@ -29,7 +29,8 @@ from .exchange import (
     record_peer,
     segments_for,
 )
-from .files import FileOutcome, ImportReport, SyncReport, export_changes, import_changes, sync_dir
+from .files import FileOutcome, ImportReport, export_changes, import_changes
+from .mailbox import SyncReport, sync_dir
 from .net import (
     AsyncServer,
     NetOptions,
