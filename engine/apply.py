@@ -30,7 +30,7 @@ from .changes import ApplyReport, Conflict, RawChange, TableDef, decode_table_de
 from .checks import check_u64, is_node_id
 from .clock import Version, observe
 from .env import Env, Txn
-from .errors import ClockSkewError, ForgottenNodeError, ValidationError
+from .errors import ChangeRefused, ClockSkewError, ForgottenNodeError, ValidationError
 from .item import (
     ABSENT,
     AttrConflict,
@@ -81,7 +81,8 @@ def _decode_records(store: Store, records: Iterable[RawChange]) -> tuple[list[De
         try:
             hlc, ops = codec.decode_txn(raw)
         except ValidationError as exc:
-            raise ValidationError(f"change {origin:016x}/{seq}: {exc}") from None
+            raise ChangeRefused(f"change {origin:016x}/{seq}: {exc}", origin=origin,
+                                seq=seq) from None
         decoded.append((origin, seq, raw, hlc, ops))
     by_origin: dict[int, list[Decoded]] = {}
     for d in decoded:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 
-from .errors import ClockSkewError
+from .errors import ClockExhausted, ClockSkewError
 
 __all__ = [
     "BOTTOM",
@@ -39,6 +39,7 @@ __all__ = [
     "physical_ms",
     "system_wall_ms",
     "tick",
+    "tick_local",
 ]
 
 LOGICAL_BITS = 16
@@ -89,8 +90,29 @@ def tick(last: int, wall_ms: int) -> int:
         return wall_ms << LOGICAL_BITS
     nxt = last + 1  # same millisecond: counter + 1; a full counter carries into the ms
     if nxt > _MAX_HLC:
-        raise ClockSkewError("hybrid logical clock exhausted its 64-bit range")
+        raise ClockExhausted("hybrid logical clock exhausted its 64-bit range")
     return nxt
+
+
+def tick_local(last: int, wall_ms: int, max_offset_ms: int) -> int:
+    """:func:`tick` for a local write, which fails while this node's clock is far ahead.
+
+    A node whose HLC runs more than ``max_offset_ms`` ahead of its own wall clock (its wall
+    clock jumped forward and back) would write versions every peer holds back as skewed, so
+    nothing it writes would replicate, silently. It fails instead (fail-stop, as CockroachDB
+    does), until wall time has caught up with the HLC: see ``docs/operations.md``.
+
+    :raises ClockSkewError: naming how far ahead the HLC is.
+    """
+    ahead = (last >> LOGICAL_BITS) - wall_ms
+    if ahead > max_offset_ms:
+        raise ClockSkewError(
+            f"this node's clock is {ahead} ms ahead of its wall clock (maximum offset "
+            f"{max_offset_ms} ms): local writes are refused until the wall clock reaches "
+            f"{format_hlc(last)}; see docs/operations.md (a clock that was far off)",
+            skew_ms=ahead,
+        )
+    return tick(last, wall_ms)
 
 
 def observe(

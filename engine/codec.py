@@ -46,6 +46,7 @@ __all__ = [
     "Op",
     "PutEncoder",
     "canonical",
+    "capture",
     "check_attr_name",
     "check_attrs",
     "check_key_schema",
@@ -72,6 +73,15 @@ MAX_TXN_BYTES = 16 << 20    # one log entry: the largest record a segment carrie
 MAX_KEY_BYTES = 511         # LMDB's key size limit
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 32
+# How deep CBOR nests for a value check_value accepts. The decoder counts every tag as a level
+# (a Decimal is tag 4 around an array, whose mantissa may be a tag-2 bignum; a set is tag 258
+# around an array); check_value counts containers only. The worst case is a set at the last
+# container level (MAX_DEPTH - 1 lists above it) of Decimals with bignum mantissas:
+# MAX_DEPTH - 1 + 2 (set) + 3 (Decimal) = MAX_DEPTH + 4.
+MAX_VALUE_CBOR_DEPTH = MAX_DEPTH + 4
+# Levels around a value in what travels: a transaction [hlc, [op]] with the op array and the
+# attribute map (4); a state [c, n, base, {name: [hlc, node, value]}] (3).
+_ENVELOPE_DEPTH = 4
 _U64 = (1 << 64) - 1
 
 dumps = cbor2.dumps
@@ -257,6 +267,30 @@ def _plainly_valid(value: Any, depth: int) -> bool:
     return False
 
 
+_IMMUTABLE = frozenset((str, int, float, bool, bytes, Decimal, type(None)))
+
+
+def capture(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` that later mutation of the original cannot reach (lists, dicts
+    and sets copied, recursively; scalars are immutable). A batch captures its ops with it
+    when they are added, then validates the copy: what commits is what was validated.
+
+    Past the depth any valid value can have, the rest is left as is: validation refuses it.
+    """
+    t = type(value)
+    if t in _IMMUTABLE or depth > MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {k: capture(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [capture(v, depth + 1) for v in value]
+    if isinstance(value, set):
+        return set(value)
+    if isinstance(value, frozenset):
+        return frozenset(value)
+    return value
+
+
 def check_attrs(attrs: Mapping[str, Any], where: str, *, _in_table: bool = False) -> None:
     """Validate every name and value of an attribute map (hot path: no strings built on success).
 
@@ -343,7 +377,9 @@ def loads_untrusted(raw: bytes) -> Any:
     not store are refused afterwards by the field checks.
     """
     try:
-        return cbor2.loads(raw, max_depth=MAX_DEPTH + 4, allow_indefinite=False,
+        # the bound never refuses what check_value accepts (the same validator then decides)
+        return cbor2.loads(raw, max_depth=MAX_VALUE_CBOR_DEPTH + _ENVELOPE_DEPTH,
+                           allow_indefinite=False,
                            allow_duplicate_keys=False)
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise ValidationError(f"bad CBOR: {exc}") from None

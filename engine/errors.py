@@ -32,6 +32,19 @@ class ValidationError(Error, ValueError):
     """Raised for a bad item, key, value, name or argument; nothing was written."""
 
 
+class ChangeRefused(ValidationError):
+    """Raised when a peer's change fails validation; nothing of its batch was applied.
+
+    Every later change of that origin is held behind it (seqs apply in order), so the caller
+    reports the stall loudly. :ivar origin: and :ivar seq: name the change.
+    """
+
+    def __init__(self, message: str, *, origin: int, seq: int) -> None:
+        super().__init__(message)
+        self.origin = origin
+        self.seq = seq
+
+
 class TableNotFound(Error, KeyError):
     """Raised when a table is named that this store does not have."""
 
@@ -58,6 +71,10 @@ class ClockSkewError(Error):
         super().__init__(message)
         self.origin = origin
         self.skew_ms = skew_ms
+
+
+class ClockExhausted(Error):
+    """Raised when the 64-bit HLC has no value left to issue (not a skew: nothing catches up)."""
 
 
 class StoreClosed(Error):

@@ -38,7 +38,7 @@ from .changes import (
     TableDef,
     decode_table_def,
 )
-from .clock import BOTTOM, DEFAULT_MAX_OFFSET_MS, system_wall_ms, tick
+from .clock import BOTTOM, DEFAULT_MAX_OFFSET_MS, physical_ms, system_wall_ms, tick, tick_local
 from .env import DEFAULT_MAP_SIZE, Env, Txn, acquire, release
 from .errors import (
     ConditionFailed,
@@ -88,9 +88,9 @@ class Store:
         wall_clock: Callable[[], int],
     ) -> None:
         self._env: Env | None = env
-        self.path = env.path
-        self.node_id = node_id
-        self.region = region
+        self._path = env.path
+        self._node_id = node_id
+        self._region = region
         self.durable = env.durable
         self.max_offset_ms = max_offset_ms
         self.max_conflicts = max_conflicts
@@ -100,6 +100,21 @@ class Store:
         self._lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        """The store's directory."""
+        return self._path
+
+    @property
+    def node_id(self) -> int:
+        """This replica's 64-bit id: made once at creation, never reused (read-only)."""
+        return self._node_id
+
+    @property
+    def region(self) -> str:
+        """The human name of this replica's region, e.g. ``ap-south-1`` (read-only)."""
+        return self._region
 
     def __enter__(self) -> Store:
         return self
@@ -151,7 +166,7 @@ class Store:
                     )
                 return existing, None
             hlc, seq, pos = read_clock(txn, env)
-            hlc = tick(hlc, self._wall())
+            hlc = tick_local(hlc, self._wall(), self.max_offset_ms)
             tdef = TableDef(name, partition_key, sort_key, (hlc, self.node_id))
             txn.put(name.encode(), tdef.stored(), db=env.tables)
             wire = [["T", name, partition_key, sort_key]]
@@ -222,7 +237,7 @@ class Store:
 
         def run(txn: Txn) -> tuple[list[dict[str, Any] | None], int]:
             hlc, seq, pos = read_clock(txn, env)
-            hlc = tick(hlc, self._wall())
+            hlc = tick_local(hlc, self._wall(), self.max_offset_ms)
             v = (hlc, node)
             wire: list[bytes] = []
             images: list[Any] = []
@@ -479,6 +494,8 @@ class Store:
                 "log_entries": txn.stat(env.log)["entries"],
                 "conflicts_stored": txn.stat(env.conflicts)["entries"],
                 "hlc": hlc,
+                # > max_clock_offset: local writes fail with ClockSkewError (clock.tick_local)
+                "clock_ahead_ms": max(0, physical_ms(hlc) - self._wall()),
                 "local_seq": seq,
                 "position": pos,
             }
@@ -490,6 +507,7 @@ class Store:
             "durable": self.durable, "map_size": info["map_size"],
             "file_bytes": os.path.getsize(self.path / "data.mdb"),
             "conflicts_total": self.conflict_count(),
+            "max_clock_offset_ms": self.max_offset_ms,
         })
         return out
 

@@ -374,7 +374,10 @@ class Batch:
             condition: Condition | None = None) -> None:
         """Add a put of ``item`` to ``table``."""
         t = self._by_name.get(table) if type(table) is str else None  # the hot path of bulk loads
-        op = (t or self._table(table))._put_op(item, condition)
+        if type(item) is not dict and not isinstance(item, Mapping):
+            raise ValidationError(f"item must be a dict, not {type(item).__name__}")
+        # captured (deep-copied) before validation: later mutation cannot reach the commit
+        op = (t or self._table(table))._put_op(codec.capture(dict(item)), condition)
         keys = self._keys
         if self._done or op.key in keys or len(keys) >= MAX_BATCH_OPS:
             self._add(op)  # raises, saying which rule the write broke
@@ -387,7 +390,8 @@ class Batch:
         remove: Iterable[str] | None = None, condition: Condition | None = None,
     ) -> None:
         """Add an update (upsert) of one item."""
-        self._add(self._table(table)._update_op(pk, sk, set, remove, condition))
+        captured = codec.capture(dict(set)) if isinstance(set, Mapping) else set
+        self._add(self._table(table)._update_op(pk, sk, captured, remove, condition))
 
     def delete(self, table: str | Table, pk: KeyValue, sk: KeyValue | None = None,
                condition: Condition | None = None) -> None:

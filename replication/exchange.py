@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.checks import check_node_id
 from engine.errors import (
+    ChangeRefused,
     ClockSkewError,
     Error,
     ForgottenNodeError,
@@ -73,6 +74,7 @@ from .segment import (
     TableRecord,
     encode_segment,
 )
+from .stalls import record_stall
 
 if TYPE_CHECKING:
     from engine import Snapshot, Store
@@ -329,13 +331,26 @@ def change_segments(
 Encoded = tuple[SegmentHeader, bytes]
 
 
+_SNAPSHOT_RETRIES = 8  # fresh snapshots after GC raced the tail, before giving up
+
+
 def _snapshot_then_changes(w: _Writer, peer: Mapping[int, int]) -> Iterator[Encoded]:
-    snap = w.store.snapshot()
-    yield from w.snapshot(snap)
-    # The items may already hold changes newer than snap.vv (merging them again is a no-op);
-    # what the log gained since the snapshot's vv follows as ordinary changes.
-    now, _, _ = local_state(w.store)
-    yield from w.changes(vvmod.merge(peer, snap.vv), now)
+    for _ in range(_SNAPSHOT_RETRIES):
+        snap = w.store.snapshot()
+        yield from w.snapshot(snap)
+        # The items may already hold changes newer than snap.vv (merging them again is a
+        # no-op); what the log gained since the snapshot's vv follows as ordinary changes.
+        now, _, _ = local_state(w.store)
+        try:
+            yield from w.changes(vvmod.merge(peer, snap.vv, w.sent), now)
+            return
+        except LogTruncated:
+            # GC truncated part of that tail while the snapshot was going out: the parts
+            # already sent stay valid (merging is idempotent); a fresh snapshot covers the rest.
+            log.info("log truncated while sending a snapshot's tail; sending a fresh snapshot")
+            peer = vvmod.merge(peer, snap.vv, w.sent)
+    raise LogTruncated(f"garbage collection kept truncating the log during "
+                       f"{_SNAPSHOT_RETRIES} snapshots; try again")
 
 
 class _Writer:
@@ -449,6 +464,9 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
     if h.kind == "changes":
         try:
             r = store.apply_changes(segment.change_records())
+        except ChangeRefused as exc:
+            record_stall(store, h.sender, exc)
+            raise SegmentError(f"bad change record: {exc}") from exc
         except ValidationError as exc:
             raise SegmentError(f"bad change record: {exc}") from exc
         report.applied, report.skipped, report.held = r.applied, r.skipped, r.held

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.clock import physical_ms
 
@@ -55,6 +55,8 @@ class PeerLag:
     ``last_ms``/``p50_ms``/``p99_ms``: from a change's HLC (its commit) here to its apply on the
     peer, as the peer reported in its ACKs. ``unacked``: changes we hold that the peer has not
     acknowledged. ``inbound``: the same latency for the peer's changes applied here.
+    ``stalled``: origins whose changes from this peer we refused as invalid (everything later
+    of that origin is held; :mod:`replication.stalls`).
     """
 
     peer: str
@@ -68,6 +70,7 @@ class PeerLag:
     unacked: int
     inbound: LagStats
     last_error: str | None = None
+    stalled: dict[int, str] = field(default_factory=dict)
 
 
 def txn_hlc(txn: bytes) -> int:

@@ -63,6 +63,7 @@ class PeerStats:
     refused: int = 0
     peak_buffered: int = 0  # most bytes ever waiting in one of our send buffers to this peer
     last_error: str | None = None
+    stalled: dict[int, str] = field(default_factory=dict)  # origin -> why we refused its change
     dirty: bool = False  # acked/acks changed since the ack table was last written
 
     def unacked(self, vv: Mapping[int, int]) -> int:
@@ -283,7 +284,8 @@ def peer_lag(address: str, node_id: int | None, region: str | None, connected: b
                        sum(vv.values()), LagStats(), last_error)
     out = lag_stats(ps.out_lag)
     return PeerLag(address, node_id, region, connected, out.last_ms, out.p50_ms, out.p99_ms,
-                   out.samples, ps.unacked(vv), lag_stats(ps.in_lag), last_error or ps.last_error)
+                   out.samples, ps.unacked(vv), lag_stats(ps.in_lag), last_error or ps.last_error,
+                   {o: why for o, why in ps.stalled.items()})
 
 
 def _lag_dict(s: LagStats) -> dict[str, Any]:
@@ -299,5 +301,5 @@ def peer_rows(peers: Iterable[PeerStats], vv: Mapping[int, int]) -> list[dict[st
         "inbound_lag_ms": _lag_dict(lag_stats(ps.in_lag)),
         "segments_sent": ps.segments_sent, "segments_received": ps.segments_received,
         "changes_applied": ps.changes_applied, "refused": ps.refused,
-        "last_error": ps.last_error,
+        "last_error": ps.last_error, "stalled": dict(ps.stalled),
     } for ps in sorted(peers, key=lambda p: p.node)]

@@ -49,7 +49,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from engine import ApplyReport, Store
-from engine.errors import LogTruncated, ProtocolError, SegmentError, ValidationError
+from engine.errors import (
+    ChangeRefused,
+    LogTruncated,
+    ProtocolError,
+    SegmentError,
+    ValidationError,
+)
 
 from . import exchange
 from .lag import LagStats, PeerLag, sample_lags, txn_hlc
@@ -64,6 +70,7 @@ from .protocol import (
     type_name,
 )
 from .segment import Segment, decode_segment, encode_segment
+from .stalls import record_stall
 from .vv import merge_into, range_gaps
 
 # LagStats, PeerLag, PeerStats and hub_for live in .lag and .peers; re-exported for callers
@@ -521,6 +528,8 @@ class Session:
         else:
             report = await self._blocking(self._apply_segment, seg)
         after = self.store.version_vector()
+        for o in [o for o in self.stats.stalled if after.get(o, 0) > before.get(o, 0)]:
+            del self.stats.stalled[o]  # the origin moves again: that stall is over
         self.hub.know(self.peer.node, h.vv)
         if h.kind == "snapshot":
             self.snapshot_received = True
@@ -543,16 +552,26 @@ class Session:
                                                 "refused": refused}))
         self._advertised = after
 
-    def _apply_segment(self, seg: Segment) -> exchange.SegmentReport:
-        with applying_remote():
-            return exchange.apply_segment(self.store, seg)
 
     def _apply_changes(self, seg: Segment) -> ApplyReport:
         try:
             with applying_remote():
                 return self.store.apply_changes(seg.change_records())
+        except ChangeRefused as exc:
+            record_stall(self.store, seg.header.sender, exc)
+            self.stats.stalled[exc.origin] = str(exc)
+            raise SegmentError(f"bad change record: {exc}") from exc
         except ValidationError as exc:
             raise SegmentError(f"bad change record: {exc}") from exc
+
+    def _apply_segment(self, seg: Segment) -> exchange.SegmentReport:
+        try:
+            with applying_remote():
+                return exchange.apply_segment(self.store, seg)
+        except SegmentError as exc:
+            if isinstance(exc.__cause__, ChangeRefused):
+                self.stats.stalled[exc.__cause__.origin] = str(exc.__cause__)
+            raise
 
     def _on_ack(self, fields: dict[str, Any]) -> None:
         if self.outstanding <= 0:

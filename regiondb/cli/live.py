@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import engine
-
 from replication.atomic import write_atomic
 from replication.net import Replicator, serve, status, sync
+
 from .args import UsageError, open_store, read_secret
 from .output import (
     PROG,

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import engine
-
 from replication import forget
+
 from .args import (
     Condition,
     UsageError,

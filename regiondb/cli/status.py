@@ -13,6 +13,7 @@ from typing import Any
 import engine
 from engine.clock import logical as clock_logical
 from engine.clock import physical_ms
+from replication.stalls import stalls
 from replication.vv import load_acks
 
 from .args import open_store
@@ -53,6 +54,16 @@ def _hlc_text(hlc: int) -> str:
     return f"{stamp}.{ms % 1000:03d} UTC, logical {logical}  (hlc {hlc})"
 
 
+def _writes_refused(stats: dict[str, Any]) -> str | None:
+    """Why local writes fail right now (the HLC far ahead of the wall clock), or ``None``."""
+    ahead = stats["clock_ahead_ms"]
+    if ahead <= stats["max_clock_offset_ms"]:
+        return None
+    return (f"the clock is {ahead:,} ms ahead of this machine's wall clock (maximum offset "
+            f"{stats['max_clock_offset_ms']:,} ms): local writes fail with ClockSkewError "
+            "until the wall clock catches up (docs/operations.md)")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """``status DIR``: everything about one replica, for people or (``--json``) scripts."""
     with open_store(args) as store:
@@ -62,15 +73,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         acks = _acks(store, vv)
         forgotten = sorted(store.forgotten())
         tables = store.tables()
+        stalled = stalls(store)
     live = _live(Path(args.dir))
     info = {
         "path": stats["path"], "region": stats["region"], "node_id": hex_id(stats["node_id"]),
         "durable": stats["durable"], "tables": tables, "items": stats["items"],
         "log_entries": stats["log_entries"], "file_bytes": stats["file_bytes"],
-        "map_size": stats["map_size"], "hlc": stats["hlc"], "vv": vv_json(vv),
+        "map_size": stats["map_size"], "hlc": stats["hlc"],
+        "clock_ahead_ms": stats["clock_ahead_ms"],
+        "writes_refused": _writes_refused(stats), "vv": vv_json(vv),
         "log_floor": vv_json(floors), "conflicts": stats["conflicts_total"],
         "conflicts_stored": stats["conflicts_stored"], "peers": acks,
         "forgotten": [hex_id(n) for n in forgotten],
+        "stalled": {hex_id(o): {**e, "sender": hex_id(e["sender"])} for o, e in stalled.items()},
         "server": live,
     }
     if args.json:
@@ -87,6 +102,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                f"log entries {info['log_entries']:,}   file {size_text(info['file_bytes'])} "
                f"(map {size_text(info['map_size'])})")
     write_line(f"clock      {_hlc_text(stats['hlc'])}")
+    if info["writes_refused"]:
+        write_line(f"  WARNING  {info['writes_refused']}")
     write_line(f"vv         {vv_text or '(empty)'}")
     if floors:
         write_line("log floor  " + ", ".join(f"{hex_id(k)}: {v:,}"
@@ -102,6 +119,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         write_line("peers      (none known yet)")
     if forgotten:
         write_line("forgotten  " + ", ".join(info["forgotten"]))
+    for origin, e in sorted(stalled.items()):
+        write_line(f"  WARNING  replication of node {hex_id(origin)} is stalled: its change "
+                   f"{e['seq']:,} (from {hex_id(e['sender'])}) was refused: {e['reason']}")
     if live:
         host, port = live["address"][:2]
         write_line(f"server     running (pid {live['pid']}) on {host}:{port}"

@@ -232,30 +232,32 @@ def test_forget(store: Path) -> None:
 # -- errors ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [
-    [],
-    ["nope"],
-    ["get"],
-    ["put", "DIR", "orders"],
-    ["query", "DIR", "orders", "c1", "--limit", "0"],
-    ["query", "DIR", "orders", "c1", "--gt", "a", "--gte", "b"],
-    ["query", "DIR", "orders", "c1", "--begins-with", "a", "--lt", "b"],
-    ["put", "DIR", "orders", "{not json"],
-    ["put", "DIR", "orders", "[1, 2]"],
-    ["put", "DIR", "orders", '{"x": NaN}'],
-    ["put", "DIR", "orders", '{"x": {"$b64": "***"}}'],
-    ["get", "DIR", "orders", '{"$b64": "***"}'],
-    ["query", "DIR", "orders", "c1", "--gt", '{"$b64": "***"}'],
-    ["update", "DIR", "orders", "c1", "o1"],
-    ["update", "DIR", "orders", "c1", "o1", "--set", "3"],
-    ["serve", "DIR", "--listen", "nowhere"],
-    ["forget", "DIR", "xyz"],
-    ["demo", "--duration", "-3"],
+@pytest.mark.parametrize("argv,needle", [
+    ([], "arguments are required: COMMAND"),
+    (["nope"], "invalid choice: 'nope'"),
+    (["get"], "arguments are required: DIR, TABLE, PK"),
+    (["put", "DIR", "orders"], "arguments are required: ITEM"),
+    (["query", "DIR", "orders", "c1", "--limit", "0"], "expected a positive integer, not '0'"),
+    (["query", "DIR", "orders", "c1", "--gt", "a", "--gte", "b"], "at most one of --gt/--gte"),
+    (["query", "DIR", "orders", "c1", "--begins-with", "a", "--lt", "b"],
+     "--begins-with and --between cannot be combined"),
+    (["put", "DIR", "orders", "{not json"], "ITEM is not valid JSON"),
+    (["put", "DIR", "orders", "[1, 2]"], "ITEM must be a JSON object"),
+    (["put", "DIR", "orders", '{"x": NaN}'], "NaN is not a number"),
+    (["put", "DIR", "orders", '{"x": {"$b64": "***"}}'], "ITEM.x: '***' is not valid base64"),
+    (["get", "DIR", "orders", '{"$b64": "***"}'], "partition key: '***' is not valid base64"),
+    (["query", "DIR", "orders", "c1", "--gt", '{"$b64": "***"}'],
+     "sort key: '***' is not valid base64"),
+    (["update", "DIR", "orders", "c1", "o1"], "give --set"),
+    (["update", "DIR", "orders", "c1", "o1", "--set", "3"], "--set must be a JSON object"),
+    (["serve", "DIR", "--listen", "nowhere"], "expected HOST:PORT, not 'nowhere'"),
+    (["forget", "DIR", "xyz"], "expected a node id in hex, not 'xyz'"),
+    (["demo", "--duration", "-3"], "expected seconds >= 0, not '-3'"),
 ])
-def test_usage_errors_exit_1(store: Path, argv: list[str]) -> None:
+def test_usage_errors_exit_1(store: Path, argv: list[str], needle: str) -> None:
     p = run(*[store if a == "DIR" else a for a in argv])
-    assert_error(p, 1)
-    assert "error" in p.stderr
+    assert_error(p, 1, needle)
+    assert p.stderr.strip().splitlines()[-1].startswith("regiondb"), p.stderr
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -459,3 +461,17 @@ def _free_port() -> int:
 
 def test_sync_unreachable_exit_2(store: Path) -> None:
     assert_error(run("sync", store, f"127.0.0.1:{_free_port()}"), 2)
+
+
+def test_status_and_writes_when_the_clock_ran_far_ahead(store: Path) -> None:
+    """A store whose HLC is far ahead of the wall clock (it was written with a clock an hour
+    fast): `status` says local writes are refused, and a write fails with the skew named."""
+    ahead = engine.ManualClock(int(time.time() * 1000) + 3_600_000)
+    with engine.open(store, wall_clock=ahead) as s:
+        s.table("inventory").put({"sku": "fast-clock"})
+    info = lines(ok("status", store, "--json"))[0]
+    assert info["clock_ahead_ms"] > 3_500_000 and "ClockSkewError" in info["writes_refused"]
+    assert "WARNING" in ok("status", store) and "ahead of this machine's wall clock" in \
+        ok("status", store)
+    assert_error(run("put", store, "inventory", '{"sku": "x"}'), 2, "ms ahead of its wall clock")
+    assert lines(ok("get", store, "inventory", "fast-clock"))  # reads still work

@@ -427,7 +427,7 @@ def test_peer_sigkilled_mid_stream_and_restarted(
     a = make_store("a", durable=False)
     fill(a, 1, "a-")
     node = Node(tmp_path / "b", "r-b")
-    closing.append(lambda: node.close())
+    closing.append(node.close)  # bound now: node is rebound below
     rep = Replicator(a, [node.address], options=FAST).start()
     closing.append(rep.stop)
     assert rep.wait_connected(10)
@@ -452,7 +452,7 @@ def test_peer_sigkilled_mid_stream_and_restarted(
     assert acked_by_b, "b wrote nothing before it was killed"
     time.sleep(0.3)
     node = Node(tmp_path / "b", "r-b", listen=f"127.0.0.1:{node.port}")
-    closing.append(lambda: node.close())
+    closing.append(node.close)  # bound now: node is rebound below
     time.sleep(0.5)
     stop.set()
     w.join(10)
@@ -514,7 +514,7 @@ def test_soak_repeated_sigkill_and_cuts(make_store: Any, tmp_path: Path,
     fill(a, 1, "a-")
     node = Node(tmp_path / "b", "r-b")
     port = node.port
-    closing.append(lambda: node.close())
+    closing.append(node.close)  # bound now: node is rebound below
     with FaultProxy(("127.0.0.1", port)) as proxy:
         rep = Replicator(a, [proxy.address], options=FAST).start()
         closing.append(rep.stop)
@@ -529,7 +529,7 @@ def test_soak_repeated_sigkill_and_cuts(make_store: Any, tmp_path: Path,
             node.kill()
             acked |= node.acknowledged()
             node = Node(tmp_path / "b", "r-b", listen=f"127.0.0.1:{port}")
-            closing.append(lambda n=node: n.close())
+            closing.append(node.close)
         wait_until(lambda: node.call({"cmd": "digest"})["digest"] == a.digest(), 60,
                    "convergence after the soak")
         assert acked <= ids(a)

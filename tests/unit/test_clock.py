@@ -20,6 +20,7 @@ from engine.clock import (
     physical_ms,
     tick,
 )
+from engine.errors import ClockExhausted
 
 MAX_OFFSET = 500
 
@@ -83,9 +84,11 @@ def test_counter_overflow_borrows_a_millisecond() -> None:
     assert physical_ms(last) == 101
 
 
-def test_exhausted_range_raises() -> None:
-    with pytest.raises(engine.ClockSkewError):
+def test_exhausted_range_raises_its_own_error_not_a_skew() -> None:
+    with pytest.raises(ClockExhausted, match="exhausted") as info:
         tick((1 << 64) - 1, 0)
+    assert not isinstance(info.value, engine.ClockSkewError)
+    assert isinstance(info.value, engine.Error)
 
 
 @pytest.mark.parametrize("ahead", [MAX_OFFSET + 1, 10_000, 10**9])
@@ -150,7 +153,7 @@ def test_store_versions_monotonic_across_restarts_with_clock_stepping_back(tmp_p
     with engine.open(path, wall_clock=clock) as s:
         before = _hlcs(s)
     engine.open(path).close()  # a reopen with the system clock in between
-    clock.advance(-3_600_000)  # an hour backwards
+    clock.advance(-400)  # backwards, within the maximum offset (beyond: fail-stop, below)
     with engine.open(path, wall_clock=clock) as s:
         t = s.table("t")
         for i in range(5):
@@ -193,3 +196,41 @@ def store_with_clock(tmp_path: Path) -> tuple:
     s = engine.open(tmp_path / "s", region="r", wall_clock=clock)
     yield s, clock
     s.close()
+
+
+def test_local_write_fails_while_own_clock_is_far_ahead(tmp_path: Path) -> None:
+    """A wall clock that jumped forward and back leaves the HLC ahead: local writes fail with
+    ClockSkewError naming the skew (they would be held by every peer), status shows it, and
+    writes resume once wall time has caught up."""
+    clock = ManualClock(1_700_000_000_000)
+    with engine.open(tmp_path / "s", region="r", wall_clock=clock) as s:
+        t = s.create_table("t", partition_key="k")
+        clock.advance(10_000)  # the wall clock jumps ten seconds ahead …
+        t.put({"k": "ahead"})
+        clock.advance(-10_000)  # … and back
+        assert s.stats()["clock_ahead_ms"] == 10_000
+        before = s.version_vector(), s.digest()
+        for write in (lambda: t.put({"k": 1}), lambda: t.update(1, set={"a": 1}),
+                      lambda: t.delete(1), lambda: s.create_table("u", partition_key="k")):
+            with pytest.raises(engine.ClockSkewError, match="10000 ms ahead") as info:
+                write()
+            assert info.value.skew_ms == 10_000
+        with pytest.raises(engine.ClockSkewError), s.batch() as b:
+            b.put(t, {"k": 2})
+        assert (s.version_vector(), s.digest()) == before
+        clock.advance(9_600)  # within the maximum offset again
+        t.put({"k": 1})
+        assert t.get(1) == {"k": 1}
+        assert s.stats()["clock_ahead_ms"] == 400
+
+
+def test_own_clock_ahead_within_the_offset_still_writes(tmp_path: Path) -> None:
+    clock = ManualClock(1_700_000_000_000)
+    with engine.open(tmp_path / "s", region="r", wall_clock=clock,
+                     max_clock_offset=2.0) as s:
+        t = s.create_table("t", partition_key="k")
+        clock.advance(1_900)
+        t.put({"k": 0})
+        clock.advance(-1_900)
+        t.put({"k": 1})
+        assert s.stats()["clock_ahead_ms"] == 1_900

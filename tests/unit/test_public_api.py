@@ -41,12 +41,45 @@ def test_contract_signatures() -> None:
         "pk", "begins_with", "between", "gt", "gte", "lt", "lte", "reverse", "limit"]
     u = inspect.signature(engine.Table.update)
     assert {"set", "remove", "condition"} <= set(u.parameters)
-    for method in ("create_table", "table", "tables", "batch", "changes", "version_vector",
-                   "digest", "conflicts", "close", "log_range", "apply_changes", "snapshot",
-                   "merge_snapshot", "compact", "forget", "conflict_count", "stats"):
-        assert callable(getattr(engine.Store, method)), method
-    for method in ("put", "get", "update", "delete", "query", "scan"):
-        assert callable(getattr(engine.Table, method)), method
+    # DESIGN.md's contract calls, with the parameters it names (a subset: calls may grow)
+    contract = {
+        engine.Store: {
+            "create_table": ["name", "partition_key", "sort_key"], "table": ["name"],
+            "tables": [], "batch": [], "changes": ["since"], "version_vector": [],
+            "digest": [], "conflicts": ["since"], "close": [], "log_range": [],
+            "apply_changes": [], "snapshot": [], "merge_snapshot": [], "compact": [],
+            "forget": ["node_id"], "conflict_count": [], "stats": [],
+        },
+        engine.Table: {
+            "put": ["item", "condition"], "get": ["pk", "sk"],
+            "update": ["pk", "sk", "set", "remove", "condition"],
+            "delete": ["pk", "sk", "condition"], "scan": ["limit"],
+        },
+        engine.Batch: {"put": ["table", "item"], "update": ["table", "pk", "sk", "set", "remove"],
+                       "delete": ["table", "pk", "sk"]},
+    }
+    for cls, methods in contract.items():
+        for method, params in methods.items():
+            fn = getattr(cls, method)
+            assert inspect.isfunction(fn), f"{cls.__name__}.{method}"
+            names = list(inspect.signature(fn).parameters)
+            assert names[0] == "self", f"{cls.__name__}.{method}"
+            missing = [p for p in params if p not in names]
+            assert not missing, f"{cls.__name__}.{method} lacks {missing}"
+    for name in ("node_id", "region", "path"):
+        assert isinstance(getattr(engine.Store, name), property), name
+
+
+def test_store_identity_is_read_only(tmp_path: object) -> None:
+    import pathlib
+
+    import pytest
+
+    with engine.open(pathlib.Path(str(tmp_path)) / "s", region="ap-south-1") as store:
+        for name, value in (("node_id", 7), ("region", "x"), ("path", "/elsewhere")):
+            with pytest.raises(AttributeError):
+                setattr(store, name, value)
+        assert store.region == "ap-south-1" and store.node_id > 0
 
 
 def test_regiondb_front_door_is_pinned() -> None:
