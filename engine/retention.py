@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from . import codec
-from .apply import forgotten_ids, merge_table
+from .apply import forget_cuts, forgotten_ids, merge_table
 from .changelog import (
     CHUNK,
     entry_hlc,
@@ -58,7 +58,8 @@ from .layout import FLOOR, LOGHDR, META_FORGOTTEN, META_PENDING_PREFIX, U64, U64
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["compact", "forget", "forgotten", "merge_snapshot", "snapshot", "strip_covered"]
+__all__ = ["compact", "forget", "forget_cuts_of", "forgotten", "merge_snapshot", "snapshot",
+           "strip_covered"]
 
 _MAX_KEY = codec.MAX_KEY_BYTES
 _PENDING = META_PENDING_PREFIX  # + item key: holds tombstones that came through a snapshot
@@ -388,18 +389,33 @@ def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
     return purged
 
 
-def forget(store: Store, node_id: int) -> None:
+def forget(store: Store, node_id: int, cut: int | None = None) -> int:
     """See :meth:`engine.Store.forget`."""
     check_node_id(node_id, "node_id")
+    if cut is not None:
+        check_u64(cut, "cut")
     if node_id == store.node_id:
         raise ValidationError("a node cannot forget itself")
     env = store._e()
 
-    def run(txn: Txn) -> None:
-        ids = forgotten_ids(txn, env) | {node_id}
-        txn.put(META_FORGOTTEN, codec.dumps(sorted(ids)), db=env.meta)
+    def run(txn: Txn) -> int:
+        cuts = forget_cuts(txn, env)
+        raw = txn.get(U64.pack(node_id), db=env.vv)
+        held = U64.unpack(raw)[0] if raw else 0
+        # the largest cut anyone named wins: what any member holds of it, every member takes
+        new = max(cuts.get(node_id, 0), held, cut or 0)
+        if cuts.get(node_id) != new:
+            cuts[node_id] = new
+            txn.put(META_FORGOTTEN, codec.dumps(dict(sorted(cuts.items()))), db=env.meta)
+        return new
 
-    env.write(run)
+    return env.write(run)
+
+
+def forget_cuts_of(store: Store) -> dict[int, int]:
+    """Forgotten node id -> the last seq of it this store accepts."""
+    env = store._e()
+    return env.read(lambda txn: forget_cuts(txn, env))
 
 
 def forgotten(store: Store) -> frozenset[int]:

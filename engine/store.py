@@ -439,12 +439,20 @@ class Store:
         """
         return retention.compact(self, stable, purge_tombstones)
 
-    def forget(self, node_id: int) -> None:
-        """Remove a dead node for good: its changes are refused from now on.
+    def forget(self, node_id: int, *, cut: int | None = None) -> int:
+        """Remove a dead node for good: its changes after the *cut* are refused from now on.
 
+        The cut is the last seq of the node still accepted: the largest of ``cut``, what this
+        store holds of it, and any cut recorded before (a forget adopted from several peers
+        keeps the largest). Its changes up to the cut still apply and relay, so members that
+        had received different prefixes of its log end equal. Returns the cut.
         A forgotten node that comes back must rejoin as a new node from a snapshot.
         """
-        retention.forget(self, node_id)
+        return retention.forget(self, node_id, cut)
+
+    def forget_cuts(self) -> dict[int, int]:
+        """Forgotten node id -> its cut (the last seq of it still accepted)."""
+        return retention.forget_cuts_of(self)
 
     def forgotten(self) -> frozenset[int]:
         """Node ids this store has forgotten."""

@@ -162,24 +162,35 @@ class SegmentReport(ApplyTotals):
 
 
 def local_state(store: Store) -> tuple[dict[int, int], dict[int, dict[int, int]], frozenset[int]]:
-    """``(vv, acks, forgotten)`` to tell a peer; ``acks`` includes our own row (= ``vv``)."""
+    """``(vv, acks, forgotten)`` to tell a peer; ``acks`` includes our own row (= ``vv``).
+
+    Forgotten origins stay in ``vv``: their changes up to the cut still relay (we hold none
+    beyond it)."""
     forgotten = store.forgotten()
-    vv = {o: s for o, s in store.version_vector().items() if o not in forgotten}
+    vv = store.version_vector()
     acks = {n: r for n, r in vvmod.load_acks(store).items() if n not in forgotten}
     acks[store.node_id] = vv
     return vv, acks, forgotten
 
 
-def _adopt_forgotten(store: Store, forgotten: frozenset[int] | set[int], who: int) -> list[str]:
+def _adopt_forgotten(store: Store, forgotten: frozenset[int] | set[int], who: int,
+                     cuts: Mapping[int, int] | None = None) -> list[str]:
+    """Forget what ``who`` forgot, at the larger of its cut and ours (docs/replication.md)."""
     warnings = []
-    mine = store.forgotten()
-    for node in sorted(set(forgotten) - mine):
+    mine = store.forget_cuts()
+    cuts = cuts or {}
+    for node in sorted(forgotten):
         if node == store.node_id:
-            warnings.append(f"node {who:016x} has forgotten this node ({node:016x}): its changes "
-                            "will be refused there; rejoin as a new store from a snapshot")
+            if node not in mine:
+                warnings.append(f"node {who:016x} has forgotten this node ({node:016x}): its "
+                                "changes will be refused there; rejoin as a new store from a "
+                                "snapshot")
             continue
-        log.info("node %016x forgot %016x: forgetting it too", who, node)
-        store.forget(node)
+        if node in mine and cuts.get(node, 0) <= mine[node]:
+            continue
+        if node not in mine:
+            log.info("node %016x forgot %016x: forgetting it too", who, node)
+        store.forget(node, cut=cuts.get(node))
     return warnings
 
 
@@ -189,8 +200,10 @@ def record_peer(
     vv: Mapping[int, int],
     acks: Mapping[int, Mapping[int, int]],
     forgotten: frozenset[int] | set[int],
+    cuts: Mapping[int, int] | None = None,
 ) -> list[str]:
-    """Take in what a peer said about itself: its vv, the ack table it knows, its forgotten set.
+    """Take in what a peer said about itself: its vv, the ack table it knows, its forgotten set
+    (with the cuts it named, where it said them).
 
     Adopts the peer's forgotten nodes (``store.forget``), then merges ``vv`` as the peer's own
     ack and ``acks`` into our ack table. Returns warnings (e.g. the peer forgot *us*).
@@ -208,7 +221,8 @@ def record_peer(
     rows = {check_node_id(n, "ack table node id"): vvmod.check_vv(r, f"ack of node {n!r:.20}")
             for n, r in acks.items()}
     gone = frozenset(check_node_id(n, "forgotten node id") for n in forgotten)
-    warnings = _adopt_forgotten(store, gone, node_id)
+    cut_map = vvmod.check_vv(cuts or {}, f"forget cuts of node {node_id:016x}")
+    warnings = _adopt_forgotten(store, gone, node_id, cut_map)
     rows[node_id] = vvmod.merge(rows.get(node_id, {}), own)
     vvmod.update_acks(store, rows)
     return warnings
@@ -372,8 +386,9 @@ class _Writer:
         header_vv = dict(vv)
         if own_row is not None:  # a snapshot part: our row is the snapshot's vv (we held it)
             acks[self.store.node_id] = dict(own_row)
+        cuts = {n: c for n, c in self.store.forget_cuts().items() if c}
         return encode_segment(
-            kind=kind,
+            kind=kind, cuts=cuts,
             sender=self.store.node_id, region=self.store.region, records=records,
             vv=header_vv, acks=acks, forgotten=forgotten, created_hlc=self.store.tick(),
             compress=self.compress, limits=self.limits, covers=covers,
@@ -460,7 +475,7 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
                 f"gap: changes of node {origin:016x} start at seq {first} but this store "
                 f"holds only up to {have}; seqs {have + 1}..{first - 1} must come first"
             )
-    report.warnings += _adopt_forgotten(store, h.forgotten, h.sender)
+    report.warnings += _adopt_forgotten(store, h.forgotten, h.sender, h.cuts)
     if h.kind == "changes":
         try:
             r = store.apply_changes(segment.change_records())

@@ -138,6 +138,7 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
             "node": node, "region": region, "vv": vvmod.check_vv(body.get("vv", {})),
             "acks": {n: vvmod.check_vv(r, "ack") for n, r in acks.items()},
             "forgotten": frozenset(forgotten), "files": files if isinstance(files, dict) else {},
+            "cuts": vvmod.check_vv(body.get("cuts", {}), "forget cuts"),
         }
     except ValidationError as exc:
         raise SegmentError(f"bad state file: {exc}", path=p) from exc
@@ -269,7 +270,8 @@ def sync_dir(store: Store, mailbox: str | os.PathLike[str]) -> SyncReport:
     _delete_obsolete(store, own, index, report)
     vv, acks, forgotten = exchange.local_state(store)
     body = {"node": me, "region": store.region, "vv": vv, "acks": acks,
-            "forgotten": sorted(forgotten), "files": index, "updated_hlc": store.tick()}
+            "forgotten": sorted(forgotten), "files": index, "updated_hlc": store.tick(),
+            "cuts": {n: c for n, c in store.forget_cuts().items() if c}}
     write_atomic(own / STATE_FILE, _encode_state(body))
     return report
 
@@ -310,7 +312,7 @@ def _read_states(store: Store, box: Path, report: SyncReport
                 raise SegmentError(f"state of node {st['node']:016x} in the folder of {node:016x}",
                                    path=folder / STATE_FILE)
             report.warnings += exchange.record_peer(store, node, st["vv"], st["acks"],
-                                                    st["forgotten"])
+                                                    st["forgotten"], st["cuts"])
             states[node] = st
         except (SegmentError, ValidationError) as exc:
             report.warnings.append(f"state of {node:016x} ignored: {exc}")

@@ -73,7 +73,7 @@ _HEADER_KEYS = frozenset(
      "created_hlc", "compression"}
 )  # fmt: skip
 #: Header keys that may be absent (written only when not empty, so older segments still read).
-_OPTIONAL_KEYS = frozenset({"covers"})
+_OPTIONAL_KEYS = frozenset({"covers", "cuts"})
 
 Kind: TypeAlias = Literal["changes", "snapshot"]
 Compression: TypeAlias = Literal["none", "zlib"]
@@ -104,6 +104,7 @@ class SegmentHeader:
     ``vv`` is the sender's version vector, ``acks`` the vvs it knows other nodes acknowledged.
     ``covers`` (snapshot parts) maps origin -> the HLC of the change at the snapshot's vv
     position: the snapshot reflects every change of that origin with an HLC up to it.
+    ``cuts`` maps forgotten nodes to the last seq of theirs the sender still accepts.
     """
 
     kind: Kind
@@ -117,6 +118,7 @@ class SegmentHeader:
     created_hlc: int = 0
     compression: Compression = "none"
     covers: dict[int, int] = field(default_factory=dict)
+    cuts: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +193,15 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
     covers = _uint_map(header.covers, "covers")
     if covers and header.kind != "snapshot":
         raise ValidationError("only a snapshot segment carries covers")
+    cuts = _uint_map(header.cuts, "cuts")
     if not isinstance(header.acks, Mapping):
         raise ValidationError("acks must be a map of node -> version vector")
     acks = {_node(k, "acks key"): _uint_map(v, f"acks[{k}]") for k, v in header.acks.items()}
     if not isinstance(header.forgotten, (frozenset, set)):
         raise ValidationError("forgotten must be a set of node ids")
     forgotten = frozenset(_node(n, "forgotten node id") for n in header.forgotten)
+    if not set(cuts) <= forgotten:
+        raise ValidationError("cuts name nodes that are not forgotten")
     if not isinstance(header.ranges, Mapping):
         raise ValidationError("ranges must be a map of origin -> (first, last)")
     ranges: dict[int, tuple[int, int]] = {}
@@ -219,7 +224,8 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
         covered = sum(last - first + 1 for first, last in ranges.values())
         if covered != count:
             raise ValidationError(f"ranges cover {covered} changes but record_count is {count}")
-    return replace(header, ranges=ranges, vv=vv, acks=acks, forgotten=forgotten, covers=covers)
+    return replace(header, ranges=ranges, vv=vv, acks=acks, forgotten=forgotten, covers=covers,
+                   cuts=cuts)
 
 
 def _check_records(
@@ -361,6 +367,8 @@ def _header_to_cbor(header: SegmentHeader) -> bytes:
     }
     if header.covers:
         fields["covers"] = _sorted_map(header.covers)
+    if header.cuts:
+        fields["cuts"] = _sorted_map(header.cuts)
     return cbor2.dumps({k: fields[k] for k in _HEADER_ORDER if k in fields})
 
 
@@ -388,6 +396,7 @@ def _header_from_obj(obj: object) -> SegmentHeader:
         vv=obj["vv"], acks=obj["acks"], forgotten=frozenset(forgotten),
         record_count=obj["record_count"], created_hlc=obj["created_hlc"],
         compression=obj["compression"], covers=obj.get("covers", {}),
+        cuts=obj.get("cuts", {}),
     )  # fmt: skip
 
 
@@ -423,6 +432,7 @@ def encode_segment(
     compress: bool | None = None,
     limits: SegmentLimits = DEFAULT_LIMITS,
     covers: Mapping[int, int] | None = None,
+    cuts: Mapping[int, int] | None = None,
 ) -> tuple[SegmentHeader, bytes]:
     """Build a segment from records and the sender's state; return its header and bytes.
 
@@ -439,7 +449,7 @@ def encode_segment(
         ranges=_ranges_of(recs) if kind == "changes" else {},
         vv=dict(vv), acks={k: dict(v) for k, v in (acks or {}).items()},
         forgotten=frozenset(forgotten), record_count=len(recs), created_hlc=created_hlc,
-        covers=dict(covers or {}),
+        covers=dict(covers or {}), cuts=dict(cuts or {}),
     )  # fmt: skip
     header = _check_header(draft, limits)
     # _ranges_of already checked that change records are contiguous (u64) triples; only the

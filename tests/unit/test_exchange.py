@@ -398,3 +398,29 @@ def test_an_old_replicas_snapshot_brings_nothing_back(
     ship(b, a)
     ship(a, c)
     assert a.digest() == b.digest() == c.digest()
+
+
+def test_forget_cut_evens_out_the_prefixes_members_received(
+    nodes: Callable[..., list[engine.Store]],
+) -> None:
+    """x dies; a had received 10 of its changes, b 7, and d 12 (more than a's cut). Whoever
+    forgets first, everyone ends holding x's changes up to 12 and nothing after."""
+    a, b, d, x = nodes("a", "b", "d", "x")
+    t = orders(x)
+    for i in range(1, 16):
+        t.put({"customer_id": "x", "order_id": f"o{i:02}", "total": i})
+    log = [r for r in x.log_range(x.node_id, 0)]
+    a.apply_changes(log[:11])  # the create_table and 10 puts
+    b.apply_changes(log[:8])
+    d.apply_changes(log[:13])
+    assert a.forget(x.node_id) == 11  # the cut: what a holds
+    ship(a, b)   # b adopts the forget at a's cut and takes a's later changes of x
+    assert b.forget_cuts() == {x.node_id: 11} and b.version_vector()[x.node_id] == 11
+    tell(b, d)   # d hears of it (a handshake names no cut); d holds more: its cut is its own
+    assert d.forget_cuts() == {x.node_id: 13}
+    for src, dst in [(d, a), (d, b), (a, b), (b, a)]:
+        ship(src, dst)
+    assert a.digest() == b.digest() == d.digest()
+    assert {s.version_vector()[x.node_id] for s in (a, b, d)} == {13}
+    late = x.log_range(x.node_id, 13)  # x's changes after every cut are refused everywhere
+    assert a.apply_changes(late).refused and a.version_vector()[x.node_id] == 13
