@@ -1,6 +1,6 @@
 """``python -m bench``: run the suite, write ``<stamp>.json``, ``<stamp>.md``, ``latest.md``, PNGs.
 
-Usage: ``python -m bench [--quick | --smoke] [--out DIR] [--only local,ycsb,replication]
+Usage: ``python -m bench [--quick | --smoke] [--out DIR] [--only local,ycsb,replication,crsqlite]
 [--backends a,b] [--no-plots]``. Exit status 0 when a well-formed report was written (rows that
 failed are recorded in it, not fatal); 2 when the report would be malformed.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import ALL_BACKENDS, make_backend
+from .crsqlite import run_crsqlite
 from .data import mean_cbor_size, order_item, ycsb_record
 from .local import WRITE_BACKENDS, run_local
 from .plots import make_plots
@@ -27,7 +28,9 @@ from .sysinfo import machine_info
 from .targets import add_ratios, evaluate_targets
 from .ycsb import YCSB_BACKENDS, run_ycsb
 
-GROUPS = ["local", "ycsb", "replication"]
+GROUPS = ["local", "ycsb", "replication", "crsqlite"]
+# groups a --smoke run leaves out unless named in --only (they fetch or build outside tools)
+SMOKE_SKIPS = {"crsqlite"}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -38,13 +41,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--smoke", action="store_true",
                       help="tiny sizes (seconds): checks the suite runs and the report is sound")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
-    ap.add_argument("--only", default=",".join(GROUPS),
+    ap.add_argument("--only", default=None,
                     help=f"comma-separated groups to run: {','.join(GROUPS)}")
     ap.add_argument("--backends", default=",".join(ALL_BACKENDS),
                     help="comma-separated backends to include (floors are needed for ratios)")
     ap.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     args = ap.parse_args(argv)
-    args.groups = [g.strip() for g in args.only.split(",") if g.strip()]
+    if args.only is None:
+        args.groups = [g for g in GROUPS if not (args.smoke and g in SMOKE_SKIPS)]
+    else:
+        args.groups = [g.strip() for g in args.only.split(",") if g.strip()]
     bad = [g for g in args.groups if g not in GROUPS]
     if bad:
         ap.error(f"unknown group(s) {', '.join(bad)}; choose from {', '.join(GROUPS)}")
@@ -76,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += run_ycsb(sizes, [b for b in YCSB_BACKENDS if b in chosen], progress)
     if "replication" in args.groups:
         rows += run_replication(sizes, progress)
+    if "crsqlite" in args.groups:
+        rows += run_crsqlite(sizes, progress)
     backends = {b: make_backend(b) for b in ALL_BACKENDS}
     add_ratios(rows, {b: be.floor for b, be in backends.items() if be.floor})
     argv_shown = [a for a in (argv if argv is not None else sys.argv[1:])]

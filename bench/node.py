@@ -10,6 +10,10 @@ Start: ``python -m bench.node [--store DIR --region NAME [--nosync]]``. Commands
     {"cmd": "replicate", "peers": [...]}  -> {"ok": true}       (replication.Replicator)
     {"cmd": "write", "n": N, "rate": R}   -> {"written": N, "seconds": s}  (paced durable puts)
     {"cmd": "watch", "n": N, "timeout": s} -> {"lags_ms": [...], "missing": k}
+    {"cmd": "replicate_nats", "url": U, "cluster": C, "snapshots": b} -> {"ok": true}
+                                            (replication.jetstream.Replicator)
+    {"cmd": "flush", "timeout": s}         -> {"ok": bool}  (the Replicator's flush)
+    {"cmd": "vv"}                          -> {"vv": {origin: seq}}
     {"cmd": "lag"}                         -> {"lag": <Replicator.lag() as JSON>}
     {"cmd": "frames", "file": F, "n": N}   -> {"address": [...]}  (the raw asyncio floor)
     {"cmd": "quit"}                        -> {"ok": true}, then exit
@@ -122,6 +126,17 @@ def main(argv: list[str] | None = None) -> int:
                     rep = replication.Replicator(store, peers=msg["peers"], secret=None)
                     rep.start()
                     reply({"ok": True})
+                elif cmd == "replicate_nats":
+                    from replication import jetstream
+
+                    opts = jetstream.FleetOptions(write_snapshots=bool(msg.get("snapshots")))
+                    rep = jetstream.Replicator(store, [msg["url"]], cluster=msg["cluster"],
+                                               options=opts).start()
+                    reply({"ok": rep.wait_connected(30)})
+                elif cmd == "vv":
+                    reply({"vv": {str(o): s for o, s in store.version_vector().items()}})
+                elif cmd == "flush":
+                    reply({"ok": rep.flush(float(msg["timeout"]))})
                 elif cmd == "write":
                     table = store.table(LAG_TABLE)
                     n, rate = int(msg["n"]), float(msg["rate"])

@@ -49,6 +49,7 @@ REPL_ROWS: dict[str, tuple[str, str]] = {
     "remerge": ("no-op re-merge of the same segments", "changes/s"),
     "catchup_tcp": ("catch-up over loopback TCP", "changes/s"),
     "live_lag": ("live lag, 3 nodes at steady writes", "ms"),
+    "catchup_nats": ("catch-up from the JetStream stream", "changes/s"),
 }
 
 
@@ -298,20 +299,27 @@ def _catchup_row(src: Path, changes: int, rounds: int, root: Path,
                 complete=converged, floor="raw_asyncio")
 
 
-def _lag_row(sizes: Sizes, root: Path, progress: Progress, *, nosync: bool = False
-             ) -> dict[str, Any]:
-    """Arrival lag among three node processes; ``nosync`` shows the protocol without fsyncs."""
+def _lag_row(sizes: Sizes, root: Path, progress: Progress, *, nosync: bool = False,
+             nats: str | None = None) -> dict[str, Any]:
+    """Arrival lag among three node processes; ``nosync`` shows the protocol without fsyncs;
+    ``nats`` (a broker URL) runs them through JetStream instead of a TCP mesh."""
     n = int(sizes.lag_rate * sizes.lag_seconds)
     regions = ["ap-south-1", "us-east-1", "eu-west-1"]
-    tag = "nosync-" if nosync else ""
-    backend = "regiondb_nosync" if nosync else "regiondb"
+    tag = ("nats-" if nats else "") + ("nosync-" if nosync else "")
+    backend = "regiondb" + ("_nats" if nats else "") + ("_nosync" if nosync else "")
     nodes = [NodeProc(store=root / f"lag-{tag}{r}", region=r, nosync=nosync) for r in regions]
     try:
         a, b, c = nodes
         a.call({"cmd": "create_table", "name": LAG_TABLE, "pk": LAG_PK})
-        addrs = [f"{h}:{p}" for h, p in (x.call({"cmd": "serve"})["address"] for x in nodes)]
-        for i, node in enumerate(nodes):
-            node.call({"cmd": "replicate", "peers": [x for j, x in enumerate(addrs) if j != i]})
+        if nats:
+            for node in nodes:
+                node.call({"cmd": "replicate_nats", "url": nats, "cluster": f"lag-{tag}x"})
+        else:
+            addrs = [f"{h}:{p}" for h, p in (x.call({"cmd": "serve"})["address"]
+                                             for x in nodes)]
+            for i, node in enumerate(nodes):
+                node.call({"cmd": "replicate",
+                           "peers": [x for j, x in enumerate(addrs) if j != i]})
         timeout = sizes.lag_seconds + 60
         for w in (b, c):
             w.send({"cmd": "watch", "n": n, "timeout": timeout})
@@ -332,6 +340,56 @@ def _lag_row(sizes: Sizes, root: Path, progress: Progress, *, nosync: bool = Fal
                 max_ms=lags[-1] if lags else None, arrivals=len(lags), missing=missing,
                 writes=n, achieved_rate=n / written["seconds"], replicator_lag=reported,
                 reason=f"{missing} of {2 * n} arrivals never seen" if missing else None)
+
+
+def _catchup_nats_row(src: Path, changes: int, rounds: int, root: Path, url: str,
+                      progress: Progress) -> dict[str, Any]:
+    """A fresh durable node reads ``changes`` changes from the stream (no snapshot to load)."""
+    import engine
+    from replication import jetstream
+
+    rates, converged = [], []
+    with NodeProc(store=src, region="ap-south-1", nosync=True) as node:
+        node.call({"cmd": "replicate_nats", "url": url, "cluster": "catchup"}, timeout=60)
+        if not node.call({"cmd": "flush", "timeout": 300}, timeout=320)["ok"]:
+            raise RuntimeError("the source did not publish its changes in time")
+        target = {int(o): s for o, s in node.call({"cmd": "vv"})["vv"].items()}
+        opts = jetstream.FleetOptions(write_snapshots=False)
+        for r in range(rounds):
+            with engine.open(str(root / f"catchup-nats{r}"), region="us-east-1", durable=True,
+                             map_size=MAP_SIZE) as dst:
+                t0 = time.perf_counter()
+                with jetstream.Replicator(dst, [url], cluster="catchup", options=opts):
+                    deadline = time.monotonic() + 600
+                    while time.monotonic() < deadline and \
+                            any(dst.version_vector().get(o, 0) < s for o, s in target.items()):
+                        time.sleep(0.005)
+                    rates.append(changes / (time.perf_counter() - t0))
+                converged.append(sum(1 for _ in dst.table(ORDERS).scan()) == changes)
+    progress(f"repl  catch-up NATS     regiondb_nats    {_median(rates):>12,.0f} changes/s"
+             f"  complete={converged}")
+    return _row("catchup_nats", "regiondb_nats", _median(rates), rounds_values=rates,
+                changes=changes, complete=converged, floor="catchup_tcp")
+
+
+def _nats_rows(sizes: Sizes, root: Path, n: int, progress: Progress) -> list[dict[str, Any]]:
+    """The fleet transport's rows, through one local nats-server started here."""
+    from replication import jetstream
+
+    with jetstream.LocalServer(root / "nats", name="bench-nats") as broker:
+        rows: list[dict[str, Any]] = []
+        for nosync in (False, True):
+            try:
+                rows.append(_lag_row(sizes, root, progress, nats=broker.url, nosync=nosync))
+            except Exception as exc:  # noqa: BLE001 - as guarded(): recorded, the run goes on
+                rows.append({"group": "replication", "row": "live_lag",
+                             "backend": "regiondb_nats" + ("_nosync" if nosync else ""),
+                             "value": None, "available": False,
+                             "error": f"{type(exc).__name__}: {exc}"})
+        if (root / "src").exists():
+            rows.append(_catchup_nats_row(root / "src", n, sizes.repl_rounds, root, broker.url,
+                                          progress))
+    return rows
 
 
 def run_replication(sizes: Sizes, progress: Progress) -> list[dict[str, Any]]:
@@ -384,9 +442,20 @@ def run_replication(sizes: Sizes, progress: Progress) -> list[dict[str, Any]]:
             rows.append(_unavailable("catchup_tcp", why if not ok else
                                      "replication.serve / replication.sync not available"))
         if ok and api["serve"] and api["Replicator"]:
-            guarded("live_lag", lambda: [_lag_row(sizes, root, progress),
-                                         _lag_row(sizes, root, progress, nosync=True)])
+            # Two guards: a durable row that cannot keep up must not hide the protocol's row.
+            guarded("live_lag", lambda: [_lag_row(sizes, root, progress)])
+            guarded("live_lag", lambda: [_lag_row(sizes, root, progress, nosync=True)])
         else:
             rows.append(_unavailable("live_lag", why if not ok else
                                      "replication.serve / replication.Replicator not available"))
+        try:
+            import nats  # noqa: F401 - the fleet rows need the nats extra
+
+            from replication.jetstream import find_nats_server
+            find_nats_server()
+        except Exception as exc:  # noqa: BLE001
+            rows.append(_unavailable("catchup_nats", f"the nats extra is not installed: {exc}"))
+        else:
+            if ok:
+                guarded("nats", lambda: _nats_rows(sizes, root, n, progress))
     return rows

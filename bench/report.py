@@ -99,6 +99,11 @@ def _replication(result: dict[str, Any]) -> list[str]:
         if r["row"] == "live_lag":
             note.append(f"p50 {r['p50_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms, "
                         f"{r['arrivals']:,} arrivals at {r['achieved_rate']:,.0f} writes/s")
+        if r["row"] == "catchup_nats":
+            tcp = next((f for f in reps if f["row"] == "catchup_tcp"
+                        and f["backend"] == "regiondb" and f.get("value")), None)
+            if tcp and r.get("value"):
+                note.append(f"{r['value'] / tcp['value']:.2f}× TCP catch-up")
         if "ratio_to_item" in r:
             note.append(f"{r['ratio_to_item']:.2f}× item CBOR ({r['item_cbor_bytes']:.0f} B)")
         floor = next((f for f in reps if f["row"] == r["row"]
@@ -111,6 +116,50 @@ def _replication(result: dict[str, Any]) -> list[str]:
         rows.append([r.get("title", r["row"]), f"`{r['backend']}`", _num(r["value"], digits),
                      r.get("unit", ""), "; ".join(note)])
     return _table(["row", "backend", "value", "unit", "note"], rows)
+
+
+CORE_GROUPS = ("local", "ycsb", "replication")
+GROUP_TITLES = {"crsqlite": "cr-sqlite, the closest embedded peer, in the same run"}
+
+
+def _generic(result: dict[str, Any], group: str) -> list[str]:
+    """Rows of any further group (``row, backend, value, unit, note``), in run order.
+
+    A row may carry ``note`` (text) and ``ratio``/``ratio_to`` (its value over another
+    backend's, measured in the same run); unavailable rows say why.
+    """
+    rows = []
+    for r in result["rows"]:
+        if r.get("group") != group:
+            continue
+        title, backend = r.get("title", r.get("row")), f"`{r.get('backend')}`"
+        if r.get("error"):
+            rows.append([title, backend, "–", "", f"error: {str(r['error'])[:100]}"])
+            continue
+        if not r.get("available", True) or r.get("value") is None:
+            rows.append([title, backend, "–", r.get("unit", ""),
+                         f"not available: {r.get('reason')}"])
+            continue
+        note = [r["note"]] if r.get("note") else []
+        if r.get("ratio") is not None:
+            note.append(f"{r['ratio']:.2f}× `{r.get('ratio_to')}`")
+        digits = 2 if r.get("unit") in ("ms", "µs") or abs(r["value"]) < 100 else 0
+        rows.append([title, backend, _num(r["value"], digits), r.get("unit", ""),
+                     "; ".join(note)])
+    return _table(["row", "backend", "value", "unit", "note"], rows)
+
+
+def _extra_groups(result: dict[str, Any]) -> list[str]:
+    groups: list[str] = []
+    for r in result["rows"]:
+        g = r.get("group")
+        if g not in CORE_GROUPS and g not in groups:
+            groups.append(g)
+    lines: list[str] = []
+    for g in groups:
+        lines += ["", f"## {GROUP_TITLES.get(str(g), str(g).capitalize())}", "",
+                  *_generic(result, g)]
+    return lines
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -166,6 +215,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"{s['lag_seconds']:g} s on one, arrival lag measured on the two others.",
         "",
         *_replication(result),
+        *_extra_groups(result),
         "",
         "## Durability of each backend",
         "",

@@ -28,6 +28,8 @@ from .errors import (
     TableNotFound,
     ValidationError,
 )
+from .index import Index
+from .integrity import IntegrityReport
 from .store import Snapshot, Store, TableDef, open
 from .table import Batch, Table
 
@@ -41,6 +43,8 @@ __all__ = [
     "Conflict",
     "Error",
     "ForgottenNodeError",
+    "Index",
+    "IntegrityReport",
     "LogTruncated",
     "ManualClock",
     "ProtocolError",

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import codec
+from . import codec, index
 from .changelog import append, key_dict, read_clock, version_vector, write_clock
 from .changes import ApplyReport, Conflict, RawChange, TableDef, decode_table_def
 from .checks import check_u64, is_node_id
@@ -34,6 +34,7 @@ from .errors import ChangeRefused, ClockSkewError, ForgottenNodeError, Validatio
 from .item import (
     ABSENT,
     AttrConflict,
+    ItemState,
     delete_delta,
     merge_change,
     put_delta,
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["apply_changes", "conflict_count", "conflicts", "forget_cuts", "forgotten_ids",
-           "merge_table"]
+           "merge_table", "op_delta"]
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
     decoded, already_known = _decode_records(store, records)
     node_id = store.node_id
 
-    def run(txn: Txn) -> tuple[ApplyReport, int, bool]:
+    def run(txn: Txn) -> tuple[ApplyReport, int, bool, bool]:
         report = ApplyReport(skipped=already_known)
         hlc_last, local_seq, pos = read_clock(txn, env)
         start_pos = pos
@@ -112,6 +113,7 @@ def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
         cuts = forget_cuts(txn, env)
         wall = store._wall()
         tables_changed = False
+        builds = False
         for origin, seq, raw, hlc, ops in decoded:
             if origin in report.refused or origin in report.gaps:
                 report.held += 1
@@ -151,10 +153,14 @@ def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
                 report.held += 1
                 continue
             v = (hlc, origin)
-            images = []
+            images: list[Any] = []
             for op in ops:
                 if op.kind == "T":
                     tables_changed = True
+                elif op.kind in ("I", "X"):
+                    builds |= _merge_index_def(txn, env, op, v)
+                    images.append(None)
+                    continue
                 images.append(_merge_op(store, txn, env, op, v, report))
             pos = append(txn, env, origin, seq, raw, images, pos)
             vv[origin] = seq
@@ -164,14 +170,26 @@ def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
                 if seq != known[origin]:  # origins that only had gaps or refusals: no entry
                     txn.put(U64.pack(origin), U64.pack(seq), db=env.vv)
             write_clock(txn, env, hlc_last, local_seq, pos)
-        return report, pos if pos != start_pos else 0, tables_changed
+        return report, pos if pos != start_pos else 0, tables_changed, builds
 
-    report, pos, tables_changed = env.write(run)
+    report, pos, tables_changed, builds = env.write(run)
     if tables_changed:
         store._tables.clear()
     if pos:
         store._notify(pos)
+    if builds:  # an index definition arrived: fill (or clear) it here, as its creator did
+        index.build_pending(store)
     return report
+
+
+def _merge_index_def(txn: Txn, env: Env, op: codec.Op, v: Version) -> bool:
+    """Merge a replicated create (``I``) or drop (``X``) of an index; True if it needs a build."""
+    name = op.attrs["name"]
+    ix = None
+    if op.kind == "I":
+        ix = index.Index(name, op.attrs["partition_key"], op.attrs["sort_key"],
+                         op.attrs["projection"])
+    return index.merge_def(txn, env, op.table, ix, name, v)
 
 
 def _merge_op(
@@ -182,20 +200,20 @@ def _merge_op(
         merge_table(txn, env, op, v)
         return None
     raw = txn.get(op.key, db=env.items)
+    ix = index.active_defs(txn, env, op.table)
     if raw is None and op.kind == "P":
         # A put into a missing item: the merged state is the put's delta itself, and with
         # nothing local there is nothing to conflict with.
         txn.put(op.key, codec.put_state_bytes(v, codec.dumps(op.attrs), op.seen), db=env.items)
+        if ix:
+            index.maintain(txn, env, ix, op.key, None, op.attrs or None)
         return True if op.attrs else None
     state = codec.decode_state(raw) if raw is not None else None
-    if op.kind == "P":
-        delta = put_delta(op.attrs, v, op.seen)
-    elif op.kind == "U":
-        delta = update_delta(op.attrs, op.remove, v, op.seen)
-    else:
-        delta = delete_delta(v, op.seen)
+    delta = op_delta(op, v)
     new, lost = merge_change(state, delta, v, op.seen, codec.canonical)
     txn.put(op.key, codec.encode_state(new), db=env.items)
+    if ix:  # merged: a value that is not a key type is left out of the index, not refused
+        index.maintain(txn, env, ix, op.key, visible(state), visible(new))
     if lost:
         # Key attributes are the item's existence marker, written by every put and update;
         # their "loss" to a delete is already told by the other attributes' conflicts.
@@ -208,6 +226,15 @@ def _merge_op(
         _record_conflicts(txn, env, op, v, lost, store.max_conflicts)
     image = visible(new)
     return True if op.kind == "P" and image == op.attrs else image
+
+
+def op_delta(op: codec.Op, v: Version) -> ItemState:
+    """The item-state delta of one item operation at version ``v`` (merge, replay, checks)."""
+    if op.kind == "P":
+        return put_delta(op.attrs, v, op.seen)
+    if op.kind == "U":
+        return update_delta(op.attrs, op.remove, v, op.seen)
+    return delete_delta(v, op.seen)
 
 
 def merge_table(txn: Txn, env: Env, op: codec.Op, v: Version) -> None:

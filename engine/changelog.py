@@ -260,14 +260,20 @@ def key_dict(store: Store, table: str, values: tuple[Any, ...]) -> dict[str, Any
         return TableDef(table, "", None).key_dict(values)
 
 
+_DEFINITIONS = {"T": "create_table", "I": "create_index", "X": "drop_index"}
+
+
 def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
     origin, seq, n = LOGHDR.unpack_from(value)
     hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
     images = codec.loads(value[LOGHDR.size + n:])
     for op, image in zip(ops, images, strict=True):
-        if op.kind == "T":
-            yield Change(position_, op.table, {}, "create_table", (hlc, origin), origin, seq,
-                         dict(op.attrs), None)
+        if op.kind in _DEFINITIONS:
+            definition = dict(op.attrs)
+            if isinstance(definition.get("projection"), tuple):
+                definition["projection"] = list(definition["projection"])
+            yield Change(position_, op.table, {}, _DEFINITIONS[op.kind], (hlc, origin), origin,
+                         seq, definition, None)
             continue
         table, values = decode_key(op.key)
         keyd = key_dict(store, table, values)

@@ -66,9 +66,11 @@ class Change:
     """One operation of the change feed (``store.changes()``), like a DynamoDB Streams record.
 
     ``position`` orders the feed locally; all operations of one transaction share it, as
-    they share ``version`` and ``txid``. ``kind`` is ``put``, ``update``, ``delete`` or
-    ``create_table``. ``delta`` is what the operation wrote (``item``; ``set``/``remove``);
-    ``new_image`` is the visible item right after this transaction was applied here.
+    they share ``version`` and ``txid``. ``kind`` is ``put``, ``update``, ``delete``,
+    ``create_table``, ``create_index`` or ``drop_index`` (these three with an empty ``key``
+    and the definition in ``delta``). ``delta`` is what the operation wrote (``item``;
+    ``set``/``remove``); ``new_image`` is the visible item right after this transaction was
+    applied here.
     """
 
     position: int

@@ -15,6 +15,11 @@ A transaction (the unit of the log and of replication; all ops share version
     ["P", table, key, {attrs}, seen_hlc, seen_node]        put
     ["U", table, key, {set}, [remove], seen_hlc, seen_node] update
     ["D", table, key, seen_hlc, seen_node]                 delete
+    ["I", table, index, partition_key, sort_key | null, projection]   create an index
+    ["X", table, index]                                    drop an index
+
+``projection`` is ``"ALL"``, ``"KEYS_ONLY"`` or a list of attribute names
+(:mod:`engine.index`).
 
 ``key`` is the item key from :mod:`engine.keys`. Transactions from peers are untrusted:
 :func:`decode_txn` checks every field and raises ``ValidationError``.
@@ -49,6 +54,7 @@ __all__ = [
     "capture",
     "check_attr_name",
     "check_attrs",
+    "check_index_spec",
     "check_key_schema",
     "check_table_name",
     "check_value",
@@ -121,10 +127,11 @@ def canonical(value: Any) -> bytes:
 class Op(NamedTuple):
     """One decoded operation of a transaction."""
 
-    kind: str                   # "T", "P", "U" or "D"
+    kind: str                   # "T", "P", "U", "D", "I" (create index) or "X" (drop index)
     table: str
     key: bytes                  # item key ("T": empty)
-    attrs: dict[str, Any]       # P: item, U: set, T: {"partition_key":…, "sort_key":…}
+    attrs: dict[str, Any]       # P: item, U: set, T: {"partition_key":…, "sort_key":…},
+                                # I: {name, partition_key, sort_key, projection}, X: {name}
     remove: tuple[str, ...]     # U only
     seen: Version
 
@@ -139,6 +146,37 @@ def check_key_schema(name: object, partition_key: object, sort_key: object) -> N
             raise ValidationError(
                 f"table {name!r}: sort key equals partition key; they must differ"
             )
+
+
+def check_index_spec(
+    table: str, name: object, partition_key: object, sort_key: object, projection: object,
+) -> str | tuple[str, ...]:
+    """Validate an index definition's fields; return the projection in canonical form.
+
+    Index names follow the table-name rules. ``projection`` is ``"ALL"``, ``"KEYS_ONLY"`` or a
+    list (or tuple) of attribute names, returned as a sorted tuple without duplicates.
+    """
+    if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
+        raise ValidationError(
+            f"table {table!r}: index name must be 1-255 characters of A-Z a-z 0-9 _ . -, "
+            f"not {name!r}"
+        )
+    where = f"table {table!r} index {name!r}"
+    check_attr_name(partition_key, f"{where} partition_key")
+    if sort_key is not None:
+        check_attr_name(sort_key, f"{where} sort_key")
+        if sort_key == partition_key:
+            raise ValidationError(f"{where}: sort key equals partition key; they must differ")
+    if projection in ("ALL", "KEYS_ONLY"):
+        return projection
+    if isinstance(projection, str) or not isinstance(projection, (list, tuple)):
+        raise ValidationError(
+            f"{where}: projection must be 'ALL', 'KEYS_ONLY' or a list of attribute names, "
+            f"not {projection!r}"
+        )
+    for attr in projection:
+        check_attr_name(attr, f"{where} projection")
+    return tuple(sorted(set(projection)))
 
 
 def check_attr_name(name: object, where: str = "item") -> str:
@@ -581,6 +619,16 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
                         raise ValidationError("update sets and removes the same attribute")
                 seen = (_check_u64(w[5], "seen hlc"), _check_u64(w[6], "seen node"))
                 ops.append(Op("U", table, _check_key(table, w[2]), w[3], tuple(w[4]), seen))
+            elif kind == "I" and len(w) == 6:
+                table = check_table_name(w[1])
+                proj = check_index_spec(table, w[2], w[3], w[4], w[5])
+                ops.append(Op("I", table, b"", {"name": w[2], "partition_key": w[3],
+                                               "sort_key": w[4], "projection": proj}, (), BOTTOM))
+            elif kind == "X" and len(w) == 3:
+                table = check_table_name(w[1])
+                if not isinstance(w[2], str) or not TABLE_NAME.fullmatch(w[2]):
+                    raise ValidationError(f"index name {w[2]!r:.80} is not valid")
+                ops.append(Op("X", table, b"", {"name": w[2]}, (), BOTTOM))
             elif kind == "D" and len(w) == 5:
                 table = check_table_name(w[1])
                 seen = (_check_u64(w[3], "seen hlc"), _check_u64(w[4], "seen node"))

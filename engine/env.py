@@ -132,6 +132,8 @@ class Env:
         self.floors = dbs["floors"]
         self.tables = dbs["tables"]
         self.conflicts = dbs["conflicts"]
+        self.idxdefs = dbs["idxdefs"]  # secondary index definitions (engine.index)
+        self.idx = dbs["idx"]          # secondary index entries
 
     def _open_dbs(self, path: Path) -> dict[str, Any]:
         """Open the named databases, adopting a map another process grew since ``lmdb.open``.

@@ -30,6 +30,10 @@ floors     origin (:data:`U64`)                         :data:`FLOOR` ``(seq, hl
                                                         stores hold the seq alone)
 tables     table name (UTF-8)                           CBOR ``[pk, sk, hlc, node]``
 conflicts  id (:data:`U64`)                             CBOR conflict record (:mod:`engine.apply`)
+idxdefs    table name (UTF-8)                           CBOR list of index definitions
+                                                        (:mod:`engine.index`)
+idx        ``enc(table) enc(index) enc(ipk) [enc(isk)]``  the item key (``ALL``) or the projected
+           ``+ the item key without enc(table)``        attributes (CBOR); :mod:`engine.index`
 =========  ==========================================  =========================================
 
 Item keys come from :mod:`engine.keys`; item states and transactions from :mod:`engine.codec`.
@@ -73,7 +77,8 @@ __all__ = [
 ]
 
 #: The named databases of the environment (``max_dbs`` is sized from this).
-DB_NAMES = ("meta", "items", "log", "index", "vv", "floors", "tables", "conflicts")
+DB_NAMES = ("meta", "items", "log", "index", "vv", "floors", "tables", "conflicts",
+            "idxdefs", "idx")
 
 FORMAT = b"2"
 READABLE_FORMATS = (b"1", FORMAT)

@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from . import codec
+from . import codec, index
 from .apply import forget_cuts, forgotten_ids, merge_table
 from .changelog import (
     CHUNK,
@@ -51,7 +51,7 @@ from .checks import check_node_id, check_u64, check_vv, is_u64
 from .clock import BOTTOM, physical_ms
 from .env import Env, Txn
 from .errors import ClockSkewError, ValidationError
-from .item import ABSENT, ItemState, max_version, merge, purge
+from .item import ABSENT, ItemState, max_version, merge, purge, visible
 from .keys import decode_key
 from .layout import FLOOR, LOGHDR, META_FORGOTTEN, META_PENDING_PREFIX, U64, U64x2
 
@@ -223,14 +223,22 @@ def merge_snapshot(
             f"{store.max_offset_ms} ms); nothing merged", skew_ms=skew)
     order = codec.canonical
 
-    def put(txn: Txn, key: bytes, new: ItemState | None) -> None:
+    ixdefs: dict[str, tuple[index.IndexDef, ...]] = {}
+
+    def put(txn: Txn, key: bytes, old: ItemState | None, new: ItemState | None) -> None:
         if new is None:
             txn.delete(key, db=env.items)
             txn.delete(_PENDING + key, db=env.meta)
-            return
-        txn.put(key, codec.encode_state(new), db=env.items)
-        if _has_tombstone(new):
-            txn.put(_PENDING + key, b"", db=env.meta)
+        else:
+            txn.put(key, codec.encode_state(new), db=env.items)
+            if _has_tombstone(new):
+                txn.put(_PENDING + key, b"", db=env.meta)
+        table = decode_key(key)[0]
+        ix = ixdefs.get(table)
+        if ix is None:
+            ix = ixdefs[table] = index.active_defs(txn, env, table)
+        if ix:
+            index.maintain(txn, env, ix, key, visible(old), visible(new))
 
     def run(txn: Txn) -> None:
         hlc, seq, pos = read_clock(txn, env)
@@ -246,7 +254,7 @@ def merge_snapshot(
                 lone = codec.decode_state(txn.get(key, db=env.items))
                 kept = strip_covered(lone, covers)
                 if kept is not lone:
-                    put(txn, key, kept)
+                    put(txn, key, lone, kept)
         for key, theirs in states:
             raw = txn.get(key, db=env.items)
             held = None if raw is None else codec.decode_state(raw)
@@ -255,7 +263,7 @@ def merge_snapshot(
             if ours is not None and new is not None:
                 new = merge(ours, new, order)
             if held is not None or new is not None:
-                put(txn, key, new if new is not None else ours)
+                put(txn, key, held, new if new is not None else ours)
         for origin, s in vv.items():
             if origin == store.node_id:
                 continue
@@ -373,7 +381,7 @@ def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
     hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
     purged = 0
     for op in ops:
-        if op.kind in ("P", "T") or (op.kind == "U" and not op.remove):
+        if op.kind not in ("U", "D") or (op.kind == "U" and not op.remove):
             continue
         raw = txn.get(op.key, db=env.items)
         if raw is None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import apply, changelog, codec, retention
+from . import index as index_mod
 from .changelog import append, read_clock, write_clock
 from .changes import (
     ApplyReport,
@@ -51,6 +52,8 @@ from .item import delete_delta, max_version, merge, put_delta, update_delta, vis
 from .layout import FORMAT, META_FORMAT, META_IDENT, META_USER_PREFIX, READABLE_FORMATS, U64
 
 if TYPE_CHECKING:
+    from .index import Index
+    from .integrity import IntegrityReport
     from .table import Batch, Table
 
 __all__ = ["DEFAULT_MAX_CONFLICTS", "Snapshot", "Store", "TableDef", "open"]
@@ -145,14 +148,21 @@ class Store:
 
     # -- tables ------------------------------------------------------------------------
 
-    def create_table(self, name: str, partition_key: str, sort_key: str | None = None) -> Table:
+    def create_table(
+        self, name: str, partition_key: str, sort_key: str | None = None, *,
+        indexes: Iterable[Index] | None = None,
+    ) -> Table:
         """Create a table (a replicated change); idempotent for the same schema.
 
+        :param indexes: secondary indexes (:class:`engine.Index`) created with the table, in
+            the same transaction; on an existing table, those missing are created
+            (:meth:`create_index`).
         :raises SchemaError: if the table exists with a different key schema.
         """
         from .table import Table
 
         codec.check_key_schema(name, partition_key, sort_key)
+        initial = index_mod.check_new(TableDef(name, partition_key, sort_key), indexes)
         env = self._e()
 
         def run(txn: Txn) -> tuple[TableDef, int | None]:
@@ -169,16 +179,47 @@ class Store:
             hlc = tick_local(hlc, self._wall(), self.max_offset_ms)
             tdef = TableDef(name, partition_key, sort_key, (hlc, self.node_id))
             txn.put(name.encode(), tdef.stored(), db=env.tables)
-            wire = [["T", name, partition_key, sort_key]]
-            pos = append(txn, env, self.node_id, seq + 1, codec.encode_txn(hlc, wire), [None],
-                         pos)  # a local write: the entry carries hlc and seq (see read_clock)
-            return tdef, pos
+            wire: list[list[Any]] = [["T", name, partition_key, sort_key]]
+            wire += index_mod.new_table_ops(txn, env, name, initial, tdef.version)
+            pos = append(txn, env, self.node_id, seq + 1, codec.encode_txn(hlc, wire),
+                         [None] * len(wire), pos)  # a local write: the entry carries hlc and
+            return tdef, pos                         # seq (see read_clock)
 
         tdef, pos = env.write(run)
         self._tables[name] = tdef
         if pos is not None:
             self._notify(pos)
+            if initial:
+                index_mod.build_pending(self)  # normally nothing to fill: the table is new
+        else:
+            for ix in initial:
+                self.create_index(name, ix)
         return Table(self, tdef)
+
+    def create_index(
+        self, table: str, index: Index, *,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Index:
+        """Add a secondary index to ``table`` (a replicated change) and fill it from the items.
+
+        The fill runs in chunks, one write transaction each, so writers are never held back
+        for long; it is idempotent, and resumed if interrupted (by calling this again with
+        the same definition, or by reopening the store). Returns when the index is complete.
+        Every replica fills its own when the definition reaches it. Creating the same
+        definition again is a no-op.
+
+        :param progress: called as ``progress(items read, table items or None)`` per chunk.
+        :raises ValidationError: for a bad index, or a name this table already uses for a
+            different definition.
+        """
+        return index_mod.create(self, table, index, progress)
+
+    def drop_index(self, table: str, name: str) -> None:
+        """Remove secondary index ``name`` of ``table`` (a replicated change) and its entries.
+
+        :raises ValidationError: if the table has no such index.
+        """
+        index_mod.drop(self, table, name)
 
     def _table_def(self, name: str) -> TableDef:
         tdef = self._tables.get(name)
@@ -247,8 +288,13 @@ class Store:
             puts = codec.PutEncoder(v)
             dumps = codec.dumps
             max_item = codec.MAX_ITEM_BYTES
+            ixdefs: dict[str, tuple[index_mod.IndexDef, ...]] = {}
+            maintain = index_mod.maintain
             for op in ops:
                 kind, tdef, key, _, attrs, remove, condition = op
+                ix = ixdefs.get(tdef.name)
+                if ix is None:  # the table's indexes: one get per table and transaction
+                    ix = ixdefs[tdef.name] = index_mod.active_defs(txn, env, tdef.name)
                 state = attrs_cbor = None
                 stored = False
                 if kind == "P" and condition is None:
@@ -279,6 +325,10 @@ class Store:
                             _check_item_size(len(attrs_cbor), op)
                     if not stored:
                         put(key, puts.state(attrs_cbor, seen), db=items_db)
+                    if ix:
+                        old = visible(state) if state is not None else (
+                            None if raw is None else codec.visible_from_raw(raw))
+                        maintain(txn, env, ix, key, old, attrs, attrs)
                     wire.append(puts.op(table, key, attrs_cbor, seen))
                     results.append(attrs)
                     images.append(True)
@@ -302,6 +352,9 @@ class Store:
                 _check_item_size(len(encoded), op)
                 put(key, encoded, db=items_db)
                 image = visible(new)
+                if ix:
+                    maintain(txn, env, ix, key, visible(state), image,
+                             attrs if kind != "D" else None)
                 results.append(image)
                 images.append(True if kind == "P" and image == attrs else image)
             txn_bytes = codec.encode_txn_parts(hlc, wire)
@@ -477,6 +530,16 @@ class Store:
 
         return env.read(run)
 
+    def integrity_check(self) -> IntegrityReport:
+        """Verify index == items and log == items in one consistent read (a full pass).
+
+        Never raises for what it finds: the report's ``problems`` lists every disagreement
+        (``report.ok`` when there is none). See :mod:`engine.integrity`.
+        """
+        from .integrity import integrity_check
+
+        return integrity_check(self)
+
     def get_meta(self, name: str) -> Any:
         """A value stored by :meth:`set_meta` (for replication's bookkeeping), or ``None``."""
         key = _check_meta_name(name)
@@ -595,9 +658,15 @@ def open(  # noqa: A001 - the contract's name, like io.open
     if region is not None and region != stored_region:
         release(env)
         raise ValidationError(f"{p} belongs to region {stored_region!r}, not {region!r}")
-    return Store(env, node_id=node_id, region=stored_region,
-                 max_offset_ms=round(max_clock_offset * 1000), max_conflicts=max_conflicts,
-                 wall_clock=wall_clock or system_wall_ms)
+    store = Store(env, node_id=node_id, region=stored_region,
+                  max_offset_ms=round(max_clock_offset * 1000), max_conflicts=max_conflicts,
+                  wall_clock=wall_clock or system_wall_ms)
+    try:
+        index_mod.build_pending(store)  # an index fill or clear interrupted by a crash
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def _identify(txn: Txn, env: Env, path: Path, region: str | None) -> tuple[int, str]:

@@ -14,6 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import codec
+from . import index as index_mod
 from .changelog import CHUNK
 from .checks import check_limit as _check_limit
 from .errors import StoreClosed, ValidationError
@@ -22,6 +23,7 @@ from .keys import KeyValue, check_key_value, encode_prefix, encode_value, item_k
 if TYPE_CHECKING:
     from .changes import TableDef
     from .env import Txn
+    from .index import Index
     from .store import Store
 
 __all__ = ["Batch", "Condition", "Table"]
@@ -193,31 +195,45 @@ class Table:
         between: tuple[KeyValue, KeyValue] | None = None,
         gt: KeyValue | None = None, gte: KeyValue | None = None,
         lt: KeyValue | None = None, lte: KeyValue | None = None,
-        reverse: bool = False, limit: int | None = None,
+        reverse: bool = False, limit: int | None = None, index: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Items of one partition in sort-key order, optionally within a sort-key condition.
 
         One cursor range scan. Allowed: ``begins_with`` alone, ``between=(lo, hi)`` alone,
         or at most one of ``gt``/``gte`` with at most one of ``lt``/``lte``.
         The iterator reads in chunks, so it holds no transaction between items.
+
+        With ``index=NAME`` the partition and the conditions are those of the secondary index
+        (:class:`engine.Index`): items come in index sort-key order (ties in table key order)
+        and hold what the index projects.
         """
-        check_key_value(pk, self.partition_key)
-        prefix = self._prefix + encode_value(pk, self.partition_key)
+        reader = None
+        if index is None:
+            pk_name, sk_attr = self.partition_key, self.sort_key
+            check_key_value(pk, pk_name)
+            prefix = self._prefix + encode_value(pk, pk_name)
+        else:
+            d = index_mod.queryable(self._store, self.name, index)
+            pk_name, sk_attr = d.index.partition_key, d.index.sort_key
+            check_key_value(pk, pk_name)
+            prefix = d.prefix + encode_value(pk, pk_name)
+            reader = index_mod.read_rows(d, self._store._e())
         _check_limit(limit)
         if not isinstance(reverse, bool):
             raise ValidationError(f"reverse must be a bool, not {reverse!r}")
         conds = {n: v for n, v in (("begins_with", begins_with), ("between", between),
                                     ("gt", gt), ("gte", gte), ("lt", lt), ("lte", lte))
                  if v is not None}
-        if conds and self.sort_key is None:
-            raise ValidationError(f"table {self.name!r} has no sort key to put conditions on")
+        if conds and sk_attr is None:
+            what = f"table {self.name!r}" if index is None else f"index {index!r}"
+            raise ValidationError(f"{what} has no sort key to put conditions on")
         if ("begins_with" in conds or "between" in conds) and len(conds) > 1:
             raise ValidationError(
                 "begins_with and between cannot be combined with other conditions"
             )
         if "gt" in conds and "gte" in conds or "lt" in conds and "lte" in conds:
             raise ValidationError("give at most one lower (gt/gte) and one upper (lt/lte) bound")
-        sk_name = self.sort_key or "sort key"
+        sk_name = sk_attr or "sort key"
         start, start_incl = prefix, True
         stop, stop_incl = _successor(prefix), False
         if begins_with is not None:
@@ -238,8 +254,19 @@ class Table:
             bound = lt if lt is not None else lte
             stop = prefix + encode_value(_sk(bound, sk_name), sk_name)
             stop_incl = lte is not None
+        if reader is not None:
+            # index entry keys continue past the sort key (the item key follows): a bound on
+            # the sort key covers every entry that starts with it
+            if not start_incl:
+                start, start_incl = _successor(start), True
+            if stop_incl:
+                stop, stop_incl = _successor(stop), False
         return _range(self._store, start, stop, reverse=reverse, limit=limit,
-                      start_inclusive=start_incl, stop_inclusive=stop_incl)
+                      start_inclusive=start_incl, stop_inclusive=stop_incl, reader=reader)
+
+    def indexes(self) -> list[Index]:
+        """The table's secondary indexes (ready or being built), by name."""
+        return index_mod.indexes(self._store, self.name)
 
     def scan(self, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Every item of the table in key order (chunked; not one point-in-time snapshot)."""
@@ -256,8 +283,13 @@ def _sk(value: Any, name: str) -> Any:
 def _range(
     store: Store, start: bytes, stop: bytes, *, reverse: bool, limit: int | None,
     start_inclusive: bool = True, stop_inclusive: bool = False,
+    reader: Callable[..., list[tuple[bytes, Any]]] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Visible items with keys in the range, in key order, a chunk per read transaction."""
+    """Visible items with keys in the range, in key order, a chunk per read transaction.
+
+    ``reader`` (an index's, :func:`engine.index.read_rows`) reads ``(key, item or None)``
+    rows instead of the table's ``(key, state)``.
+    """
     env = store._e()
     produced = 0
     lo, lo_incl, hi, hi_incl = start, start_inclusive, stop, stop_inclusive
@@ -267,12 +299,18 @@ def _range(
             return
         # twice the items still wanted: some of the rows read may be tombstones
         most = want * 2
-        rows = env.read(partial(_range_rows, db=env.items, lo=lo, lo_incl=lo_incl, hi=hi,
-                                hi_incl=hi_incl, reverse=reverse, most=most))
+        rows: list[tuple[bytes, Any]]
+        if reader is None:
+            rows = env.read(partial(_range_rows, db=env.items, lo=lo, lo_incl=lo_incl, hi=hi,
+                                    hi_incl=hi_incl, reverse=reverse, most=most))
+        else:
+            rows = env.read(partial(reader, lo=lo, lo_incl=lo_incl, hi=hi, hi_incl=hi_incl,
+                                    reverse=reverse, most=most))
         if store.closed:
             raise StoreClosed(f"store {store.path} was closed during iteration")
         for k, raw in rows:
-            item = codec.visible_from_raw(raw)
+            item: dict[str, Any] | None = (codec.visible_from_raw(raw) if reader is None
+                                           else raw)
             # the next chunk resumes after the last row read, whatever it held
             if reverse:
                 hi, hi_incl = k, False

@@ -79,8 +79,11 @@ class Demo:
     report, runs each step at its share of the duration, and shows it all on a :class:`Screen`.
     """
 
-    def __init__(self, duration: float, rate: float, workdir: Path, out: TextIO) -> None:
+    def __init__(self, duration: float, rate: float, workdir: Path, out: TextIO,
+                 transport: str = "tcp") -> None:
         self.duration, self.rate, self.workdir = duration, rate, workdir
+        self.transport = transport
+        self.broker: Any = None  # the local NATS server of --transport nats
         self.screen = Screen(out)
         self.workers: dict[str, Worker] = {}
         self.names: dict[str, str] = {}     # node id (hex) -> region
@@ -105,15 +108,18 @@ class Demo:
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         ports = _free_ports(len(REGIONS))
+        nats_url = self._start_broker() if self.transport == "nats" else None
         for i, (region, _) in enumerate(REGIONS):
             w = Worker(region, self.workdir / region, ports[i],
                        [p for j, p in enumerate(ports) if j != i], secret, self.rate, logs,
-                       seed=i + 1)
+                       seed=i + 1, nats=nats_url)
             w.on_stats = self._on_stats
             self.workers[region] = w
             self.rates[region] = []
-        self.say(f"Starting three regions as separate processes on 127.0.0.1, replicating "
-                 f"live (shared secret in {secret.name}):")
+        self.say("Starting three regions as separate processes on 127.0.0.1, replicating "
+                 + (f"live through the JetStream server at {nats_url} (one stream, cluster "
+                    "shopease):" if nats_url else
+                    f"live (shared secret in {secret.name}):"))
         for w in self.workers.values():
             w.start()
         for w in self.workers.values():
@@ -132,6 +138,17 @@ class Demo:
                  "stock_<region> attribute that only that region decrements (under a local "
                  "condition), merged per attribute, so it is never oversold.")
         self._popup_init()
+
+    def _start_broker(self) -> str:
+        """``--transport nats``: a local nats-server with JetStream (the nats extra)."""
+        try:
+            from replication.jetstream import LocalServer
+        except ImportError as exc:
+            raise DemoError(f"--transport nats needs the nats extra: pip install "
+                            f"'regiondb[nats]' ({exc})") from None
+        self.broker = LocalServer(self.workdir / "nats", name="shopease-nats").start()
+        url: str = self.broker.url
+        return url
 
     def _popup_init(self) -> None:
         region, city = POPUP
@@ -456,6 +473,8 @@ class Demo:
     def stop(self) -> None:
         for w in self.workers.values():
             w.stop()
+        if self.broker is not None:
+            self.broker.stop()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -463,7 +482,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run(duration: float = 45.0, keep: str | None = None, rate: float = 30.0,
-        out: TextIO | None = None) -> int:
+        out: TextIO | None = None, transport: str = "tcp") -> int:
     """Run the demo; return the exit status (0: every node converged)."""
     out = out or sys.stdout
     if keep:
@@ -475,7 +494,7 @@ def run(duration: float = 45.0, keep: str | None = None, rate: float = 30.0,
         workdir.mkdir(parents=True, exist_ok=True)
     else:
         workdir = Path(tempfile.mkdtemp(prefix="regiondb-demo-"))
-    demo = Demo(max(duration, 4.0), rate, workdir, out)
+    demo = Demo(max(duration, 4.0), rate, workdir, out, transport)
     old_term = signal.signal(signal.SIGTERM, _interrupt)
     status = 1
     try:

@@ -98,7 +98,13 @@ class Node:
         secret = Path(self.args.secret_file).read_bytes().strip()
         host, _, port = self.args.listen.rpartition(":")
         self.server = net.serve(self.store, host, int(port), secret=secret)
-        if self.args.peer:
+        if self.args.nats:  # the fleet transport: everything goes through the broker
+            from replication import jetstream
+
+            self.replicator = jetstream.Replicator(self.store, [self.args.nats],
+                                                   cluster="shopease")
+            self.replicator.start()
+        elif self.args.peer:
             self.replicator = net.Replicator(self.store, self.args.peer, secret=secret)
             self.replicator.start()
 
@@ -342,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--region", required=True)
     p.add_argument("--listen", required=True)
     p.add_argument("--peer", action="append", default=[])
+    p.add_argument("--nats", default=None, help="a JetStream server URL (instead of --peer)")
     p.add_argument("--secret-file", required=True)
     p.add_argument("--rate", type=float, default=30.0)
     p.add_argument("--interval", type=float, default=1.0)

@@ -44,8 +44,9 @@ class Worker:
     """One region's process and the JSON-lines pipe to it."""
 
     def __init__(self, region: str, store: Path, port: int, peers: list[int], secret: Path,
-                 rate: float, logdir: Path, seed: int) -> None:
+                 rate: float, logdir: Path, seed: int, nats: str | None = None) -> None:
         self.region = region
+        self.nats = nats  # replicate through this JetStream server instead of the peers
         self.store, self.port, self.peers = store, port, peers
         self.secret, self.rate, self.logdir, self.seed = secret, rate, logdir, seed
         self.proc: subprocess.Popen[str] | None = None
@@ -66,8 +67,10 @@ class Worker:
                "--region", self.region, "--listen", f"127.0.0.1:{self.port}",
                "--secret-file", str(self.secret), "--rate", str(self.rate),
                "--seed", str(self.seed)]
-        for p in self.peers:
+        for p in [] if self.nats else self.peers:
             cmd += ["--peer", f"127.0.0.1:{p}"]
+        if self.nats:
+            cmd += ["--nats", self.nats]
         # The child inherits the log file; our copy closes once it is started.
         with open(self.logdir / f"{self.region}.log", "a") as log:
             self.proc = subprocess.Popen(

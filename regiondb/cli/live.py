@@ -17,12 +17,13 @@ import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import engine
 from replication.atomic import write_atomic
 from replication.net import Replicator, serve, status, sync
 
+from . import fleet
 from .args import UsageError, open_store, read_secret
 from .output import (
     PROG,
@@ -35,6 +36,9 @@ from .output import (
     vv_json,
     write_line,
 )
+
+if TYPE_CHECKING:
+    from replication.jetstream import Replicator as FleetReplicator
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -87,7 +91,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``serve DIR --listen HOST:PORT [--peer ...]``: serve and replicate until a signal."""
+    """``serve DIR --listen HOST:PORT [--peer ...] [--nats URL]``: serve and replicate until a
+    signal (NATS only without ``--listen``: :mod:`.fleet`)."""
+    if args.listen is None:
+        if not args.nats:
+            raise UsageError("serve needs --listen HOST:PORT, --nats URL, or both")
+        return fleet.cmd_serve_nats(args)
     host, port = args.listen
     secret = read_secret(args.secret_file)
     if secret is None and not args.insecure and host not in _LOOPBACK:
@@ -106,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with open_store(args) as store:
             server = serve(store, host=host, port=port, secret=secret, ssl=server_ssl)
             rep = None
+            nats_rep = fleet.start(store, args)
             try:
                 address = server.address
                 peers = [f"{h}:{p}" for h, p in args.peer]
@@ -116,10 +126,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     rep = Replicator(store, peers=peers, secret=secret, ssl=client_ssl)
                     rep.start()
                 _serve_loop(store, rep, address, peers, args.status_interval, stop,
-                            status_path)
+                            status_path, nats_rep)
             finally:
                 if rep is not None:
                     rep.stop()
+                if nats_rep is not None:
+                    nats_rep.stop()
                 server.close()
                 status_path.unlink(missing_ok=True)
     finally:
@@ -172,7 +184,7 @@ def peers_text(rows: list[dict[str, Any]]) -> str:
 
 def _serve_loop(store: engine.Store, rep: Replicator | None, address: tuple[str, int],
                 peers: list[str], interval: float, stop: threading.Event,
-                status_path: Path) -> None:
+                status_path: Path, nats_rep: FleetReplicator | None = None) -> None:
     """Until ``stop``: rewrite ``status_path`` every second, log rates and lag every
     ``interval`` seconds (0: never) and once more on the way out."""
     last_seq, last_t = store.stats()["local_seq"], time.monotonic()
@@ -180,7 +192,7 @@ def _serve_loop(store: engine.Store, rep: Replicator | None, address: tuple[str,
     next_log = time.monotonic() + interval if interval else float("inf")
     while not stop.is_set():
         stop.wait(1.0)
-        rows = _live_peers(store, rep)
+        rows = _live_peers(store, rep) + fleet.fleet_rows(nats_rep)
         now = time.monotonic()
         stats = store.stats()
         info = {"pid": os.getpid(), "address": list(address), "peers_configured": peers,

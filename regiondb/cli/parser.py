@@ -12,6 +12,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
+from . import fleet
 from .args import host_port, node_id_arg, positive_int, seconds_arg
 from .live import cmd_serve, cmd_sync
 from .local import (
@@ -57,7 +58,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """``demo``: the ShopEase three-region demo (:mod:`regiondb.demo`), imported only here."""
     from ..demo import run
 
-    return run(duration=args.duration, keep=args.keep, rate=args.rate)
+    return run(duration=args.duration, keep=args.keep, rate=args.rate, transport=args.transport)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -286,12 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
              "regiondb serve data/mumbai --listen 0.0.0.0:7001 --peer 10.0.1.5:7001 "
              "--peer 10.0.2.5:7001 --secret-file shopease.key\n"
              "regiondb serve data/mumbai --listen 0.0.0.0:7001 --secret-file k "
-             "--tls-cert node.pem --tls-key node.key --tls-ca ca.pem", common,
+             "--tls-cert node.pem --tls-key node.key --tls-ca ca.pem\n"
+             "regiondb serve data/shop-17 --nats nats://broker:4222 --cluster shopease "
+             "--nats-creds shop-17.creds", common,
              "Accept peers on --listen and keep a live replication link to every --peer "
              "until SIGINT or SIGTERM, logging a status line every --status-interval seconds.")
     _dir(p)
-    p.add_argument("--listen", type=host_port, required=True, metavar="HOST:PORT",
-                   help="address to accept peers on (port 0: any free port)")
+    p.add_argument("--listen", type=host_port, default=None, metavar="HOST:PORT",
+                   help="address to accept peers on (port 0: any free port); optional with "
+                        "--nats")
     p.add_argument("--peer", type=host_port, action="append", default=[], metavar="HOST:PORT",
                    help="a peer to replicate with (repeatable)")
     p.add_argument("--secret-file", metavar="F", help="shared secret for peer authentication")
@@ -300,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-interval", type=seconds_arg, default=10.0, metavar="S",
                    help="seconds between status lines (0: none; default 10)")
     _tls_args(p, server=True)
+    fleet.add_args(p)
 
     p = _add(sub, "sync", cmd_sync, "one-shot two-way sync with a serving peer",
              "regiondb sync data/van 10.0.1.5:7001 --secret-file shopease.key", common)
@@ -323,4 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=positive_int, default=30, metavar="N",
                    help="orders per second per region (default 30)")
     p.add_argument("--keep", metavar="DIR", help="keep the stores in DIR for inspection")
+    p.add_argument("--transport", choices=("tcp", "nats"), default="tcp",
+                   help="tcp: a socket mesh (default); nats: through a local JetStream server "
+                        "(the nats extra)")
     return parser

@@ -14,10 +14,14 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_demo_converges(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", [
+    "tcp", pytest.param("nats", marks=pytest.mark.slow),  # the same run through JetStream
+])
+def test_demo_converges(tmp_path: Path, transport: str) -> None:
     keep = tmp_path / "stores"
     p = subprocess.run(
-        [sys.executable, "-m", "regiondb", "demo", "--duration", "8", "--keep", str(keep)],
+        [sys.executable, "-m", "regiondb", "demo", "--duration", "8", "--keep", str(keep),
+         "--transport", transport],
         capture_output=True, text=True, timeout=120, env={**os.environ, "TERM": "dumb"},
     )
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
@@ -37,3 +41,5 @@ def test_demo_converges(tmp_path: Path) -> None:
     # every node process is gone
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(keep) not in ps
+    if transport == "nats":
+        assert "through the JetStream server at nats://127.0.0.1:" in out

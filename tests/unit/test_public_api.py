@@ -10,7 +10,8 @@ import engine
 def test_all_is_pinned() -> None:
     assert sorted(engine.__all__) == [
         "ApplyReport", "AuthError", "Batch", "Change", "ClockSkewError", "ConditionFailed",
-        "Conflict", "Error", "ForgottenNodeError", "LogTruncated", "ManualClock",
+        "Conflict", "Error", "ForgottenNodeError", "Index", "IntegrityReport", "LogTruncated",
+        "ManualClock",
         "ProtocolError", "RawChange", "SchemaError", "SegmentError", "Snapshot", "StorageError",
         "Store", "StoreClosed", "Table", "TableDef", "TableNotFound", "ValidationError", "open",
     ]
@@ -38,7 +39,7 @@ def test_contract_signatures() -> None:
     assert sig.parameters["max_clock_offset"].default == 0.5
     q = inspect.signature(engine.Table.query)
     assert [p for p in q.parameters][1:] == [
-        "pk", "begins_with", "between", "gt", "gte", "lt", "lte", "reverse", "limit"]
+        "pk", "begins_with", "between", "gt", "gte", "lt", "lte", "reverse", "limit", "index"]
     u = inspect.signature(engine.Table.update)
     assert {"set", "remove", "condition"} <= set(u.parameters)
     # DESIGN.md's contract calls, with the parameters it names (a subset: calls may grow)
@@ -49,11 +50,14 @@ def test_contract_signatures() -> None:
             "digest": [], "conflicts": ["since"], "close": [], "log_range": [],
             "apply_changes": [], "snapshot": [], "merge_snapshot": [], "compact": [],
             "forget": ["node_id"], "conflict_count": [], "stats": [],
+            "create_index": ["table", "index"], "drop_index": ["table", "name"],
+            "integrity_check": [],
         },
         engine.Table: {
             "put": ["item", "condition"], "get": ["pk", "sk"],
             "update": ["pk", "sk", "set", "remove", "condition"],
-            "delete": ["pk", "sk", "condition"], "scan": ["limit"],
+            "delete": ["pk", "sk", "condition"], "scan": ["limit"], "indexes": [],
+            "query": ["pk", "index"],
         },
         engine.Batch: {"put": ["table", "item"], "update": ["table", "pk", "sk", "set", "remove"],
                        "delete": ["table", "pk", "sk"]},
