@@ -1,8 +1,9 @@
 """``python -m bench``: run the suite, write ``<stamp>.json``, ``<stamp>.md``, ``latest.md``, PNGs.
 
-Usage: ``python -m bench [--quick | --smoke] [--out DIR] [--only local,ycsb,replication,crsqlite]
-[--backends a,b] [--no-plots]``. Exit status 0 when a well-formed report was written (rows that
-failed are recorded in it, not fatal); 2 when the report would be malformed.
+Usage: ``python -m bench [--quick | --smoke] [--out DIR]
+[--only local,ycsb,replication,crsqlite,indexes] [--backends a,b] [--no-plots]``. Exit status 0
+when a well-formed report was written (rows that failed are recorded in it, not fatal); 2 when
+the report would be malformed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from .backends import ALL_BACKENDS, make_backend
 from .crsqlite import run_crsqlite
 from .data import mean_cbor_size, order_item, ycsb_record
+from .indexes import run_indexes
 from .local import WRITE_BACKENDS, run_local
 from .plots import make_plots
 from .repl import replication_api, run_replication
@@ -28,7 +30,7 @@ from .sysinfo import machine_info
 from .targets import add_ratios, evaluate_targets
 from .ycsb import YCSB_BACKENDS, run_ycsb
 
-GROUPS = ["local", "ycsb", "replication", "crsqlite"]
+GROUPS = ["local", "ycsb", "replication", "crsqlite", "indexes"]
 # groups a --smoke run leaves out unless named in --only (they fetch or build outside tools)
 SMOKE_SKIPS = {"crsqlite"}
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += run_replication(sizes, progress)
     if "crsqlite" in args.groups:
         rows += run_crsqlite(sizes, progress)
+    if "indexes" in args.groups:
+        rows += run_indexes(sizes, progress)
     backends = {b: make_backend(b) for b in ALL_BACKENDS}
     add_ratios(rows, {b: be.floor for b, be in backends.items() if be.floor})
     argv_shown = [a for a in (argv if argv is not None else sys.argv[1:])]

@@ -372,8 +372,13 @@ def _catchup_nats_row(src: Path, changes: int, rounds: int, root: Path, url: str
                 changes=changes, complete=converged, floor="catchup_tcp")
 
 
-def _nats_rows(sizes: Sizes, root: Path, n: int, progress: Progress) -> list[dict[str, Any]]:
-    """The fleet transport's rows, through one local nats-server started here."""
+def _nats_rows(sizes: Sizes, root: Path, items: list[dict[str, Any]],
+               progress: Progress) -> list[dict[str, Any]]:
+    """The fleet transport's rows, through one local nats-server started here.
+
+    The catch-up source is a store of its own: the TCP rows' source has served three replicas
+    that acknowledged everything, so its log may be garbage-collected by now (a newcomer would
+    rightly get a snapshot, which is not what this row measures)."""
     from replication import jetstream
 
     with jetstream.LocalServer(root / "nats", name="bench-nats") as broker:
@@ -386,9 +391,10 @@ def _nats_rows(sizes: Sizes, root: Path, n: int, progress: Progress) -> list[dic
                              "backend": "regiondb_nats" + ("_nosync" if nosync else ""),
                              "value": None, "available": False,
                              "error": f"{type(exc).__name__}: {exc}"})
-        if (root / "src").exists():
-            rows.append(_catchup_nats_row(root / "src", n, sizes.repl_rounds, root, broker.url,
-                                          progress))
+        src = root / "src-nats"
+        _source_store(src, items)
+        rows.append(_catchup_nats_row(src, len(items), sizes.repl_rounds, root, broker.url,
+                                      progress))
     return rows
 
 
@@ -457,5 +463,5 @@ def run_replication(sizes: Sizes, progress: Progress) -> list[dict[str, Any]]:
             rows.append(_unavailable("catchup_nats", f"the nats extra is not installed: {exc}"))
         else:
             if ok:
-                guarded("nats", lambda: _nats_rows(sizes, root, n, progress))
+                guarded("nats", lambda: _nats_rows(sizes, root, items, progress))
     return rows

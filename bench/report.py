@@ -119,7 +119,8 @@ def _replication(result: dict[str, Any]) -> list[str]:
 
 
 CORE_GROUPS = ("local", "ycsb", "replication")
-GROUP_TITLES = {"crsqlite": "cr-sqlite, the closest embedded peer, in the same run"}
+GROUP_TITLES = {"crsqlite": "cr-sqlite, the closest embedded peer, in the same run",
+                "indexes": "Secondary indexes: write cost, query speed, backfill"}
 
 
 def _generic(result: dict[str, Any], group: str) -> list[str]:

@@ -26,6 +26,9 @@ from .errors import (
     StorageError,
     StoreClosed,
     TableNotFound,
+    TransportBrokenError,
+    TransportError,
+    TransportTimeoutError,
     ValidationError,
 )
 from .index import Index
@@ -58,6 +61,9 @@ __all__ = [
     "Table",
     "TableDef",
     "TableNotFound",
+    "TransportBrokenError",
+    "TransportError",
+    "TransportTimeoutError",
     "ValidationError",
     "open",
 ]

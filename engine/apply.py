@@ -28,7 +28,7 @@ from . import codec, index
 from .changelog import append, key_dict, read_clock, version_vector, write_clock
 from .changes import ApplyReport, Conflict, RawChange, TableDef, decode_table_def
 from .checks import check_u64, is_node_id
-from .clock import Version, observe
+from .clock import BOTTOM, Version, observe
 from .env import Env, Txn
 from .errors import ChangeRefused, ClockSkewError, ForgottenNodeError, ValidationError
 from .item import (
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["apply_changes", "conflict_count", "conflicts", "forget_cuts", "forgotten_ids",
-           "merge_table", "op_delta"]
+           "merge_table", "merge_ttl", "op_delta"]
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
             v = (hlc, origin)
             images: list[Any] = []
             for op in ops:
-                if op.kind == "T":
+                if op.kind in ("T", "L"):
                     tables_changed = True
                 elif op.kind in ("I", "X"):
                     builds |= _merge_index_def(txn, env, op, v)
@@ -199,9 +199,12 @@ def _merge_op(
     if op.kind == "T":
         merge_table(txn, env, op, v)
         return None
+    if op.kind == "L":
+        merge_ttl(txn, env, op.table, op.attrs["ttl_attribute"], v)
+        return None
     raw = txn.get(op.key, db=env.items)
     ix = index.active_defs(txn, env, op.table)
-    if raw is None and op.kind == "P":
+    if raw is None and op.kind == "P" and not op.ext:
         # A put into a missing item: the merged state is the put's delta itself, and with
         # nothing local there is nothing to conflict with.
         txn.put(op.key, codec.put_state_bytes(v, codec.dumps(op.attrs), op.seen), db=env.items)
@@ -231,10 +234,10 @@ def _merge_op(
 def op_delta(op: codec.Op, v: Version) -> ItemState:
     """The item-state delta of one item operation at version ``v`` (merge, replay, checks)."""
     if op.kind == "P":
-        return put_delta(op.attrs, v, op.seen)
+        return put_delta(op.attrs, v, op.seen, op.ext)
     if op.kind == "U":
-        return update_delta(op.attrs, op.remove, v, op.seen)
-    return delete_delta(v, op.seen)
+        return update_delta(op.attrs, op.remove, v, op.seen, op.ext)
+    return delete_delta(v, op.seen, op.ext)
 
 
 def merge_table(txn: Txn, env: Env, op: codec.Op, v: Version) -> None:
@@ -250,7 +253,42 @@ def merge_table(txn: Txn, env: Env, op: codec.Op, v: Version) -> None:
             return
         log.warning("table %r: schema (%s, %s) replaced by (%s, %s) from %016x",
                     op.table, cur.partition_key, cur.sort_key, pk, sk, v[1])
-    txn.put(op.table.encode(), TableDef(op.table, pk, sk, v).stored(), db=env.tables)
+    if raw is None:
+        ttl, ttl_v = _pending_ttl(txn, env, op.table)
+    else:
+        ttl, ttl_v = cur.ttl_attribute, cur.ttl_version
+    txn.put(op.table.encode(), TableDef(op.table, pk, sk, v, ttl, ttl_v).stored(),
+            db=env.tables)
+
+
+def _pending_ttl(txn: Txn, env: Env, table: str) -> tuple[str | None, Version]:
+    """A TTL that arrived before its table's definition (then deleted from meta)."""
+    raw = txn.get(b"ttl-pending:" + table.encode(), db=env.meta)
+    if raw is None:
+        return None, BOTTOM
+    txn.delete(b"ttl-pending:" + table.encode(), db=env.meta)
+    attribute, hlc, node = codec.loads(raw)
+    return attribute, (hlc, node)
+
+
+def merge_ttl(txn: Txn, env: Env, table: str, attribute: str | None, v: Version) -> bool:
+    """Merge a table's TTL attribute (a register: the larger version wins); ``True`` if it
+    changed. A TTL for a table whose definition has not arrived yet waits in meta
+    (``ttl-pending:<table>``) until it does."""
+    raw = txn.get(table.encode(), db=env.tables)
+    if raw is None:
+        pending, pv = _pending_ttl(txn, env, table)
+        if pv > v:
+            attribute, v = pending, pv
+        txn.put(b"ttl-pending:" + table.encode(), codec.dumps([attribute, v[0], v[1]]),
+                db=env.meta)
+        return False
+    cur = decode_table_def(table, raw)
+    if cur.ttl_version >= v:
+        return False
+    new = TableDef(table, cur.partition_key, cur.sort_key, cur.version, attribute, v)
+    txn.put(table.encode(), new.stored(), db=env.tables)
+    return True
 
 
 def forget_cuts(txn: Txn, env: Env) -> dict[int, int]:

@@ -260,7 +260,8 @@ def key_dict(store: Store, table: str, values: tuple[Any, ...]) -> dict[str, Any
         return TableDef(table, "", None).key_dict(values)
 
 
-_DEFINITIONS = {"T": "create_table", "I": "create_index", "X": "drop_index"}
+_DEFINITIONS = {"T": "create_table", "I": "create_index", "X": "drop_index",
+                "L": "set_ttl"}
 
 
 def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
@@ -282,10 +283,16 @@ def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
             kind, delta = "put", {"item": op.attrs}
         elif op.kind == "U":
             kind, delta = "update", {"set": op.attrs, "remove": list(op.remove)}
+            ext = op.ext
+            if ext.add or ext.add_elems:
+                delta["add"] = {name: n for name, (n, _) in ext.add.items()}
+                delta["add"].update({name: set(els) for name, els in ext.add_elems.items()})
+            if ext.del_elems:
+                delta["delete"] = {name: set(els) for name, els in ext.del_elems.items()}
         else:
             kind, delta = "delete", {}
         yield Change(position_, table, keyd, kind, (hlc, origin), origin, seq, delta,
-                     op.attrs if image is True else image)
+                     op.attrs if image is True else image, op.ttl)
 
 
 def position(store: Store) -> int:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .clock import BOTTOM, Version, format_hlc
 from .errors import Error
+
+if TYPE_CHECKING:
+    from .index import IndexDef
 
 __all__ = ["ApplyReport", "Change", "Conflict", "RawChange", "Snapshot", "TableDef",
            "decode_table_def"]
@@ -20,31 +23,46 @@ RawChange = tuple[int, int, bytes]
 
 @dataclass(frozen=True, slots=True)
 class TableDef:
-    """A table's key schema and the version that created it."""
+    """A table's key schema and the version that created it.
+
+    ``ttl_attribute`` names the attribute holding an item's expiry time (epoch seconds), or
+    ``None``; it is a last-writer-wins register of its own, set at ``ttl_version``
+    (``store.set_ttl``), replicated like the definition.
+    """
 
     name: str
     partition_key: str
     sort_key: str | None
     version: Version = BOTTOM
+    ttl_attribute: str | None = None
+    ttl_version: Version = BOTTOM
 
     def key_dict(self, values: Sequence[Any]) -> dict[str, Any]:
         names = (self.partition_key, self.sort_key)
         return {names[i] or f"#{i}": v for i, v in enumerate(values)}
 
     def stored(self) -> bytes:
-        """The value of this definition in the ``tables`` database: ``[pk, sk, hlc, node]``."""
-        return codec.dumps([self.partition_key, self.sort_key, self.version[0], self.version[1]])
+        """The value of this definition in the ``tables`` database: ``[pk, sk, hlc, node]``,
+        then ``ttl_attribute, ttl_hlc, ttl_node`` once a TTL was ever set (store format 3)."""
+        row: list[Any] = [self.partition_key, self.sort_key, self.version[0], self.version[1]]
+        if self.ttl_version != BOTTOM:
+            row += [self.ttl_attribute, self.ttl_version[0], self.ttl_version[1]]
+        return codec.dumps(row)
 
 
 def decode_table_def(name: str, raw: bytes) -> TableDef:
     """A definition from its stored value (see :meth:`TableDef.stored`)."""
-    pk, sk, hlc, node = codec.loads(raw)
+    row = codec.loads(raw)
+    if len(row) == 7:
+        return TableDef(name, row[0], row[1], (row[2], row[3]), row[4], (row[5], row[6]))
+    pk, sk, hlc, node = row
     return TableDef(name, pk, sk, (hlc, node))
 
 
 @dataclass(slots=True)
 class Snapshot:
-    """A full-state export: table definitions, item states, the vv they cover, forgotten nodes.
+    """A full-state export: table definitions, item states, the vv they cover, forgotten nodes,
+    and the secondary index definitions (never their entries: each replica derives its own).
 
     ``items`` is chunked (no long read transaction) and may include changes newer than
     ``vv`` — which is safe, since merging them again later is a no-op. ``covers`` is, per
@@ -58,6 +76,7 @@ class Snapshot:
     tables: list[TableDef]
     forgotten: frozenset[int]
     items: Callable[[], Iterator[tuple[bytes, bytes]]]
+    indexes: list[IndexDef] = field(default_factory=list)
     covers: dict[int, int] = field(default_factory=dict)
 
 
@@ -67,10 +86,11 @@ class Change:
 
     ``position`` orders the feed locally; all operations of one transaction share it, as
     they share ``version`` and ``txid``. ``kind`` is ``put``, ``update``, ``delete``,
-    ``create_table``, ``create_index`` or ``drop_index`` (these three with an empty ``key``
-    and the definition in ``delta``). ``delta`` is what the operation wrote (``item``;
-    ``set``/``remove``); ``new_image`` is the visible item right after this transaction was
-    applied here.
+    ``create_table``, ``create_index``, ``drop_index`` or ``set_ttl`` (these four with an
+    empty ``key`` and the definition in ``delta``). ``delta`` is what the operation wrote
+    (``item``; ``set``/``remove``, and ``add``/``delete`` for counters and sets);
+    ``new_image`` is the visible item right after this transaction was applied here. ``ttl``
+    is true for a delete made by TTL expiry (DynamoDB Streams' service identity).
     """
 
     position: int
@@ -82,6 +102,7 @@ class Change:
     seq: int
     delta: dict[str, Any]
     new_image: dict[str, Any] | None
+    ttl: bool = False
 
     @property
     def txid(self) -> tuple[int, int]:

@@ -2,10 +2,13 @@
 
 Stored item state (compact: after a put every attribute shares the clear point's version)::
 
-    [cleared_hlc, cleared_node, base, over (, seen_hlc, seen_node)]
+    [cleared_hlc, cleared_node, base, over (, seen_hlc, seen_node (, ext))]
     base = {name: value}                    entries whose version is the clear point
     over = {name: [hlc, node] | [hlc, node, value]}   the others; two elements = ABSENT
-    seen = what the writer of the latest version had seen (omitted when ⊥)
+    seen = what the writer of the latest version had seen (omitted when ⊥ and no ext)
+    ext  = {name: [obs_hlc, obs_node, obs, incs, elems]}   counters and sets (store format 3)
+           obs, incs = [[origin, hlc, total], ...]  ascending origin; one per origin that added
+           elems = [[element, hlc, node, present], ...]  in canonical order of the element
 
 A transaction (the unit of the log and of replication; all ops share version
 ``(hlc, origin)``)::
@@ -17,9 +20,17 @@ A transaction (the unit of the log and of replication; all ops share version
     ["D", table, key, seen_hlc, seen_node]                 delete
     ["I", table, index, partition_key, sort_key | null, projection]   create an index
     ["X", table, index]                                    drop an index
+    ["L", table, ttl_attribute | null]                     set a table's TTL attribute
 
 ``projection`` is ``"ALL"``, ``"KEYS_ONLY"`` or a list of attribute names
-(:mod:`engine.index`).
+(:mod:`engine.index`). P, U and D take one more, optional, element ``ext`` (a map; store
+format 3, segment format 2) when they carry counter or set parts or are TTL deletes::
+
+    {"a": {name: [n, total]},             counter ADDs: amount and the origin's new total
+     "s": {name: [element, ...]},         set elements added
+     "d": {name: [element, ...]},         set elements deleted
+     "o": {name: [[origin, hlc, total], ...]},   the totals each reset counter had observed
+     "t": true}                           a TTL delete (``Change.ttl``)
 
 ``key`` is the item key from :mod:`engine.keys`. Transactions from peers are untrusted:
 :func:`decode_txn` checks every field and raises ``ValidationError``.
@@ -39,7 +50,7 @@ import cbor2
 from .checks import check_u64 as _check_u64
 from .clock import BOTTOM, Version
 from .errors import ValidationError
-from .item import ABSENT, Entry, ItemState
+from .item import ABSENT, NO_EXT, Entry, ItemState, WriteExt, max_version, visible
 from .keys import decode_key, decode_value, encode_value
 
 __all__ = [
@@ -47,6 +58,7 @@ __all__ = [
     "MAX_ITEM_BYTES",
     "MAX_KEY_BYTES",
     "MAX_NAME_BYTES",
+    "MAX_PROJECTION",
     "MAX_TXN_BYTES",
     "Op",
     "PutEncoder",
@@ -79,6 +91,7 @@ MAX_TXN_BYTES = 16 << 20    # one log entry: the largest record a segment carrie
 MAX_KEY_BYTES = 511         # LMDB's key size limit
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 32
+MAX_PROJECTION = 100        # attribute names in one index projection (DynamoDB's limit)
 # How deep CBOR nests for a value check_value accepts. The decoder counts every tag as a level
 # (a Decimal is tag 4 around an array, whose mantissa may be a tag-2 bignum; a set is tag 258
 # around an array); check_value counts containers only. The worst case is a set at the last
@@ -127,13 +140,17 @@ def canonical(value: Any) -> bytes:
 class Op(NamedTuple):
     """One decoded operation of a transaction."""
 
-    kind: str                   # "T", "P", "U", "D", "I" (create index) or "X" (drop index)
+    kind: str                   # "T", "P", "U", "D", "I" (create index), "X" (drop index)
+                                # or "L" (set TTL)
     table: str
-    key: bytes                  # item key ("T": empty)
+    key: bytes                  # item key ("T", "I", "X", "L": empty)
     attrs: dict[str, Any]       # P: item, U: set, T: {"partition_key":…, "sort_key":…},
-                                # I: {name, partition_key, sort_key, projection}, X: {name}
+                                # I: {name, partition_key, sort_key, projection}, X: {name},
+                                # L: {"ttl_attribute": name | None}
     remove: tuple[str, ...]     # U only
     seen: Version
+    ext: WriteExt = NO_EXT      # counter and set parts (P, U, D)
+    ttl: bool = False           # D only: a TTL expiry
 
 
 def check_key_schema(name: object, partition_key: object, sort_key: object) -> None:
@@ -173,6 +190,11 @@ def check_index_spec(
         raise ValidationError(
             f"{where}: projection must be 'ALL', 'KEYS_ONLY' or a list of attribute names, "
             f"not {projection!r}"
+        )
+    if len(projection) > MAX_PROJECTION:
+        raise ValidationError(
+            f"{where}: a projection names at most {MAX_PROJECTION} attributes, not "
+            f"{len(projection)}"
         )
     for attr in projection:
         check_attr_name(attr, f"{where} projection")
@@ -365,6 +387,10 @@ def encode_state(state: ItemState) -> bytes:
             over[name] = [v[0], v[1]]
         else:
             over[name] = [v[0], v[1], value]
+    if state.extra:
+        from .mergewire import extra_wire  # imports this module
+        return cbor2.dumps([c[0], c[1], base, over, state.seen[0], state.seen[1],
+                            {name: extra_wire(state.extra[name]) for name in sorted(state.extra)}])
     if state.seen == BOTTOM:
         return cbor2.dumps([c[0], c[1], base, over])
     return cbor2.dumps([c[0], c[1], base, over, state.seen[0], state.seen[1]])
@@ -375,12 +401,19 @@ def _decode_state_obj(obj: Any) -> ItemState:
     attrs: dict[str, Entry] = {name: (cleared, value) for name, value in obj[2].items()}
     for name, e in obj[3].items():
         attrs[name] = ((e[0], e[1]), e[2] if len(e) == 3 else ABSENT)
-    return ItemState(cleared, attrs, (obj[4], obj[5]) if len(obj) == 6 else BOTTOM)
+    n = len(obj)
+    state = ItemState(cleared, attrs, (obj[4], obj[5]) if n >= 6 else BOTTOM)
+    if n == 7:
+        from .mergewire import extra_obj  # imports this module
+        state.extra = {name: extra_obj(w) for name, w in obj[6].items()}
+    return state
 
 
 def max_version_raw(raw: bytes) -> Version:
     """The largest version in a stored state, without building it (write-path ``seen``)."""
     obj = cbor2.loads(raw)
+    if len(obj) == 7:
+        return max_version(_decode_state_obj(obj))
     best = (obj[0], obj[1])
     over = obj[3]
     for e in over.values():
@@ -388,6 +421,11 @@ def max_version_raw(raw: bytes) -> Version:
         if v > best:
             best = v
     return best
+
+
+def has_extra_raw(raw: bytes) -> bool:
+    """True if stored state bytes hold counter or set parts (a 7-element array)."""
+    return raw[:1] == b"\x87"
 
 
 def decode_state(raw: bytes) -> ItemState:
@@ -398,6 +436,8 @@ def decode_state(raw: bytes) -> ItemState:
 def visible_from_raw(raw: bytes) -> dict[str, Any] | None:
     """The visible item straight from stored bytes; avoids building a state for plain puts."""
     obj = cbor2.loads(raw)
+    if len(obj) == 7:
+        return visible(_decode_state_obj(obj))
     base, over = obj[2], obj[3]
     if not over:
         return base or None
@@ -427,12 +467,15 @@ def decode_state_untrusted(raw: bytes, where: str) -> ItemState:
     """Decode and check a state that came from a peer (snapshot records)."""
     try:
         obj = loads_untrusted(raw)
-        if not (isinstance(obj, list) and len(obj) in (4, 6)):
-            raise ValidationError("not a 4- or 6-element array")
+        if not (isinstance(obj, list) and len(obj) in (4, 6, 7)):
+            raise ValidationError("not a 4-, 6- or 7-element array")
         c_hlc, c_node, base, over = obj[:4]
-        if len(obj) == 6:
+        if len(obj) >= 6:
             _check_u64(obj[4], "seen hlc")
             _check_u64(obj[5], "seen node")
+        if len(obj) == 7:
+            from .mergewire import check_state_ext  # imports this module
+            check_state_ext(obj[6], (c_hlc, c_node), where)
         _check_u64(c_hlc, "cleared hlc")
         _check_u64(c_node, "cleared node")
         if not isinstance(base, dict) or not isinstance(over, dict):
@@ -568,6 +611,12 @@ def _check_key(table: str, key: Any) -> bytes:
     return key
 
 
+def _op_ext(obj: Any, table: str, trusted: bool) -> tuple[WriteExt, bool]:
+    from .mergewire import op_ext  # imports this module
+
+    return op_ext(obj, f"table {table!r}", trusted)
+
+
 def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
     """Decode a transaction; untrusted input is checked field by field.
 
@@ -607,7 +656,21 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
                 if sk == pk:
                     raise ValidationError(f"table {name!r}: sort key equals partition key")
                 ops.append(Op("T", name, b"", {"partition_key": pk, "sort_key": sk}, (), BOTTOM))
-            elif kind == "U" and len(w) == 7:
+            elif kind == "P" and len(w) == 7:
+                table = check_table_name(w[1])
+                if not trusted:
+                    if type(w[3]) is not dict:
+                        raise ValidationError("put item is not a map")
+                    check_attrs(w[3], table, _in_table=True)
+                seen = (_check_u64(w[4], "seen hlc"), _check_u64(w[5], "seen node"))
+                ext, _ = _op_ext(w[6], table, trusted)
+                ops.append(Op("P", table, _check_key(table, w[2]), w[3], (), seen, ext))
+            elif kind == "L" and len(w) == 3:
+                name = check_table_name(w[1])
+                ttl = None if w[2] is None else check_attr_name(
+                    _check_str(w[2], "ttl attribute"), f"table {name!r}")
+                ops.append(Op("L", name, b"", {"ttl_attribute": ttl}, (), BOTTOM))
+            elif kind == "U" and len(w) in (7, 8):
                 table = check_table_name(w[1])
                 if not trusted:
                     if not isinstance(w[3], dict) or not isinstance(w[4], list):
@@ -618,7 +681,11 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
                     if set(w[4]) & set(w[3]):
                         raise ValidationError("update sets and removes the same attribute")
                 seen = (_check_u64(w[5], "seen hlc"), _check_u64(w[6], "seen node"))
-                ops.append(Op("U", table, _check_key(table, w[2]), w[3], tuple(w[4]), seen))
+                ext, _ = _op_ext(w[7], table, trusted) if len(w) == 8 else (NO_EXT, False)
+                if not trusted and ext and set(w[3]).union(w[4]).intersection(
+                        {*ext.add, *ext.add_elems, *ext.del_elems}):
+                    raise ValidationError("update sets or removes an attribute it also adds to")
+                ops.append(Op("U", table, _check_key(table, w[2]), w[3], tuple(w[4]), seen, ext))
             elif kind == "I" and len(w) == 6:
                 table = check_table_name(w[1])
                 proj = check_index_spec(table, w[2], w[3], w[4], w[5])
@@ -629,10 +696,13 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
                 if not isinstance(w[2], str) or not TABLE_NAME.fullmatch(w[2]):
                     raise ValidationError(f"index name {w[2]!r:.80} is not valid")
                 ops.append(Op("X", table, b"", {"name": w[2]}, (), BOTTOM))
-            elif kind == "D" and len(w) == 5:
+            elif kind == "D" and len(w) in (5, 6):
                 table = check_table_name(w[1])
                 seen = (_check_u64(w[3], "seen hlc"), _check_u64(w[4], "seen node"))
-                ops.append(Op("D", table, _check_key(table, w[2]), {}, (), seen))
+                ext, expiry = _op_ext(w[5], table, trusted) if len(w) == 6 else (NO_EXT, False)
+                if ext.add or ext.add_elems or ext.del_elems:
+                    raise ValidationError("a delete carries no ADD or DELETE actions")
+                ops.append(Op("D", table, _check_key(table, w[2]), {}, (), seen, ext, expiry))
             else:
                 raise ValidationError(f"unknown operation {kind!r} of {len(w)} fields")
         except (ValidationError, TypeError) as exc:  # TypeError: e.g. unhashable remove names

@@ -115,6 +115,7 @@ class Env:
         self._gate = _Gate()
         self.closed = False
         self._writer = 0  # thread ident inside a write transaction of this env, else 0
+        self.identity = 0  # the store's node id, shared by every Store of this process on it
         try:
             self.lmdb = lmdb.open(
                 str(path), map_size=map_size, max_dbs=len(DB_NAMES) + 2, subdir=True,

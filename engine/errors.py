@@ -20,6 +20,9 @@ __all__ = [
     "StorageError",
     "StoreClosed",
     "TableNotFound",
+    "TransportBrokenError",
+    "TransportError",
+    "TransportTimeoutError",
     "ValidationError",
 ]
 
@@ -116,3 +119,20 @@ class AuthError(Error):
 
 class ProtocolError(Error):
     """Raised when a peer sends bytes or messages the protocol does not allow."""
+
+
+class TransportError(Error):
+    """Raised when the network fails a replication call (not the peer's data or protocol).
+
+    Its two branches also carry the builtin meaning, so ``except ConnectionError`` and
+    ``except TimeoutError`` keep working; ``__cause__`` is the original ``OSError``,
+    ``EOFError`` or ``TimeoutError`` when there was one.
+    """
+
+
+class TransportBrokenError(TransportError, ConnectionError):
+    """Raised when a connection cannot be made, or is lost or closed by the peer mid-exchange."""
+
+
+class TransportTimeoutError(TransportError, TimeoutError):
+    """Raised when a peer or the network does not answer within a deadline."""

@@ -25,7 +25,7 @@ from . import codec
 from .apply import op_delta
 from .changelog import floor_seq, read_clock
 from .env import Env, Txn
-from .index import IndexDef, entry_of, load_defs, table_prefix
+from .indexdefs import IndexDef, entry_of, load_defs, table_prefix
 from .item import ItemState, merge, visible
 from .layout import LOGHDR, U64, U64x2
 

@@ -66,7 +66,21 @@ def _as_decimal(value: int | float | Decimal) -> Decimal:
     return value
 
 
+def _encode_int(value: int) -> bytes:
+    """:func:`_encode_number` of an ``int``, without a ``Decimal`` (several times faster)."""
+    if not value:
+        return b"\x21"
+    text = str(-value if value < 0 else value)
+    # value = 0.d1d2… × 10**len(text); trailing zeros are not digits of the encoding
+    body = _EXP.pack(len(text) + _EXP_BIAS) + text.rstrip("0").encode("ascii") + b"\x00"
+    if value < 0:
+        return b"\x20" + body.translate(_INVERT)
+    return b"\x22" + body
+
+
 def _encode_number(value: int | float | Decimal) -> bytes:
+    if type(value) is int:
+        return _encode_int(value)
     dec = _as_decimal(value)
     if not dec:
         return bytes((_ZERO,))
@@ -95,6 +109,8 @@ def encode_value(value: KeyValue, attr: str = "key") -> bytes:
     """Encode one key value; ``attr`` names it in error messages."""
     if type(value) is str and value.isascii() and "\x00" not in value:
         return b"\x30" + value.encode("ascii") + b"\x00\x01"  # the common case, no escapes
+    if type(value) is int:  # exactly int: bool (refused) takes the checks below
+        return _encode_int(value)
     if isinstance(value, str):
         try:
             raw = value.encode("utf-8")

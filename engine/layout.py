@@ -7,17 +7,23 @@ change or none of it.
 =========  ==========================================  =========================================
 database   key                                          value
 =========  ==========================================  =========================================
-meta       ``format``                                   ``2`` (:data:`FORMAT`)
+meta       ``format``                                   ``3`` (:data:`FORMAT`)
 meta       ``ident``                                    CBOR ``[node id, region, st_dev, st_ino]``
 meta       ``clock``                                    :data:`CLOCK`: ``(last hlc, local seq,
                                                         last position)``; may lag (see below)
 meta       ``conflicts``                                :data:`CONFLICTS`: ``(first id kept, next
                                                         id, total ever recorded)``
 meta       ``forgotten``                                CBOR list of forgotten node ids
+meta       ``reissue``                                  CBOR ``[[old id, [[seq, txn], …]], …]``:
+                                                        writes set aside by a re-identification
+                                                        (:mod:`engine.lineage`)
+meta       ``lineage``                                  CBOR ``[[old id, new id, ms, reason], …]``
 meta       ``x:<name>``                                 CBOR value of :meth:`Store.set_meta`
 meta       ``p:`` + item key                            empty: the item holds tombstones that came
                                                         through a snapshot (purged by version,
                                                         :mod:`engine.retention`)
+meta       ``ttl-pending:<table>``                      CBOR ``[ttl attribute, hlc, node]`` of a
+                                                        TTL whose table has not arrived yet
 items      ``enc(table) enc(pk) [enc(sk)]``             item state (:mod:`engine.codec`)
 log        position (:data:`U64`, local apply order)    :data:`LOGHDR` ``(origin, seq, len)``,
                                                         the transaction's ``len`` bytes (exactly
@@ -28,7 +34,9 @@ floors     origin (:data:`U64`)                         :data:`FLOOR` ``(seq, hl
                                                         below are not in the log; ``hlc`` is that
                                                         seq's change's (8-byte records of older
                                                         stores hold the seq alone)
-tables     table name (UTF-8)                           CBOR ``[pk, sk, hlc, node]``
+tables     table name (UTF-8)                           CBOR ``[pk, sk, hlc, node]``, then
+                                                        ``ttl, ttl_hlc, ttl_node`` once a TTL was
+                                                        set (:class:`engine.changes.TableDef`)
 conflicts  id (:data:`U64`)                             CBOR conflict record (:mod:`engine.apply`)
 idxdefs    table name (UTF-8)                           CBOR list of index definitions
                                                         (:mod:`engine.index`)
@@ -50,7 +58,11 @@ the log entries above its position, which are all local writes.
 
 Formats: format 1 rewrote the ``clock`` record on every write; format 2 does not. A format-1
 store reads the same way and is marked 2 on open, so that an older build, which trusts the
-record alone, refuses it instead of reissuing sequence numbers. Nothing else differs.
+record alone, refuses it instead of reissuing sequence numbers. Format 3: item states may hold
+counter and set parts (a 7-element state, :mod:`engine.mergewire`), log entries the ops that
+carry them (and ``L``, a table's TTL), table definitions a TTL register. Every format-1/2
+record reads unchanged, so an older store is upgraded on open by marking it 3; from then on an
+older build refuses it instead of misreading a counter.
 """
 
 from __future__ import annotations
@@ -69,7 +81,9 @@ __all__ = [
     "META_FORGOTTEN",
     "META_FORMAT",
     "META_IDENT",
+    "META_LINEAGE",
     "META_PENDING_PREFIX",
+    "META_REISSUE",
     "META_USER_PREFIX",
     "READABLE_FORMATS",
     "U64",
@@ -80,8 +94,8 @@ __all__ = [
 DB_NAMES = ("meta", "items", "log", "index", "vv", "floors", "tables", "conflicts",
             "idxdefs", "idx")
 
-FORMAT = b"2"
-READABLE_FORMATS = (b"1", FORMAT)
+FORMAT = b"3"
+READABLE_FORMATS = (b"1", b"2", FORMAT)
 
 U64 = struct.Struct(">Q")          # positions, origins, seqs, conflict ids
 U64x2 = struct.Struct(">QQ")       # index key: origin, seq
@@ -95,5 +109,7 @@ META_IDENT = b"ident"
 META_CLOCK = b"clock"
 META_CONFLICTS = b"conflicts"
 META_FORGOTTEN = b"forgotten"
+META_REISSUE = b"reissue"
+META_LINEAGE = b"lineage"
 META_USER_PREFIX = b"x:"  # Store.set_meta / get_meta: replication's bookkeeping
 META_PENDING_PREFIX = b"p:"  # + item key: snapshot tombstones awaiting purge (retention)

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from . import codec, index
-from .apply import forget_cuts, forgotten_ids, merge_table
+from .apply import forget_cuts, forgotten_ids, merge_table, merge_ttl
 from .changelog import (
     CHUNK,
     entry_hlc,
@@ -92,7 +92,7 @@ def snapshot(store: Store) -> Snapshot:
                 return
             after = rows[-1][0]
 
-    return Snapshot(vv, tables, forgotten_, items, covers)
+    return Snapshot(vv, tables, forgotten_, items, index.all_defs(store), covers)
 
 
 def _check_table_def(t: object) -> None:
@@ -103,6 +103,11 @@ def _check_table_def(t: object) -> None:
     if not (isinstance(v, tuple) and len(v) == 2
             and all(is_u64(x) for x in v)):
         raise ValidationError(f"table {t.name!r}: version {v!r} is not an (hlc, node) pair")
+    tv = t.ttl_version
+    if not (isinstance(tv, tuple) and len(tv) == 2 and all(is_u64(x) for x in tv)):
+        raise ValidationError(f"table {t.name!r}: TTL version {tv!r} is not an (hlc, node) pair")
+    if t.ttl_attribute is not None:
+        codec.check_attr_name(t.ttl_attribute, f"table {t.name!r} TTL attribute")
 
 
 Covers = Mapping[int, int]
@@ -129,13 +134,16 @@ def strip_covered(state: ItemState, covers: Covers,
         theirs = other.attrs.get(name)
         return theirs is None or theirs[0] != version
 
-    attrs = {n: e for n, e in state.attrs.items() if not drop(n, e[0])}
+    # Counter and set attributes keep everything: their parts are never purged anywhere, so
+    # the other side still holds whatever it had of them and the merge does the rest.
+    extra = state.extra
+    attrs = {n: e for n, e in state.attrs.items() if n in extra or not drop(n, e[0])}
     cleared = BOTTOM if drop(None, state.cleared) else state.cleared
-    if not attrs and cleared == BOTTOM:
+    if not attrs and not extra and cleared == BOTTOM:
         return None
     if len(attrs) == len(state.attrs) and cleared == state.cleared:
         return state
-    return ItemState(cleared, attrs, state.seen)
+    return ItemState(cleared, attrs, state.seen, extra)
 
 
 def _has_tombstone(state: ItemState) -> bool:
@@ -204,14 +212,16 @@ def _absent_in_span(txn: Txn, env: Env, span: Span, present: set[bytes]) -> list
 
 def merge_snapshot(
     store: Store, vv: Mapping[int, int], tables: Iterable[TableDef],
-    items: Iterable[tuple[bytes, bytes]], covers: Covers | None = None,
-    span: Span | None = None,
+    items: Iterable[tuple[bytes, bytes]], indexes: Iterable[index.IndexDef] = (),
+    covers: Covers | None = None, span: Span | None = None,
 ) -> int:
     """See :meth:`engine.Store.merge_snapshot`."""
     env = store._e()
     vv = check_vv(vv, "snapshot vv")
+    ixdefs_in = index.check_snapshot_defs(indexes)
     covers, span = _check_snapshot_args(covers, span)
     tdefs, states, top = _decode_snapshot(tables, items)
+    top = max(top, max((d.version[0] for d in ixdefs_in), default=0))
     # our clock passes every change the snapshot covers (not only the versions it still
     # holds): a later local write then beats every delete it covers, purged or not
     top = max(top, *covers.values()) if covers else top
@@ -240,7 +250,7 @@ def merge_snapshot(
         if ix:
             index.maintain(txn, env, ix, key, visible(old), visible(new))
 
-    def run(txn: Txn) -> None:
+    def run(txn: Txn) -> bool:
         hlc, seq, pos = read_clock(txn, env)
         # What we have seen ourselves: the snapshot's entries we lack among those, we
         # overwrote or deleted (an old copy's snapshot must not bring them back).
@@ -249,6 +259,13 @@ def merge_snapshot(
             merge_table(txn, env, codec.Op("T", t.name, b"", {
                 "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
                 t.version)
+            if t.ttl_version != BOTTOM:
+                merge_ttl(txn, env, t.name, t.ttl_attribute, t.ttl_version)
+        # index definitions before items, so that the items merged here are maintained
+        builds = False
+        for d in ixdefs_in:
+            builds |= index.merge_def(txn, env, d.table, None if d.dropped else d.index,
+                                      d.index.name, d.version, dropped=d.dropped)
         if covers and span is not None:
             for key in _absent_in_span(txn, env, span, {k for k, _ in states}):
                 lone = codec.decode_state(txn.get(key, db=env.items))
@@ -273,9 +290,12 @@ def merge_snapshot(
                 txn.put(U64.pack(origin), U64.pack(s), db=env.vv)
                 _raise_floor(txn, env, origin, s, covers.get(origin, 0))
         write_clock(txn, env, max(hlc, top), seq, pos)
+        return builds
 
-    env.write(run)
+    builds = env.write(run)
     store._tables.clear()
+    if builds:  # an index definition arrived: fill (or clear) it here
+        index.build_pending(store)
     return len(states)
 
 
@@ -357,13 +377,15 @@ def _purge_pending(txn: Txn, env: Env, stable_hlcs: Covers) -> int:
 
 def _purge_stable(state: ItemState, stable_hlcs: Covers) -> ItemState | None:
     """``state`` without its stable tombstones; ``None`` if only stable tombstones were left."""
+    extra = state.extra  # counter and set parts are never purged (engine.item.purge)
     attrs = {n: e for n, e in state.attrs.items()
-             if not (e[1] is ABSENT and _covered(e[0], stable_hlcs))}
-    if not attrs and (state.cleared == BOTTOM or _covered(state.cleared, stable_hlcs)):
+             if not (e[1] is ABSENT and _covered(e[0], stable_hlcs) and n not in extra)}
+    if not attrs and not extra and (state.cleared == BOTTOM
+                                    or _covered(state.cleared, stable_hlcs)):
         return None
     if len(attrs) == len(state.attrs):
         return state
-    return ItemState(state.cleared, attrs, state.seen)
+    return ItemState(state.cleared, attrs, state.seen, extra)
 
 
 def _raise_floor(txn: Txn, env: Env, origin: int, seq: int, hlc: int) -> None:
@@ -381,7 +403,7 @@ def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
     hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
     purged = 0
     for op in ops:
-        if op.kind not in ("U", "D") or (op.kind == "U" and not op.remove):
+        if op.kind not in ("U", "D") or (op.kind == "U" and not op.remove and not op.ext):
             continue
         raw = txn.get(op.key, db=env.items)
         if raw is None:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import apply, changelog, codec, retention
+from . import apply, changelog, codec, retention, ttl
 from . import index as index_mod
 from .changelog import append, read_clock, write_clock
 from .changes import (
@@ -49,10 +49,18 @@ from .errors import (
     ValidationError,
 )
 from .item import delete_delta, max_version, merge, put_delta, update_delta, visible
-from .layout import FORMAT, META_FORMAT, META_IDENT, META_USER_PREFIX, READABLE_FORMATS, U64
+from .layout import (
+    FORMAT,
+    META_FORMAT,
+    META_IDENT,
+    META_REISSUE,
+    META_USER_PREFIX,
+    READABLE_FORMATS,
+    U64,
+)
 
 if TYPE_CHECKING:
-    from .index import Index
+    from .index import Index, IndexDef
     from .integrity import IntegrityReport
     from .table import Batch, Table
 
@@ -111,8 +119,25 @@ class Store:
 
     @property
     def node_id(self) -> int:
-        """This replica's 64-bit id: made once at creation, never reused (read-only)."""
-        return self._node_id
+        """This replica's 64-bit id: made once at creation, never reused (read-only).
+
+        It changes only when the store re-identifies (:mod:`engine.lineage`); every Store of
+        this process on the same directory shares the environment and sees the change.
+        """
+        env = self._env
+        return env.identity if env is not None else self._node_id
+
+    def _reissue_waiting(self) -> bool:
+        """Whether writes set aside by a re-identification still wait (one meta read)."""
+        env = self._e()
+        return env.read(lambda txn: txn.get(META_REISSUE, db=env.meta)) is not None
+
+    def _adopt_identity(self, node_id: int) -> None:
+        """Take a new node id (:func:`engine.lineage.reidentify` wrote it in the same store)."""
+        self._node_id = node_id
+        env = self._env
+        if env is not None:
+            env.identity = node_id
 
     @property
     def region(self) -> str:
@@ -150,18 +175,22 @@ class Store:
 
     def create_table(
         self, name: str, partition_key: str, sort_key: str | None = None, *,
-        indexes: Iterable[Index] | None = None,
+        indexes: Iterable[Index] | None = None, ttl_attribute: str | None = None,
     ) -> Table:
         """Create a table (a replicated change); idempotent for the same schema.
 
         :param indexes: secondary indexes (:class:`engine.Index`) created with the table, in
             the same transaction; on an existing table, those missing are created
             (:meth:`create_index`).
+        :param ttl_attribute: the attribute holding items' expiry time (see :meth:`set_ttl`);
+            set in the same transaction, or on an existing table by :meth:`set_ttl`.
         :raises SchemaError: if the table exists with a different key schema.
         """
         from .table import Table
 
         codec.check_key_schema(name, partition_key, sort_key)
+        if ttl_attribute is not None:
+            codec.check_attr_name(ttl_attribute, f"table {name!r} ttl_attribute")
         initial = index_mod.check_new(TableDef(name, partition_key, sort_key), indexes)
         env = self._e()
 
@@ -177,9 +206,13 @@ class Store:
                 return existing, None
             hlc, seq, pos = read_clock(txn, env)
             hlc = tick_local(hlc, self._wall(), self.max_offset_ms)
-            tdef = TableDef(name, partition_key, sort_key, (hlc, self.node_id))
+            v = (hlc, self.node_id)
+            tdef = TableDef(name, partition_key, sort_key, v, ttl_attribute,
+                            BOTTOM if ttl_attribute is None else v)
             txn.put(name.encode(), tdef.stored(), db=env.tables)
             wire: list[list[Any]] = [["T", name, partition_key, sort_key]]
+            if ttl_attribute is not None:
+                wire.append(["L", name, ttl_attribute])
             wire += index_mod.new_table_ops(txn, env, name, initial, tdef.version)
             pos = append(txn, env, self.node_id, seq + 1, codec.encode_txn(hlc, wire),
                          [None] * len(wire), pos)  # a local write: the entry carries hlc and
@@ -194,7 +227,18 @@ class Store:
         else:
             for ix in initial:
                 self.create_index(name, ix)
+        if ttl_attribute is not None and tdef.ttl_attribute != ttl_attribute:
+            tdef = ttl.set_ttl(self, name, ttl_attribute)
         return Table(self, tdef)
+
+    def set_ttl(self, table: str, attribute: str | None) -> None:
+        """Name the attribute that holds ``table``'s items' expiry time (``None``: no TTL).
+
+        An item whose TTL attribute is a number of epoch seconds at or before now is expired:
+        reads leave it out at once and :meth:`expire` deletes it. Replicated like the table
+        definition (the latest setting wins). :raises TableNotFound: if there is no such table.
+        """
+        ttl.set_ttl(self, table, attribute)
 
     def create_index(
         self, table: str, index: Index, *,
@@ -457,7 +501,8 @@ class Store:
 
     def merge_snapshot(
         self, vv: Mapping[int, int], tables: Iterable[TableDef],
-        items: Iterable[tuple[bytes, bytes]], *, covers: Mapping[int, int] | None = None,
+        items: Iterable[tuple[bytes, bytes]], indexes: Iterable[IndexDef] = (), *,
+        covers: Mapping[int, int] | None = None,
         span: tuple[bytes | None, bytes | None] | None = None,
     ) -> int:
         """Merge a peer's full state atomically; return how many item states were merged.
@@ -465,16 +510,20 @@ class Store:
         Entries we now cover without holding them in our log raise the log floor of their
         origin, so peers needing them from us get a snapshot too.
 
+        ``indexes`` are the sender's index definitions (``Snapshot.indexes``); any new one is
+        filled here from the merged items before this returns.
+
         ``covers`` (the snapshot's :attr:`Snapshot.covers`) makes the snapshot authoritative
         for what its sender had seen: our item entries written by changes it covers are
         replaced by the sender's state, and within ``span`` — the inclusive key range
         ``(low, high)`` the items list completely, ``None`` for an open end — an item we hold
         that the snapshot lacks loses them (it was deleted there and its tombstone purged).
-        Tombstones the merge leaves are purged by :meth:`compact` once stable, like others.
+        Snapshot entries our own covers cover and we lack are dropped likewise. Tombstones
+        the merge leaves are purged by :meth:`compact` once stable, like others.
 
         :raises ValidationError: for a malformed table, key or state; nothing is applied.
         """
-        return retention.merge_snapshot(self, vv, tables, items, covers, span)
+        return retention.merge_snapshot(self, vv, tables, items, indexes, covers, span)
 
     def vv_hlcs(self) -> tuple[dict[int, int], dict[int, int]]:
         """``(vv, hlcs)``: the version vector and, per origin, the HLC of the change at its
@@ -520,8 +569,9 @@ class Store:
         def run(txn: Txn) -> str:
             h = hashlib.sha256()
             for k, v in txn.cursor(db=env.tables):
-                pk, sk, _, _ = codec.loads(v)
-                h.update(codec.canonical(["T", bytes(k), pk, sk]))
+                row = codec.loads(v)
+                ttl = [row[4]] if len(row) == 7 and row[4] is not None else []
+                h.update(codec.canonical(["T", bytes(k), row[0], row[1], *ttl]))
             for k, v in txn.cursor(db=env.items):
                 item = codec.visible_from_raw(bytes(v))
                 if item is not None:
@@ -658,6 +708,7 @@ def open(  # noqa: A001 - the contract's name, like io.open
     if region is not None and region != stored_region:
         release(env)
         raise ValidationError(f"{p} belongs to region {stored_region!r}, not {region!r}")
+    env.identity = node_id
     store = Store(env, node_id=node_id, region=stored_region,
                   max_offset_ms=round(max_clock_offset * 1000), max_conflicts=max_conflicts,
                   wall_clock=wall_clock or system_wall_ms)
@@ -684,8 +735,9 @@ def _identify(txn: Txn, env: Env, path: Path, region: str | None) -> tuple[int, 
     fmt = txn.get(META_FORMAT, db=env.meta)
     if fmt not in READABLE_FORMATS:
         raise ValidationError(
-            f"{path}: store format {fmt!r} is not supported (this build reads 1 and 2)")
+            f"{path}: store format {fmt!r} is not supported (this build reads 1, 2 and 3)")
     if fmt != FORMAT:
+        log.info("upgrading store %s from format %s to %s", path, fmt.decode(), FORMAT.decode())
         txn.put(META_FORMAT, FORMAT, db=env.meta)
     node_id, stored_region, s_dev, s_ino = codec.loads(raw)
     if (s_dev, s_ino) != (dev, ino):

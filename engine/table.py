@@ -297,8 +297,9 @@ def _range(
         want = CHUNK if limit is None else min(CHUNK, limit - produced)
         if want <= 0:
             return
-        # twice the items still wanted: some of the rows read may be tombstones
-        most = want * 2
+        # twice the items still wanted: some of the rows read may be tombstones (index entries
+        # never are)
+        most = want * 2 if reader is None else want
         rows: list[tuple[bytes, Any]]
         if reader is None:
             rows = env.read(partial(_range_rows, db=env.items, lo=lo, lo_incl=lo_incl, hi=hi,

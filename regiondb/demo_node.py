@@ -81,6 +81,7 @@ class Node:
         self.store.add_listener(self._on_commit)
         self.server: Any = None
         self.replicator: Any = None
+        self.ddb: Any = None
 
     # -- output --------------------------------------------------------------------
 
@@ -109,6 +110,8 @@ class Node:
             self.replicator.start()
 
     def stop_network(self) -> None:
+        if self.ddb is not None:
+            self.ddb.close()
         if self.replicator is not None:
             self.replicator.stop()
         if self.server is not None:
@@ -288,6 +291,12 @@ class Node:
                 by_region[r] = by_region.get(r, 0) + 1
             return {"digest": self.store.digest(), "local_seq": stats["local_seq"],
                     "items": stats["items"], "orders_by_region": by_region, **self.snapshot()}
+        if name == "dynamodb":  # the DynamoDB-compatible endpoint, for the demo's boto3 leg
+            from .dynamodb import serve
+
+            if self.ddb is None:
+                self.ddb = serve(self.store)
+            return {"url": self.ddb.url}
         if name == "quit":
             self.stopping.set()
             return True

@@ -1,5 +1,8 @@
 """regiondb replication: everything between nodes (segments, files, sockets, the CLI).
 
+The fleet transport, through NATS JetStream, is :mod:`replication.jetstream` (the ``nats``
+extra; not imported here, so the core needs no NATS client).
+
 Depends on :mod:`engine`, never the reverse. Offline sync through files::
 
     >>> import engine, replication, tempfile

@@ -60,11 +60,14 @@ from engine.errors import (
     SegmentError,
     ValidationError,
 )
+from engine.index import Index, IndexDef, snapshot_def
 
+from . import lineage
 from . import vv as vvmod
 from .segment import (
     DEFAULT_LIMITS,
     ChangeRecord,
+    IndexRecord,
     ItemRecord,
     Kind,
     Record,
@@ -424,10 +427,14 @@ class _Writer:
     def snapshot(self, snap: Snapshot) -> Iterator[tuple[SegmentHeader, bytes]]:
         tables: list[TableRecord] = [
             ("T", t.name, t.partition_key, t.sort_key, t.version[0], t.version[1])
+            if t.ttl_version == (0, 0) else
+            ("T", t.name, t.partition_key, t.sort_key, t.version[0], t.version[1],
+             t.ttl_attribute, t.ttl_version[0], t.ttl_version[1])
             for t in snap.tables
         ]
-        records: list[TableRecord | ItemRecord] = [*tables]
-        size = sum(len(t[1]) + 64 for t in tables)
+        indexes: list[IndexRecord] = [_index_record(d) for d in snap.indexes]
+        records: list[TableRecord | ItemRecord | IndexRecord] = [*tables, *indexes]
+        size = sum(len(t[1]) + 64 for t in tables) + 300 * len(indexes)
         fresh = 0  # items in this part that are not the link
         last: ItemRecord | None = None
         for key, state in snap.items():
@@ -443,6 +450,16 @@ class _Writer:
             fresh += 1
             last = rec
         yield self._encode("snapshot", records, snap.vv, snap.vv, snap.covers)
+
+
+def _index_record(d: IndexDef) -> IndexRecord:
+    """A snapshot's record of one index definition (entries never travel)."""
+    ix = d.index
+    if d.dropped:
+        return ("X", d.table, ix.name, None, None, None, d.version[0], d.version[1], True)
+    proj = ix.projection if isinstance(ix.projection, str) else list(ix.projection)
+    return ("X", d.table, ix.name, ix.partition_key, ix.sort_key, proj, d.version[0],
+            d.version[1], False)
 
 
 # ------------------------------------------------------------------ receiving
@@ -466,6 +483,8 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
             f"segment from node {h.sender:016x}, which was forgotten: it must rejoin as a new "
             "store from a snapshot"
         )
+    if lineage.check_peer(store, h.sender, h.vv, {}):
+        me = store.node_id  # re-identified: the segment's changes of our old id apply normally
     report = SegmentReport(sender=h.sender, kind=h.kind, created_hlc=h.created_hlc)
     before = store.version_vector()
     if h.kind == "changes":
@@ -493,6 +512,7 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
     rows = {n: r for n, r in h.acks.items()}
     rows[h.sender] = vvmod.merge(rows.get(h.sender, {}), h.vv)
     vvmod.update_acks(store, rows)
+    lineage.reissue_pending(store)
     return report
 
 
@@ -500,10 +520,13 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
     from engine import TableDef
 
     h = segment.header
-    tables = [TableDef(r[1], r[2], r[3], (r[4], r[5]))
+    tables = [TableDef(r[1], r[2], r[3], (r[4], r[5]),
+                       *((r[6], (r[7], r[8])) if len(r) == 9 else ()))  # type: ignore[misc]
               for r in segment.records if r[0] == "T"]
     items: list[tuple[bytes, bytes]] = [(r[1], r[2])
                                         for r in segment.records if r[0] == "I"]
+    indexes = [snapshot_def(r[1], r[2], None if r[8] else Index(r[2], r[3] or "", r[4], r[5]),
+                            (r[6], r[7])) for r in segment.records if r[0] == "X"]
     snap_vv = h.vv or h.acks.get(h.sender, {})
     floor = store.log_floor()
     short = {o: f for o, f in floor.items() if snap_vv.get(o, 0) < f}
@@ -540,11 +563,13 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
     covers = h.covers
     try:
         if last and in_chain:
-            report.items = store.merge_snapshot(h.vv, tables, items, covers=covers, span=span)
+            report.items = store.merge_snapshot(h.vv, tables, items, indexes, covers=covers,
+                                                span=span)
             report.snapshot_complete = True
             chains.pop(h.sender, None)
         else:
-            report.items = store.merge_snapshot({}, tables, items, covers=covers, span=span)
+            report.items = store.merge_snapshot({}, tables, items, indexes, covers=covers,
+                                                span=span)
             report.snapshot_complete = False
             report.new = True
             if in_chain:

@@ -46,10 +46,10 @@ from typing import TYPE_CHECKING, Any
 import cbor2
 
 from engine.bounded import loads_bounded
-from engine.checks import check_node_id, is_node_id
+from engine.checks import check_node_id, is_node_id, is_u64
 from engine.errors import ForgottenNodeError, SegmentError, ValidationError
 
-from . import exchange
+from . import exchange, lineage
 from . import vv as vvmod
 from .atomic import is_temp_name, read_file_bounded, write_atomic
 from .exchange import ApplyTotals, SegmentReport
@@ -134,7 +134,10 @@ def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not isinstance(forgotten, list) or not all(is_node_id(n) for n in forgotten):
             raise ValidationError("forgotten is not a list of node ids")
         files = body.get("files", {})
+        tips = body.get("tips", {})  # absent in state files of older builds
         return {
+            "tips": {n: t for n, t in tips.items() if is_node_id(n) and is_u64(t)}
+            if isinstance(tips, dict) else {},
             "node": node, "region": region, "vv": vvmod.check_vv(body.get("vv", {})),
             "acks": {n: vvmod.check_vv(r, "ack") for n, r in acks.items()},
             "forgotten": frozenset(forgotten), "files": files if isinstance(files, dict) else {},
@@ -258,6 +261,7 @@ def sync_dir(store: Store, mailbox: str | os.PathLike[str]) -> SyncReport:
     :raises OSError: if our own folder cannot be written.
     """
     box = Path(mailbox)
+    _check_lineage(store, box)  # a restored store re-identifies before it reads or writes
     me = store.node_id
     own = box / _hex(me)
     own.mkdir(parents=True, exist_ok=True)
@@ -268,12 +272,28 @@ def sync_dir(store: Store, mailbox: str | os.PathLike[str]) -> SyncReport:
     index = _own_index(own, report)
     _export(store, own, states, index, report)
     _delete_obsolete(store, own, index, report)
+    lineage.reissue_pending(store)
     vv, acks, forgotten = exchange.local_state(store)
     body = {"node": me, "region": store.region, "vv": vv, "acks": acks,
+            "tips": lineage.tips(store),
             "forgotten": sorted(forgotten), "files": index, "updated_hlc": store.tick(),
             "cuts": {n: c for n, c in store.forget_cuts().items() if c}}
     write_atomic(own / STATE_FILE, _encode_state(body))
     return report
+
+
+def _check_lineage(store: Store, box: Path) -> None:
+    """Compare every state file in the mailbox — our own folder's included, which may be newer
+    than a restored store — with our log; re-identify on a fork (:mod:`replication.lineage`)."""
+    if not box.is_dir():
+        return
+    for node, folder in _node_dirs(box):
+        try:
+            st = read_state(folder / STATE_FILE)
+        except SegmentError:
+            continue  # missing or bad: reported by the sync itself
+        if st["node"] == node and lineage.check_peer(store, node, st["vv"], st["tips"]):
+            return
 
 
 def _clean_temp(own: Path, report: SyncReport) -> None:

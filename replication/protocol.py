@@ -30,7 +30,7 @@ import hashlib
 import hmac
 import secrets
 import struct
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +44,14 @@ from engine.errors import (
     Error,
     ForgottenNodeError,
     ProtocolError,
+    SegmentError,
     ValidationError,
 )
 
+from .channel import TAG_BYTES, Channel, derive_keys, transcript_hash
+
 __all__ = [
+    "Channel",
     "DEFAULT_MAX_FRAME",
     "HANDSHAKE_MAX_FRAME",
     "PROTOCOL_VERSION",
@@ -56,6 +60,7 @@ __all__ = [
     "PeerInfo",
     "client_handshake",
     "decode_message",
+    "encode_body",
     "encode_frame",
     "encode_message",
     "error_from_message",
@@ -65,7 +70,7 @@ __all__ = [
     "server_handshake",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: Largest frame accepted after authentication (type byte + body): a 16 MiB segment and change.
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024 + 1024
 #: Largest frame accepted before authentication: handshake messages are small.
@@ -217,10 +222,15 @@ def _refused(v: object) -> dict[int, str]:
     return {_u64(k, "refused key"): _text(r, "refused reason", 1024) for k, r in v.items()}
 
 
-def encode_message(msg_type: int, fields: Mapping[str, Any]) -> bytes:
-    """A control message frame; sets become sorted arrays."""
+def encode_body(fields: Mapping[str, Any]) -> bytes:
+    """A control message body: canonical CBOR, sets as sorted arrays."""
     body = {k: sorted(v) if isinstance(v, (set, frozenset)) else v for k, v in fields.items()}
-    return encode_frame(msg_type, cbor2.dumps(body, canonical=True))
+    return cbor2.dumps(body, canonical=True)
+
+
+def encode_message(msg_type: int, fields: Mapping[str, Any]) -> bytes:
+    """An untagged control message frame (handshake, ``ERROR``); see :meth:`Channel.seal`."""
+    return encode_frame(msg_type, encode_body(fields))
 
 
 def decode_message(msg_type: int, body: bytes) -> dict[str, Any]:
@@ -247,7 +257,7 @@ def decode_message(msg_type: int, body: bytes) -> dict[str, Any]:
 
 _ERROR_CODES: dict[str, type[Error]] = {
     "auth": AuthError, "protocol": ProtocolError, "version": ProtocolError,
-    "forgotten": ForgottenNodeError, "skew": ClockSkewError,
+    "forgotten": ForgottenNodeError, "skew": ClockSkewError, "segment": SegmentError,
 }  # fmt: skip
 
 
@@ -265,6 +275,10 @@ def error_code(exc: BaseException) -> str:
         return "forgotten"
     if isinstance(exc, ProtocolError):
         return "protocol"
+    if isinstance(exc, SegmentError):
+        return "segment"
+    if isinstance(exc, ClockSkewError):
+        return "skew"
     return "internal"
 
 
@@ -297,7 +311,7 @@ def normalize_secret(secret: str | bytes | None) -> bytes | None:
 
 def _proof(secret: bytes, role: bytes, nonce_c: bytes, nonce_s: bytes, node_c: int,
            node_s: int) -> bytes:
-    msg = b"regiondb-net-v1 " + role + nonce_c + nonce_s + struct.pack(">QQ", node_c, node_s)
+    msg = b"regiondb-net-v2 " + role + nonce_c + nonce_s + struct.pack(">QQ", node_c, node_s)
     return hmac.new(secret, msg, hashlib.sha256).digest()
 
 
@@ -327,20 +341,23 @@ class PeerInfo:
     mode: str = "live"
 
 
-async def _expect(reader: asyncio.StreamReader, want: int, timeout: float) -> dict[str, Any]:
+async def _expect(reader: asyncio.StreamReader, want: int, timeout: float,
+                  channel: Channel | None = None) -> tuple[dict[str, Any], bytes]:
+    """The next handshake frame, which must be ``want``: ``(fields, body as sent)``.
+
+    With ``channel`` the frame must carry a valid tag (``ERROR`` never does).
+    """
     try:
-        msg_type, body = await read_frame(reader, max_frame=HANDSHAKE_MAX_FRAME, timeout=timeout)
-    except asyncio.IncompleteReadError as exc:
-        raise ConnectionError(
-            f"peer closed the connection during the handshake, waiting for {type_name(want)} "
-            f"({len(exc.partial)} bytes of a frame received)") from None
-    if msg_type == MsgType.ERROR:
-        raise error_from_message(decode_message(msg_type, body))
-    if msg_type != want:
-        raise ProtocolError(
-            f"expected {type_name(want)} during the handshake, got {type_name(msg_type)}"
-        )
-    return decode_message(msg_type, body)
+        body = await _expect_raw(reader, want, timeout)
+    except ProtocolError as err:
+        if want == MsgType.WELCOME and "speaks protocol" in str(err):
+            raise ProtocolError(f"{err} (the server runs a regiondb of another protocol "
+                                f"version; this one speaks only protocol {PROTOCOL_VERSION})"
+                                ) from None
+        raise
+    if channel is not None:
+        body = channel.open(want, body)
+    return decode_message(want, body), body
 
 
 def _check_peer_node(me: int, node: int, forgotten: frozenset[int]) -> None:
@@ -357,24 +374,36 @@ def _check_peer_node(me: int, node: int, forgotten: frozenset[int]) -> None:
         )
 
 
+def _check_version(proto: int, who: str) -> None:
+    if proto == PROTOCOL_VERSION:
+        return
+    if proto < PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"{who} speaks protocol {proto}, an older regiondb without per-frame "
+            f"authentication; this build speaks only protocol {PROTOCOL_VERSION}: upgrade the "
+            f"{who}")
+    raise ProtocolError(f"{who} speaks protocol {proto}, this build {PROTOCOL_VERSION}")
+
+
 async def client_handshake(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, me: Hello,
     secret: bytes | None, *, timeout: float,
-) -> PeerInfo:
-    """Run the client side: HELLO →, ← WELCOME, AUTH →, ← READY.
+) -> tuple[PeerInfo, Channel]:
+    """Run the client side: HELLO →, ← WELCOME, AUTH →, ← READY (the last two tagged).
 
+    :returns: what the server said, and the channel that seals and opens every later frame.
     :raises AuthError: wrong or missing secret on either side.
-    :raises ProtocolError: bad messages or a version mismatch.
+    :raises ProtocolError: bad messages, a bad tag or a version mismatch.
     :raises ForgottenNodeError: the server was forgotten here, or it forgot us.
     """
     nonce_c = secrets.token_bytes(NONCE_BYTES)
-    writer.write(encode_message(MsgType.HELLO, {
+    hello = encode_message(MsgType.HELLO, {
         "proto": PROTOCOL_VERSION, "node": me.node, "region": me.region, "nonce": nonce_c,
-        "max_frame": me.max_frame, "mode": me.mode}))
+        "max_frame": me.max_frame, "mode": me.mode})
+    writer.write(hello)
     await writer.drain()
-    w = await _expect(reader, MsgType.WELCOME, timeout)
-    if w["proto"] != PROTOCOL_VERSION:
-        raise ProtocolError(f"server speaks protocol {w['proto']}, this build {PROTOCOL_VERSION}")
+    w, welcome = await _expect(reader, MsgType.WELCOME, timeout)
+    _check_version(w["proto"], "server")
     if len(w["nonce"]) != NONCE_BYTES:
         raise ProtocolError("server nonce must be 32 bytes")
     _check_peer_node(me.node, w["node"], me.forgotten)
@@ -387,24 +416,28 @@ async def client_handshake(
                 f"({'no proof: it has no secret' if not w['proof'] else 'wrong secret'})"
             )
         proof = _proof(secret, b"client", nonce_c, w["nonce"], me.node, w["node"])
-    writer.write(encode_message(MsgType.AUTH, {
-        "proof": proof, "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten}))
+    channel = Channel.for_client(derive_keys(secret, nonce_c, w["nonce"],
+                                             transcript_hash(hello[5:], welcome)))
+    writer.write(channel.seal(MsgType.AUTH, encode_body({
+        "proof": proof, "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten})))
     await writer.drain()
-    r = await _expect(reader, MsgType.READY, timeout)
+    r, _ = await _expect(reader, MsgType.READY, timeout, channel)
     return PeerInfo(w["node"], w["region"], r["vv"], r["acks"], r["forgotten"],
-                    max_frame=w["max_frame"], mode=me.mode)
+                    max_frame=w["max_frame"], mode=me.mode), channel
 
 
 async def server_handshake(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, me: Hello,
-    secret: bytes | None, *, timeout: float,
-) -> PeerInfo:
-    """Run the server side: ← HELLO, WELCOME →, ← AUTH, READY →.
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    me: Hello | Callable[[], Awaitable[Hello]], secret: bytes | None, *, timeout: float,
+) -> tuple[PeerInfo, Channel]:
+    """Run the server side: ← HELLO, WELCOME →, ← AUTH, READY → (the last two tagged).
 
-    ``timeout`` bounds the whole handshake (slow loris).
+    ``timeout`` bounds the whole handshake (slow loris). ``me`` may be a coroutine function,
+    called once a well-formed HELLO arrived: a server then reads its state for clients that
+    got that far only, not for every socket that connects.
 
     :raises AuthError: the client did not prove it knows the secret.
-    :raises ProtocolError: bad messages or a version mismatch.
+    :raises ProtocolError: bad messages, a bad tag or a version mismatch.
     :raises ForgottenNodeError: the client is a node forgotten here.
     """
     loop = asyncio.get_running_loop()
@@ -413,34 +446,68 @@ async def server_handshake(
     def left() -> float:
         return max(0.0, deadline - loop.time())
 
-    h = await _expect(reader, MsgType.HELLO, left())
-    if h["proto"] != PROTOCOL_VERSION:
-        raise ProtocolError(f"client speaks protocol {h['proto']}, this build {PROTOCOL_VERSION}")
+    h, hello = await _expect(reader, MsgType.HELLO, left())
+    _check_version(h["proto"], "client")
     if len(h["nonce"]) != NONCE_BYTES:
         raise ProtocolError("client nonce must be 32 bytes")
     if h["mode"] not in ("sync", "live"):
         raise ProtocolError(f"unknown mode {h['mode']!r}")
+    if not isinstance(me, Hello):
+        me = await me()
     _check_peer_node(me.node, h["node"], me.forgotten)
     nonce_s = secrets.token_bytes(NONCE_BYTES)
     proof = b"" if secret is None else _proof(
         secret, b"server", h["nonce"], nonce_s, h["node"], me.node)
-    writer.write(encode_message(MsgType.WELCOME, {
+    welcome = encode_message(MsgType.WELCOME, {
         "proto": PROTOCOL_VERSION, "node": me.node, "region": me.region, "nonce": nonce_s,
-        "max_frame": me.max_frame, "proof": proof}))
+        "max_frame": me.max_frame, "proof": proof})
+    writer.write(welcome)
     await writer.drain()
-    a = await _expect(reader, MsgType.AUTH, left())
+    channel = Channel.for_server(derive_keys(secret, h["nonce"], nonce_s,
+                                             transcript_hash(hello, welcome[5:])))
+    a = await _read_auth(reader, left(), channel, secret, h, nonce_s, me.node, writer)
+    writer.write(channel.seal(MsgType.READY, encode_body({
+        "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten})))
+    await writer.drain()
+    return PeerInfo(h["node"], h["region"], a["vv"], a["acks"], a["forgotten"],
+                    max_frame=h["max_frame"], mode=h["mode"]), channel
+
+
+async def _read_auth(reader: asyncio.StreamReader, timeout: float, channel: Channel,
+                     secret: bytes | None, h: dict[str, Any], nonce_s: bytes, node_s: int,
+                     writer: asyncio.StreamWriter) -> dict[str, Any]:
+    """The client's AUTH: its proof is checked first (a wrong secret is an ``AuthError``, not
+    a bad tag), then its tag (a right proof with a wrong tag: the handshake was tampered with).
+    """
+    sealed = await _expect_raw(reader, MsgType.AUTH, timeout)
+    if len(sealed) < TAG_BYTES:
+        raise ProtocolError("AUTH frame too short for its tag")
+    a = decode_message(MsgType.AUTH, sealed[:-TAG_BYTES])
     if secret is not None:
-        expected = _proof(secret, b"client", h["nonce"], nonce_s, h["node"], me.node)
+        expected = _proof(secret, b"client", h["nonce"], nonce_s, h["node"], node_s)
         if not hmac.compare_digest(expected, a["proof"]):
             raise AuthError(
                 f"client {h['node']:016x} at {_peername(writer)} failed authentication "
                 f"({'no proof: it has no secret' if not a['proof'] else 'wrong secret'})"
             )
-    writer.write(encode_message(MsgType.READY, {
-        "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten}))
-    await writer.drain()
-    return PeerInfo(h["node"], h["region"], a["vv"], a["acks"], a["forgotten"],
-                    max_frame=h["max_frame"], mode=h["mode"])
+    channel.open(MsgType.AUTH, sealed)
+    return a
+
+
+async def _expect_raw(reader: asyncio.StreamReader, want: int, timeout: float) -> bytes:
+    """Like :func:`_expect`, but the frame's payload undecoded (its tag not yet checked)."""
+    try:
+        msg_type, body = await read_frame(reader, max_frame=HANDSHAKE_MAX_FRAME, timeout=timeout)
+    except asyncio.IncompleteReadError as exc:
+        raise ConnectionError(
+            f"peer closed the connection during the handshake, waiting for {type_name(want)} "
+            f"({len(exc.partial)} bytes of a frame received)") from None
+    if msg_type == MsgType.ERROR:
+        raise error_from_message(decode_message(msg_type, body))
+    if msg_type != want:
+        raise ProtocolError(
+            f"expected {type_name(want)} during the handshake, got {type_name(msg_type)}")
+    return body
 
 
 def _peername(writer: asyncio.StreamWriter) -> str:

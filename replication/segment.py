@@ -29,20 +29,23 @@ import struct
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO, Literal, TypeAlias, cast
+from typing import Any, BinaryIO, Literal, TypeAlias, cast
 
 import cbor2
 
 from engine.bounded import loads_bounded
 from engine.checks import check_node_id as _node
 from engine.checks import check_u64 as _u64
+from engine.codec import check_index_spec, check_table_name
 from engine.errors import SegmentError, ValidationError
 
 __all__ = [
     "DEFAULT_LIMITS",
     "FORMAT_VERSION",
+    "READABLE_VERSIONS",
     "SEGMENT_MAGIC",
     "ChangeRecord",
+    "IndexRecord",
     "ItemRecord",
     "Record",
     "Segment",
@@ -58,7 +61,10 @@ __all__ = [
 ]
 
 SEGMENT_MAGIC = b"\x89RGDBSEG"
-FORMAT_VERSION = 1
+#: Version 2 (store format 3): record blobs may hold counter and set parts, and a snapshot's
+#: table records may carry a TTL attribute. Version 1 segments are still read.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 CHECKSUM_SIZE = 32
 #: zlib level for compressed payloads: fixed so encoding stays deterministic.
 ZLIB_LEVEL = 6
@@ -78,9 +84,15 @@ _OPTIONAL_KEYS = frozenset({"covers", "cuts"})
 Kind: TypeAlias = Literal["changes", "snapshot"]
 Compression: TypeAlias = Literal["none", "zlib"]
 ChangeRecord: TypeAlias = tuple[int, int, bytes]
-TableRecord: TypeAlias = tuple[Literal["T"], str, str, "str | None", int, int]
+TableRecord: TypeAlias = (
+    "tuple[Literal['T'], str, str, str | None, int, int]"
+    "| tuple[Literal['T'], str, str, str | None, int, int, str | None, int, int]"
+)  # the last three (version 2): TTL attribute and the version that set it
 ItemRecord: TypeAlias = tuple[Literal["I"], bytes, bytes]
-Record: TypeAlias = "ChangeRecord | TableRecord | ItemRecord"
+#: an index definition: table, name, pk, sk, projection (``None`` x3 for a drop), hlc, node
+IndexRecord: TypeAlias = tuple[Literal["X"], str, str, "str | None", "str | None", Any, int,
+                               int, bool]
+Record: TypeAlias = "ChangeRecord | TableRecord | ItemRecord | IndexRecord"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +143,7 @@ class Segment:
     header: SegmentHeader
     records: tuple[Record, ...]
     digest: bytes = b""
+    version: int = FORMAT_VERSION
 
     def change_records(self) -> tuple[ChangeRecord, ...]:
         """The records of a ``changes`` segment, as the ``(origin, seq, txn)`` triples that
@@ -229,7 +242,8 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
 
 
 def _check_records(
-    header: SegmentHeader, records: Iterable[object], limits: SegmentLimits
+    header: SegmentHeader, records: Iterable[object], limits: SegmentLimits,
+    version: int = FORMAT_VERSION,
 ) -> tuple[Record, ...]:
     """Check every record's shape and that the records are exactly what the header claims."""
     out: list[Record] = []
@@ -266,13 +280,16 @@ def _check_records(
         tables: set[str] = set()
         keys: set[bytes] = set()
         for i, rec in enumerate(records):
-            if not isinstance(rec, (tuple, list)) or not rec or rec[0] not in ("T", "I"):
-                raise ValidationError(f"record {i}: a snapshot record starts with 'T' or 'I'")
-            if rec[0] == "T":
-                if len(rec) != 6:
+            if not isinstance(rec, (tuple, list)) or not rec or rec[0] not in ("T", "I", "X"):
+                raise ValidationError(
+                    f"record {i}: a snapshot record starts with 'T', 'I' or 'X'")
+            if rec[0] == "X":
+                out.append(_index_record(rec, i))
+            elif rec[0] == "T":
+                if len(rec) != 6 and (version < 2 or len(rec) != 9):
                     raise ValidationError(
                         f"record {i}: a table record is ('T', name, partition_key, sort_key, "
-                        "hlc, node)"
+                        "hlc, node" + (")" if version < 2 else "[, ttl, ttl_hlc, ttl_node])")
                     )
                 name = _str(rec[1], f"record {i} table name")
                 pk = _str(rec[2], f"record {i} partition key")
@@ -282,7 +299,13 @@ def _check_records(
                 if name in tables:
                     raise ValidationError(f"record {i}: table {name!r:.80} defined twice")
                 tables.add(name)
-                out.append(("T", name, pk, sk, hlc, node))
+                if len(rec) == 9:
+                    ttl = None if rec[6] is None else _str(rec[6], f"record {i} ttl attribute")
+                    out.append(("T", name, pk, sk, hlc, node, ttl,
+                                _u64(rec[7], f"record {i} ttl hlc"),
+                                _u64(rec[8], f"record {i} ttl node")))
+                else:
+                    out.append(("T", name, pk, sk, hlc, node))
             else:
                 if len(rec) != 3:
                     raise ValidationError(f"record {i}: an item record is ('I', key, state)")
@@ -297,6 +320,26 @@ def _check_records(
             f"header says {header.record_count} records, the payload holds {len(out)}"
         )
     return tuple(out)
+
+
+def _index_record(rec: Any, i: int) -> IndexRecord:
+    """Check a snapshot's index definition record (the fields' rules: ``engine.codec``)."""
+    if len(rec) != 9:
+        raise ValidationError(f"record {i}: an index record is ('X', table, name, "
+                              "partition_key, sort_key, projection, hlc, node, dropped)")
+    _, table, name, pk, sk, proj, hlc, node, dropped = rec
+    if not isinstance(dropped, bool):
+        raise ValidationError(f"record {i}: index 'dropped' is not a bool")
+    table = check_table_name(table)
+    if dropped:
+        if pk is not None or sk is not None or proj is not None:
+            raise ValidationError(f"record {i}: a dropped index carries no definition")
+        check_index_spec(table, name, "_", None, "ALL")
+    else:
+        proj = check_index_spec(table, name, pk, sk, proj)
+        proj = proj if isinstance(proj, str) else list(proj)
+    return ("X", table, name, pk, sk, proj, _u64(hlc, f"record {i} hlc"),
+            _u64(node, f"record {i} node"), dropped)
 
 
 def _ranges_of(records: tuple[object, ...]) -> dict[int, tuple[int, int]]:
@@ -516,10 +559,14 @@ def _decode(data: bytes, limits: SegmentLimits) -> Segment:
     if size < _PREFIX.size:
         raise SegmentError(f"truncated: {size} bytes, shorter than the fixed prefix")
     _, version, header_len = _PREFIX.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise SegmentError(
-            f"format version {version} not supported (this build reads {FORMAT_VERSION})"
-        )
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        if version > FORMAT_VERSION:
+            raise SegmentError(
+                f"format version {version} is newer than this build understands (it reads "
+                f"{readable}): upgrade regiondb on this node"
+            )
+        raise SegmentError(f"format version {version} not supported (this build reads {readable})")
     minimum = _PREFIX.size + _U32.size + CHECKSUM_SIZE
     if size < minimum:
         raise SegmentError(f"truncated: {size} bytes, a segment has at least {minimum}")
@@ -552,7 +599,10 @@ def _decode(data: bytes, limits: SegmentLimits) -> Segment:
         records = loads_bounded(
             payload,
             max_depth=limits.max_depth,
-            max_items=1 + 7 * header.record_count,  # a snapshot table record has 7 heads
+            # a snapshot table record has 10 heads (version 2, with its TTL); index
+            # definitions ("X", 10 heads plus up to MAX_PROJECTION names) are few, and get a
+            # fixed allowance
+            max_items=1 + 10 * header.record_count + 4096,
             max_bytes=limits.max_segment_bytes,
         )
         if not isinstance(records, list):
@@ -561,10 +611,10 @@ def _decode(data: bytes, limits: SegmentLimits) -> Segment:
             raise ValidationError(
                 f"header says {header.record_count} records, the payload holds {len(records)}"
             )
-        checked = _check_records(header, records, limits)
+        checked = _check_records(header, records, limits, version)
     except ValidationError as exc:
         raise SegmentError(f"bad payload: {exc}") from exc
-    return Segment(header=header, records=checked, digest=digest)
+    return Segment(header=header, records=checked, digest=digest, version=version)
 
 
 _NAME_RE = re.compile(r"([0-9a-f]{16})-([0-9a-f]{16})-(changes|snapshot)\.seg")

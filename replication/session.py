@@ -21,17 +21,22 @@ per-peer counters) is in :mod:`replication.peers`; lag samples and reports in
   one write per ``ack_flush_interval``, never as a second transaction per segment: the table
   only ever lags behind the truth, which delays garbage collection and nothing else.
 - **heartbeats**: a ``PING`` after ``heartbeat`` seconds without sending; a peer silent for
-  ``idle_timeout`` is dropped.
+  ``idle_timeout`` is dropped. Garbage collection is not a session's business: the server or
+  replicator runs it on its own schedule (:func:`replication.workers.collect_garbage_periodically`).
 
-Latency: a segment up to :data:`INLINE_BYTES` is decoded and applied on the event loop (one
-thread hop less per change than going through the executor); timeouts use
-``asyncio.timeout`` rather than ``wait_for`` (no task per frame, wake-up or drain).
+Threads: applies run on the server's (or replicator's) one apply thread and every other store
+access in its pool (:mod:`replication.workers`), never on the event loop, so one fsync does not
+stall the other sessions; a segment up to :data:`INLINE_BYTES` is decoded on the loop (CPU
+only). Timeouts use ``asyncio.timeout`` rather than ``wait_for`` (no task per frame, wake-up
+or drain).
 
-Relay: the log holds remote changes too, so "send every entry the peer lacks" serves chains
-(A–B–C) as well as meshes. Our own changes go out at once; other origins' entries only once they
-are ``relay_delay`` old, by which time a peer in a full mesh has them from their origin and has
-told us so (every vv change is advertised with ``STATE``), so a mesh does not ship each change
-twice. When two live connections join the same two nodes (both run a Replicator towards the
+Framing: every frame after the handshake is sealed and opened by the connection's
+:class:`~replication.channel.Channel` (protocol v2: an HMAC tag with an implicit sequence
+number); a frame that fails is a ``ProtocolError`` and ends the session.
+
+Relay: remote changes in our log go to peers too (chains as well as meshes), once they are
+``relay_delay`` old (:mod:`replication.relay`), so a full mesh does not ship each change twice.
+When two live connections join the same two nodes (both run a Replicator towards the
 other), only the one opened by the lower node id pushes (and advertises); the other stays as a
 standby.
 """
@@ -42,11 +47,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from engine import ApplyReport, Store
 from engine.errors import (
@@ -54,60 +57,61 @@ from engine.errors import (
     LogTruncated,
     ProtocolError,
     SegmentError,
+    TransportBrokenError,
+    TransportTimeoutError,
     ValidationError,
 )
 
 from . import exchange
+from .channel import Channel
 from .lag import LagStats, PeerLag, sample_lags, txn_hlc
+from .options import NetOptions
 from .peers import PeerStats, Waker, applying_remote, hub_for
 from .protocol import (
     MsgType,
     PeerInfo,
     decode_message,
-    encode_frame,
-    encode_message,
+    encode_body,
+    error_from_message,
     read_frame,
     type_name,
 )
+from .relay import RelayGate
 from .segment import Segment, decode_segment, encode_segment
 from .stalls import record_stall
 from .vv import merge_into, range_gaps
+from .window import Window
+from .workers import Workers
 
 # LagStats, PeerLag, PeerStats and hub_for live in .lag and .peers; re-exported for callers
 # that imported them from here.
-__all__ = ["LagStats", "NetOptions", "PeerLag", "PeerStats", "Session", "hub_for"]
+__all__ = ["LagStats", "NetOptions", "PeerLag", "PeerStats", "Session", "SessionTotals",
+           "hub_for"]
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 LIVE_RECORDS = 2000  # change records per live-push segment
-#: Segments up to this size are decoded and applied on the event loop itself: a thread hop
-#: costs more than the work (and under load, a scheduling delay); bigger ones go to a thread.
+#: Segments up to this size are decoded on the event loop itself (pure CPU, microseconds: a
+#: thread hop costs more); bigger ones in the pool. Applies always run on the apply thread.
 INLINE_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class NetOptions:
-    """Timeouts and bounds of the socket transport (seconds and bytes)."""
+@dataclass(slots=True)
+class SessionTotals:
+    """What one session moved, both ways (a one-shot sync reports them)."""
 
-    handshake_timeout: float = 10.0
-    heartbeat: float = 5.0
-    idle_timeout: float = 20.0
-    write_timeout: float = 30.0
-    connect_timeout: float = 10.0
-    max_frame: int = 16 * 1024 * 1024 + 1024
-    segment_bytes: int = 1024 * 1024
-    max_buffer: int = 4 * 1024 * 1024
-    relay_delay: float = 0.02
-    retry_delay: float = 1.0
-    poll_interval: float = 0.5
-    backoff_base: float = 0.1
-    backoff_max: float = 10.0
-    max_connections: int = 256
-    ack_flush_interval: float = 1.0
-    max_in_flight: int = 2
-    gc_interval: float = 60.0
+    segments_sent: int = 0
+    changes_sent: int = 0
+    bytes_sent: int = 0
+    segments_received: int = 0
+    bytes_received: int = 0
+    applied: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+    refused: dict[int, str] = field(default_factory=dict)  # origins we refused (skew, gaps)
+    peer_refused: dict[int, str] = field(default_factory=dict)  # our origins the peer refused
+    snapshot_sent: bool = False
+    snapshot_received: bool = False
 
 
 class Session:
@@ -115,8 +119,8 @@ class Session:
 
     def __init__(
         self, store: Store, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        peer: PeerInfo, *, initiator: bool, options: NetOptions, executor: Executor | None,
-        label: str,
+        peer: PeerInfo, *, channel: Channel, initiator: bool, options: NetOptions,
+        workers: Workers, label: str,
     ) -> None:
         self.store = store
         self.reader = reader
@@ -130,15 +134,17 @@ class Session:
         self.stats = self.hub.peer(peer.node)
         self.stats.region = peer.region
         self.loop = asyncio.get_running_loop()
-        self.executor = executor
+        self.workers = workers
+        self.channel = channel
         self.waker = Waker(self.loop, options.relay_delay / 4)
         self._pusher = not self.live  # a sync session always sends
         self.sent: dict[int, int] = dict(peer.vv)  # what the peer has, or we sent it
         self.outstanding = 0  # segments sent, not yet acknowledged
+        self.window = Window(options.max_in_flight, options.max_window, options.window_pace)
         self.sent_done = False
         self.peer_done = asyncio.Event()
         self._hold_until = 0.0
-        self._relay_marks: deque[tuple[float, dict[int, int]]] = deque()
+        self._relay = RelayGate(store.node_id, options.relay_delay)
         self._recheck_pending = False
         self._refusals = 0  # ACKs that refused something (they rewind ``sent``)
         self._last_send = time.monotonic()
@@ -149,15 +155,9 @@ class Session:
         self._ack_flushed = 0.0
         self._progress = asyncio.Event()  # an ACK arrived or DONE was sent
         self._closing = False
-        self._relay_last: dict[int, int] = {}
         self._high_water = self.writer.transport.get_write_buffer_limits()[1]
         # Totals for the sync report.
-        self.segments_sent = self.changes_sent = self.bytes_sent = 0
-        self.segments_received = self.bytes_received = 0
-        self.applied = self.skipped = self.conflicts = 0
-        self.refused: dict[int, str] = {}  # origins we refused (clock skew, gaps)
-        self.peer_refused: dict[int, str] = {}  # our origins the peer refused
-        self.snapshot_sent = self.snapshot_received = False
+        self.totals = SessionTotals()
         self.stats.forgotten = peer.forgotten
         self.stats.acks = dict(peer.acks)
         merge_into(self.stats.acked, peer.vv)
@@ -180,18 +180,19 @@ class Session:
         if on:
             self.waker.threadsafe()
 
-    def _send(self, frame: bytes) -> None:
-        """Queue a frame; refuse to grow the transport buffer past ``max_buffer``."""
+    def _send(self, msg_type: int, body: bytes) -> None:
+        """Seal and queue a frame; refuse to grow the transport buffer past ``max_buffer``."""
         transport = self.writer.transport
         if transport.get_write_buffer_size() > self.opts.max_buffer:
-            raise TimeoutError(
+            raise TransportTimeoutError(
                 f"peer is not reading: {transport.get_write_buffer_size()} bytes buffered"
             )
+        frame = self.channel.seal(msg_type, body)
         self.writer.write(frame)
         buffered = transport.get_write_buffer_size()
         if buffered > self.stats.peak_buffered:
             self.stats.peak_buffered = buffered
-        self.bytes_sent += len(frame)
+        self.totals.bytes_sent += len(frame)
         self._last_send = time.monotonic()
 
     async def _drain(self) -> None:
@@ -201,14 +202,10 @@ class Session:
             async with asyncio.timeout(self.opts.write_timeout):
                 await self.writer.drain()
         except TimeoutError:
-            raise TimeoutError(
+            raise TransportTimeoutError(
                 f"peer did not read for {self.opts.write_timeout} s; dropping the connection "
                 "(it catches up from the log when it reconnects)"
             ) from None
-
-    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in the executor: store work and decoding stay off the event loop."""
-        return await self.loop.run_in_executor(self.executor, fn, *args)
 
     # -- run ----------------------------------------------------------------------------
 
@@ -241,13 +238,13 @@ class Session:
                     pending, timeout=max(0.0, timeout_at - self.loop.time()),
                     return_when=asyncio.FIRST_COMPLETED)
                 if not done:
-                    raise TimeoutError("sync did not finish in time")
+                    raise TransportTimeoutError("sync did not finish in time")
                 if finished in done:
                     return
                 for t in done:
                     exc = t.exception()
                     if isinstance(exc, EOFError):
-                        raise ConnectionError(
+                        raise TransportBrokenError(
                             "peer closed the connection before the sync finished") from None
                     if exc is not None:
                         raise exc
@@ -288,7 +285,7 @@ class Session:
         while not self._pusher:
             await self.waker.wait(None)
         await self._catch_up()
-        self._send(encode_message(MsgType.DONE, {"vv": self.store.version_vector()}))
+        self._send(MsgType.DONE, encode_body({"vv": self.store.version_vector()}))
         self.sent_done = True
         self._progress.set()
         await self._drain()
@@ -308,12 +305,12 @@ class Session:
         it = exchange.iter_segments(self.store, self.peer_vv_for_send(),
                                     max_bytes=self._segment_budget())
         while True:
-            item = await self._blocking(next, it, None)
+            item = await self.workers.run(next, it, None)
             if item is None:
                 break
             header, data = item
             if header.kind == "snapshot":
-                self.snapshot_sent = True
+                self.totals.snapshot_sent = True
             await self._window()
             await self._send_segment(data, None)
         if self._refusals == refusals:
@@ -331,59 +328,39 @@ class Session:
         return eff
 
     async def _window(self) -> None:
-        """Wait until fewer than ``max_in_flight`` segments await their ACK.
-
-        This is the flow control that batches under load: while the peer applies one segment,
-        new commits pile up in the log and go out together in the next one.
-        """
-        while self.outstanding >= self.opts.max_in_flight:
+        """Wait until fewer segments await their ACK than the window allows
+        (:class:`~replication.window.Window`: ``max_in_flight`` on a LAN, which batches
+        under load; more on a long link, so that changes leave at once)."""
+        while self.outstanding >= self.window.size():
             self._progress.clear()
             try:
                 async with asyncio.timeout(self.opts.write_timeout):
                     await self._progress.wait()
             except TimeoutError:
-                raise TimeoutError(
+                raise TransportTimeoutError(
                     f"peer acknowledged nothing for {self.opts.write_timeout} s; dropping the "
                     "connection (it catches up from the log when it reconnects)") from None
 
     async def _send_segment(self, data: bytes, ranges: dict[int, tuple[int, int]] | None) -> None:
-        self._send(encode_frame(MsgType.SEGMENT, data))
+        self._send(MsgType.SEGMENT, data)
         self.outstanding += 1
-        self.segments_sent += 1
+        self.window.sent()
+        self.totals.segments_sent += 1
         self.stats.segments_sent += 1
         if ranges:
             for o, (first, last) in ranges.items():
-                self.changes_sent += last - first + 1
+                self.totals.changes_sent += last - first + 1
                 if last > self.sent.get(o, 0):
                     self.sent[o] = last
         await self._drain()
 
-    def _relay_target(self, vv: dict[int, int]) -> tuple[dict[int, int], float | None]:
-        """Per other origin, the seq we may relay now; and when to look again."""
-        delay = self.opts.relay_delay
-        if delay <= 0:
-            return vv, None
-        now = time.monotonic()
-        me = self.store.node_id
-        others = {o: s for o, s in vv.items() if o != me}  # our own changes go at once
-        latest = self._relay_marks[-1][1] if self._relay_marks else self._relay_last
-        if others != latest:
-            self._relay_marks.append((now, others))
-        target: dict[int, int] = {}
-        while self._relay_marks and self._relay_marks[0][0] <= now - delay:
-            target = self._relay_last = self._relay_marks.popleft()[1]
-        if not target:
-            target = self._relay_last
-        again = self._relay_marks[0][0] + delay - now if self._relay_marks else None
-        return target, again
-
     async def _push(self, vv: dict[int, int]) -> None:
         me = self.store.node_id
-        target, again = self._relay_target(vv)
+        target, again = self._relay.target(vv)
         eff = self.peer_vv_for_send()
         want: dict[int, int] = {}
         budget = self._segment_budget()
-        sent_before = self.segments_sent
+        sent_before = self.totals.segments_sent
         for origin, seq in vv.items():
             upto = seq if origin == me else min(seq, target.get(origin, 0))
             if upto > eff.get(origin, 0):
@@ -416,7 +393,7 @@ class Session:
                     compress=False)
                 await self._send_segment(data, {origin: (records[0][1], records[-1][1])})
                 after = records[-1][1]
-        if self.segments_sent == sent_before:
+        if self.totals.segments_sent == sent_before:
             self._advertise(vv)  # segments carry our vv in their header already
         else:
             self._advertised = vv
@@ -441,7 +418,7 @@ class Session:
         gap = self.opts.relay_delay / 4
         if now - self._advertised_at >= gap:
             self._advertised, self._advertised_at = vv, now
-            self._send(encode_message(MsgType.STATE, {"vv": vv}))
+            self._send(MsgType.STATE, encode_body({"vv": vv}))
         elif not self._advert_timer:
             self._advert_timer = True
 
@@ -462,15 +439,16 @@ class Session:
                     self.reader, max_frame=self.opts.max_frame, timeout=self.opts.idle_timeout)
             except asyncio.IncompleteReadError as exc:
                 if exc.partial:
-                    raise ConnectionError(
+                    raise TransportBrokenError(
                         f"connection lost mid-frame ({len(exc.partial)} bytes of a frame "
                         "header); nothing of it was applied") from None
                 raise EOFError("peer closed the connection") from None
             except TimeoutError:
-                raise TimeoutError(
+                raise TransportTimeoutError(
                     f"peer sent no complete frame for {self.opts.idle_timeout} s") from None
             self._last_recv = time.monotonic()
-            self.bytes_received += 5 + len(body)
+            self.totals.bytes_received += 5 + len(body)
+            body = self.channel.open(msg_type, body)
             if msg_type == MsgType.SEGMENT:
                 await self._on_segment(body)
                 continue
@@ -485,12 +463,10 @@ class Session:
                 self.hub.know(self.peer.node, fields["vv"])
                 self.peer_done.set()
             elif msg_type == MsgType.PING:
-                self._send(encode_message(MsgType.PONG, {"t": fields["t"]}))
+                self._send(MsgType.PONG, encode_body({"t": fields["t"]}))
             elif msg_type == MsgType.PONG:
                 pass
             elif msg_type == MsgType.ERROR:
-                from .protocol import error_from_message
-
                 raise error_from_message(fields)
             else:
                 raise ProtocolError(
@@ -498,12 +474,12 @@ class Session:
 
     async def _on_segment(self, body: bytes) -> None:
         inline = len(body) <= INLINE_BYTES
-        seg = decode_segment(body) if inline else await self._blocking(decode_segment, body)
+        seg = decode_segment(body) if inline else await self.workers.run(decode_segment, body)
         h = seg.header
         if h.sender != self.peer.node:
             raise ProtocolError(
                 f"segment from node {h.sender:016x} on the connection of {self.peer.node:016x}")
-        self.segments_received += 1
+        self.totals.segments_received += 1
         self.stats.segments_received += 1
         before = self.store.version_vector()
         # A range starting past what we hold follows a refused one still in flight: decline
@@ -512,46 +488,44 @@ class Session:
         gaps = {o: f"gap: seq {first} offered, this node holds up to {held}"
                 for o, (held, first) in range_gaps(before, h.ranges, skip).items()}
         if gaps:
-            self._send(encode_message(MsgType.ACK, {"vv": before, "lag_us": [],
-                                                    "refused": gaps}))
+            self._send(MsgType.ACK, encode_body({"vv": before, "lag_us": [],
+                                                 "refused": gaps}))
             return
         report: ApplyReport | exchange.SegmentReport
         if h.kind == "changes" and not h.forgotten:
             # No forgotten set to adopt: apply the records in one transaction and fold the
             # sender's vv and ack table into the throttled ack-table update (_flush_acks),
             # instead of a second write transaction per segment as apply_segment does.
-            report = self._apply_changes(seg) if inline else \
-                await self._blocking(self._apply_changes, seg)
+            report = await self.workers.apply(self._apply_changes, seg)
             if merge_into(self.stats.acked, h.vv):
                 self.stats.dirty = True
             self.stats.adopt_acks(h.acks)
         else:
-            report = await self._blocking(self._apply_segment, seg)
+            report = await self.workers.apply(self._apply_segment, seg)
         after = self.store.version_vector()
         for o in [o for o in self.stats.stalled if after.get(o, 0) > before.get(o, 0)]:
             del self.stats.stalled[o]  # the origin moves again: that stall is over
         self.hub.know(self.peer.node, h.vv)
         if h.kind == "snapshot":
-            self.snapshot_received = True
-        self.applied += report.applied
-        self.skipped += report.skipped
-        self.conflicts += report.conflicts
+            self.totals.snapshot_received = True
+        self.totals.applied += report.applied
+        self.totals.skipped += report.skipped
+        self.totals.conflicts += report.conflicts
         self.stats.changes_applied += report.applied
         refused = {o: str(e) for o, e in report.refused.items()}
         for origin, why in refused.items():
             self.stats.refused += 1
-            if origin not in self.refused:  # once per origin and session, not per segment
+            if origin not in self.totals.refused:  # once per origin and session, not per segment
                 log.warning("%s: refused changes of node %016x: %s", self.label, origin, why)
-            self.refused[origin] = why
+            self.totals.refused[origin] = why
         for warning in getattr(report, "warnings", None) or []:
             log.warning("%s: %s", self.label, warning)
         changes: Any = seg.records if h.kind == "changes" else ()
         lags = sample_lags(changes, before, after)
         self.stats.in_lag.extend(us / 1000 for us in lags)
-        self._send(encode_message(MsgType.ACK, {"vv": after, "lag_us": lags,
-                                                "refused": refused}))
+        self._send(MsgType.ACK, encode_body({"vv": after, "lag_us": lags,
+                                             "refused": refused}))
         self._advertised = after
-
 
     def _apply_changes(self, seg: Segment) -> ApplyReport:
         try:
@@ -577,6 +551,7 @@ class Session:
         if self.outstanding <= 0:
             raise ProtocolError("ACK without an unacknowledged SEGMENT")
         self.outstanding -= 1
+        self.window.acked()
         vv = fields["vv"]
         if merge_into(self.stats.acked, vv):
             self.stats.dirty = True
@@ -584,7 +559,7 @@ class Session:
         self.stats.out_lag.extend(us / 1000 for us in fields["lag_us"])
         if fields["refused"]:
             self._refusals += 1
-            self.peer_refused.update(fields["refused"])
+            self.totals.peer_refused.update(fields["refused"])
             for origin, why in fields["refused"].items():
                 self.stats.last_error = f"peer refused changes of {origin:016x}: {why}"
             self._hold_until = time.monotonic() + self.opts.retry_delay
@@ -603,15 +578,10 @@ class Session:
             await asyncio.sleep(min(self.opts.heartbeat, self.opts.ack_flush_interval))
             now = time.monotonic()
             if now - self._last_recv > self.opts.idle_timeout:
-                raise TimeoutError(f"peer silent for {self.opts.idle_timeout} s")
+                raise TransportTimeoutError(f"peer silent for {self.opts.idle_timeout} s")
             if now - self._last_send >= self.opts.heartbeat:
-                self._send(encode_message(MsgType.PING, {"t": time.time_ns() // 1000}))
+                self._send(MsgType.PING, encode_body({"t": time.time_ns() // 1000}))
             await self._flush_acks()
-            if self.hub.gc_due(self.opts.gc_interval):
-                try:
-                    await self._blocking(exchange.collect_garbage, self.store)
-                except Exception:  # retried at the next interval
-                    log.exception("%s: garbage collection failed", self.label)
 
     async def _flush_acks(self, force: bool = False) -> None:
         """Record the peer's acknowledged vv in the ack table, at most once a second."""
@@ -622,7 +592,7 @@ class Session:
         st.dirty = False
         self._ack_flushed = now
         try:
-            await self._blocking(exchange.record_peer, self.store, st.node, dict(st.acked),
+            await self.workers.run(exchange.record_peer, self.store, st.node, dict(st.acked),
                                  dict(st.acks), st.forgotten)
         except Exception:  # bookkeeping must not end replication; the next flush retries
             st.dirty = True

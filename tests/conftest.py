@@ -29,12 +29,17 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("REGIONDB_SLOW") or "slow" in (config.getoption("-m") or ""):
-        return
-    skip = pytest.mark.skip(reason="slow: set REGIONDB_SLOW=1 (make test-slow) to run")
+    chosen = config.getoption("-m") or ""
+    faults = os.environ.get("REGIONDB_FAULTS") or "faults" in chosen
+    skip_faults = pytest.mark.skip(
+        reason="network-namespace fault suite: run with make test-faults (root, Linux)")
+    slow = os.environ.get("REGIONDB_SLOW") or "slow" in chosen
+    skip_slow = pytest.mark.skip(reason="slow: set REGIONDB_SLOW=1 (make test-slow) to run")
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        if "faults" in item.keywords and not faults:
+            item.add_marker(skip_faults)
+        elif "slow" in item.keywords and not slow:
+            item.add_marker(skip_slow)
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ bytes and sets). Data commands (``get``, ``query``, ``scan``, ``changes``, ``con
 ``status --json``) print JSON lines; the others print a human summary, or one JSON object with
 ``--json``. Exit codes: 0 ok, 1 usage error (bad flags, bad JSON on the command line), 2 a
 regiondb error (missing store or table, failed condition, bad segment, refused peer, I/O
-error) reported as one line on stderr, 130 interrupted. ``--debug`` shows tracebacks.
+error) reported as one line on stderr, 70 an internal error (a bug: the traceback is logged
+to stderr, then one line), 130 interrupted. ``--debug`` re-raises instead.
 
 ``regiondb serve`` writes ``DIR/serve-status.json`` while it runs (pid, address, peers, lag),
 so that ``regiondb status DIR`` run beside it can show live replication figures.
@@ -30,7 +31,11 @@ from .args import UsageError
 from .output import PROG
 from .parser import build_parser
 
-__all__ = ["UsageError", "build_parser", "main"]
+__all__ = ["EXIT_INTERNAL", "UsageError", "build_parser", "main"]
+
+log = logging.getLogger(__name__)
+#: Exit status of an unexpected exception (a bug): BSD sysexits' EX_SOFTWARE.
+EXIT_INTERNAL = 70
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,12 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{where}: not available in this build ({_one_line(exc)})", file=sys.stderr)
         return 2
-    except Exception as exc:  # a bug, not the user's mistake: still one line, unless --debug
+    except Exception as exc:  # a bug, not the user's mistake: its own exit code, traceback
         if args.debug:
             raise
+        log.error("%s: internal error", where, exc_info=exc)
         print(f"{where}: internal error: {type(exc).__name__}: {_one_line(exc)} "
-              "(run with --debug for the traceback, and please report it)", file=sys.stderr)
-        return 2
+              "(a bug in regiondb: please report it with the traceback above)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def _one_line(exc: BaseException) -> str:

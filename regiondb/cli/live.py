@@ -25,6 +25,7 @@ from replication.net import Replicator, serve, status, sync
 
 from . import fleet
 from .args import UsageError, open_store, read_secret
+from .dynamodb import start_endpoint
 from .output import (
     PROG,
     SERVE_STATUS,
@@ -114,7 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         with open_store(args) as store:
             server = serve(store, host=host, port=port, secret=secret, ssl=server_ssl)
-            rep = None
+            rep = ddb = None
             nats_rep = fleet.start(store, args)
             try:
                 address = server.address
@@ -125,9 +126,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 if peers:
                     rep = Replicator(store, peers=peers, secret=secret, ssl=client_ssl)
                     rep.start()
+                ddb = start_endpoint(store, args.dynamodb, args.credentials)
                 _serve_loop(store, rep, address, peers, args.status_interval, stop,
                             status_path, nats_rep)
             finally:
+                if ddb is not None:
+                    ddb.close()
                 if rep is not None:
                     rep.stop()
                 if nats_rep is not None:
@@ -182,6 +186,25 @@ def peers_text(rows: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def process_started(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22);
+    ``None`` where there is no ``/proc`` or no such process.
+
+    ``regiondb status`` compares it with what ``serve`` recorded, so a status file left by a
+    dead server whose pid the system gave to another process is not taken as live.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after its last ')'
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
 def _serve_loop(store: engine.Store, rep: Replicator | None, address: tuple[str, int],
                 peers: list[str], interval: float, stop: threading.Event,
                 status_path: Path, nats_rep: FleetReplicator | None = None) -> None:
@@ -195,7 +218,8 @@ def _serve_loop(store: engine.Store, rep: Replicator | None, address: tuple[str,
         rows = _live_peers(store, rep) + fleet.fleet_rows(nats_rep)
         now = time.monotonic()
         stats = store.stats()
-        info = {"pid": os.getpid(), "address": list(address), "peers_configured": peers,
+        info = {"pid": os.getpid(), "pid_started": process_started(os.getpid()),
+                "address": list(address), "peers_configured": peers,
                 "updated": time.time(), "peers": rows, "vv": vv_json(store.version_vector())}
         with contextlib.suppress(OSError):  # a full disk must not stop replication
             write_atomic(status_path, json.dumps(plain(info)).encode())

@@ -4,6 +4,7 @@ the change feed, conflicts, forgetting a dead node. No network and no other repl
 from __future__ import annotations
 
 import argparse
+import shutil
 import itertools
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import engine
+from engine import lineage
 from replication import forget
 
 from .args import (
@@ -188,7 +190,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         rows = store.table(args.table).query(
             key_arg(args.pk, "partition key"), begins_with=sk(args.begins_with),
             between=between, gt=sk(args.gt), gte=sk(args.gte), lt=sk(args.lt), lte=sk(args.lte),
-            reverse=args.reverse, limit=args.limit)
+            reverse=args.reverse, limit=args.limit, index=args.index)
         for item in rows:
             emit(item)
     return 0
@@ -237,6 +239,36 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
                       "local_lost": c.local_lost})
             else:
                 write_line(str(c))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """``restore BACKUP DIR``: put a backup of a store in place, as a new node.
+
+    A restored store must not issue seqs of the id it had when backed up (its peers hold other
+    changes under them since): it re-identifies up front (:mod:`engine.lineage`), and what its
+    peers hold of the old id comes back at the next sync; its own set-aside writes are compared
+    with those and re-issued where they differ.
+    """
+    backup, target = Path(args.backup), Path(args.dir)
+    if not (backup / "data.mdb").is_file():
+        raise engine.ValidationError(f"{backup} is not a regiondb store (no data.mdb)")
+    if target.exists() and not target.is_dir():
+        raise engine.ValidationError(f"{target} exists and is not a directory")
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "lock.mdb").unlink(missing_ok=True)
+    shutil.copyfile(backup / "data.mdb", target / "data.mdb")  # in place: the inode is kept
+    with engine.open(target, create=False) as store:
+        old = store.node_id
+        new = lineage.reidentify(store, f"restored from backup {backup} by `regiondb restore`")
+        pending = lineage.pending_reissues(store)
+    if args.json:
+        emit({"restored": str(target), "old_node_id": hex_id(old), "node_id": hex_id(new),
+              "set_aside": pending})
+    else:
+        write_line(f"restored {backup} into {target}: node {hex_id(old)} is now {hex_id(new)}; "
+                   f"{pending} of its writes are set aside until a sync compares them with "
+                   "what its peers hold")
     return 0
 
 

@@ -14,6 +14,9 @@ from typing import NoReturn
 
 from . import fleet
 from .args import host_port, node_id_arg, positive_int, seconds_arg
+from .dynamodb import add_parser as add_dynamodb
+from .dynamodb import add_serve_flags as add_dynamodb_flags
+from .indexes import cmd_check, cmd_create_index, cmd_drop_index, cmd_indexes
 from .live import cmd_serve, cmd_sync
 from .local import (
     cmd_changes,
@@ -25,6 +28,7 @@ from .local import (
     cmd_init,
     cmd_put,
     cmd_query,
+    cmd_restore,
     cmd_scan,
     cmd_tables,
     cmd_update,
@@ -219,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(f"--{op}", metavar="X", help=f"sk {text} X")
     p.add_argument("--reverse", action="store_true", help="descending sort-key order")
     p.add_argument("--limit", type=positive_int, metavar="N")
+    p.add_argument("--index", metavar="NAME",
+                   help="query secondary index NAME: PK and the conditions are its keys")
 
     p = _add(sub, "scan", cmd_scan, "every item of a table in key order (JSON lines)",
              "regiondb scan data/mumbai orders\nregiondb scan data/mumbai orders --limit 5",
@@ -251,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     _dir(p)
     p.add_argument("node", type=node_id_arg, metavar="NODE_ID", help="node id in hex")
 
+    p = _add(sub, "restore", cmd_restore, "put a backup of a store in place, as a new node",
+             "regiondb restore backups/mumbai data/mumbai", common,
+             "Copy BACKUP's data into DIR (in place, DIR may exist) and re-identify it: a "
+             "restored store must not reuse the sequence numbers its old id already issued. "
+             "The next sync brings back what the peers hold of the old id and re-issues the "
+             "restored node's own writes that collided.")
+    p.add_argument("backup", metavar="BACKUP", help="the backup: a copy of a store directory")
+    _dir(p)
+
     def progress_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar on stderr (default: on, unless --json)")
@@ -274,6 +289,43 @@ def build_parser() -> argparse.ArgumentParser:
     _dir(p)
     p.add_argument("path", metavar="PATH")
     progress_args(p)
+
+    p = _add(sub, "create-index", cmd_create_index,
+             "add a secondary index to a table and fill it (replicates)",
+             "regiondb create-index data/mumbai orders by_status --partition-key status "
+             "--sort-key placed_at\nregiondb create-index data/mumbai orders by_region "
+             "--partition-key region --projection KEYS_ONLY", common,
+             "Add index NAME to TABLE and fill it from the items, in chunks (a progress bar on "
+             "a terminal); returns when the index is complete. Every replica fills its own "
+             "when the definition reaches it. Interrupted, it resumes (run it again, or open "
+             "the store).")
+    _dir(p)
+    p.add_argument("table", metavar="TABLE")
+    p.add_argument("name", metavar="NAME", help="the index name")
+    p.add_argument("--partition-key", "--pk", required=True, metavar="ATTR")
+    p.add_argument("--sort-key", "--sk", metavar="ATTR")
+    p.add_argument("--projection", default="ALL", metavar="ALL|KEYS_ONLY|A,B",
+                   help="what the index holds (default ALL; keys are always projected)")
+    progress_args(p)
+
+    p = _add(sub, "drop-index", cmd_drop_index, "remove a secondary index (replicates)",
+             "regiondb drop-index data/mumbai orders by_region", common)
+    _dir(p)
+    p.add_argument("table", metavar="TABLE")
+    p.add_argument("name", metavar="NAME")
+
+    p = _add(sub, "indexes", cmd_indexes, "list a table's secondary indexes",
+             "regiondb indexes data/mumbai orders", common)
+    _dir(p)
+    p.add_argument("table", metavar="TABLE")
+
+    p = _add(sub, "check", cmd_check, "verify the store: index == items, log == items",
+             "regiondb check data/mumbai\nregiondb check data/mumbai --json", common,
+             "Read the whole store in one snapshot and verify that every secondary index "
+             "holds exactly the entries its table's items call for, and that the change log "
+             "agrees with the items (replayed when the log was never truncated). Exit status "
+             "2 lists what disagrees.")
+    _dir(p)
 
     p = _add(sub, "sync-dir", cmd_sync_dir, "two-way offline sync through a shared folder",
              "regiondb sync-dir data/van /media/usb/shopease-mailbox", common,
@@ -305,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between status lines (0: none; default 10)")
     _tls_args(p, server=True)
     fleet.add_args(p)
+    add_dynamodb_flags(p, host_port)
+
+    add_dynamodb(sub, _add, common, host_port)
 
     p = _add(sub, "sync", cmd_sync, "one-shot two-way sync with a serving peer",
              "regiondb sync data/van 10.0.1.5:7001 --secret-file shopease.key", common)

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from engine import lineage
 from engine.clock import logical as clock_logical
 from engine.clock import physical_ms
 from replication.stalls import stalls
 from replication.vv import load_acks
 
 from .args import open_store
-from .live import peers_text
+from .live import peers_text, process_started
 from .output import PROG, SERVE_STATUS, emit, hex_id, size_text, vv_json, write_line
 
 _LIVE_STALE_S = 30.0  # a serve-status.json older than this is from a server that hangs
@@ -34,11 +35,19 @@ def _acks(store: engine.Store, vv: dict[int, int]) -> list[dict[str, Any]]:
 
 
 def _live(path: Path) -> dict[str, Any] | None:
-    """What a ``regiondb serve`` running on this store last reported, if it still runs."""
+    """What a ``regiondb serve`` running on this store last reported, if it still runs.
+
+    Not trusted when the file is stale, when no process has its pid, or when the process that
+    has it now started at another time than the one that wrote the file (the pid was reused).
+    """
     try:
         status = json.loads((path / SERVE_STATUS).read_text())
-        os.kill(int(status["pid"]), 0)
+        pid = int(status["pid"])
+        os.kill(pid, 0)
         if time.time() - float(status.get("updated", 0)) > _LIVE_STALE_S:
+            return None
+        recorded = status.get("pid_started")
+        if recorded is not None and process_started(pid) != recorded:
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -74,6 +83,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         forgotten = sorted(store.forgotten())
         tables = store.tables()
         stalled = stalls(store)
+        reidentified = lineage.lineage_events(store)
+        set_aside = lineage.pending_reissues(store)
     live = _live(Path(args.dir))
     info = {
         "path": stats["path"], "region": stats["region"], "node_id": hex_id(stats["node_id"]),
@@ -86,6 +97,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         "conflicts_stored": stats["conflicts_stored"], "peers": acks,
         "forgotten": [hex_id(n) for n in forgotten],
         "stalled": {hex_id(o): {**e, "sender": hex_id(e["sender"])} for o, e in stalled.items()},
+        "reidentified": [{**e, "old": hex_id(e["old"]), "new": hex_id(e["new"])}
+                         for e in reidentified],
+        "set_aside_writes": set_aside,
         "server": live,
     }
     if args.json:
@@ -119,12 +133,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         write_line("peers      (none known yet)")
     if forgotten:
         write_line("forgotten  " + ", ".join(info["forgotten"]))
+    for e in reidentified:
+        write_line(f"  WARNING  re-identified: node {hex_id(e['old'])} became "
+                   f"{hex_id(e['new'])}: {e['reason']}")
+    if set_aside:
+        write_line(f"  WARNING  {set_aside:,} writes set aside by the re-identification wait "
+                   "for a sync to compare them with the peers' copies (then re-issued)")
     for origin, e in sorted(stalled.items()):
         write_line(f"  WARNING  replication of node {hex_id(origin)} is stalled: its change "
                    f"{e['seq']:,} (from {hex_id(e['sender'])}) was refused: {e['reason']}")
     if live:
-        host, port = live["address"][:2]
-        write_line(f"server     running (pid {live['pid']}) on {host}:{port}"
+        where = [f"on {live['address'][0]}:{live['address'][1]}"] if live.get("address") \
+            else []
+        if live.get("nats"):  # regiondb serve --nats (regiondb.cli.fleet)
+            where.append(f"on NATS cluster {live.get('cluster')} via {', '.join(live['nats'])}")
+        write_line(f"server     running (pid {live['pid']}) {' and '.join(where)}"
                    + (f", replicating with {', '.join(live['peers_configured'])}"
                       if live.get("peers_configured") else ""))
         for row in live.get("peers") or []:

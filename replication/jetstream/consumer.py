@@ -145,10 +145,6 @@ class Consumer:
             return None
         return seg
 
-    async def handle(self, msg: Msg) -> None:
-        """Verify, apply and acknowledge one message (module docstring)."""
-        await self.handle_batch([msg])
-
     async def handle_batch(self, batch: list[Msg]) -> None:
         """Verify every message, apply the plain changes of all in one transaction, and
         acknowledge each message whose ranges are then held; the rest (gaps, held changes,

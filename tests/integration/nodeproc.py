@@ -1,9 +1,10 @@
 """One regiondb node in its own process, for tests where failure (SIGKILL) is the point.
 
 ``python -m tests.integration.nodeproc --store DIR --region R [--listen HOST:PORT]
-[--peer HOST:PORT ...] [--secret S] [--nosync]`` opens the store, serves, replicates to the
-peers, prints ``{"event": "ready", "address": [host, port], "node_id": N}`` and then obeys
-JSON-line commands on stdin, one JSON reply line each::
+[--peer HOST:PORT ...] [--secret S] [--nosync] [--nats URL --cluster NAME]`` opens the store,
+serves, replicates to the peers (or through NATS JetStream with ``--nats``), prints
+``{"event": "ready", "address": [host, port], "node_id": N}`` and then obeys JSON-line
+commands on stdin, one JSON reply line each::
 
     {"cmd": "write", "n": N, "rate": R, "prefix": P}  -> {"written": [ids...]}  (table "t")
     {"cmd": "write_async", "n": N, "rate": R, "prefix": P} -> {"ok": true}; later lines
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer", action="append", default=[])
     ap.add_argument("--secret")
     ap.add_argument("--nosync", action="store_true")
+    ap.add_argument("--nats", help="replicate through this JetStream server, not the peers")
+    ap.add_argument("--cluster", default="test")
     args = ap.parse_args(argv)
     lock = threading.Lock()
 
@@ -49,7 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     with engine.open(args.store, region=args.region, durable=not args.nosync) as store:
         store.create_table(TABLE, partition_key="id")
         server = serve(store, host, int(port), secret=args.secret, options=opts)
-        rep = Replicator(store, args.peer, secret=args.secret, options=opts).start()
+        rep: Any
+        if args.nats:
+            from replication import jetstream
+
+            fleet = jetstream.FleetOptions(row_interval=0.05, retry_delay=0.2, gap_grace=0.3,
+                                           reconnect_wait=0.1)
+            rep = jetstream.Replicator(store, [args.nats], cluster=args.cluster,
+                                       options=fleet).start()
+        else:
+            rep = Replicator(store, args.peer, secret=args.secret, options=opts).start()
         say({"event": "ready", "address": list(server.address), "node_id": store.node_id})
 
         def write(n: int, rate: float, prefix: str, stream: bool) -> list[str]:

@@ -13,6 +13,8 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -321,6 +323,8 @@ def test_cli_serve_nats_with_and_without_listen(broker: LocalServer, tmp_path: P
         _cli("put", a, "t", '{"id": "k1", "v": 1}')  # another process: picked up by polling
         wait_until(lambda: '"v": 1' in _cli("get", b, "t", "k1", check=False).stdout,
                    timeout=30, what="b gets a's put through the broker")
+        wait_until(lambda: "on NATS cluster cli" in _cli("status", a).stdout,
+                   what="status shows the NATS-only server")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -378,3 +382,71 @@ def test_segments_stay_within_the_servers_max_payload(tmp_path: Path,
         a.table("t").put({"id": "huge", "pad": os.urandom(100_000)})  # over the limit
         wait_until(lambda: "max_payload" in (ra.stats.last_error or ""),
                    what="the oversize change is reported")
+
+
+def test_started_before_the_broker_connects_when_it_comes(tmp_path: Path,
+                                                         fleet: Callable[..., Node]) -> None:
+    srv = LocalServer(tmp_path / "nats")
+    a, ra = fleet("a", [srv.url], start=False)
+    ra.start()
+    try:
+        wait_until(lambda: ra.stats.last_error is not None, what="the missing broker reported")
+        assert not ra.wait_connected(0.2)
+        a.create_table("t", partition_key="id").put({"id": "early"})
+        srv.start()
+        assert ra.wait_connected(20), ra.stats.last_error
+        b, _ = fleet("b", [srv.url])
+        wait_until(lambda: converged(a, b), what="the write made before the broker arrives")
+    finally:
+        srv.stop()
+
+
+def test_node_process_sigkilled_mid_stream_loses_nothing(broker: LocalServer, tmp_path: Path,
+                                                          fleet: Callable[..., Node]) -> None:
+    from test_socket_faults import Node as NodeProcess  # the socket suite's node process
+
+    a, ra = fleet("a", [broker.url])
+    extra = ("--nats", broker.url, "--cluster", "test")
+    b = NodeProcess(tmp_path / "b", "r-b", extra=extra)
+    try:
+        wait_until(lambda: "t" in a.tables(), what="b's table reaches a")
+        b.call({"cmd": "write_async", "n": 400, "rate": 400, "prefix": "b"})
+        writer = threading.Thread(target=_write, args=(a, "a", 300))
+        writer.start()
+        wait_until(lambda: len(b.acknowledged()) >= 120, what="b acknowledged writes")
+        b.kill()  # mid-stream: consuming a's changes and publishing its own
+        writer.join()
+        acked = b.acknowledged()
+        b = NodeProcess(tmp_path / "b", "r-b", extra=extra)
+        _write(a, "after", 5)
+
+        def same() -> bool:
+            got = b.call({"cmd": "digest"})
+            return bool(got["digest"] == a.digest())
+
+        wait_until(same, timeout=40, what="the restarted node converges with a")
+        have = {item["id"] for item in a.table("t").scan()}
+        assert acked <= have, sorted(acked - have)[:5]  # every write b acknowledged reached a
+        assert {f"a{i}" for i in range(300)} <= have
+    finally:
+        b.close()
+
+
+def test_changes_held_for_clock_skew_apply_once_clocks_agree(
+        broker: LocalServer, tmp_path: Path, fleet: Callable[..., Node]) -> None:
+    a, _ = fleet("a", [broker.url])
+    clock = engine.ManualClock(int(time.time() * 1000) - 3_600_000)  # an hour behind
+    b = engine.open(tmp_path / "b", region="r-b", wall_clock=clock, max_clock_offset=60)
+    rb = Replicator(b, [broker.url], cluster="test", options=FAST).start()
+    try:
+        assert rb.wait_connected(10)
+        a.create_table("t", partition_key="id")
+        _write(a, "a", 3)
+        wait_until(lambda: rb.stats.messages_received >= 2, what="b receives a's messages")
+        assert "t" not in b.tables()  # held: an hour ahead of b's clock, nothing applied
+        clock.set(int(time.time() * 1000))
+        wait_until(lambda: converged(a, b), what="redelivered and applied once clocks agree")
+        assert rb.stats.rejected_total == 0
+    finally:
+        rb.stop()
+        b.close()

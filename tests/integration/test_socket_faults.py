@@ -29,8 +29,17 @@ from faultproxy import FaultProxy
 from waiting import converged, wait_until
 
 import engine
+from replication.channel import Channel
 from replication.net import NetOptions, Replicator, serve, sync
-from replication.protocol import Hello, MsgType, client_handshake, encode_frame, encode_message
+from replication.protocol import (
+    PROTOCOL_VERSION,
+    Hello,
+    MsgType,
+    client_handshake,
+    encode_body,
+    encode_frame,
+    encode_message,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -115,17 +124,20 @@ def error_codes(data: bytes) -> list[str]:
     return [cbor2.loads(body)["code"] for t, body in frames(data) if t == MsgType.ERROR]
 
 
-def hello_frame(node: int | None = None) -> bytes:
+def hello_frame(node: int | None = None, proto: int = PROTOCOL_VERSION) -> bytes:
     return encode_message(MsgType.HELLO, {
-        "proto": 1, "node": node or secrets.randbits(63) + 1, "region": "evil",
+        "proto": proto, "node": node or secrets.randbits(63) + 1, "region": "evil",
         "nonce": secrets.token_bytes(32), "max_frame": 1 << 20, "mode": "live"})
 
 
-async def _after_handshake(port: int, payload: bytes, secret: bytes | None) -> bytes:
+Payload = Callable[[Channel], bytes]
+
+
+async def _after_handshake(port: int, payload: Payload, secret: bytes | None) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     me = Hello(secrets.randbits(63) + 1, "evil", {}, {}, frozenset(), mode="sync")
-    await client_handshake(reader, writer, me, secret, timeout=5)
-    writer.write(payload)
+    _, channel = await client_handshake(reader, writer, me, secret, timeout=5)
+    writer.write(payload(channel))
     await writer.drain()
     try:
         return await asyncio.wait_for(reader.read(), 5)
@@ -133,7 +145,8 @@ async def _after_handshake(port: int, payload: bytes, secret: bytes | None) -> b
         writer.close()
 
 
-def after_handshake(port: int, payload: bytes, secret: bytes | None = None) -> bytes:
+def after_handshake(port: int, payload: Payload, secret: bytes | None = None) -> bytes:
+    """Handshake properly (a genuine peer), then send ``payload(channel)``; return the reply."""
     return asyncio.run(_after_handshake(port, payload, secret))
 
 
@@ -205,20 +218,57 @@ def test_bad_bytes_before_auth_are_protocol_errors(victim: Any, payload: bytes) 
     assert victim.still_serves()
 
 
-@pytest.mark.parametrize("payload", [
-    pytest.param(encode_frame(0x55, b"\xa0"), id="unknown-message"),
-    pytest.param(hello_frame(), id="hello-again"),
-    pytest.param(3 * encode_message(MsgType.ACK, {"vv": {}, "lag_us": [], "refused": {}}),
+def _ack(c: Channel) -> bytes:
+    return c.seal(MsgType.ACK, encode_body({"vv": {}, "lag_us": [], "refused": {}}))
+
+
+def _replayed(c: Channel) -> bytes:
+    frame = c.seal(MsgType.PING, encode_body({"t": 1}))
+    return frame + frame
+
+
+def _reordered(c: Channel) -> bytes:
+    first, second = (c.seal(MsgType.PING, encode_body({"t": t})) for t in (1, 2))
+    return second + first
+
+
+def _flipped(c: Channel) -> bytes:
+    frame = bytearray(c.seal(MsgType.PING, encode_body({"t": 1})))
+    frame[7] ^= 1
+    return bytes(frame)
+
+
+@pytest.mark.parametrize("payload,code", [
+    pytest.param(lambda c: c.seal(0x55, b"\xa0"), "protocol", id="unknown-message"),
+    pytest.param(lambda c: c.seal(MsgType.HELLO, hello_frame()[5:]), "protocol",
+                 id="hello-again"),
+    pytest.param(lambda c: 3 * _ack(c), "protocol",
                  id="ack-without-segment"),  # the server sent one segment: 2 ACKs too many
-    pytest.param(encode_frame(MsgType.SEGMENT, b"not a segment"), id="corrupt-segment"),
-    pytest.param(struct.pack(">IB", (64 << 20), MsgType.SEGMENT), id="oversized-segment"),
+    pytest.param(lambda c: c.seal(MsgType.SEGMENT, b"not a segment"), "segment",
+                 id="corrupt-segment"),
+    pytest.param(lambda c: struct.pack(">IB", (64 << 20), MsgType.SEGMENT), "protocol",
+                 id="oversized-segment"),
+    pytest.param(lambda c: encode_frame(MsgType.PING, encode_body({"t": 1})), "protocol",
+                 id="untagged-frame"),
+    pytest.param(_replayed, "protocol", id="replayed-frame"),
+    pytest.param(_reordered, "protocol", id="reordered-frames"),
+    pytest.param(_flipped, "protocol", id="altered-frame"),
 ])
-def test_bad_messages_after_auth_close_the_connection(victim: Any, payload: bytes) -> None:
+def test_bad_messages_after_auth_close_the_connection(victim: Any, payload: Payload,
+                                                       code: str) -> None:
     reply = after_handshake(victim.port, payload, b"right")
-    codes = error_codes(reply)
-    assert codes and codes[-1] in ("protocol", "internal") or not codes, codes
-    assert codes, "the server should say why it hangs up"
+    assert error_codes(reply)[-1:] == [code], reply[-300:]
     wait_until(lambda: sum(victim.server.refused.values()) >= 1, 5, "refusal")
+    assert victim.still_serves()
+
+
+def test_v1_peer_is_refused_with_a_clear_message(victim: Any) -> None:
+    reply = raw_exchange(victim.port, hello_frame(proto=1))
+    import cbor2
+
+    errors = [cbor2.loads(b) for t, b in frames(reply) if t == MsgType.ERROR]
+    assert errors and errors[-1]["code"] == "protocol"
+    assert "protocol 1" in errors[-1]["message"] and "upgrade" in errors[-1]["message"]
     assert victim.still_serves()
 
 
@@ -272,9 +322,11 @@ def test_clock_skew_refused_then_applied(make_store: Any, closing: list[Callable
     assert ids(skewed) >= {f"r{i:06d}" for i in range(3)}  # the other direction went through
     # Live: the skewed node's replicator keeps offering; once the receiver's clock is within
     # the bound, the changes apply.
-    rep = Replicator(skewed, [f"127.0.0.1:{server.address[1]}"], options=FAST).start()
+    address = f"127.0.0.1:{server.address[1]}"
+    rep = Replicator(skewed, [address], options=FAST).start()
     closing.append(rep.stop)
-    time.sleep(0.5)
+    # A positive event first: the live link offered the changes and the receiver refused them.
+    wait_until(lambda: "ahead" in (rep.lag()[address].last_error or ""), 10, "live refusal")
     assert skewed.node_id not in receiver.version_vector()
     rclock.advance(10_000)
     wait_until(lambda: converged(receiver, skewed), 10, "skewed changes applied in bounds")
@@ -294,7 +346,7 @@ def test_connection_cut_mid_frame_loses_nothing(make_store: Any,
     with FaultProxy(("127.0.0.1", server.address[1])) as proxy:
         for cut in (700_000, 100, 5):  # mid-segment, inside the first segment, mid-header
             proxy.cut_after(cut)
-            with pytest.raises((ConnectionError, OSError, EOFError, engine.Error)):
+            with pytest.raises(engine.TransportBrokenError):
                 sync(dst, proxy.address, timeout=20, options=opts)
             # Whatever arrived came in whole segments of whole transactions (1000 puts each):
             # a cut never leaves part of a batch applied.
@@ -361,9 +413,9 @@ class Node:
     """A node process (tests.integration.nodeproc) with JSON-line commands."""
 
     def __init__(self, store: Path, region: str, *, listen: str = "127.0.0.1:0",
-                 peers: tuple[str, ...] = ()) -> None:
+                 peers: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> None:
         args = [sys.executable, "-m", "tests.integration.nodeproc", "--store", str(store),
-                "--region", region, "--listen", listen, "--nosync"]
+                "--region", region, "--listen", listen, "--nosync", *extra]
         for p in peers:
             args += ["--peer", p]
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE,
@@ -494,9 +546,9 @@ def test_partition_heals_and_all_converge(make_store: Any,
             stores[n].table("t").put({"id": key})
             stores[n].table("t").update("shared", set={n: i})
             written[n].append(key)
-    time.sleep(0.3)
-    assert not ids(stores["c"]) & set(written["a"]), "the partition leaked"
+    # b has all of a's writes (a positive event: replication ran meanwhile); c none of them.
     wait_until(lambda: set(written["a"]) <= ids(stores["b"]), 10, "a and b still replicate")
+    assert not ids(stores["c"]) & set(written["a"]), "the partition leaked"
     for p in cut:
         p.heal()
     wait_until(lambda: converged(*stores.values()), 20, "convergence after healing")
@@ -533,3 +585,49 @@ def test_soak_repeated_sigkill_and_cuts(make_store: Any, tmp_path: Path,
         wait_until(lambda: node.call({"cmd": "digest"})["digest"] == a.digest(), 60,
                    "convergence after the soak")
         assert acked <= ids(a)
+
+
+def test_close_and_stop_return_only_once_no_apply_runs(
+        make_store: Any, closing: list[Callable[[], None]]) -> None:
+    """Closing mid-stream: when Server.close()/Replicator.stop() return, their apply threads
+    are gone (so the caller may close the store at once)."""
+    src = make_store("src", durable=False)
+    fill(src, 20_000, "s", pad=200)
+    opts = NetOptions(segment_bytes=64 * 1024, handshake_timeout=5)
+    dst = make_store("dst")  # durable: each segment's apply takes an fsync
+    server = start_server(dst, closing, options=opts)
+    rep = Replicator(src, [f"127.0.0.1:{server.address[1]}"], options=opts).start()
+    closing.append(rep.stop)
+    wait_until(lambda: len(dst.version_vector()) > 0, 20, "the first applies on dst")
+    server.close()
+
+    def apply_threads() -> list[str]:
+        return [t.name for t in threading.enumerate()
+                if t.is_alive() and t.name.startswith("regiondb-") and "-apply" in t.name
+                and dst.region in t.name]
+
+    assert apply_threads() == []
+    rep.stop()
+    assert [t.name for t in threading.enumerate()
+            if t.is_alive() and f"regiondb-repl-{src.region}" in t.name] == []
+
+
+def test_network_failures_are_transport_errors(make_store: Any,
+                                               closing: list[Callable[[], None]]) -> None:
+    store = make_store("s")
+    server = start_server(store, closing)
+    with pytest.raises(engine.TransportBrokenError, match="cannot listen on 127.0.0.1") as bound:
+        serve(store, port=server.address[1])
+    assert isinstance(bound.value, OSError) and isinstance(bound.value.__cause__, OSError)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    with pytest.raises(engine.TransportBrokenError, match=f"sync with 127.0.0.1:{free}") as lost:
+        sync(store, ("127.0.0.1", free), timeout=5)
+    assert isinstance(lost.value, ConnectionError)
+    with socket.socket() as silent:  # accepts, never answers: the sync's deadline passes
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with pytest.raises(engine.TransportTimeoutError) as late:
+            sync(store, silent.getsockname(), timeout=1, options=FAST)
+    assert isinstance(late.value, TimeoutError)

@@ -14,10 +14,14 @@ from engine.codec import canonical
 from engine.item import (
     ABSENT,
     ItemState,
+    WriteExt,
+    attribute_value,
+    counter_names,
     delete_delta,
     max_version,
     merge,
     merge_change,
+    plan_write,
     put_delta,
     update_delta,
     visible,
@@ -45,19 +49,60 @@ def norm(state: ItemState) -> bytes:
         (name, list(ver), None if val is ABSENT else [canonical(val)])
         for name, (ver, val) in state.attrs.items()
     )
-    return canonical([list(state.cleared), attrs])
+    extra = sorted(
+        (name, list(e.obs_v),
+         sorted([o, h, canonical(t)] for o, (h, t) in e.obs.items()),
+         sorted([o, h, canonical(t)] for o, (h, t) in e.incs.items()),
+         sorted([canonical(el), list(ver), present] for el, (ver, present) in e.elems.items()))
+        for name, e in state.extra.items()
+    )
+    return canonical([list(state.cleared), attrs, extra])
+
+
+# counters ("n", "m") and sets ("s") in generated histories; their names may also be set,
+# removed or put like any attribute (a reset)
+COUNTERS, SETS = ["n", "m"], ["s"]
+numbers = st.one_of(st.integers(-3, 3), st.sampled_from([Decimal("0.5"), 1.5, 1.0]))
+elements = st.sampled_from(["a", "b", 1, 1.0, Decimal("1.0"), 2, b"a"])
+observed = st.dictionaries(
+    st.sampled_from(COUNTERS),
+    st.dictionaries(st.integers(1, 3), st.tuples(st.integers(1, 40), numbers), max_size=2),
+    max_size=2,
+)
+
+
+@st.composite
+def exts(draw: st.DrawFn) -> WriteExt:
+    return WriteExt(
+        add=draw(st.dictionaries(st.sampled_from(COUNTERS), st.tuples(numbers, numbers),
+                                 max_size=2)),
+        add_elems=draw(st.dictionaries(st.sampled_from(SETS), st.frozensets(elements, max_size=3),
+                                       max_size=1)),
+        del_elems=draw(st.dictionaries(st.sampled_from(SETS), st.frozensets(elements, max_size=2),
+                                       max_size=1)),
+        observed=draw(observed),
+    )
+
+
+ALL_NAMES = NAMES + COUNTERS + SETS
+all_attr_maps = st.dictionaries(st.sampled_from(ALL_NAMES), values, max_size=4)
 
 
 @st.composite
 def delta_for(draw: st.DrawFn, version: Version) -> ItemState:
-    kind = draw(st.sampled_from(["put", "update", "delete"]))
+    kind = draw(st.sampled_from(["put", "update", "delete", "update"]))
+    ext = draw(st.one_of(st.just(WriteExt()), exts()))
     if kind == "put":
-        return put_delta(draw(attr_maps), version)
+        return put_delta(draw(all_attr_maps), version, ext=ext._replace(
+            add={}, add_elems={}, del_elems={}))
     if kind == "delete":
-        return delete_delta(version)
-    setting = draw(attr_maps)
-    removing = draw(st.lists(st.sampled_from(NAMES), max_size=2))
-    return update_delta(setting, [n for n in removing if n not in setting], version)
+        return delete_delta(version, ext=ext._replace(add={}, add_elems={}, del_elems={}))
+    setting = draw(all_attr_maps)
+    removing = draw(st.lists(st.sampled_from(ALL_NAMES), max_size=2))
+    busy = {*ext.add, *ext.add_elems, *ext.del_elems}
+    setting = {n: x for n, x in setting.items() if n not in busy}
+    removing = [n for n in removing if n not in setting and n not in busy]
+    return update_delta(setting, removing, version, ext=ext)
 
 
 # distinct versions: the normal case
@@ -142,6 +187,7 @@ def test_any_order_converges_with_equal_versions(data: st.DataObject, ds: list[I
 @given(deltas())
 def test_last_writer_wins_per_attribute(ds: list[ItemState]) -> None:
     """The visible item is what replaying the deltas in version order gives."""
+    ds = [d for d in ds if not d.extra]  # plain registers only: counters and sets below
     by_version = sorted(ds, key=lambda d: max([d.cleared, *(e[0] for e in d.attrs.values())]))
     expected: dict[str, Any] = {}
     for d in by_version:
@@ -214,3 +260,93 @@ def test_tie_break_is_byte_exact(x: Any, y: Any, put: bool) -> None:
     make = put_delta if put else (lambda attrs, v: update_delta(attrs, [], v))
     a, b = make({"x": x}, (5, 1)), make({"x": y}, (5, 1))
     assert norm(m(a, b)) == norm(m(b, a))
+
+
+# -- counters and sets written by replicas that see each other's changes late ---------------
+
+REPLICAS = 3
+sim_ops = st.lists(
+    st.tuples(
+        st.integers(0, REPLICAS - 1),   # the writing replica
+        st.sampled_from(["add", "add", "add", "set", "remove", "put", "delete", "tag", "untag",
+                         "deliver", "deliver"]),
+        st.integers(-2, 3),             # amount / value / which delta to deliver
+    ),
+    max_size=25,
+)
+
+
+@given(sim_ops, st.randoms(use_true_random=False))
+def test_counters_count_every_add_with_observed_reset(
+    ops: list[tuple[int, str, int]], rnd: Any
+) -> None:
+    """Replicas writing on what they have seen converge; the counter is the oracle's:
+    the winning reset's value plus every ADD that reset had not seen; sets per element."""
+    local = [ItemState() for _ in range(REPLICAS)]
+    had: list[set[int]] = [set() for _ in range(REPLICAS)]   # delta ids merged per replica
+    log: list[tuple[ItemState, Version, str, int, frozenset[int], bool]] = []
+    hlc = 0
+    for r, kind, x in ops:
+        if kind == "deliver":
+            if log:
+                i = abs(x) % len(log)
+                local[r] = m(local[r], log[i][0])
+                had[r].add(i)
+            continue
+        hlc += 1
+        v = (hlc, r + 1)
+        state = local[r]
+        invisible = visible(state) is None
+        if kind == "put":
+            ext = plan_write(state, r + 1)
+            d = put_delta({"k": 1, "n": x}, v, ext=ext)
+        elif kind == "delete":
+            d = delete_delta(v, ext=plan_write(state, r + 1))
+        elif kind == "set":
+            d = update_delta({"k": 1, "n": x}, [], v, ext=plan_write(state, r + 1, reset=["n"]))
+        elif kind == "remove":
+            d = update_delta({"k": 1}, ["n"], v, ext=plan_write(state, r + 1, reset=["n"]))
+        elif kind == "add":
+            d = update_delta({"k": 1}, [], v, ext=plan_write(state, r + 1, add={"n": x}, reset=[]))
+        else:
+            el = {"tag": "add_elems", "untag": "del_elems"}[kind]
+            d = update_delta({"k": 1}, [], v, ext=plan_write(
+                state, r + 1, **{el: {"s": {f"e{x % 2}"}}}, reset=[]))
+        # a write on an item its writer sees as missing resets every counter it holds
+        resets = kind in ("put", "delete", "set", "remove") or (
+            invisible and "n" in counter_names(state))
+        log.append((d, v, kind, x, frozenset(had[r]), resets))
+        had[r].add(len(log) - 1)
+        local[r] = m(state, d)
+    # deliver everything everywhere, each replica in its own random order, with duplicates
+    finals = []
+    for r in range(REPLICAS):
+        seq = [e[0] for e in log] * 2
+        rnd.shuffle(seq)
+        state = local[r]
+        for d in seq:
+            state = m(state, d)
+        finals.append(state)
+    assert len({norm(f) for f in finals}) == 1
+    final = finals[0]
+    # the counter oracle
+    resets = [(i, e) for i, e in enumerate(log) if e[5]]
+    if resets:
+        _, (_, _, rkind, rx, rseen, _) = max(resets, key=lambda ie: ie[1][1])
+        base: Any = rx if rkind in ("put", "set") else ABSENT
+    else:
+        rseen, base = frozenset(), ABSENT
+    unseen = [e[3] for i, e in enumerate(log) if e[2] == "add" and i not in rseen]
+    expected: Any = base
+    if unseen:
+        expected = sum(unseen) + (0 if base is ABSENT else base)
+    assert attribute_value(final, "n") == expected
+    # the set oracle: per element, the last of its tag/untag and the clears (put, delete)
+    tags = set()
+    for e in ("e0", "e1"):
+        last = max((entry for entry in log if entry[2] in ("put", "delete")
+                    or (entry[2] in ("tag", "untag") and f"e{entry[3] % 2}" == e)),
+                   key=lambda entry: entry[1], default=None)
+        if last is not None and last[2] == "tag":
+            tags.add(e)
+    assert attribute_value(final, "s") == (tags or ABSENT)

@@ -57,18 +57,19 @@ def test_clock_after_remote_changes_then_local_writes(tmp_path: Path) -> None:
         assert a.position() == 5
 
 
-def test_format_1_store_is_upgraded_and_unknown_formats_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("old", [b"1", b"2"])
+def test_older_store_is_upgraded_and_unknown_formats_refused(tmp_path: Path, old: bytes) -> None:
     path = tmp_path / "s"
     with engine.open(path, region="r") as s:
         s.create_table("t", partition_key="k").put({"k": 1})
         env = s._e()
-        env.write(lambda txn: txn.put(b"format", b"1", db=env.meta))
+        env.write(lambda txn: txn.put(b"format", old, db=env.meta))
     with engine.open(path) as s:
         env = s._e()
-        assert env.read(lambda txn: txn.get(b"format", db=env.meta)) == b"2"
+        assert env.read(lambda txn: txn.get(b"format", db=env.meta)) == b"3"
         assert s.table("t").get(1) == {"k": 1}
-        env.write(lambda txn: txn.put(b"format", b"3", db=env.meta))
-    with pytest.raises(engine.ValidationError, match="format"):
+        env.write(lambda txn: txn.put(b"format", b"4", db=env.meta))
+    with pytest.raises(engine.ValidationError, match="format b'4' is not supported"):
         engine.open(path)
 
 

@@ -354,3 +354,41 @@ def test_integrity_check_finds_damage(store: engine.Store, orders: engine.Table)
     assert any("items without their entry" in p for p in report.problems)
     assert report.as_dict()["problems"] == report.problems
 
+
+
+def test_definitions_travel_in_snapshots(make_store: Any) -> None:
+    from replication.exchange import apply_segment, snapshot_segments
+    from replication.segment import decode_segment
+
+    a, b = make_store("a"), make_store("b")
+    ta = a.create_table("t", "id", indexes=[Index("by_g", "g", projection=["v"]),
+                                            Index("gone", "v")])
+    a.drop_index("t", "gone")
+    for i in range(10):
+        ta.put({"id": i, "g": i % 2, "v": i})
+    snap = a.snapshot()
+    assert sorted((d.index.name, d.dropped) for d in snap.indexes) == [
+        ("by_g", False), ("gone", True)]
+    for _, data in snapshot_segments(a, max_records=4):  # several parts: defs in part 0
+        apply_segment(b, decode_segment(data))
+    tb = b.table("t")
+    assert tb.indexes() == [Index("by_g", "g", projection=["v"])]
+    assert list(tb.query(1, index="by_g")) == list(ta.query(1, index="by_g"))
+    assert b.integrity_check().ok
+
+
+def test_bad_snapshot_index_definitions_merge_nothing(make_store: Any) -> None:
+    a, b = make_store("a"), make_store("b")
+    a.create_table("t", "id", indexes=[Index("by_g", "g")])
+    a.table("t").put({"id": 1, "g": "x"})
+    snap = a.snapshot()
+    good = snap.indexes[0]
+    before = b.digest()
+    for bad, message in ((["nope"], "not an IndexDef"), ("by_g", "iterable of IndexDef"),
+                         ([index_mod.snapshot_def("t", "x", Index("x", "g"), (1, -1))],
+                          "bad version")):
+        with pytest.raises(ValidationError, match=message):
+            b.merge_snapshot(snap.vv, snap.tables, snap.items(), bad)  # type: ignore[arg-type]
+        assert b.digest() == before and b.tables() == []
+    b.merge_snapshot(snap.vv, snap.tables, snap.items(), [good])
+    assert [i["id"] for i in b.table("t").query("x", index="by_g")] == [1]

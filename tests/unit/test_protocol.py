@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import struct
 from typing import Any
 
+import cbor2
 import pytest
 
 from engine.errors import AuthError, ForgottenNodeError, ProtocolError, ValidationError
@@ -161,7 +163,7 @@ async def handshake(c_secret: bytes | None, s_secret: bytes | None,
         if t.exception():
             raise t.exception()  # type: ignore[misc]
     assert w.c_writer.sent and b"s3cret" not in w.c_writer.sent + w.s_writer.sent
-    return client.result(), server.result()
+    return client.result()[0], server.result()[0]
 
 
 @pytest.mark.parametrize("secret", [None, b"s3cret"])
@@ -186,8 +188,8 @@ def test_proofs_are_role_bound() -> None:
     # (reflection): the role label is part of the MAC input.
     key, nc, ns = b"k", b"c" * 32, b"s" * 32
     ids = struct.pack(">QQ", 1, 2)
-    server = hmac.new(key, b"regiondb-net-v1 server" + nc + ns + ids, hashlib.sha256).digest()
-    client = hmac.new(key, b"regiondb-net-v1 client" + nc + ns + ids, hashlib.sha256).digest()
+    server = hmac.new(key, b"regiondb-net-v2 server" + nc + ns + ids, hashlib.sha256).digest()
+    client = hmac.new(key, b"regiondb-net-v2 client" + nc + ns + ids, hashlib.sha256).digest()
     assert server != client
 
 
@@ -219,3 +221,55 @@ def test_handshake_frames_are_small() -> None:
 
     with pytest.raises(ProtocolError, match="over the limit"):
         run(go())
+
+
+def test_v1_client_is_refused_with_a_clear_message() -> None:
+    async def go() -> None:
+        r = reader_with(encode_message(MsgType.HELLO, {
+            "proto": 1, "node": 1, "region": "x", "nonce": b"n" * 32,
+            "max_frame": 1 << 20, "mode": "live"}))
+        await server_handshake(r, Wire._Writer(asyncio.StreamReader()), hello(2), None,  # type: ignore[arg-type]
+                               timeout=1)
+
+    with pytest.raises(ProtocolError, match="protocol 1, an older regiondb .* upgrade the client"):
+        run(go())
+
+
+def test_client_hears_why_an_old_server_refuses() -> None:
+    # What a v1 server answers to a v2 HELLO; the client adds what it means.
+    async def go() -> None:
+        refusal = encode_message(MsgType.ERROR, {
+            "code": "protocol", "message": "client speaks protocol 2, this build 1"})
+        await client_handshake(reader_with(refusal), Wire._Writer(asyncio.StreamReader()),  # type: ignore[arg-type]
+                               hello(1), None, timeout=1)
+
+    with pytest.raises(ProtocolError, match="another protocol version"):
+        run(go())
+
+
+def test_tampered_hello_fails_the_first_tag() -> None:
+    # A man in the middle rewrites the client's max_frame in HELLO: proofs still verify (they
+    # cover nonces and ids), but the keys hash the transcript, so AUTH's tag does not.
+    async def go() -> None:
+        w = Wire()
+        orig = w.c_writer.write
+
+        def rewrite(data: bytes) -> None:
+            if data[4] == MsgType.HELLO:
+                fields = cbor2.loads(data[5:])
+                fields["max_frame"] = 1 << 30
+                data = encode_message(MsgType.HELLO, fields)
+            orig(data)
+
+        w.c_writer.write = rewrite  # type: ignore[method-assign]
+        client = asyncio.ensure_future(client_handshake(
+            w.c_reader, w.c_writer, hello(1), b"k", timeout=1))  # type: ignore[arg-type]
+        server = asyncio.ensure_future(server_handshake(
+            w.s_reader, w.s_writer, hello(2), b"k", timeout=1))  # type: ignore[arg-type]
+        with pytest.raises(ProtocolError, match="failed authentication"):
+            await server
+        client.cancel()
+        with contextlib.suppress(BaseException):
+            await client
+
+    run(go())

@@ -13,7 +13,8 @@ def test_all_is_pinned() -> None:
         "Conflict", "Error", "ForgottenNodeError", "Index", "IntegrityReport", "LogTruncated",
         "ManualClock",
         "ProtocolError", "RawChange", "SchemaError", "SegmentError", "Snapshot", "StorageError",
-        "Store", "StoreClosed", "Table", "TableDef", "TableNotFound", "ValidationError", "open",
+        "Store", "StoreClosed", "Table", "TableDef", "TableNotFound", "TransportBrokenError",
+        "TransportError", "TransportTimeoutError", "ValidationError", "open",
     ]
     for name in engine.__all__:
         assert hasattr(engine, name), name
@@ -28,6 +29,11 @@ def test_error_hierarchy() -> None:
         assert cls.__doc__, name
     assert issubclass(engine.ValidationError, ValueError)
     assert issubclass(engine.TableNotFound, KeyError)
+    assert issubclass(engine.TransportBrokenError, engine.TransportError)
+    assert issubclass(engine.TransportBrokenError, ConnectionError)
+    assert issubclass(engine.TransportTimeoutError, engine.TransportError)
+    assert issubclass(engine.TransportTimeoutError, TimeoutError)
+    assert issubclass(engine.TransportError, engine.Error)
 
 
 def test_contract_signatures() -> None:

@@ -152,7 +152,7 @@ def test_byte_layout() -> None:
     header, data = small_changes(False)
     assert data[:8] == SEGMENT_MAGIC
     version, header_len = struct.unpack_from(">HI", data, 8)
-    assert version == FORMAT_VERSION == 1
+    assert version == FORMAT_VERSION == 2
     header_map = cbor2.loads(data[14 : 14 + header_len])
     assert header_map == {
         "kind": "changes", "sender": A, "region": "eu", "ranges": {A: [1, 2], B: [4, 4]},
@@ -211,7 +211,24 @@ def test_wrong_magic() -> None:
 def test_future_version_is_named() -> None:
     _, data = small_changes()
     future = data[:8] + struct.pack(">H", 7) + data[10:]
-    refused(future, r"format version 7 not supported \(this build reads 1\)")
+    refused(future, r"format version 7 is newer than this build understands \(it reads 1 and 2\)"
+                    r": upgrade regiondb")
+    refused(data[:8] + struct.pack(">H", 0) + data[10:],
+            r"format version 0 not supported \(this build reads 1 and 2\)")
+
+
+def test_version_1_is_still_read_and_its_records_are_checked_as_version_1() -> None:
+    """Format 1 segments (older builds) decode; a TTL table record needs format 2."""
+    corpus = _corpus_module()
+    ttl_table = ("T", "t", "pk", None, 5, A, "expires", 6, A)
+    _, v2 = encode_segment(kind="snapshot", sender=A, region="eu", records=[ttl_table],
+                           vv={}, created_hlc=3)
+    segment = decode_segment(v2)
+    assert segment.version == 2 and segment.records == (ttl_table,)
+    v1 = corpus._reframe(v2, 1)
+    refused(v1, "a table record is \\('T', name, partition_key, sort_key, hlc, node\\)")
+    old = decode_segment((CORPUS / "v1-ok.seg").read_bytes())
+    assert old.version == 1 and old.header.record_count == 3
 
 
 def test_oversize_is_refused_before_anything_else() -> None:
@@ -264,8 +281,16 @@ def test_hostile_helper_builds_a_valid_segment() -> None:
          {"kind": "snapshot", "ranges": {}}, "defined twice"),
         ([["T", "t", "pk", 5, 1, 2], ["I", b"k", b""]], {"kind": "snapshot", "ranges": {}},
          "record 0 sort key must be a str"),
+        ([["Z", b"k", b""], ["I", b"k", b""]], {"kind": "snapshot", "ranges": {}},
+         "starts with 'T', 'I' or 'X'"),
         ([["X", b"k", b""], ["I", b"k", b""]], {"kind": "snapshot", "ranges": {}},
-         "starts with 'T' or 'I'"),
+         "an index record is"),
+        ([["X", "t", "i", "a", None, "SOME", 1, 2, False], ["I", b"k", b""]],
+         {"kind": "snapshot", "ranges": {}}, "projection must be"),
+        ([["X", "t", "i", "a", None, "ALL", 1, 2, True], ["I", b"k", b""]],
+         {"kind": "snapshot", "ranges": {}}, "a dropped index carries no definition"),
+        ([["X", "t", "i", "a", None, "ALL", 1, 2, 0], ["I", b"k", b""]],
+         {"kind": "snapshot", "ranges": {}}, "'dropped' is not a bool"),
         ([["I", "k", b""], ["I", b"k", b""]], {"kind": "snapshot", "ranges": {}},
          "record 0 key must be bytes"),
         ([["I", b"k", b""], ["I", b"j", b""]], {"kind": "snapshot"}, "snapshot segment has no"),
@@ -452,7 +477,7 @@ def test_corpus_files_are_current() -> None:
 @pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.seg")))
 def test_corpus(name: str) -> None:
     data = (CORPUS / name).read_bytes()
-    if name.startswith("v1-ok"):
+    if name.startswith(("v1-ok", "v2-ok")):
         segment = decode_segment(data, path=CORPUS / name)
         assert segment.header.record_count == len(segment.records) > 0
         return

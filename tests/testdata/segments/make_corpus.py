@@ -1,6 +1,7 @@
 """Regenerate the segment test corpus: ``python tests/testdata/segments/make_corpus.py``.
 
-Every file is deterministic. Files named ``v1-ok*`` must decode; every other file must be refused
+Every file is deterministic. Files named ``v1-ok*`` (format version 1, written by older builds)
+and ``v2-ok*`` (the current format) must decode; every other file must be refused
 with a :class:`~engine.errors.SegmentError` whose reason contains ``EXPECTED[name]``. The hostile
 files carry a *correct* checksum, so it is the bounded decoder or the consistency checks that
 catch them, not the checksum.
@@ -34,7 +35,8 @@ HLC = 0x0001_8F00_0000_0001
 EXPECTED: dict[str, str] = {
     "bad-checksum.seg": "checksum mismatch",
     "truncated.seg": "checksum mismatch",
-    "wrong-version.seg": "format version 2 not supported (this build reads 1)",
+    "wrong-version.seg": "format version 3 is newer than this build understands",
+    "version-zero.seg": "format version 0 not supported (this build reads 1 and 2)",
     "bad-magic.seg": "bad magic",
     "nested-bomb.seg": "nesting deeper than 32",
     "length-bomb.seg": "array length 4294967295 exceeds",
@@ -73,6 +75,14 @@ def _hostile(header: SegmentHeader, payload: bytes) -> bytes:
     return _frame(_header_to_cbor(header), payload)
 
 
+def _reframe(data: bytes, version: int) -> bytes:
+    """The same header and payload framed under another format version (checksum redone)."""
+    (header_len,) = struct.unpack_from(">I", data, 10)
+    (payload_len,) = struct.unpack_from(">I", data, 14 + header_len)
+    start = 18 + header_len
+    return _frame(data[14:14 + header_len], data[start:start + payload_len], version=version)
+
+
 def build_corpus() -> dict[str, bytes]:
     """Every corpus file by name."""
     _, ok = ok_changes()
@@ -82,20 +92,27 @@ def build_corpus() -> dict[str, bytes]:
                  ("I", b"\x01orders\x00c1\x00o1", cbor2.dumps({"total": 10}))],
         vv={SENDER: 7}, created_hlc=HLC + 1, compress=False,
     )  # fmt: skip
+    _, snapshot_ttl = encode_segment(
+        kind="snapshot", sender=SENDER, region="us-east-1",
+        records=[("T", "orders", "customer_id", "order_id", HLC, SENDER, "expires", HLC, SENDER),
+                 ("I", b"\x01orders\x00c1\x00o1", cbor2.dumps({"total": 10}))],
+        vv={SENDER: 7}, created_hlc=HLC + 2, compress=False,
+    )  # fmt: skip
     body = bytearray(ok)
     body[len(body) // 2] ^= 0x01
-    wrong_version = bytearray(ok)
-    struct.pack_into(">H", wrong_version, 8, 2)
     bad_magic = b"\x89NOTASEG" + ok[8:]
     txn = b"\xa0"
     one = [ORIGIN, 1, txn]
     nested = b"\x81" * 40 + b"\x01"
     return {
-        "v1-ok.seg": ok,
-        "v1-ok-snapshot.seg": snapshot,
+        "v1-ok.seg": _reframe(ok, 1),
+        "v1-ok-snapshot.seg": _reframe(snapshot, 1),
+        "v2-ok.seg": ok,
+        "v2-ok-snapshot.seg": snapshot_ttl,
         "bad-checksum.seg": bytes(body),
         "truncated.seg": ok[: len(ok) - 10],
-        "wrong-version.seg": bytes(wrong_version),
+        "wrong-version.seg": _reframe(ok, 3),
+        "version-zero.seg": _reframe(ok, 0),
         "bad-magic.seg": bad_magic,
         "nested-bomb.seg": _hostile(_changes_header(), b"\x83" + nested + b"\x01\x01"),
         "length-bomb.seg": _hostile(_changes_header(), b"\x9a\xff\xff\xff\xff" + cbor2.dumps(one)),

@@ -1,0 +1,231 @@
+"""Lineage: noticing that this store reused sequence numbers of its own id, and recovering.
+
+A store restored from a backup (``cp backup/data.mdb store/`` keeps the inode, so the copy
+check of :func:`engine.store.open` cannot see it), or a ``durable=False`` store that lost its
+last commits to a power loss, goes back in time: it issues seqs of its own id that its peers
+already hold with other content. Peers skip them as known; both sides end with equal version
+vectors and different data, for ever.
+
+Detection needs one value per origin beyond the vv: the HLC of the entry at each vv position
+(:func:`tips`). At its first contact with a peer a node compares (:func:`divergence`): the peer
+holding more of our own origin than we ever wrote here, or a different entry (another HLC) at
+the peer's position of our origin, means our log forked from what the world holds.
+
+Recovery (:func:`reidentify`), in one write transaction: the node stops writing under that id
+and takes a new one; the old id becomes an ordinary remote origin whose vv entry goes back to
+its log floor, so the peer sends back everything it holds of it (the entries lost here are
+*taken back* and merged); our own entries above the floor are moved out of the log into the
+``reissue`` meta record. :func:`reissue_pending` compares each with the entry the peer sends
+for the same seq: equal ones were written before the backup and are dropped; the others —
+local writes that collided, or that no peer ever had — are written again as new local writes
+under the new id, so nothing is lost. Both steps are logged and recorded (``lineage`` meta
+record) for ``regiondb status``.
+
+Other processes with the store open keep the old id in memory until they reopen: re-identify
+with the store open in one process only (``regiondb restore`` does it up front, offline).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from . import codec
+from .changelog import _txn_hlc, floor_seq, read_clock, version_vector, vv_hlcs, write_clock
+from .env import Env, Txn
+from .errors import SchemaError
+from .keys import decode_key
+from .layout import LOGHDR, META_IDENT, META_LINEAGE, META_REISSUE, U64, U64x2
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["divergence", "lineage_events", "pending_reissues", "reidentify", "reissue_pending",
+           "tips"]
+
+log = logging.getLogger(__name__)
+
+_MAX_EVENTS = 32
+
+
+def _hlc_at(txn: Txn, env: Env, origin: int, seq: int) -> int | None:
+    """The HLC of ``origin``'s entry ``seq`` if the log holds it."""
+    pkey = txn.get(U64x2.pack(origin, seq), db=env.index)
+    if pkey is None:
+        return None
+    value = txn.get(pkey, db=env.log)
+    return None if value is None else _txn_hlc(value, LOGHDR.size)
+
+
+def _entry(txn: Txn, *, env: Env, origin: int, seq: int) -> bytes | None:
+    pkey = txn.get(U64x2.pack(origin, seq), db=env.index)
+    value = None if pkey is None else txn.get(pkey, db=env.log)
+    if value is None:
+        return None
+    n = LOGHDR.unpack_from(value)[2]
+    return bytes(value[LOGHDR.size:LOGHDR.size + n])
+
+
+def tips(store: Store) -> dict[int, int]:
+    """Per origin, the HLC of the entry at its vv position (where known): the store's
+    :func:`engine.changelog.vv_hlcs`, the one home of that value."""
+    return vv_hlcs(store)[1]
+
+
+def divergence(store: Store, peer_vv: Mapping[int, int], peer_tips: Mapping[int, int]) -> str | None:
+    """Why this store's own log forked from a peer's view of it, or ``None`` if it did not."""
+    me = store.node_id
+    p = peer_vv.get(me, 0)
+    if not p:
+        return None
+    env = store._e()
+
+    def run(txn: Txn) -> str | None:
+        seq = read_clock(txn, env)[1]
+        if p > seq:
+            return (f"the peer holds seqs up to {p} of this node's id {me:016x}, but this store "
+                    f"wrote only {seq}: it was restored from a backup or lost commits")
+        want = peer_tips.get(me)
+        have = _hlc_at(txn, env, me, p)
+        if want is None or have is None or want == have:
+            return None
+        return (f"the peer holds a different change under seq {p} of this node's id {me:016x}: "
+                "this store reissued sequence numbers (restored from a backup or lost commits)")
+
+    return env.read(run)
+
+
+def reidentify(store: Store, reason: str) -> int:
+    """Stop writing under this id: take a new one, give the old one's entries back to its
+    peers' copies (module docstring). Returns the new node id."""
+    env = store._e()
+    old = store.node_id
+    wall = store._wall()
+
+    def run(txn: Txn) -> int:
+        node, region, dev, ino = codec.loads(txn.get(META_IDENT, db=env.meta))
+        if node != old:
+            return int(node)  # another process re-identified it meanwhile
+        hlc, seq, pos = read_clock(txn, env)
+        raw_floor = txn.get(U64.pack(old), db=env.floors)
+        floor = min(floor_seq(raw_floor) if raw_floor else 0, seq)
+        moved: list[list[Any]] = []
+        for s in range(floor + 1, seq + 1):
+            key = U64x2.pack(old, s)
+            pkey = txn.get(key, db=env.index)
+            if pkey is None:
+                continue
+            value = txn.get(pkey, db=env.log)
+            if value is not None:
+                n = LOGHDR.unpack_from(value)[2]
+                moved.append([s, bytes(value[LOGHDR.size:LOGHDR.size + n])])
+                txn.delete(pkey, db=env.log)
+            txn.delete(key, db=env.index)
+        if floor:
+            txn.put(U64.pack(old), U64.pack(floor), db=env.vv)
+        if moved:
+            raw = txn.get(META_REISSUE, db=env.meta)
+            pending = codec.loads(raw) if raw else []
+            pending.append([old, moved])
+            txn.put(META_REISSUE, codec.dumps(pending), db=env.meta)
+        new = secrets.randbits(64) or 1
+        txn.put(META_IDENT, codec.dumps([new, region, dev, ino]), db=env.meta)
+        write_clock(txn, env, hlc, 0, pos)
+        raw = txn.get(META_LINEAGE, db=env.meta)
+        events = (codec.loads(raw) if raw else [])[-(_MAX_EVENTS - 1):]
+        events.append([old, new, wall, reason[:300]])
+        txn.put(META_LINEAGE, codec.dumps(events), db=env.meta)
+        log.error("store %s: %s; it stops writing as node %016x and is now node %016x (%d of "
+                  "its writes set aside to compare and re-issue)", store.path, reason, old, new,
+                  len(moved))
+        return new
+
+    new = env.write(run)
+    store._adopt_identity(new)
+    return new
+
+
+def pending_reissues(store: Store) -> int:
+    """How many set-aside writes still wait to be compared with a peer's copy."""
+    env = store._e()
+    raw = env.read(lambda txn: txn.get(META_REISSUE, db=env.meta))
+    return sum(len(entries) for _, entries in codec.loads(raw)) if raw else 0
+
+
+def lineage_events(store: Store) -> list[dict[str, Any]]:
+    """Re-identifications of this store, oldest first (for ``regiondb status``)."""
+    env = store._e()
+    raw = env.read(lambda txn: txn.get(META_LINEAGE, db=env.meta))
+    return [{"old": o, "new": n, "at_ms": at, "reason": why}
+            for o, n, at, why in (codec.loads(raw) if raw else [])]
+
+
+def reissue_pending(store: Store, peer_vv: Mapping[int, int] | None = None) -> int:
+    """Compare set-aside writes with what arrived of their old origin; re-issue the ones that
+    differ (or that the peer, whose vv is ``peer_vv``, never had). Returns how many."""
+    env = store._e()
+    raw = env.read(lambda txn: txn.get(META_REISSUE, db=env.meta))
+    if not raw:
+        return 0
+    vv = version_vector(store)
+    keep: list[list[Any]] = []
+    todo: list[bytes] = []
+    for old, entries in codec.loads(raw):
+        have = vv.get(old, 0)
+        beyond = None if peer_vv is None else peer_vv.get(old, 0)
+        rest = []
+        for s, txn_bytes in entries:
+            if s <= have:
+                theirs = env.read(partial(_entry, env=env, origin=old, seq=s))
+                if theirs != txn_bytes:
+                    todo.append(txn_bytes)  # collided (or covered only by a snapshot)
+            elif beyond is not None and s > beyond:
+                todo.append(txn_bytes)  # the peer never had this seq: nothing to compare
+            else:
+                rest.append([s, txn_bytes])
+        if rest:
+            keep.append([old, rest])
+    for txn_bytes in todo:
+        _reissue(store, txn_bytes)
+    def save(txn: Txn) -> None:
+        if keep:
+            txn.put(META_REISSUE, codec.dumps(keep), db=env.meta)
+        else:
+            txn.delete(META_REISSUE, db=env.meta)
+
+    if keep != codec.loads(raw):
+        env.write(save)
+    if todo:
+        log.warning("store %s: re-issued %d writes that collided under its old node id",
+                    store.path, len(todo))
+    return len(todo)
+
+
+def _reissue(store: Store, txn_bytes: bytes) -> None:
+    """Write one set-aside transaction again, as a new local write (atomically)."""
+    _, ops = codec.decode_txn(txn_bytes, trusted=True)
+    items = [op for op in ops if op.kind != "T"]
+    for op in ops:
+        if op.kind == "T":
+            try:
+                store.create_table(op.table, op.attrs["partition_key"], op.attrs["sort_key"])
+            except SchemaError as exc:
+                log.warning("re-issue of table %r skipped: %s", op.table, exc)
+    if not items:
+        return
+    with store.batch() as b:
+        for op in items:
+            table = store.table(op.table)
+            _, values = decode_key(op.key)
+            pk, sk = values[0], values[1] if len(values) > 1 else None
+            if op.kind == "P":
+                b.put(table, dict(op.attrs))
+            elif op.kind == "U":
+                keys = {table.partition_key, table.sort_key}
+                b.update(table, pk, sk, set={k: v for k, v in op.attrs.items() if k not in keys},
+                         remove=list(op.remove))
+            else:
+                b.delete(table, pk, sk)
