@@ -258,3 +258,13 @@ def import_changes(
     if report.rejected and report.rejected[0].error is not None:
         raise report.rejected[0].error
     return report
+
+
+def __getattr__(name: str) -> object:
+    """``sync_dir``, ``SyncReport`` and ``read_state`` moved to :mod:`replication.mailbox`;
+    importing them from here still works (lazily: the mailbox builds on this module)."""
+    if name in ("sync_dir", "SyncReport", "read_state"):
+        from . import mailbox
+
+        return getattr(mailbox, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
