@@ -26,6 +26,7 @@ from .errors import (
     StorageError,
     StoreClosed,
     TableNotFound,
+    TransactionCanceled,
     TransportBrokenError,
     TransportError,
     TransportTimeoutError,
@@ -33,6 +34,7 @@ from .errors import (
 )
 from .index import Index
 from .integrity import IntegrityReport
+from .pages import Page
 from .store import Snapshot, Store, TableDef, open
 from .table import Batch, Table
 
@@ -50,6 +52,7 @@ __all__ = [
     "IntegrityReport",
     "LogTruncated",
     "ManualClock",
+    "Page",
     "ProtocolError",
     "RawChange",
     "SchemaError",
@@ -61,6 +64,7 @@ __all__ = [
     "Table",
     "TableDef",
     "TableNotFound",
+    "TransactionCanceled",
     "TransportBrokenError",
     "TransportError",
     "TransportTimeoutError",

@@ -7,6 +7,8 @@ bad input guarantee that nothing was written.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthError",
     "ClockSkewError",
@@ -20,6 +22,7 @@ __all__ = [
     "StorageError",
     "StoreClosed",
     "TableNotFound",
+    "TransactionCanceled",
     "TransportBrokenError",
     "TransportError",
     "TransportTimeoutError",
@@ -60,7 +63,37 @@ class SchemaError(Error):
 
 
 class ConditionFailed(Error):
-    """Raised when a write's ``condition`` returned false; nothing was written."""
+    """Raised when a write's ``condition`` returned false; nothing was written.
+
+    :ivar item: the item as it was when the condition was evaluated (``None`` if missing),
+        as DynamoDB's ``ReturnValuesOnConditionCheckFailure=ALL_OLD`` gives it.
+    """
+
+    def __init__(self, message: str, *, item: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.item = item
+
+
+class TransactionCanceled(ConditionFailed):
+    """Raised when a condition of a batch (a transaction) failed; nothing was written.
+
+    :ivar failed: indexes of the ops whose condition failed, in op order.
+    :ivar reasons: one entry per op, ``"ConditionalCheckFailed"`` or ``None`` (DynamoDB's
+        CancellationReasons).
+    :ivar items: per failed op (same order as ``failed``), the item as it was.
+    :ivar item: the first failed op's item.
+    """
+
+    def __init__(self, ops: int, failures: list[tuple[int, ConditionFailed]]) -> None:
+        self.failed = [i for i, _ in failures]
+        self.items = [f.item for _, f in failures]
+        self.reasons: list[str | None] = [None] * ops
+        for i in self.failed:
+            self.reasons[i] = "ConditionalCheckFailed"
+        detail = "; ".join(f"op {i}: {f}" for i, f in failures)
+        super().__init__(f"Transaction cancelled, please refer cancellation reasons for "
+                         f"specific reasons [{', '.join(r or 'None' for r in self.reasons)}]: "
+                         f"{detail}", item=self.items[0] if self.items else None)
 
 
 class ClockSkewError(Error):

@@ -127,7 +127,7 @@ def maintain_table(txn: Txn, env: Env, table: str, key: bytes,
                    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> None:
     """:func:`maintain` for a merged (non-local) change, looking the definitions up itself.
 
-    The hook for paths that change a visible item outside ``_commit_local`` and
+    The hook for paths that change a visible item outside :mod:`engine.writepath` and
     ``apply_changes`` (TTL deletes, snapshot merges, table deletion).
     """
     defs = active_defs(txn, env, table)
@@ -172,8 +172,8 @@ def _step(txn: Txn, env: Env, table: str, name: str, chunk: int) -> tuple[bool, 
         more = ok and bytes(cur.key()).startswith(d.prefix)
         if not more:
             phase = "ready" if d.dropped else "fill"
-            replace_def(txn, env, table, make_def(table, d.index, d.version, d.dropped, d.table_pk,
-                                            d.table_sk, phase, None))
+            replace_def(txn, env, table, make_def(table, d.index, d.version, d.dropped,
+                                                  d.table_pk, d.table_sk, phase, None))
         return False, n, "clear"
     tprefix = table_prefix(table)
     cur = txn.cursor(db=env.items)
@@ -197,8 +197,8 @@ def _step(txn: Txn, env: Env, table: str, name: str, chunk: int) -> tuple[bool, 
         ok = cur.next()
     more = ok and bytes(cur.key()).startswith(tprefix)
     replace_def(txn, env, table, make_def(table, d.index, d.version, d.dropped, d.table_pk,
-                                    d.table_sk, "fill" if more else "ready",
-                                    last if more else None))
+                                          d.table_sk, "fill" if more else "ready",
+                                          last if more else None))
     return not more, n, "fill"
 
 

@@ -99,7 +99,8 @@ class IndexDef:
 
 
 def make_def(table: str, ix: Index, version: Version, dropped: bool, tpk: str, tsk: str | None,
-          phase: str, resume: bytes | None) -> IndexDef:
+             phase: str, resume: bytes | None) -> IndexDef:
+    """An :class:`IndexDef` with its key prefix computed."""
     tprefix = table_prefix(table)
     return IndexDef(table, ix, version, dropped, tpk, tsk, phase, resume,
                     tprefix + encode_value(ix.name, "index name"), len(tprefix))
@@ -124,6 +125,7 @@ _PARSED: dict[tuple[str, bytes], tuple[IndexDef, ...]] = {}
 
 
 def parse_defs(table: str, raw: bytes) -> tuple[IndexDef, ...]:
+    """The definitions of one ``idxdefs`` record (cached by its bytes)."""
     got = _PARSED.get((table, raw))
     if got is not None:
         return got
@@ -177,6 +179,7 @@ def _save_defs(txn: Txn, env: Env, table: str, defs: Iterable[IndexDef]) -> None
 
 
 def replace_def(txn: Txn, env: Env, table: str, new: IndexDef) -> None:
+    """Store ``new`` in place of the definition of the same name (kept sorted by name)."""
     defs = [d for d in load_defs(txn, env, table) if d.index.name != new.index.name]
     defs.append(new)
     defs.sort(key=lambda d: d.index.name)
@@ -184,6 +187,7 @@ def replace_def(txn: Txn, env: Env, table: str, new: IndexDef) -> None:
 
 
 def same_spec(a: Index, b: Index) -> bool:
+    """Whether two definitions index the same way (their names aside)."""
     return (a.partition_key, a.sort_key, a.projection) == (b.partition_key, b.sort_key,
                                                           b.projection)
 
@@ -223,6 +227,7 @@ def merge_def(txn: Txn, env: Env, table: str, ix: Index | None, name: str, v: Ve
 
 
 def tombstone_index(name: str) -> Index:
+    """The stand-in definition of a drop whose create this store never saw (no keys)."""
     ix = Index(name, "?")
     object.__setattr__(ix, "partition_key", "")
     return ix

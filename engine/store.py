@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import apply, changelog, codec, retention, ttl
+from . import apply, changelog, codec, retention, schema, ttl, writepath
 from . import index as index_mod
 from .changelog import append, read_clock, write_clock
 from .changes import (
@@ -42,13 +42,11 @@ from .changes import (
 from .clock import BOTTOM, DEFAULT_MAX_OFFSET_MS, physical_ms, system_wall_ms, tick, tick_local
 from .env import DEFAULT_MAP_SIZE, Env, Txn, acquire, release
 from .errors import (
-    ConditionFailed,
     SchemaError,
     StoreClosed,
     TableNotFound,
     ValidationError,
 )
-from .item import delete_delta, max_version, merge, put_delta, update_delta, visible
 from .layout import (
     FORMAT,
     META_FORMAT,
@@ -71,14 +69,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CONFLICTS = 10_000
 
 _REGION = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-
-
-def _check_item_size(size: int, op: Any) -> None:
-    if size > codec.MAX_ITEM_BYTES:
-        raise ValidationError(
-            f"item {op.tdef.name} {op.key_values} would be {size} bytes stored; "
-            f"the limit is {codec.MAX_ITEM_BYTES}"
-        )
 
 
 class Store:
@@ -196,7 +186,7 @@ class Store:
 
         def run(txn: Txn) -> tuple[TableDef, int | None]:
             raw = txn.get(name.encode(), db=env.tables)
-            if raw is not None:
+            if raw is not None and not schema.is_tombstone(raw):  # a deleted one: created anew
                 existing = decode_table_def(name, raw)
                 if (existing.partition_key, existing.sort_key) != (partition_key, sort_key):
                     raise SchemaError(
@@ -265,6 +255,15 @@ class Store:
         """
         index_mod.drop(self, table, name)
 
+    def delete_table(self, name: str) -> None:
+        """Remove table ``name``, its items and its indexes, on every replica (a replicated
+        change, like :meth:`create_table`). A table created again under the name is a new
+        table: changes of the old one that arrive late are dropped (:mod:`engine.schema`).
+
+        :raises TableNotFound: if there is no such table.
+        """
+        schema.delete_table(self, name)
+
     def _table_def(self, name: str) -> TableDef:
         tdef = self._tables.get(name)
         if tdef is None:
@@ -272,7 +271,7 @@ class Store:
                 raise ValidationError(f"table name must be a string, not {name!r}")
             env = self._e()
             raw = env.read(lambda txn: txn.get(name.encode(), db=env.tables))
-            if raw is None:
+            if raw is None or schema.is_tombstone(raw):
                 raise TableNotFound(f"table {name!r} does not exist in {self.path}")
             tdef = self._tables[name] = decode_table_def(name, raw)
         return tdef
@@ -289,7 +288,8 @@ class Store:
         env = self._e()
 
         def run(txn: Txn) -> list[str]:
-            return [bytes(k).decode() for k in txn.cursor(db=env.tables).iternext(values=False)]
+            return [bytes(k).decode() for k, v in txn.cursor(db=env.tables)
+                    if not schema.is_tombstone(v)]
 
         return env.read(run)
 
@@ -299,7 +299,8 @@ class Store:
 
         def run(txn: Txn) -> list[TableDef]:
             cur = txn.cursor(db=env.tables)
-            return [decode_table_def(bytes(k).decode(), bytes(v)) for k, v in cur]
+            return [decode_table_def(bytes(k).decode(), bytes(v)) for k, v in cur
+                    if not schema.is_tombstone(v)]
 
         return env.read(run)
 
@@ -312,108 +313,37 @@ class Store:
 
     # -- the local write path ----------------------------------------------------------
 
-    def _commit_local(self, ops: Sequence[Any]) -> list[dict[str, Any] | None]:
-        """Apply pending item operations (``engine.table._Op``, from Table or Batch) as one
-        transaction; return each op's new visible item.
+    def _commit_local(self, ops: Sequence[Any], *, transaction: bool = False
+                      ) -> list[dict[str, Any] | None]:
+        """Apply pending item operations (``engine.writepath.WriteOp``, from Table or Batch) as
+        one transaction; return what each op returns (:func:`engine.writepath.commit_local`).
         """
+        return writepath.commit_local(self, ops, transaction=transaction)
+
+    def get_many(self, keys: Iterable[Sequence[Any]]) -> list[dict[str, Any] | None]:
+        """Several items read in one snapshot (DynamoDB's TransactGetItems).
+
+        :param keys: ``(table, pk)`` or ``(table, pk, sk)`` tuples; ``table`` a name or Table.
+        :returns: the items (``None`` where missing), in the order asked.
+        """
+        from .table import Table
+
+        wanted: list[bytes] = []
+        for k in keys:
+            if not isinstance(k, (tuple, list)) or len(k) not in (2, 3):
+                raise ValidationError(f"get_many takes (table, pk[, sk]) tuples, not {k!r}")
+            t = k[0] if isinstance(k[0], Table) else self.table(k[0])
+            wanted.append(t._key(k[1], k[2] if len(k) == 3 else None)[0])
         env = self._e()
-        node = self.node_id
-        order = codec.canonical
 
-        def run(txn: Txn) -> tuple[list[dict[str, Any] | None], int]:
-            hlc, seq, pos = read_clock(txn, env)
-            hlc = tick_local(hlc, self._wall(), self.max_offset_ms)
-            v = (hlc, node)
-            wire: list[bytes] = []
-            images: list[Any] = []
-            results: list[dict[str, Any] | None] = []
-            items_db = env.items
-            get, put = txn.get, txn.put
-            puts = codec.PutEncoder(v)
-            dumps = codec.dumps
-            max_item = codec.MAX_ITEM_BYTES
-            ixdefs: dict[str, tuple[index_mod.IndexDef, ...]] = {}
-            maintain = index_mod.maintain
-            for op in ops:
-                kind, tdef, key, _, attrs, remove, condition = op
-                ix = ixdefs.get(tdef.name)
-                if ix is None:  # the table's indexes: one get per table and transaction
-                    ix = ixdefs[tdef.name] = index_mod.active_defs(txn, env, tdef.name)
-                state = attrs_cbor = None
-                stored = False
-                if kind == "P" and condition is None:
-                    # A blind put needs only the largest version held (its ``seen``), not the
-                    # whole state; a new item takes one descent of the tree, no get first.
-                    attrs_cbor = dumps(attrs)  # encoded once, spliced into state and log
-                    if len(attrs_cbor) > max_item:
-                        _check_item_size(len(attrs_cbor), op)
-                    stored = put(key, puts.state(attrs_cbor, BOTTOM), db=items_db,
-                                 overwrite=False)
-                    raw = None if stored else get(key, db=items_db)
-                    seen = BOTTOM if raw is None else codec.max_version_raw(raw)
-                else:
-                    raw = get(key, db=items_db)
-                    state = codec.decode_state(raw) if raw is not None else None
-                    if condition is not None and not condition(visible(state)):
-                        raise ConditionFailed(
-                            f"condition failed for {tdef.name} {op.key_values}; nothing written"
-                        )
-                    seen = max_version(state)
-                table = tdef.name
-                # v is above every version held (the clock observes all it applies), so a put
-                # or delete replaces the state outright; only an update merges.
-                if kind == "P" and seen < v:
-                    if attrs_cbor is None:
-                        attrs_cbor = dumps(attrs)
-                        if len(attrs_cbor) > max_item:
-                            _check_item_size(len(attrs_cbor), op)
-                    if not stored:
-                        put(key, puts.state(attrs_cbor, seen), db=items_db)
-                    if ix:
-                        old = visible(state) if state is not None else (
-                            None if raw is None else codec.visible_from_raw(raw))
-                        maintain(txn, env, ix, key, old, attrs, attrs)
-                    wire.append(puts.op(table, key, attrs_cbor, seen))
-                    results.append(attrs)
-                    images.append(True)
-                    continue
-                if state is None and raw is not None:
-                    state = codec.decode_state(raw)
-                if kind == "P":
-                    delta = put_delta(attrs, v, seen)
-                    wire.append(dumps(["P", table, key, attrs, seen[0], seen[1]]))
-                elif kind == "U":
-                    delta = update_delta(attrs, remove, v, seen)
-                    wire.append(dumps(["U", table, key, attrs, list(remove), seen[0], seen[1]]))
-                else:
-                    delta = delete_delta(v, seen)
-                    wire.append(dumps(["D", table, key, seen[0], seen[1]]))
-                if state is None or (kind == "D" and seen < v):
-                    new = delta
-                else:
-                    new = merge(state, delta, order)
-                encoded = codec.encode_state(new)
-                _check_item_size(len(encoded), op)
-                put(key, encoded, db=items_db)
-                image = visible(new)
-                if ix:
-                    maintain(txn, env, ix, key, visible(state), image,
-                             attrs if kind != "D" else None)
-                results.append(image)
-                images.append(True if kind == "P" and image == attrs else image)
-            txn_bytes = codec.encode_txn_parts(hlc, wire)
-            if len(txn_bytes) > codec.MAX_TXN_BYTES:
-                raise ValidationError(
-                    f"transaction of {len(txn_bytes)} bytes is over the {codec.MAX_TXN_BYTES} a "
-                    "log entry may hold (it could never replicate): split the batch"
-                )
-            # no clock record write: this entry, the log's last, now carries hlc and seq
-            pos = append(txn, env, node, seq + 1, txn_bytes, images, pos)
-            return results, pos
+        def run(txn: Txn) -> list[dict[str, Any] | None]:
+            out = []
+            for key in wanted:
+                raw = txn.get(key, db=env.items)
+                out.append(None if raw is None else codec.visible_from_raw(raw))
+            return out
 
-        results, pos = env.write(run)
-        self._notify(pos)
-        return results
+        return env.read(run)
 
     # -- change log, feed and version vector (engine.changelog) ------------------------
 
@@ -570,6 +500,8 @@ class Store:
             h = hashlib.sha256()
             for k, v in txn.cursor(db=env.tables):
                 row = codec.loads(v)
+                if row[0] is None:  # a deleted table (tombstone) is not visible state
+                    continue
                 ttl = [row[4]] if len(row) == 7 and row[4] is not None else []
                 h.update(codec.canonical(["T", bytes(k), row[0], row[1], *ttl]))
             for k, v in txn.cursor(db=env.items):

@@ -113,11 +113,28 @@ def item_key(args: argparse.Namespace) -> tuple[Any, Any]:
     return pk, sk
 
 
-def write_condition(args: argparse.Namespace) -> Condition | None:
-    """``--if-exists``, ``--if-not-exists`` and ``--if JSON`` as one write condition."""
+def placeholders(args: argparse.Namespace) -> dict[str, Any]:
+    """``--names JSON`` and ``--values JSON`` as ``names=``/``values=`` keyword arguments."""
+    out: dict[str, Any] = {}
+    for flag in ("names", "values"):
+        text = getattr(args, flag, None)
+        if text is not None:
+            out[flag] = object_arg(text, f"--{flag}")
+    return out
+
+
+def write_condition(args: argparse.Namespace) -> Condition | str | None:
+    """``--condition EXPR`` (a ConditionExpression), or ``--if-exists``, ``--if-not-exists``
+    and ``--if JSON`` as one write condition."""
     exists = getattr(args, "if_exists", False)
     absent = getattr(args, "if_not_exists", False)
     match = getattr(args, "if_match", None)
+    expression = getattr(args, "condition", None)
+    if expression is not None:
+        if exists or absent or match is not None:
+            raise UsageError("--condition cannot be combined with --if-exists, "
+                             "--if-not-exists or --if")
+        return str(expression)
     if absent and (exists or match is not None):
         raise UsageError("--if-not-exists cannot be combined with --if-exists or --if")
     expected = object_arg(match, "--if") if match is not None else None

@@ -28,7 +28,7 @@ from .output import PROG, SERVE_STATUS, hex_id, plain, vv_json
 if TYPE_CHECKING:
     from replication.jetstream import Replicator
 
-__all__ = ["add_args", "cmd_serve_nats", "fleet_rows", "start"]
+__all__ = ["add_args", "cmd_serve_nats", "fleet_rows", "start", "status_fields"]
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -89,6 +89,14 @@ def start(store: Any, args: argparse.Namespace) -> Replicator | None:
     return rep.start()
 
 
+def status_fields(rep: Replicator | None) -> dict[str, Any]:
+    """What ``serve-status.json`` says of the NATS link (read by ``regiondb status``)."""
+    if rep is None:
+        return {}
+    return {"nats": list(rep.servers), "cluster": rep.names.cluster,
+            "nats_connected": rep.stats.connected, "nats_error": rep.stats.last_error}
+
+
 def fleet_rows(rep: Replicator | None) -> list[dict[str, Any]]:
     """The members of the cluster as ``serve`` status rows (the shape of socket peers)."""
     if rep is None:
@@ -126,9 +134,8 @@ def cmd_serve_nats(args: argparse.Namespace) -> int:
                 next_log = time.monotonic() + args.status_interval
                 while not stop.wait(1.0):
                     rows = fleet_rows(rep)
-                    info = {"pid": os.getpid(), "nats": args.nats, "cluster": args.cluster,
-                            "updated": time.time(), "peers": rows,
-                            "vv": vv_json(store.version_vector())}
+                    info = {"pid": os.getpid(), **status_fields(rep), "updated": time.time(),
+                            "peers": rows, "vv": vv_json(store.version_vector())}
                     with contextlib.suppress(OSError):
                         write_atomic(status_path, json.dumps(plain(info)).encode())
                     if args.status_interval and time.monotonic() >= next_log:

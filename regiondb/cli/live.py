@@ -220,7 +220,8 @@ def _serve_loop(store: engine.Store, rep: Replicator | None, address: tuple[str,
         stats = store.stats()
         info = {"pid": os.getpid(), "pid_started": process_started(os.getpid()),
                 "address": list(address), "peers_configured": peers,
-                "updated": time.time(), "peers": rows, "vv": vv_json(store.version_vector())}
+                "updated": time.time(), "peers": rows, "vv": vv_json(store.version_vector()),
+                **fleet.status_fields(nats_rep)}
         with contextlib.suppress(OSError):  # a full disk must not stop replication
             write_atomic(status_path, json.dumps(plain(info)).encode())
         if now >= next_log or stop.is_set():

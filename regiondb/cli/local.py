@@ -4,8 +4,8 @@ the change feed, conflicts, forgetting a dead node. No network and no other repl
 from __future__ import annotations
 
 import argparse
-import shutil
 import itertools
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,6 +23,7 @@ from .args import (
     key_arg,
     object_arg,
     open_store,
+    placeholders,
     write_condition,
 )
 from .output import emit, hex_id, key_dict, key_text, write_line
@@ -77,7 +78,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 
 def _put_many(store: engine.Store, table: engine.Table, lines: TextIO,
-              condition: Condition | None) -> int:
+              condition: Condition | str | None, exprs: dict[str, Any]) -> int:
     """``put DIR TABLE -``: one item per line, committed in batches of up to ``_BATCH``; an
     item whose key is already in the batch starts a new one, so later lines win."""
     n = 0
@@ -87,7 +88,7 @@ def _put_many(store: engine.Store, table: engine.Table, lines: TextIO,
     def flush() -> None:
         with store.batch() as b:
             for item in pending:
-                b.put(table, item, condition=condition)
+                b.put(table, item, condition=condition, **exprs)
         pending.clear()
         keys.clear()
 
@@ -112,17 +113,18 @@ def _put_many(store: engine.Store, table: engine.Table, lines: TextIO,
 def cmd_put(args: argparse.Namespace) -> int:
     """``put DIR TABLE ITEM``: create or replace one item, or many from stdin (``-``)."""
     condition = write_condition(args)
+    exprs = placeholders(args)
     with open_store(args) as store:
         table = store.table(args.table)
         if args.item == "-":
-            n = _put_many(store, table, sys.stdin, condition)
+            n = _put_many(store, table, sys.stdin, condition, exprs)
             if args.json:
                 emit({"table": table.name, "put": n})
             else:
                 write_line(f"put {n} item{'s' * (n != 1)} into {table.name}")
             return 0
         item = object_arg(args.item, "ITEM")
-        table.put(item, condition=condition)
+        table.put(item, condition=condition, **exprs)
     key = key_dict(table, item.get(table.partition_key), item.get(table.sort_key or ""))
     if args.json:
         emit({"table": table.name, "key": key, "put": 1})
@@ -135,7 +137,8 @@ def cmd_get(args: argparse.Namespace) -> int:
     """``get DIR TABLE PK [SK]``: the item as JSON, nothing if missing."""
     pk, sk = item_key(args)
     with open_store(args) as store:
-        item = store.table(args.table).get(pk, sk)
+        item = store.table(args.table).get(pk, sk, projection=args.projection,
+                                           **placeholders(args))
     if item is not None:
         emit(item)
     elif sys.stderr.isatty():
@@ -146,14 +149,17 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def cmd_update(args: argparse.Namespace) -> int:
     """``update DIR TABLE PK [SK] --set/--remove``: change attributes; print the item."""
-    if args.set is None and not args.remove:
-        raise UsageError("give --set JSON and/or --remove ATTR")
+    if args.set is None and not args.remove and args.expression is None:
+        raise UsageError("give --set JSON and/or --remove ATTR, or --expression EXPR")
+    if args.expression is not None and (args.set is not None or args.remove):
+        raise UsageError("--expression cannot be combined with --set or --remove")
     set_ = object_arg(args.set, "--set") if args.set is not None else None
     pk, sk = item_key(args)
     condition = write_condition(args)
     with open_store(args) as store:
         item = store.table(args.table).update(pk, sk, set=set_, remove=args.remove or None,
-                                              condition=condition)
+                                              condition=condition, expression=args.expression,
+                                              **placeholders(args))
     emit(item)
     return 0
 
@@ -164,7 +170,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     condition = write_condition(args)
     with open_store(args) as store:
         table = store.table(args.table)
-        table.delete(pk, sk, condition=condition)
+        table.delete(pk, sk, condition=condition, **placeholders(args))
     key = key_dict(table, pk, sk)
     if args.json:
         emit({"table": table.name, "key": key, "deleted": True})
@@ -185,21 +191,46 @@ def cmd_query(args: argparse.Namespace) -> int:
     def sk(v: str | None) -> Any:
         return None if v is None else key_arg(v, "sort key")
 
+    if args.key is not None and (ranged or args.begins_with is not None
+                                 or args.between is not None):
+        raise UsageError("--key cannot be combined with the other sort-key conditions")
     between = None if args.between is None else (sk(args.between[0]), sk(args.between[1]))
+    kwargs = dict(begins_with=sk(args.begins_with), between=between, gt=sk(args.gt),
+                  gte=sk(args.gte), lt=sk(args.lt), lte=sk(args.lte), reverse=args.reverse,
+                  limit=args.limit, index=args.index, key=args.key, **_read_kwargs(args))
     with open_store(args) as store:
-        rows = store.table(args.table).query(
-            key_arg(args.pk, "partition key"), begins_with=sk(args.begins_with),
-            between=between, gt=sk(args.gt), gte=sk(args.gte), lt=sk(args.lt), lte=sk(args.lte),
-            reverse=args.reverse, limit=args.limit, index=args.index)
-        for item in rows:
+        table = store.table(args.table)
+        pk = key_arg(args.pk, "partition key")
+        if args.page or args.start is not None:
+            _emit_page(table.query_page(pk, start=_start_arg(args), **kwargs))
+            return 0
+        for item in table.query(pk, **kwargs):
             emit(item)
     return 0
+
+
+def _read_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"filter": args.filter, "projection": args.projection, **placeholders(args)}
+
+
+def _start_arg(args: argparse.Namespace) -> dict[str, Any] | None:
+    return None if args.start is None else object_arg(args.start, "--start")
+
+
+def _emit_page(page: engine.Page) -> None:
+    """One page as one JSON object: its items, ``last_key`` (resume with ``--start``) and how
+    many items were read before the filter."""
+    emit({"items": page.items, "last_key": page.last_key, "scanned": page.scanned})
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     """``scan DIR TABLE``: every item of a table in key order."""
     with open_store(args) as store:
-        for item in store.table(args.table).scan(limit=args.limit):
+        table = store.table(args.table)
+        if args.page or args.start is not None:
+            _emit_page(table.scan_page(args.limit, start=_start_arg(args), **_read_kwargs(args)))
+            return 0
+        for item in table.scan(limit=args.limit, **_read_kwargs(args)):
             emit(item)
     return 0
 

@@ -112,6 +112,35 @@ def _cond_args(p: argparse.ArgumentParser, *, not_exists: bool) -> None:
     g.add_argument("--if", dest="if_match", metavar="JSON",
                    help="only if the item has these attribute values, e.g. "
                         "'{\"status\": \"PLACED\"}'")
+    g.add_argument("--condition", metavar="EXPR",
+                   help="a DynamoDB ConditionExpression, e.g. 'attribute_not_exists(id)' or "
+                        "'#s = :s' with --names/--values")
+    _placeholder_args(p)
+
+
+def _placeholder_args(p: argparse.ArgumentParser) -> None:
+    """``--names``/``--values``: the placeholders of the expressions of one command."""
+    if any(a.dest == "names" for a in p._actions):
+        return
+    g = p.add_argument_group("expression placeholders")
+    g.add_argument("--names", metavar="JSON", help="'{\"#s\": \"status\"}'")
+    g.add_argument("--values", metavar="JSON", help="'{\":s\": \"SHIPPED\", \":n\": 1}'")
+
+
+def _read_args(p: argparse.ArgumentParser, *, page: bool) -> None:
+    """``--filter``, ``--projection`` and paging for query and scan."""
+    g = p.add_argument_group("expressions and pages")
+    g.add_argument("--filter", metavar="EXPR", help="a FilterExpression: drops items after "
+                                                     "they are read")
+    g.add_argument("--projection", metavar="EXPR", help="a ProjectionExpression: the paths "
+                                                         "to print")
+    if page:
+        g.add_argument("--page", action="store_true",
+                       help="read one page (--limit counts items read before the filter) and "
+                            "print {\"items\", \"last_key\", \"scanned\"}")
+        g.add_argument("--start", metavar="JSON",
+                       help="resume after this key (a page's last_key); implies --page")
+    _placeholder_args(p)
 
 
 def _tls_args(p: argparse.ArgumentParser, *, server: bool) -> None:
@@ -184,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
              common)
     _dir(p)
     _key_args(p)
+    p.add_argument("--projection", metavar="EXPR", help="a ProjectionExpression, e.g. "
+                                                         "'total, address.city'")
+    _placeholder_args(p)
 
     p = _add(sub, "update", cmd_update, "set and remove attributes (creates the item if missing)",
              "regiondb update data/mumbai orders c1 o1 --set '{\"status\": \"SHIPPED\"}'\n"
@@ -198,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", metavar="JSON", help="attributes to set, a JSON object")
     p.add_argument("--remove", metavar="ATTR", nargs="+", action="extend", default=[],
                    help="attributes to remove")
+    p.add_argument("--expression", metavar="EXPR",
+                   help="a DynamoDB UpdateExpression instead of --set/--remove, e.g. "
+                        "'SET total = total + :n REMOVE coupon' with --values")
     _cond_args(p, not_exists=True)
 
     p = _add(sub, "delete", cmd_delete, "delete an item (missing is not an error)",
@@ -221,17 +256,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--between", nargs=2, metavar=("A", "B"), help="A <= sk <= B")
     for op, text in (("gt", ">"), ("gte", ">="), ("lt", "<"), ("lte", "<=")):
         g.add_argument(f"--{op}", metavar="X", help=f"sk {text} X")
+    g.add_argument("--key", metavar="EXPR", help="a KeyConditionExpression on the sort key, "
+                                                  "e.g. 'order_id BETWEEN :a AND :b'")
     p.add_argument("--reverse", action="store_true", help="descending sort-key order")
     p.add_argument("--limit", type=positive_int, metavar="N")
     p.add_argument("--index", metavar="NAME",
                    help="query secondary index NAME: PK and the conditions are its keys")
+    _read_args(p, page=True)
 
     p = _add(sub, "scan", cmd_scan, "every item of a table in key order (JSON lines)",
-             "regiondb scan data/mumbai orders\nregiondb scan data/mumbai orders --limit 5",
+             "regiondb scan data/mumbai orders\nregiondb scan data/mumbai orders --limit 5\n"
+             "regiondb scan data/mumbai orders --filter 'total > :t' --values '{\":t\": 10}'",
              common)
     _dir(p)
     p.add_argument("table", metavar="TABLE")
     p.add_argument("--limit", type=positive_int, metavar="N")
+    _read_args(p, page=True)
 
     p = _add(sub, "changes", cmd_changes, "the change feed, like DynamoDB Streams (JSON lines)",
              "regiondb changes data/mumbai --since 120\nregiondb changes data/mumbai --follow",

@@ -100,7 +100,7 @@ def query(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
     forward = bool_param(req, "ScanIndexForward", default=True)
     kwargs = native_kwargs(ex, reverse=True if not forward else None,
                            **_common(req, index, info))
-    page = ep.store.table(name).query_page(pk, **kwargs)  # type: ignore[attr-defined]
+    page = ep.store.table(name).query_page(pk, **kwargs)
     return _page_response(req, page, select, name)
 
 
@@ -124,7 +124,7 @@ def scan(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
                          "TotalSegments")
     kwargs = native_kwargs(ex, segment=segment, total_segments=total,
                            **_common(req, index, info))
-    scan_page = ep.store.table(name).scan_page  # type: ignore[attr-defined]
+    scan_page = ep.store.table(name).scan_page
     if index is not None and "index" not in inspect.signature(scan_page).parameters:
         raise validation("Scan of a secondary index is not supported by this regiondb build; "
                          "Query it instead")

@@ -43,3 +43,15 @@ def test_secondary_index_example_runs(tmp_path: Path) -> None:
     assert "'status': 'PLACED'" in out[0] and "'cart_owner': 'c1'" in out[0]
     assert out[1].startswith("[{") and "'total': 42" in out[1] and "cart_owner" not in out[1]
     assert out[2:] == ["[]", "['by_region', 'by_status', 'open_carts']"]
+
+
+@pytest.mark.integration
+def test_data_api_example_runs(tmp_path: Path) -> None:
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"## The DynamoDB data API\n\n.*?```python\n(.*?)```", text, re.S)
+    assert code, "README has no data API block"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code.group(1)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[:4] == ["6 {'city': 'Mumbai'} 1", "kept SHIPPED", "17", "3"]

@@ -392,3 +392,44 @@ def test_bad_snapshot_index_definitions_merge_nothing(make_store: Any) -> None:
         assert b.digest() == before and b.tables() == []
     b.merge_snapshot(snap.vv, snap.tables, snap.items(), [good])
     assert [i["id"] for i in b.table("t").query("x", index="by_g")] == [1]
+
+
+def test_writes_during_a_backfill_are_kept(store: engine.Store,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another thread writes (moving items in and out of the index, ahead of and behind the
+    fill's cursor) while create_index fills in small chunks: the result equals the items."""
+    import threading
+
+    t = store.create_table("t", "id")
+    with store.batch() as b:
+        for i in range(600):
+            b.put(t, {"id": i, "g": i % 3})
+    monkeypatch.setattr(index_mod, "BUILD_CHUNK", 25)
+    done = threading.Event()
+    writes = 0
+
+    def writer() -> None:
+        nonlocal writes
+        n = 0
+        while not done.is_set() or writes < 200:
+            k = (n * 37) % 600
+            if n % 4 == 0:
+                t.update(k, remove=["g"])
+            else:
+                t.update(k, set={"g": n % 5})
+            n += 1
+            writes += 1
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        store.create_index("t", Index("by_g", "g"))
+        during = writes
+    finally:
+        done.set()
+        th.join(timeout=60)
+    assert during > 0, "no write landed while the index was being filled"
+    report = store.integrity_check()
+    assert report.ok, report.problems
+    assert sum(len(list(t.query(g, index="by_g"))) for g in range(5)) == \
+        sum(1 for i in t.scan() if "g" in i)

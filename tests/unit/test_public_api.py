@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import engine
@@ -11,10 +12,10 @@ def test_all_is_pinned() -> None:
     assert sorted(engine.__all__) == [
         "ApplyReport", "AuthError", "Batch", "Change", "ClockSkewError", "ConditionFailed",
         "Conflict", "Error", "ForgottenNodeError", "Index", "IntegrityReport", "LogTruncated",
-        "ManualClock",
-        "ProtocolError", "RawChange", "SchemaError", "SegmentError", "Snapshot", "StorageError",
-        "Store", "StoreClosed", "Table", "TableDef", "TableNotFound", "TransportBrokenError",
-        "TransportError", "TransportTimeoutError", "ValidationError", "open",
+        "ManualClock", "Page", "ProtocolError", "RawChange", "SchemaError", "SegmentError",
+        "Snapshot", "StorageError", "Store", "StoreClosed", "Table", "TableDef", "TableNotFound",
+        "TransactionCanceled", "TransportBrokenError", "TransportError", "TransportTimeoutError",
+        "ValidationError", "open",
     ]
     for name in engine.__all__:
         assert hasattr(engine, name), name
@@ -23,7 +24,7 @@ def test_all_is_pinned() -> None:
 def test_error_hierarchy() -> None:
     for name in ("AuthError", "ClockSkewError", "ConditionFailed", "ForgottenNodeError",
                  "LogTruncated", "ProtocolError", "SchemaError", "SegmentError", "StorageError",
-                 "StoreClosed", "TableNotFound", "ValidationError"):
+                 "StoreClosed", "TableNotFound", "TransactionCanceled", "ValidationError"):
         cls = getattr(engine, name)
         assert issubclass(cls, engine.Error), name
         assert cls.__doc__, name
@@ -44,7 +45,7 @@ def test_contract_signatures() -> None:
     assert sig.parameters["durable"].default is True
     assert sig.parameters["max_clock_offset"].default == 0.5
     q = inspect.signature(engine.Table.query)
-    assert [p for p in q.parameters][1:] == [
+    assert [p for p in q.parameters][1:11] == [
         "pk", "begins_with", "between", "gt", "gte", "lt", "lte", "reverse", "limit", "index"]
     u = inspect.signature(engine.Table.update)
     assert {"set", "remove", "condition"} <= set(u.parameters)
@@ -78,6 +79,47 @@ def test_contract_signatures() -> None:
             assert not missing, f"{cls.__name__}.{method} lacks {missing}"
     for name in ("node_id", "region", "path"):
         assert isinstance(getattr(engine.Store, name), property), name
+
+    # the data API of issue 12: old parameters stay in place, new ones are keyword-only
+    kw_only = inspect.Parameter.KEYWORD_ONLY
+    new = {
+        "put": ("item", "condition", "names", "values", "returning"),
+        "get": ("pk", "sk", "projection", "names"),
+        "update": ("pk", "sk", "set", "remove", "condition", "expression", "names", "values",
+                   "add", "delete", "returning"),
+        "delete": ("pk", "sk", "condition", "names", "values", "returning"),
+        "query": ("pk", "begins_with", "between", "gt", "gte", "lt", "lte", "reverse", "limit",
+                  "index", "key", "filter", "projection", "names", "values"),
+        "query_page": ("pk", "begins_with", "between", "gt", "gte", "lt", "lte", "reverse",
+                       "limit", "index", "key", "filter", "projection", "names", "values",
+                       "start"),
+        "scan": ("limit", "filter", "projection", "names", "values", "segment",
+                 "total_segments", "index"),
+        "scan_page": ("limit", "filter", "projection", "names", "values", "start", "segment",
+                      "total_segments", "index"),
+    }
+    old_positional = {"put": 2, "get": 2, "update": 2, "delete": 3, "query": 1, "query_page": 1,
+                      "scan": 1, "scan_page": 1}
+    for method, params in new.items():
+        sig = inspect.signature(getattr(engine.Table, method))
+        assert tuple(sig.parameters)[1:] == params, method
+        for name in params[old_positional[method]:]:
+            assert sig.parameters[name].kind is kw_only, (method, name)
+    assert inspect.signature(engine.Table.update).parameters["returning"].default == "ALL_NEW"
+    for method in ("put", "delete"):
+        assert inspect.signature(getattr(engine.Table, method)).parameters[
+            "returning"].default == "NONE"
+    assert list(inspect.signature(engine.Batch.check).parameters)[1:] == [
+        "table", "pk", "sk", "condition", "names", "values"]
+    assert issubclass(engine.TransactionCanceled, engine.ConditionFailed)
+    assert list(inspect.signature(engine.Store.get_many).parameters)[1:] == ["keys"]
+    assert [f.name for f in dataclasses.fields(engine.Page)] == ["items", "last_key", "scanned"]
+    for method in ("create_table", "table", "tables", "batch", "changes", "version_vector",
+                   "digest", "conflicts", "close", "log_range", "apply_changes", "snapshot",
+                   "merge_snapshot", "compact", "forget", "conflict_count", "stats"):
+        assert callable(getattr(engine.Store, method)), method
+    for method in ("put", "get", "update", "delete", "query", "scan"):
+        assert callable(getattr(engine.Table, method)), method
 
 
 def test_store_identity_is_read_only(tmp_path: object) -> None:

@@ -193,7 +193,8 @@ def test_sort_key_given_to_table_without_one(world: Any) -> None:
         ({"remove": [""]}, "attribute names"),
         ({"set": {"a": 1}, "remove": ["a"]}, "both set and removed"),
         ({"set": {"a": float("nan")}}, "'a'.*finite"),
-        ({"condition": "yes"}, "condition must be a callable"),
+        ({"condition": 5}, "condition must be a ConditionExpression string, a callable"),
+        ({"condition": "yes"}, "Invalid ConditionExpression: Syntax error; token: \"<EOF>\""),
     ],
 )
 def test_update_bad(world: Any, kwargs: dict[str, Any], match: str) -> None:
