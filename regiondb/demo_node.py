@@ -278,7 +278,7 @@ class Node:
         if name == "wait_vv":
             return self._wait_vv(cmd)
         if name == "sync_dir":
-            from replication.files import sync_dir
+            from replication.mailbox import sync_dir
 
             from .cli.output import report_dict
 

@@ -336,7 +336,24 @@ def test_counters_count_every_add_with_observed_reset(
         base: Any = rx if rkind in ("put", "set") else ABSENT
     else:
         rseen, base = frozenset(), ABSENT
-    unseen = [e[3] for i, e in enumerate(log) if e[2] == "add" and i not in rseen]
+    # an ADD's delta carries its origin's running total, so a write that merged one ADD of
+    # an origin has seen every earlier ADD of that origin too; a reset's delta carries what
+    # its writer had observed, so merging it passes that observation on
+    closure: set[int] = set()
+    stack = list(rseen)
+    while stack:
+        j = stack.pop()
+        if j not in closure:
+            closure.add(j)
+            if log[j][5]:
+                stack.extend(log[j][4])
+    latest_seen: dict[int, int] = {}
+    for j in closure:
+        if log[j][2] == "add":
+            origin = log[j][1][1]
+            latest_seen[origin] = max(latest_seen.get(origin, -1), j)
+    unseen = [e[3] for i, e in enumerate(log)
+              if e[2] == "add" and i > latest_seen.get(e[1][1], -1)]
     expected: Any = base
     if unseen:
         expected = sum(unseen) + (0 if base is ABSENT else base)
