@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import codec, index
+from . import codec, index, schema
 from .changelog import append, key_dict, read_clock, version_vector, write_clock
 from .changes import ApplyReport, Conflict, RawChange, TableDef, decode_table_def
 from .checks import check_u64, is_node_id
@@ -114,6 +114,7 @@ def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
         wall = store._wall()
         tables_changed = False
         builds = False
+        tcache: dict[str, Any] = {}  # table -> (deleted?, incarnation) for schema.stale_op
         for origin, seq, raw, hlc, ops in decoded:
             if origin in report.refused or origin in report.gaps:
                 report.held += 1
@@ -156,6 +157,16 @@ def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
             for op in ops:
                 if op.kind in ("T", "L"):
                     tables_changed = True
+                    tcache.pop(op.table, None)
+                elif op.kind == "R":
+                    schema.merge_drop(txn, env, op, v)
+                    tables_changed = True
+                    tcache.pop(op.table, None)
+                    images.append(None)
+                    continue
+                elif op.kind in _ITEM_OR_INDEX and schema.stale_op(tcache, txn, env, op.table, v):
+                    images.append(None)  # a change of a deleted incarnation: dropped
+                    continue
                 elif op.kind in ("I", "X"):
                     builds |= _merge_index_def(txn, env, op, v)
                     images.append(None)
@@ -181,6 +192,9 @@ def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
     return report
 
 
+_ITEM_OR_INDEX = frozenset("PUDIX")  # operations dropped when their table incarnation is gone
+
+
 def _merge_index_def(txn: Txn, env: Env, op: codec.Op, v: Version) -> bool:
     """Merge a replicated create (``I``) or drop (``X``) of an index; True if it needs a build."""
     name = op.attrs["name"]
@@ -196,7 +210,7 @@ def _merge_op(
 ) -> Any:
     """Merge one remote operation into its item; return the image for the log entry."""
     if op.kind == "T":
-        merge_table(txn, env, op, v)
+        merge_table(txn, env, op, v, store.max_conflicts)
         return None
     if op.kind == "L":
         merge_ttl(txn, env, op.table, op.attrs["ttl_attribute"], v)
@@ -239,20 +253,28 @@ def op_delta(op: codec.Op, v: Version) -> ItemState:
     return delete_delta(v, op.seen, op.ext)
 
 
-def merge_table(txn: Txn, env: Env, op: codec.Op, v: Version) -> None:
-    """Merge a table definition: the larger version wins a schema disagreement (logged)."""
+def merge_table(txn: Txn, env: Env, op: codec.Op, v: Version,
+                max_conflicts: int | None = None) -> None:
+    """Merge a table definition: the larger version (incarnation) wins a schema disagreement,
+    recorded as a conflict when ``max_conflicts`` is given (:mod:`engine.schema`); a deleted
+    table comes back only as an incarnation newer than its deletion."""
     pk, sk = op.attrs["partition_key"], op.attrs["sort_key"]
+    new = TableDef(op.table, pk, sk, v)
     raw = txn.get(op.table.encode(), db=env.tables)
+    cur = None
     if raw is not None:
         cur = decode_table_def(op.table, raw)
-        if (cur.partition_key, cur.sort_key) == (pk, sk) or cur.version >= v:
-            if (cur.partition_key, cur.sort_key) != (pk, sk):
-                log.warning("table %r: schema (%s, %s) from %016x lost to (%s, %s)",
-                            op.table, pk, sk, v[1], cur.partition_key, cur.sort_key)
+        if cur.partition_key is None:  # a table tombstone
+            if cur.version >= v:
+                return  # the creation of an incarnation deleted since
+        elif (cur.partition_key, cur.sort_key) == (pk, sk) or cur.version >= v:
+            if (cur.partition_key, cur.sort_key) != (pk, sk) and max_conflicts is not None:
+                schema.record_schema_conflict(txn, env, op.table, cur, new, False,
+                                              max_conflicts)
             return
-        log.warning("table %r: schema (%s, %s) replaced by (%s, %s) from %016x",
-                    op.table, cur.partition_key, cur.sort_key, pk, sk, v[1])
-    if raw is None:
+        elif max_conflicts is not None:
+            schema.record_schema_conflict(txn, env, op.table, new, cur, True, max_conflicts)
+    if cur is None or cur.partition_key is None:  # new, or a new incarnation of a deleted one
         ttl, ttl_v = _pending_ttl(txn, env, op.table)
     else:
         ttl, ttl_v = cur.ttl_attribute, cur.ttl_version
@@ -283,8 +305,8 @@ def merge_ttl(txn: Txn, env: Env, table: str, attribute: str | None, v: Version)
                 db=env.meta)
         return False
     cur = decode_table_def(table, raw)
-    if cur.ttl_version >= v:
-        return False
+    if cur.partition_key is None or cur.ttl_version >= v:
+        return False  # a deleted table's TTL, or an older one
     new = TableDef(table, cur.partition_key, cur.sort_key, cur.version, attribute, v)
     txn.put(table.encode(), new.stored(), db=env.tables)
     return True

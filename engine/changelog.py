@@ -206,7 +206,7 @@ def key_dict(store: Store, table: str, values: tuple[Any, ...]) -> dict[str, Any
 
 
 _DEFINITIONS = {"T": "create_table", "I": "create_index", "X": "drop_index",
-                "L": "set_ttl"}
+                "R": "delete_table", "L": "set_ttl"}
 
 
 def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
@@ -218,6 +218,8 @@ def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
             definition = dict(op.attrs)
             if isinstance(definition.get("projection"), tuple):
                 definition["projection"] = list(definition["projection"])
+            if isinstance(definition.get("incarnation"), tuple):
+                definition["incarnation"] = list(definition["incarnation"])
             yield Change(position_, op.table, {}, _DEFINITIONS[op.kind], (hlc, origin), origin,
                          seq, definition, None)
             continue

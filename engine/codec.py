@@ -696,6 +696,10 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
                 if not isinstance(w[2], str) or not TABLE_NAME.fullmatch(w[2]):
                     raise ValidationError(f"index name {w[2]!r:.80} is not valid")
                 ops.append(Op("X", table, b"", {"name": w[2]}, (), BOTTOM))
+            elif kind == "R" and len(w) == 4:  # delete a table: the incarnation it deletes
+                table = check_table_name(w[1])
+                inc = (_check_u64(w[2], "incarnation hlc"), _check_u64(w[3], "incarnation node"))
+                ops.append(Op("R", table, b"", {"incarnation": inc}, (), BOTTOM))
             elif kind == "D" and len(w) in (5, 6):
                 table = check_table_name(w[1])
                 seen = (_check_u64(w[3], "seen hlc"), _check_u64(w[4], "seen node"))

@@ -116,6 +116,9 @@ class Env:
         self.closed = False
         self._writer = 0  # thread ident inside a write transaction of this env, else 0
         self.identity = 0  # the store's node id, shared by every Store of this process on it
+        # table name -> how often it was deleted since open: a Table object made before a
+        # deletion refuses writes (engine.schema)
+        self.drops: dict[str, int] = {}
         try:
             self.lmdb = lmdb.open(
                 str(path), map_size=map_size, max_dbs=len(DB_NAMES) + 2, subdir=True,

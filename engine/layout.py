@@ -18,6 +18,8 @@ meta       ``reissue``                                  CBOR ``[[old id, [[seq, 
                                                         writes set aside by a re-identification
                                                         (:mod:`engine.lineage`)
 meta       ``lineage``                                  CBOR ``[[old id, new id, ms, reason], …]``
+meta       ``dropped:<table>``                          CBOR ``[hlc, node]``: the table's latest
+                                                        deletion (:mod:`engine.schema`)
 meta       ``x:<name>``                                 CBOR value of :meth:`Store.set_meta`
 meta       ``ttl-pending:<table>``                      CBOR ``[ttl attribute, hlc, node]`` of a
                                                         TTL whose table has not arrived yet
@@ -71,6 +73,7 @@ __all__ = [
     "LOGHDR",
     "META_CLOCK",
     "META_CONFLICTS",
+    "META_DROPPED_PREFIX",
     "META_FORGOTTEN",
     "META_FORMAT",
     "META_IDENT",
@@ -101,5 +104,6 @@ META_CLOCK = b"clock"
 META_CONFLICTS = b"conflicts"
 META_FORGOTTEN = b"forgotten"
 META_REISSUE = b"reissue"
+META_DROPPED_PREFIX = b"dropped:"
 META_LINEAGE = b"lineage"
 META_USER_PREFIX = b"x:"  # Store.set_meta / get_meta: replication's bookkeeping

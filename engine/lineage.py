@@ -89,7 +89,9 @@ def tips(store: Store) -> dict[int, int]:
     return env.read(run)
 
 
-def divergence(store: Store, peer_vv: Mapping[int, int], peer_tips: Mapping[int, int]) -> str | None:
+def divergence(
+    store: Store, peer_vv: Mapping[int, int], peer_tips: Mapping[int, int]
+) -> str | None:
     """Why this store's own log forked from a peer's view of it, or ``None`` if it did not."""
     me = store.node_id
     p = peer_vv.get(me, 0)
@@ -221,7 +223,8 @@ def reissue_pending(store: Store, peer_vv: Mapping[int, int] | None = None) -> i
 def _reissue(store: Store, txn_bytes: bytes) -> None:
     """Write one set-aside transaction again, as a new local write (atomically)."""
     _, ops = codec.decode_txn(txn_bytes, trusted=True)
-    items = [op for op in ops if op.kind != "T"]
+    items = [op for op in ops if op.kind in ("P", "U", "D")]  # table/index definitions:
+    # a definition is idempotent (re-created below) or rare enough to leave to the operator
     for op in ops:
         if op.kind == "T":
             try:

@@ -125,7 +125,7 @@ def merge_snapshot(
         for t in tdefs:
             merge_table(txn, env, codec.Op("T", t.name, b"", {
                 "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
-                t.version)
+                t.version, store.max_conflicts)
             if t.ttl_version != BOTTOM:
                 merge_ttl(txn, env, t.name, t.ttl_attribute, t.ttl_version)
         # index definitions before items, so that the items merged here are maintained

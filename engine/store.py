@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import apply, changelog, codec, retention, ttl, writepath
+from . import apply, changelog, codec, retention, schema, ttl, writepath
 from . import index as index_mod
 from .changelog import append, read_clock, write_clock
 from .changes import (
@@ -186,7 +186,7 @@ class Store:
 
         def run(txn: Txn) -> tuple[TableDef, int | None]:
             raw = txn.get(name.encode(), db=env.tables)
-            if raw is not None:
+            if raw is not None and not schema.is_tombstone(raw):  # a deleted one: created anew
                 existing = decode_table_def(name, raw)
                 if (existing.partition_key, existing.sort_key) != (partition_key, sort_key):
                     raise SchemaError(
@@ -255,6 +255,15 @@ class Store:
         """
         index_mod.drop(self, table, name)
 
+    def delete_table(self, name: str) -> None:
+        """Remove table ``name``, its items and its indexes, on every replica (a replicated
+        change, like :meth:`create_table`). A table created again under the name is a new
+        table: changes of the old one that arrive late are dropped (:mod:`engine.schema`).
+
+        :raises TableNotFound: if there is no such table.
+        """
+        schema.delete_table(self, name)
+
     def _table_def(self, name: str) -> TableDef:
         tdef = self._tables.get(name)
         if tdef is None:
@@ -262,7 +271,7 @@ class Store:
                 raise ValidationError(f"table name must be a string, not {name!r}")
             env = self._e()
             raw = env.read(lambda txn: txn.get(name.encode(), db=env.tables))
-            if raw is None:
+            if raw is None or schema.is_tombstone(raw):
                 raise TableNotFound(f"table {name!r} does not exist in {self.path}")
             tdef = self._tables[name] = decode_table_def(name, raw)
         return tdef
@@ -279,7 +288,8 @@ class Store:
         env = self._e()
 
         def run(txn: Txn) -> list[str]:
-            return [bytes(k).decode() for k in txn.cursor(db=env.tables).iternext(values=False)]
+            return [bytes(k).decode() for k, v in txn.cursor(db=env.tables)
+                    if not schema.is_tombstone(v)]
 
         return env.read(run)
 
@@ -289,7 +299,8 @@ class Store:
 
         def run(txn: Txn) -> list[TableDef]:
             cur = txn.cursor(db=env.tables)
-            return [decode_table_def(bytes(k).decode(), bytes(v)) for k, v in cur]
+            return [decode_table_def(bytes(k).decode(), bytes(v)) for k, v in cur
+                    if not schema.is_tombstone(v)]
 
         return env.read(run)
 
@@ -465,6 +476,8 @@ class Store:
             h = hashlib.sha256()
             for k, v in txn.cursor(db=env.tables):
                 row = codec.loads(v)
+                if row[0] is None:  # a deleted table (tombstone) is not visible state
+                    continue
                 ttl = [row[4]] if len(row) == 7 and row[4] is not None else []
                 h.update(codec.canonical(["T", bytes(k), row[0], row[1], *ttl]))
             for k, v in txn.cursor(db=env.items):

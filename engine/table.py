@@ -21,7 +21,7 @@ from . import codec
 from . import index as index_mod
 from .batch import Batch
 from .checks import check_limit as _check_limit
-from .errors import ValidationError
+from .errors import TableNotFound, ValidationError
 from .expr import Expressions, KeyCondition, Path, compile_cond, key_parts, plan_update, project
 from .expr import compare as _compare
 from .expr import update_actions as _keyword_actions
@@ -105,6 +105,8 @@ class Table:
         self._two_keys = tdef.sort_key is not None
         self._key_names = (tdef.partition_key,) if tdef.sort_key is None else \
             (tdef.partition_key, tdef.sort_key)
+        self._drops = store._e().drops  # shared with every Store of this process on the path
+        self._generation = self._drops.get(tdef.name, 0)
 
     def __repr__(self) -> str:
         return (f"<Table {self.name!r} partition_key={self.partition_key!r} "
@@ -114,6 +116,9 @@ class Table:
 
     def _key(self, pk: Any, sk: Any) -> tuple[bytes, tuple[Any, ...]]:
         values: tuple[Any, ...]
+        if self._drops and self._drops.get(self.name, 0) != self._generation:
+            raise TableNotFound(f"table {self.name!r} was deleted (store.table() gives the "
+                                "table of that name now, if it was created again)")
         if self._two_keys:
             if sk is None:
                 raise ValidationError(
@@ -201,10 +206,25 @@ class Table:
                            partial(plan_update, bound), returning)
         if ex is not None:
             ex.finish()
-        set_ = _mapping(set_, "set=")
-        removed = _names(remove, "remove=")
-        add, delete = _mapping(add, "add="), _mapping(delete, "delete=")
+        set_ = set_ if type(set_) is dict else _mapping(set_, "set=")
+        removed = () if remove is None else _names(remove, "remove=")
         where = f"table {self.name!r} update"
+        if add is None and delete is None:
+            # the plain keyword update (the hot path): set= values and remove= names
+            codec.check_attrs(set_, where)
+            for name in removed:
+                codec.check_attr_name(name, where)
+            for name in self._key_names:
+                if name in set_ or name in removed:
+                    raise ValidationError(
+                        f"{where}: {name!r} is a key attribute and cannot change")
+            if removed and not set_.keys().isdisjoint(removed):
+                raise ValidationError(
+                    f"{where}: {sorted(set_.keys() & set(removed))} both set and removed")
+            attrs.update(set_)
+            return WriteOp("U", self._def, key, kv, attrs, tuple(dict.fromkeys(removed)),
+                           cond, None, returning)
+        add, delete = _mapping(add, "add="), _mapping(delete, "delete=")
         codec.check_attrs(set_, where)
         codec.check_attrs(add, where)
         codec.check_attrs(delete, where)

@@ -36,6 +36,7 @@ __all__ = ["MAX_TRANSACTION_BYTES", "RETURN_VALUES", "WriteOp", "commit_local",
 
 Condition = Callable[[dict[str, Any] | None], bool]
 RETURN_VALUES = ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW")
+_RETURNS_OLD = frozenset({"ALL_OLD", "UPDATED_OLD"})
 MAX_TRANSACTION_BYTES = 4 << 20  # DynamoDB's TransactWriteItems limit
 
 
@@ -235,7 +236,11 @@ def commit_local(store: Store, ops: Sequence[WriteOp], *, transaction: bool = Fa
                 continue
             raw = t.get(op.key, db=t.db)
             state = codec.decode_state(raw) if raw is not None else None
-            old = visible(state)
+            # the item as it was, built only where something reads it (the plain update that
+            # returns ALL_NEW, of a table without indexes, the commonest write, does not)
+            old = visible(state) if (
+                op.condition is not None or op.plan is not None
+                or op.returning in _RETURNS_OLD or t.indexes(op.tdef.name)) else None
             if op.condition is not None and not op.condition(old):
                 if not transaction:
                     raise _failed(op, old)

@@ -15,11 +15,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from engine import lineage
+from engine.errors import ProtocolError
 
 if TYPE_CHECKING:
     from engine import Store
 
-__all__ = ["check_peer", "reissue_pending", "tips"]
+__all__ = ["Reidentified", "check_peer", "reissue_pending", "tips"]
+
+
+class Reidentified(ProtocolError):
+    """Raised to end a connection made under an id the store just gave up (it had reused
+    seqs of it); a new connection goes under the new id."""
 
 tips = lineage.tips
 

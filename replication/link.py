@@ -28,8 +28,9 @@ from engine.errors import (
     ValidationError,
 )
 
-from . import exchange
+from . import exchange, lineage
 from .channel import Channel
+from .lineage import Reidentified
 from .options import NetOptions
 from .protocol import Hello, PeerInfo, client_handshake, server_handshake
 from .workers import Workers
@@ -87,7 +88,8 @@ def as_transport_error(exc: BaseException, where: str) -> TransportError | None:
 def _hello(store: Store, options: NetOptions, mode: str) -> Hello:
     vv, acks, forgotten = exchange.local_state(store)
     return Hello(store.node_id, store.region, dict(vv), {k: dict(v) for k, v in acks.items()},
-                 frozenset(forgotten), max_frame=options.max_frame, mode=mode)
+                 frozenset(forgotten), max_frame=options.max_frame, mode=mode,
+                 tips=lineage.tips(store))
 
 
 async def handshake(store: Store, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -117,10 +119,19 @@ async def handshake(store: Store, reader: asyncio.StreamReader, writer: asyncio.
     async with asyncio.timeout(timeout):
         if initiator:
             ours = hello if hello is not None else await me()
-            return await client_handshake(reader, writer, ours, secret,
-                                          timeout=options.handshake_timeout)
-        return await server_handshake(reader, writer, me, secret,
-                                      timeout=options.handshake_timeout)
+            peer, channel = await client_handshake(reader, writer, ours, secret,
+                                                   timeout=options.handshake_timeout)
+        else:
+            peer, channel = await server_handshake(reader, writer, me, secret,
+                                                   timeout=options.handshake_timeout)
+    # First contact: a store that reused seqs of its own id (restored from a backup) must not
+    # go on under it. It re-identifies; this connection, made under the old id, ends.
+    old = store.node_id
+    new = await workers.run(lineage.check_peer, store, peer.node, peer.vv, peer.tips)
+    if new is not None:
+        raise Reidentified(f"this store reused seqs of node {old:016x} (restored from a "
+                           f"backup?): it is now node {new:016x}; reconnect")
+    return peer, channel
 
 
 async def dial(store: Store, host: str, port: int, ctx: _ssl.SSLContext | None,

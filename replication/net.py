@@ -40,6 +40,7 @@ from engine.errors import AuthError, ForgottenNodeError, ProtocolError, SegmentE
 
 from . import exchange
 from .lag import PeerLag
+from .lineage import Reidentified
 from .link import LoopThread, as_transport_error, check_ssl, close_writer, dial, handshake
 from .link import parse_address as parse_address
 from .options import NetOptions
@@ -110,7 +111,11 @@ async def sync_async(store: Store, address: str | tuple[str, int],
     ctx = check_ssl(ssl)
     opts = options or NetOptions()
     try:
-        return await _sync(store, host, port, key, ctx, timeout, opts)
+        try:
+            return await _sync(store, host, port, key, ctx, timeout, opts)
+        except Reidentified as exc:  # re-identified at the handshake: once more, as itself
+            log.warning("%s", exc)
+            return await _sync(store, host, port, key, ctx, timeout, opts)
     except Exception as exc:
         wrapped = as_transport_error(exc, f"sync with {host}:{port}")
         if wrapped is None or wrapped is exc:

@@ -207,6 +207,12 @@ _SCHEMAS: dict[int, dict[str, Any]] = {
 }  # fmt: skip
 # AUTH also carries the client's state (vv, acks, forgotten) like READY does.
 _SCHEMAS[MsgType.AUTH].update(_SCHEMAS[MsgType.READY])
+# Fields a message may carry or omit (an older build omits them). ``tips``: per origin, the
+# HLC of the entry at the sender's vv position (replication.lineage: reused-seq detection).
+_OPTIONAL: dict[int, dict[str, Any]] = {
+    MsgType.READY: {"tips": lambda v: _vv(v, "tips")},
+    MsgType.AUTH: {"tips": lambda v: _vv(v, "tips")},
+}
 _MAX_LAG_SAMPLES = 256
 
 
@@ -247,12 +253,15 @@ def decode_message(msg_type: int, body: bytes) -> dict[str, Any]:
                             max_bytes=len(body))
     except ValidationError as exc:
         raise ProtocolError(f"{type_name(msg_type)} body is not valid CBOR: {exc}") from None
-    if not isinstance(obj, dict) or set(obj) != set(schema):
+    optional = _OPTIONAL.get(msg_type, {})
+    if not isinstance(obj, dict) or not set(schema) <= set(obj) <= set(schema) | set(optional):
         got = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
         raise ProtocolError(
             f"{type_name(msg_type)} must be a map with fields {sorted(schema)}, got {got}"
         )
-    return {k: check(obj[k]) for k, check in schema.items()}
+    out = {k: check(obj[k]) for k, check in schema.items()}
+    out.update((k, check(obj[k])) for k, check in optional.items() if k in obj)
+    return out
 
 
 _ERROR_CODES: dict[str, type[Error]] = {
@@ -326,6 +335,7 @@ class Hello:
     forgotten: frozenset[int]
     max_frame: int = DEFAULT_MAX_FRAME
     mode: str = "live"
+    tips: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -339,6 +349,7 @@ class PeerInfo:
     forgotten: frozenset[int] = frozenset()
     max_frame: int = DEFAULT_MAX_FRAME
     mode: str = "live"
+    tips: dict[int, int] = field(default_factory=dict)
 
 
 async def _expect(reader: asyncio.StreamReader, want: int, timeout: float,
@@ -419,11 +430,12 @@ async def client_handshake(
     channel = Channel.for_client(derive_keys(secret, nonce_c, w["nonce"],
                                              transcript_hash(hello[5:], welcome)))
     writer.write(channel.seal(MsgType.AUTH, encode_body({
-        "proof": proof, "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten})))
+        "proof": proof, "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten,
+        "tips": me.tips})))
     await writer.drain()
     r, _ = await _expect(reader, MsgType.READY, timeout, channel)
     return PeerInfo(w["node"], w["region"], r["vv"], r["acks"], r["forgotten"],
-                    max_frame=w["max_frame"], mode=me.mode), channel
+                    max_frame=w["max_frame"], mode=me.mode, tips=r.get("tips", {})), channel
 
 
 async def server_handshake(
@@ -467,10 +479,10 @@ async def server_handshake(
                                              transcript_hash(hello, welcome[5:])))
     a = await _read_auth(reader, left(), channel, secret, h, nonce_s, me.node, writer)
     writer.write(channel.seal(MsgType.READY, encode_body({
-        "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten})))
+        "vv": me.vv, "acks": me.acks, "forgotten": me.forgotten, "tips": me.tips})))
     await writer.drain()
     return PeerInfo(h["node"], h["region"], a["vv"], a["acks"], a["forgotten"],
-                    max_frame=h["max_frame"], mode=h["mode"]), channel
+                    max_frame=h["max_frame"], mode=h["mode"], tips=a.get("tips", {})), channel
 
 
 async def _read_auth(reader: asyncio.StreamReader, timeout: float, channel: Channel,

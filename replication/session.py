@@ -62,7 +62,7 @@ from engine.errors import (
     ValidationError,
 )
 
-from . import exchange
+from . import exchange, lineage
 from .channel import Channel
 from .lag import LagStats, PeerLag, sample_lags, txn_hlc
 from .options import NetOptions
@@ -147,6 +147,7 @@ class Session:
         self._relay = RelayGate(store.node_id, options.relay_delay)
         self._recheck_pending = False
         self._refusals = 0  # ACKs that refused something (they rewind ``sent``)
+        self._reissue = store._reissue_waiting()  # writes of a re-identification wait
         self._last_send = time.monotonic()
         self._last_recv = time.monotonic()
         self._advertised: dict[int, int] = {}
@@ -492,6 +493,10 @@ class Session:
             # sender's vv and ack table into the throttled ack-table update (_flush_acks),
             # instead of a second write transaction per segment as apply_segment does.
             report = await self.workers.apply(self._apply_changes, seg)
+            if report.applied and self._reissue:
+                # set-aside writes of a re-identification wait for these seqs (lineage)
+                self._reissue = bool(await self.workers.apply(lineage.reissue_pending, self.store)
+                                     or self.store._reissue_waiting())
             if merge_into(self.stats.acked, h.vv):
                 self.stats.dirty = True
             self.stats.adopt_acks(h.acks)

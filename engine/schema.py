@@ -1,0 +1,154 @@
+"""Table definitions across replicas: schema races and deleting a table.
+
+A table's *incarnation* is the version of the change that created it (``TableDef.version``).
+Two regions creating one name with different key schemas race: the larger incarnation wins on
+every replica (the merge is the same everywhere, whatever the order), and each replica that
+sees the race records it as a conflict (attribute :data:`SCHEMA_ATTRIBUTE`), so it is visible
+on both sides instead of silent.
+
+:func:`delete_table` removes a table, its items and its indexes
+(:func:`engine.index.drop_table_entries`) and leaves a *table tombstone* in the ``tables``
+database: ``[null, null, hlc, node]``, the version of the deletion. It replicates as the
+operation ``["R", table, inc_hlc, inc_node]`` naming the incarnation it deletes; a replica
+holding a newer incarnation ignores it. A table created again under the name is a new
+incarnation, whose version is above the tombstone's. Changes of items that arrive for a deleted
+table, or with a version below the table's latest deletion (``dropped:<table>`` in meta: they
+were written to an incarnation deleted since), are dropped: never mixed into the new table.
+Two regions creating one name with the same schema make one table: their writes all count.
+
+Known limit: a write to the old incarnation made concurrently with its deletion, by a node
+whose clock runs ahead, can carry a version above a re-created incarnation and is then merged
+into it (operations do not name their incarnation yet). Snapshots carry live tables only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import codec
+from . import index as index_mod
+from .changelog import append, read_clock
+from .changes import TableDef, decode_table_def
+from .clock import Version, tick_local
+from .env import Env, Txn
+from .errors import TableNotFound
+from .keys import encode_value
+from .layout import CONFLICTS, META_CONFLICTS, META_DROPPED_PREFIX, U64
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["SCHEMA_ATTRIBUTE", "delete_table", "is_tombstone", "merge_drop",
+           "record_schema_conflict", "stale_op"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_ATTRIBUTE = "(key schema)"
+
+
+def is_tombstone(raw: bytes | None) -> bool:
+    """Whether a ``tables`` value is a table tombstone (a deleted table)."""
+    return raw is not None and codec.loads(raw)[0] is None
+
+
+def _tombstone(txn: Txn, env: Env, name: str, v: Version) -> bytes:
+    """Mark ``name`` deleted at ``v``: the tombstone value, and the deletion floor in meta."""
+    key = META_DROPPED_PREFIX + name.encode()
+    raw = txn.get(key, db=env.meta)
+    if raw is None or tuple(codec.loads(raw)) < v:
+        txn.put(key, codec.dumps(list(v)), db=env.meta)
+    return codec.dumps([None, None, v[0], v[1]])
+
+
+def _drop_contents(txn: Txn, env: Env, name: str) -> int:
+    """Delete every item and index entry of table ``name``; return how many items."""
+    prefix = encode_value(name, "table name")
+    cur = txn.cursor(db=env.items)
+    n = 0
+    ok = cur.set_range(prefix)
+    while ok and bytes(cur.key()).startswith(prefix):
+        ok = cur.delete() and bool(cur.key())
+        n += 1
+    index_mod.drop_table_entries(txn, env, name)
+    return n
+
+
+def delete_table(store: Store, name: str) -> None:
+    """See :meth:`engine.Store.delete_table`."""
+    codec.check_table_name(name)
+    env = store._e()
+    node = store.node_id
+
+    def run(txn: Txn) -> int:
+        raw = txn.get(name.encode(), db=env.tables)
+        if raw is None or is_tombstone(raw):
+            raise TableNotFound(f"table {name!r} does not exist in {store.path}")
+        tdef = decode_table_def(name, raw)
+        hlc, seq, pos = read_clock(txn, env)
+        hlc = tick_local(hlc, store._wall(), store.max_offset_ms)
+        n = _drop_contents(txn, env, name)
+        txn.put(name.encode(), _tombstone(txn, env, name, (hlc, node)), db=env.tables)
+        wire = [["R", name, tdef.version[0], tdef.version[1]]]
+        log.info("table %r deleted (%d items)", name, n)
+        return append(txn, env, node, seq + 1, codec.encode_txn(hlc, wire), [None], pos)
+
+    pos = env.write(run)
+    store._tables.pop(name, None)
+    env.drops[name] = env.drops.get(name, 0) + 1
+    store._notify(pos)
+
+
+def merge_drop(txn: Txn, env: Env, op: codec.Op, v: Version) -> None:
+    """Merge a remote table deletion of incarnation ``op.attrs["incarnation"]`` at ``v``."""
+    inc = op.attrs["incarnation"]
+    raw = txn.get(op.table.encode(), db=env.tables)
+    if raw is not None:
+        cur = codec.loads(raw)
+        if cur[0] is None:  # already deleted: keep the later deletion
+            if (cur[2], cur[3]) >= v:
+                return
+        elif (cur[2], cur[3]) > inc:
+            return  # a newer incarnation lives here: the deletion was of an older one
+    _drop_contents(txn, env, op.table)
+    txn.put(op.table.encode(), _tombstone(txn, env, op.table, v), db=env.tables)
+    env.drops[op.table] = env.drops.get(op.table, 0) + 1  # (an aborted txn only over-counts)
+
+
+def stale_op(tables: dict[str, Any], txn: Txn, env: Env, table: str, v: Version) -> bool:
+    """Whether a remote item change at ``v`` belongs to no live incarnation of ``table``: the
+    table is deleted, or the change is older than its latest deletion (it was written to an
+    incarnation deleted since). ``tables`` caches the lookups of one apply."""
+    state = tables.get(table)
+    if state is None:
+        if txn.get(META_DROPPED_PREFIX + table.encode(), db=env.meta) is None:
+            state = tables[table] = (False, (0, 0))  # never deleted: the usual case
+        else:
+            floor = tuple(codec.loads(txn.get(META_DROPPED_PREFIX + table.encode(),
+                                              db=env.meta)))
+            state = tables[table] = (is_tombstone(txn.get(table.encode(), db=env.tables)),
+                                     floor)
+    dropped, floor = state
+    return bool(dropped) or v < floor
+
+
+def record_schema_conflict(
+    txn: Txn, env: Env, table: str, winner: TableDef, loser: TableDef, local_lost: bool,
+    bound: int,
+) -> None:
+    """Record a key-schema race of ``table`` as a conflict (module docstring)."""
+    raw = txn.get(META_CONFLICTS, db=env.meta)
+    first, nxt, total = CONFLICTS.unpack(raw) if raw else (1, 1, 0)
+    record = [table, [], SCHEMA_ATTRIBUTE, list(winner.version), list(loser.version),
+              [loser.partition_key, loser.sort_key], [winner.partition_key, winner.sort_key],
+              local_lost]
+    txn.put(U64.pack(nxt), codec.dumps(record), db=env.conflicts, append=True)
+    nxt += 1
+    total += 1
+    while nxt - first > bound:
+        txn.delete(U64.pack(first), db=env.conflicts)
+        first += 1
+    txn.put(META_CONFLICTS, CONFLICTS.pack(first, nxt, total), db=env.meta)
+    log.warning("table %r: key schema (%s, %s) of %016x lost to (%s, %s) of %016x; recorded "
+                "as a conflict", table, loser.partition_key, loser.sort_key, loser.version[1],
+                winner.partition_key, winner.sort_key, winner.version[1])
