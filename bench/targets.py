@@ -78,7 +78,14 @@ def evaluate_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                        _why(("regiondb write_single", ws), ("raw_lmdb write_single", wf)),
                        "regiondb durable single-write txns/s ÷ raw LMDB item+log put txns/s"))
     bs, bf = loc.get(("write_batch", "regiondb")), loc.get(("write_batch", "raw_lmdb"))
-    out.append(_target("batched writes vs floor", _ratio(bs, bf), 0.50, ">=",
+    t4, t4q = loc.get(("threads4", "regiondb")), loc.get(("threads4", "sqlite_full"))
+    out.append(_target("4 durable writer threads vs SQLite FULL", _ratio(t4, t4q), 1.0, ">=",
+                       _why(("regiondb threads4", t4), ("sqlite_full threads4", t4q)),
+                       "4 threads' durable writes/s (group commit) ÷ SQLite FULL, 4 threads"))
+    out.append(_target("4 durable writer threads vs one writer", _ratio(t4, ws), 2.5, ">=",
+                       _why(("regiondb threads4", t4), ("regiondb write_single", ws)),
+                       "4 threads' durable writes/s ÷ one thread's durable writes/s"))
+    out.append(_target("batched writes vs floor", _ratio(bs, bf), 0.70, ">=",
                        _why(("regiondb write_batch", bs), ("raw_lmdb write_batch", bf)),
                        "items/s in 1000-item batches, regiondb ÷ raw LMDB"))
     gs, gf = loc.get(("get_hit", "regiondb")), loc.get(("get_hit", "raw_lmdb"))

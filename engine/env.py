@@ -104,6 +104,42 @@ class _Gate:
             yield
 
 
+class _Undo(Exception):
+    """Internal: the single writer of a group failed; abort its transaction."""
+
+
+_UNSET = object()
+
+
+class _Slot:
+    """One queued writer of a group commit: its function, wake-up, result or exception."""
+
+    __slots__ = ("exc", "fn", "promoted", "result", "wake")
+
+    def __init__(self, fn: Callable[[Txn], Any]) -> None:
+        self.fn = fn
+        self.wake = threading.Event()
+        self.promoted = False  # woken to lead the next group, not with an outcome
+        self.result: Any = _UNSET
+        self.exc: BaseException | None = None
+
+    def reset(self) -> None:
+        self.result, self.exc = _UNSET, None
+
+    def succeed(self, result: Any) -> None:
+        self.result, self.exc = result, None
+
+    def fail(self, exc: BaseException) -> None:
+        self.result, self.exc = _UNSET, exc
+
+    def outcome(self) -> Any:
+        if self.exc is not None:
+            raise self.exc
+        if self.result is _UNSET:
+            raise StorageError("a group commit ended without an outcome for this write")
+        return self.result
+
+
 class Env:
     """One open LMDB environment with its named databases."""
 
@@ -116,6 +152,9 @@ class Env:
         self.closed = False
         self._writer = 0  # thread ident inside a write transaction of this env, else 0
         self.identity = 0  # the store's node id, shared by every Store of this process on it
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Slot] = []  # writers waiting for the next group commit
+        self._leading = False  # a writer is committing a group (or about to)
         # table name -> how often it was deleted since open: a Table object made before a
         # deletion refuses writes (engine.schema)
         self.drops: dict[str, int] = {}
@@ -236,12 +275,46 @@ class Env:
     def write(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in a write transaction and commit; re-run it after growing a full map.
 
-        ``fn`` must be safe to run again from the start: it is, for the store's write path,
-        because everything it reads comes from the transaction.
+        Group commit: writers of this process that arrive while a commit is under way queue
+        up, and the next leader runs all of them in one transaction (each in a nested
+        transaction of its own, so one that raises — a failed condition — is undone alone)
+        and one durable commit, then wakes them with their own result or exception. No write
+        waits for a commit it is not in for longer than one commit: a leader commits one
+        group and hands over. ``fn`` may therefore run in another writer's thread, and must
+        be safe to run again from the start: it is, for the store's write paths, because
+        everything they read comes from the transaction.
         """
-        me = get_ident()
-        if self._writer == me:
+        if self._writer == get_ident():
             self._refuse_nesting()
+        slot = _Slot(fn)
+        with self._queue_lock:
+            self._queue.append(slot)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            slot.wake.wait()
+            if not slot.promoted:
+                return slot.outcome()  # type: ignore[no-any-return]
+        with self._queue_lock:
+            group, self._queue = self._queue, []
+        try:
+            self._commit_group(group)
+        finally:
+            with self._queue_lock:
+                if self._queue:  # the next leader commits the writers that came meanwhile
+                    self._queue[0].promoted = True
+                    self._queue[0].wake.set()
+                else:
+                    self._leading = False
+            for other in group:
+                if other is not slot:
+                    other.wake.set()
+        return slot.outcome()  # type: ignore[no-any-return]
+
+    def _commit_group(self, group: list[_Slot]) -> None:
+        """Run every slot's ``fn`` in one write transaction, commit it once, and give each
+        slot its result or exception; grow the map (and re-run the group) when it is full."""
+        me = get_ident()
         while True:
             grow = resized = False
             registered = self._gate.enter(me)
@@ -254,9 +327,12 @@ class Env:
                 else:
                     self._writer = me
                     try:
-                        result = fn(txn)
+                        self._run_group(txn, group)
                         txn.commit()
-                        return result
+                        return
+                    except _Undo:  # the group's one writer failed: commit nothing
+                        self._abort(txn)
+                        return
                     except lmdb.MapFullError:
                         self._abort(txn)
                         grow = True
@@ -268,16 +344,49 @@ class Env:
             except lmdb.MapResizedError:
                 resized = True
             except lmdb.Error as exc:
-                raise StorageError(
-                    f"LMDB write failed in {self.path}: {exc}",
-                    hint="check free disk space and file permissions",
-                ) from exc
+                failure = StorageError(f"LMDB write failed in {self.path}: {exc}",
+                                       hint="check free disk space and file permissions")
+                failure.__cause__ = exc
+                for slot in group:
+                    slot.fail(failure)
+                return
+            except BaseException as exc:
+                for slot in group:
+                    slot.fail(exc)
+                return
             finally:
                 self._gate.leave(me, registered)
             if grow:
                 self._grow()
             elif resized:
                 self._adopt_resize()
+
+    def _run_group(self, txn: Txn, group: list[_Slot]) -> None:
+        if len(group) == 1:  # nobody to isolate from: no nested transaction
+            slot = group[0]
+            slot.reset()
+            try:
+                slot.succeed(slot.fn(txn))
+            except lmdb.Error:
+                raise
+            except BaseException as exc:
+                slot.fail(exc)
+                raise _Undo from None
+            return
+        for slot in group:
+            slot.reset()
+            child = self.lmdb.begin(write=True, parent=txn)
+            try:
+                result = slot.fn(child)
+                child.commit()
+            except lmdb.Error:
+                _abort_quietly(child)
+                raise  # the whole group: a full map grows and re-runs it
+            except BaseException as exc:
+                _abort_quietly(child)  # this writer's changes alone are undone
+                slot.fail(exc)
+            else:
+                slot.succeed(result)
 
     def _abort(self, txn: Txn) -> None:
         # py-lmdb 3.0 makes a write transaction's abort wait until no operation of any other

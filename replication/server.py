@@ -95,8 +95,7 @@ class AsyncServer:
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(
-            self._handle, self._host, self._port, ssl=self._ssl,
-            ssl_handshake_timeout=self.options.handshake_timeout if self._ssl else None)
+            self._handle, self._host, self._port)  # TLS per connection, inside admission
         self.address = self._server.sockets[0].getsockname()[:2]
 
     @property
@@ -171,8 +170,15 @@ class AsyncServer:
         self._handlers.add(task)
         self._admit(task)
         try:
+            deadline = asyncio.get_running_loop().time() + self.options.handshake_timeout
+            if self._ssl is not None:
+                # The TLS handshake is part of the pending phase: a slow TLS client holds a
+                # pending slot (and is dropped first) like any other slow client.
+                async with asyncio.timeout_at(deadline):
+                    await writer.start_tls(self._ssl)
             peer, channel = await handshake(self.store, reader, writer, self._secret,
                                             self.options, self._workers, initiator=False,
+                                            deadline=deadline,
                                             on_hello=lambda: self._greet(task))
             self._settle(task)
             if len(self._sessions) >= self.options.max_connections:
@@ -193,7 +199,7 @@ class AsyncServer:
         except TimeoutError as exc:
             self._count("TimeoutError")
             log.warning("%s: timed out: %s", label, exc or "handshake not finished in time")
-        except (OSError, asyncio.IncompleteReadError) as exc:
+        except (OSError, asyncio.IncompleteReadError) as exc:  # ssl.SSLError included
             log.info("%s: connection lost: %s", label, exc)
         except asyncio.CancelledError:
             if task in self._evicted:

@@ -13,7 +13,6 @@ TransactGetItems reads every item in one snapshot (``store.get_many``).
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import threading
 import time
@@ -21,6 +20,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import engine
+from engine.expr import Expressions, project
 
 from .errors import DynamoDBError, validation
 from .exprs import gather
@@ -291,7 +291,6 @@ def transact_get(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
         projections.append(_projection_paths(gather(spec, projection=True)))
     items = ep.store.get_many(refs)
     if any(p is not None for p in projections):
-        project = importlib.import_module("engine.expr").project
         items = [i if p is None else project(i, p) for i, p in zip(items, projections,
                                                                      strict=True)]
     return {"Responses": [{"Item": marshal_item(i)} if i is not None else {} for i in items]}
@@ -304,7 +303,6 @@ def _projection_paths(ex: Any) -> Any:
             raise validation("Value provided in ExpressionAttributeNames unused in expressions: "
                              f"keys: {{{', '.join(sorted(ex.names))}}}")
         return None
-    Expressions = importlib.import_module("engine.expr").Expressions  # noqa: N806
     bound = Expressions(ex.placeholders().get("names"), None)
     paths = bound.bind_projection(ex.projection)
     bound.finish()

@@ -10,9 +10,10 @@ KeyConditionExpression with the engine's parser.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from engine.expr import Expressions, key_parts
 
 from . import legacy
 from .errors import serialization, validation
@@ -108,8 +109,6 @@ def partition_value(text: str, pk: str, ex: Exprs) -> Any:
     :raises DynamoDBError: ``Query condition missed key schema element`` when there is no
         ``pk = :value`` term.
     """
-    expr = importlib.import_module("engine.expr")  # the engine's parser (issue 12)
-    Expressions, key_parts = expr.Expressions, expr.key_parts  # noqa: N806
     bound = Expressions(ex.names, ex.values).bind_condition(text, "KeyConditionExpression")
     part = key_parts(bound).part(pk)
     if part is None or part.op != "=":

@@ -62,8 +62,8 @@ def capacity(req: dict[str, Any], table: str, units: float = 1.0) -> dict[str, A
     return {"ConsumedCapacity": cc}
 
 
-def _native(ep: Endpoint, name: str) -> Any:
-    """The native table, typed loosely: the endpoint passes keyword arguments through."""
+def _native(ep: Endpoint, name: str) -> engine.Table:
+    """The native table (the keyword arguments of each call come from the request)."""
     return ep.store.table(name)
 
 

@@ -64,6 +64,10 @@ class Consumer:
         self.limits = DEFAULT_LIMITS
         self._gap_since: dict[int, float] = {}
         self._asked_ms = 0
+        # The highest stream seq that may have been dropped (retention) before we saw it; 0:
+        # every message up to our ack floor reached us, so our state may vouch for a snapshot.
+        self._hole_end = 0
+        self._last_seq = 0  # highest stream seq delivered to us for the first time
         self.sub: Any = None
 
     # -- setup ---------------------------------------------------------------------------
@@ -76,15 +80,20 @@ class Consumer:
         except NotFoundError:
             info = None
         start_seq = 0
+        first = (await f.js.stream_info(f.names.stream)).state.first_seq or 1
         if info is None:
             snap = await self._load_snapshot()
             start_seq = snap.stream_seq + 1 if snap is not None and snap.stream_seq else 0
+            self._last_seq = max(start_seq, 1) - 1
+            if max(start_seq, 1) < first:  # dropped before we ever read them
+                self._hole_end = first - 1
         else:
-            sinfo = await f.js.stream_info(f.names.stream)
-            if info.ack_floor is not None and sinfo.state.first_seq > 1 \
-                    and (info.ack_floor.stream_seq or 0) + 1 < sinfo.state.first_seq:
+            floor = (info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+            self._last_seq = (info.delivered.stream_seq or 0) if info.delivered else floor
+            if floor + 1 < first:
                 log.info("node %016x is behind the stream's retention: loading the snapshot",
                          self.me)
+                self._hole_end = first - 1
                 await self._load_snapshot()
         config = ConsumerConfig(
             durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT,
@@ -96,10 +105,26 @@ class Consumer:
 
     async def _load_snapshot(self) -> snapshots.SnapshotInfo | None:
         try:
-            return await snapshots.load_snapshot(self.fleet)
+            info = await snapshots.load_snapshot(self.fleet)
         except SegmentError as exc:
             self._reject("object " + SNAPSHOT_OBJECT, 0, f"bad snapshot: {exc}")
             return None
+        if info is not None and info.stream_seq >= self._hole_end:
+            self._hole_end = 0  # the snapshot covers whatever we never saw
+        return info
+
+    @property
+    def whole(self) -> bool:
+        """Whether this node may write the cluster snapshot: no gap is pending and nothing the
+        stream dropped before we read it is missing (our ack floor then means "applied")."""
+        return self._hole_end == 0 and not self._gap_since
+
+    def _track(self, msg: Msg, seq: int) -> None:
+        """Notice stream seqs skipped on first delivery: the stream dropped them unseen."""
+        if msg.reply and msg.metadata.num_delivered == 1:
+            if self._last_seq and seq > self._last_seq + 1:
+                self._hole_end = max(self._hole_end, seq - 1)
+            self._last_seq = max(self._last_seq, seq)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -154,6 +179,7 @@ class Consumer:
         fast: list[tuple[Msg, Segment]] = []
         for msg in batch:
             seq = msg.metadata.sequence.stream if msg.reply else 0
+            self._track(msg, seq)
             subj = parse_subject(f.names, msg.subject)
             if subj is not None and subj.sender == self.me:
                 await msg.ack()  # our own: we hold it

@@ -50,10 +50,11 @@ class Members:
     """Row watcher and housekeeper of one connection (module docstring)."""
 
     def __init__(self, fleet: Fleet, ack_floor: Callable[[], Awaitable[int]],
-                 on_rows: Callable[[], None]) -> None:
+                 on_rows: Callable[[], None], whole: Callable[[], bool]) -> None:
         self.fleet = fleet
         self.me = fleet.store.node_id
         self.ack_floor = ack_floor
+        self.whole = whole  # may our state vouch for a snapshot (the consumer says)
         self.on_rows = on_rows
         self.requested_ms = 0
         self._dirty: set[int] = set()
@@ -189,6 +190,8 @@ class Members:
 
     async def _maybe_snapshot(self) -> None:
         f = self.fleet
+        if not self.whole():
+            return  # behind (a gap, or messages dropped unseen): leave it to the others
         info = await snapshots.read_info(f)
         requested = self.requested_ms
         vv = f.store.version_vector()
@@ -203,5 +206,7 @@ class Members:
                 self.requested_ms = 0
                 return
         floor = await self.ack_floor()
+        if not self.whole():
+            return
         await snapshots.write_snapshot(f, floor)
         self.requested_ms = 0

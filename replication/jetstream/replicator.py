@@ -262,7 +262,8 @@ class Replicator:
                           self._executor, self.stats, nc.max_payload)
             consumer = Consumer(fleet)
             waker = self._waker
-            members = Members(fleet, consumer.ack_floor, waker.threadsafe)
+            members = Members(fleet, consumer.ack_floor, waker.threadsafe,
+                              lambda: consumer.whole)
             await members.write_row(force=True)
             await consumer.bootstrap()
             publisher = Publisher(fleet, waker)

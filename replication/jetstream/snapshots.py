@@ -12,10 +12,13 @@ Loading verifies every part (``decode_segment``) and applies the parts in order 
 its stale-snapshot and chain rules. A malformed object is reported and applies nothing more.
 
 Refresh (:func:`refresh_due`): a member rewrites the snapshot when the current one is older
-than ``snapshot_interval`` and its own vv moved past the snapshot's by ``snapshot_min_changes``,
-or at once when a node asked (``snapshot.request`` in the key-value bucket: a node whose gap no
-snapshot bridges yet). Two members writing at once is harmless: each object is whole, the last
-one stays.
+than ``snapshot_interval`` and its own vv moved past the snapshot's by ``snapshot_min_changes``
+(never with less than the current one holds), or at once when a node asked
+(``snapshot.request`` in the key-value bucket: a node whose gap no snapshot bridges yet). Two
+members writing at once is harmless: each object is whole, the last
+one stays. Only a member whose consumer saw every message up to its ack floor writes one (a
+node that was behind the stream's retention, or has a gap pending, does not: its ack floor
+counts messages the stream dropped before it read them, which it never applied).
 """
 
 from __future__ import annotations
@@ -166,6 +169,8 @@ def refresh_due(fleet: Fleet, info: SnapshotInfo | None, vv: Mapping[int, int],
     """Whether this member should rewrite the snapshot now (module docstring)."""
     if info is None:
         return bool(vv)
+    if not all(vv.get(o, 0) >= s for o, s in info.vv.items()):
+        return False  # never replace a snapshot with one that holds less
     if requested_ms > info.created_ms:
         return True
     moved = sum(max(0, s - info.vv.get(o, 0)) for o, s in vv.items())

@@ -43,9 +43,9 @@ def _read_lines(proc: subprocess.Popen[str], until: float, stop_after: int | Non
     return lines
 
 
-def _run_and_kill(path: Path, run: int, rng: random.Random) -> list[str]:
+def _run_and_kill(path: Path, run: int, rng: random.Random, threads: int = 1) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, str(CHILD), str(path), str(run)],
+    proc = subprocess.Popen([sys.executable, str(CHILD), str(path), str(run), str(threads)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         ready = _read_lines(proc, time.monotonic() + 30, 1)
@@ -118,7 +118,9 @@ def _check(path: Path, acked_ever: dict[str, Any], maybe_deleted: set[str]) -> N
         assert report.ok and report.replayed, report.problems
 
 
-def test_sigkill_during_writes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("threads", [1, 4])
+def test_sigkill_during_writes(tmp_path: Path, threads: int) -> None:
+    """Killed at random moments, with one writer or with four sharing group commits."""
     rng = random.Random(os.environ.get("REGIONDB_CRASH_SEED", "regiondb"))
     path = tmp_path / "s"
     with engine.open(path, region="crash", map_size=256 << 10) as store:
@@ -128,7 +130,7 @@ def test_sigkill_during_writes(tmp_path: Path) -> None:
     maybe_deleted: set[str] = set()
     total = 0
     for run in range(1, ROUNDS + 1):
-        lines = _run_and_kill(path, run, rng)
+        lines = _run_and_kill(path, run, rng, threads)
         for line in lines:
             kind, *args = line.split()
             if kind == "P":

@@ -24,7 +24,8 @@ def test_bench_smoke_run_writes_a_valid_report(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "latest.json").read_text())
     assert validate_result(result) == []
     assert [t["name"] for t in result["targets"]] == [
-        "durable single writes vs floor", "batched writes vs floor",
+        "durable single writes vs floor", "4 durable writer threads vs SQLite FULL",
+        "4 durable writer threads vs one writer", "batched writes vs floor",
         "point reads vs raw get+decode", "point reads vs SQLite", "merge vs floor's merge",
         "catch-up over TCP vs merge", "live lag p99 (ms)", "bytes per change vs item CBOR",
     ]

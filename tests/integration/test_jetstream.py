@@ -195,7 +195,7 @@ def test_new_node_joins_from_the_snapshot(broker: LocalServer,
                what="a member wrote the snapshot")
     c, rc = fleet("c", [broker.url])
     wait_until(lambda: converged(a, b, c), what="the new node converges")
-    assert rc.stats.snapshots_loaded == 1
+    assert rc.stats.snapshots_loaded >= 1
     assert c.table("t").get("a3") is None
     _write(c, "c", 2)
     wait_until(lambda: converged(a, b, c), what="the new node's writes reach the others")
@@ -204,12 +204,16 @@ def test_new_node_joins_from_the_snapshot(broker: LocalServer,
 def test_node_offline_past_retention_rejoins_from_the_snapshot(
         broker: LocalServer, fleet: Callable[..., Node]) -> None:
     nodes = [fleet(n, [broker.url], max_msgs=8) for n in "abc"]
-    (a, _), (b, _), (c, rc) = nodes
+    (a, ra), (b, _), (c, rc) = nodes
     _table(a, b, c)
     _write(c, "c", 2)
     wait_until(lambda: converged(a, b, c), what="converged")
     rc.stop()
-    _write(a, "a", 40)  # forty messages: the stream keeps the last eight
+    for i in range(20):  # twenty messages (one at a time): the stream keeps the last eight
+        _write(a, f"a{i}-", 1)
+        seq = a.version_vector()[a.node_id]
+        wait_until(lambda s=seq: ra.stats.confirmed.get(a.node_id, 0) >= s,
+                   what="each write in a message of its own")
     a.table("t").delete("c0")
     wait_until(lambda: converged(a, b), what="a and b converge")
     rc2 = Replicator(c, [broker.url], cluster="test", options=rc.options).start()

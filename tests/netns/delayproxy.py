@@ -4,7 +4,7 @@
 accepts connections and relays each to ``--to``; every chunk read is written on ``D`` ms (± a
 uniform ``J``) later, never before the chunk ahead of it (a stream stays in order, as TCP
 over a jittery link does). A stalled side stops reading once 4 MiB wait (backpressure). Used
-by :mod:`lab` inside a namespace the test made; it only ever dials the address it is given.
+by :mod:`netlab` inside a namespace the test made; it only ever dials the address it is given.
 """
 
 from __future__ import annotations

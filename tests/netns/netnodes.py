@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab import PORT, ROOT, Lab
+from netlab import PORT, ROOT, Lab
 
 
 class NsNode:
