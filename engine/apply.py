@@ -47,8 +47,8 @@ from .layout import CONFLICTS, META_CONFLICTS, META_FORGOTTEN, U64
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["apply_changes", "conflict_count", "conflicts", "forgotten_ids", "merge_table",
-           "merge_ttl", "op_delta"]
+__all__ = ["apply_changes", "conflict_count", "conflicts", "forget_cuts", "forgotten_ids",
+           "merge_table", "merge_ttl", "op_delta"]
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
         start_pos = pos
         vv: dict[int, int] = {}
         known: dict[int, int] = {}
-        forgotten = forgotten_ids(txn, env)
+        cuts = forget_cuts(txn, env)
         wall = store._wall()
         tables_changed = False
         builds = False
@@ -140,9 +140,10 @@ def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
                 report.gaps[origin] = (have, seq)
                 report.held += 1
                 continue
-            if origin in forgotten:
+            if origin in cuts and seq > cuts[origin]:
                 report.refused[origin] = ForgottenNodeError(
-                    f"node {origin:016x} was forgotten; it must rejoin from a snapshot"
+                    f"node {origin:016x} was forgotten after its seq {cuts[origin]}; it must "
+                    "rejoin from a snapshot"
                 )
                 report.held += 1
                 continue
@@ -312,10 +313,20 @@ def merge_ttl(txn: Txn, env: Env, table: str, attribute: str | None, v: Version)
     return True
 
 
+def forget_cuts(txn: Txn, env: Env) -> dict[int, int]:
+    """Forgotten node id -> its cut (the last seq of it still accepted), as of this
+    transaction. The record is a CBOR map; stores written before cuts hold a list (cut 0)."""
+    raw = txn.get(META_FORGOTTEN, db=env.meta)
+    if not raw:
+        return {}
+    value = codec.loads(raw)
+    return {int(n): 0 for n in value} if isinstance(value, list) else \
+        {int(n): int(c) for n, c in value.items()}
+
+
 def forgotten_ids(txn: Txn, env: Env) -> set[int]:
     """Node ids this store has forgotten, as of this transaction."""
-    raw = txn.get(META_FORGOTTEN, db=env.meta)
-    return set(codec.loads(raw)) if raw else set()
+    return set(forget_cuts(txn, env))
 
 
 # -- conflicts ------------------------------------------------------------------------------

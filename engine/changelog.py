@@ -5,6 +5,12 @@ entry, written in the same LMDB transaction as the items it changed. The databas
 (``log``, ``index``, ``vv``, ``floors``, the ``clock`` meta record) are laid out in
 :mod:`engine.layout`.
 
+The HLC at each vv position (:func:`vv_hlcs`). An origin's HLCs grow with its seqs (each write
+ticks its clock), so ``vv_hlcs()[o]`` — the HLC of the change at seq ``vv[o]`` — decides exactly
+whether a version ``(hlc, o)`` found in an item state was written by a change this store holds:
+``hlc <= vv_hlcs()[o]``. It is read from the log entry at ``vv[o]``, or from the ``floors``
+record when that entry is gone (compacted, or covered by a merged snapshot).
+
 The clock. A local write does not rewrite the ``clock`` record — that would dirty a fourth
 database page in every single-write commit (measured: about 9 % of durable single-write
 throughput). Instead :func:`read_clock` derives the clock from the record *and* the log:
@@ -32,7 +38,7 @@ from .checks import check_limit, check_node_id, check_u64
 from .env import Env, Txn
 from .errors import LogTruncated, TableNotFound
 from .keys import decode_key
-from .layout import CLOCK, LOGHDR, META_CLOCK, U64, U64x2
+from .layout import CLOCK, FLOOR, LOGHDR, META_CLOCK, U64, U64x2
 
 if TYPE_CHECKING:
     from .store import Store
@@ -46,7 +52,13 @@ __all__ = [
     "log_range",
     "position",
     "read_clock",
+    "entry_hlc",
+    "floor_hlc",
+    "floor_seq",
     "version_vector",
+    "vv_hlcs",
+    "vv_hlcs_txn",
+    "vv_txn",
     "write_clock",
 ]
 
@@ -74,6 +86,21 @@ def read_clock(txn: Txn, env: Env) -> tuple[int, int, int]:
             s = LOGHDR.unpack_from(value)[1]
             return max(hlc, _txn_hlc(value, LOGHDR.size)), max(seq, s), last
     return hlc, seq, pos
+
+
+def floor_seq(raw: Any) -> int:
+    """The seq of a ``floors`` record (8 bytes in old stores, 16 with the HLC)."""
+    return int(U64.unpack_from(raw)[0])
+
+
+def floor_hlc(raw: Any) -> int:
+    """The HLC of a ``floors`` record's seq, 0 when the record predates it."""
+    return int(FLOOR.unpack(raw)[1]) if len(raw) == FLOOR.size else 0
+
+
+def entry_hlc(value: Any) -> int:
+    """The HLC of a log entry (the head of its transaction)."""
+    return _txn_hlc(value, LOGHDR.size)
 
 
 def _txn_hlc(value: Any, at: int) -> int:
@@ -109,13 +136,41 @@ def append(
 def version_vector(store: Store) -> dict[int, int]:
     """``{origin node id: highest seq applied}``, this node included."""
     env = store._e()
+    return env.read(lambda txn: vv_txn(txn, env, store.node_id))
 
-    def run(txn: Txn) -> dict[int, int]:
-        vv = {U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.vv)}
-        _, seq, _ = read_clock(txn, env)
-        if seq:
-            vv[store.node_id] = seq
-        return vv
+
+def vv_hlcs_txn(txn: Txn, env: Env, vv: dict[int, int]) -> dict[int, int]:
+    """Per origin of ``vv``, the HLC of the change at seq ``vv[o]``, where it is known."""
+    out: dict[int, int] = {}
+    for origin, seq in vv.items():
+        pkey = txn.get(U64x2.pack(origin, seq), db=env.index)
+        value = txn.get(pkey, db=env.log) if pkey is not None else None
+        if value is not None:
+            out[origin] = entry_hlc(value)
+            continue
+        raw = txn.get(U64.pack(origin), db=env.floors)
+        if raw is not None and floor_seq(raw) == seq and floor_hlc(raw):
+            out[origin] = floor_hlc(raw)
+    return out
+
+
+def vv_txn(txn: Txn, env: Env, node_id: int) -> dict[int, int]:
+    """The version vector as of this transaction, ``node_id`` (this store) included."""
+    vv = {U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.vv)}
+    _, seq, _ = read_clock(txn, env)
+    if seq:
+        vv[node_id] = seq
+    return vv
+
+
+def vv_hlcs(store: Store) -> tuple[dict[int, int], dict[int, int]]:
+    """``(vv, hlcs)`` read together: ``hlcs[o]`` is the HLC of the change at ``vv[o]``
+    (origins whose HLC is unknown, e.g. in a store older than floors with HLCs, are absent)."""
+    env = store._e()
+
+    def run(txn: Txn) -> tuple[dict[int, int], dict[int, int]]:
+        vv = vv_txn(txn, env, store.node_id)
+        return vv, vv_hlcs_txn(txn, env, vv)
 
     return env.read(run)
 
@@ -124,7 +179,7 @@ def log_floor(store: Store) -> dict[int, int]:
     """Per origin, the seq at or below which entries may be missing from the log."""
     env = store._e()
     return env.read(lambda txn: {
-        U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.floors)
+        U64.unpack(k)[0]: floor_seq(v) for k, v in txn.cursor(db=env.floors)
     })
 
 
@@ -140,10 +195,10 @@ def log_range(store: Store, origin: int, after: int, limit: int | None) -> list[
 
     def run(txn: Txn) -> list[RawChange]:
         floor_raw = txn.get(U64.pack(origin), db=env.floors)
-        if floor_raw is not None and after < U64.unpack(floor_raw)[0]:
+        if floor_raw is not None and after < floor_seq(floor_raw):
             raise LogTruncated(
                 f"log of node {origin:016x} is truncated up to seq "
-                f"{U64.unpack(floor_raw)[0]}; seq {after + 1} onwards needs a snapshot"
+                f"{floor_seq(floor_raw)}; seq {after + 1} onwards needs a snapshot"
             )
         cur = txn.cursor(db=env.index)
         out: list[RawChange] = []

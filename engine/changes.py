@@ -65,7 +65,11 @@ class Snapshot:
     and the secondary index definitions (never their entries: each replica derives its own).
 
     ``items`` is chunked (no long read transaction) and may include changes newer than
-    ``vv`` — which is safe, since merging them again later is a no-op.
+    ``vv`` — which is safe, since merging them again later is a no-op. ``covers`` is, per
+    origin, the HLC of the change at ``vv[origin]`` (read with ``vv``): the snapshot reflects
+    every change of that origin with an HLC at or below it, which lets a receiver tell an item
+    it holds that is absent from the snapshot because it was deleted (see
+    :meth:`engine.Store.merge_snapshot`).
     """
 
     vv: dict[int, int]
@@ -73,6 +77,7 @@ class Snapshot:
     forgotten: frozenset[int]
     items: Callable[[], Iterator[tuple[bytes, bytes]]]
     indexes: list[IndexDef] = field(default_factory=list)
+    covers: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

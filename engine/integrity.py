@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .apply import op_delta
-from .changelog import read_clock
+from .changelog import floor_seq, read_clock
 from .env import Env, Txn
 from .indexdefs import IndexDef, entry_of, load_defs, table_prefix
 from .item import ItemState, merge, visible
@@ -123,7 +123,7 @@ def _check_log(store: Store, txn: Txn, env: Env, items: dict[bytes, dict[str, An
     by_origin: dict[int, list[int]] = {}
     index = {bytes(k): bytes(v) for k, v in txn.cursor(db=env.index)}
     replay: dict[bytes, ItemState] = {}
-    floors = {U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.floors)}
+    floors = {U64.unpack(k)[0]: floor_seq(v) for k, v in txn.cursor(db=env.floors)}
     bad: list[bytes] = []
     deleted: set[bytes] = set()  # prefixes of tables deleted at some point (op R)
     for pkey, value in txn.cursor(db=env.log):

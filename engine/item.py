@@ -561,10 +561,15 @@ def max_version(state: ItemState | None) -> Version:
     for v, _ in state.attrs.values():
         if v > best:
             best = v
-    if state.extra:
-        for e in state.extra.values():
-            best = max(best, e.obs_v, *((h, o) for o, (h, _) in e.incs.items()),
-                       *(ent[0] for ent in e.elems.values()))
+    for e in state.extra.values():
+        if e.obs_v > best:
+            best = e.obs_v
+        for o, (h, _) in e.incs.items():
+            if h > best[0] or (h == best[0] and o > best[1]):
+                best = (h, o)
+        for ent in e.elems.values():
+            if ent[0] > best:
+                best = ent[0]
     return best
 
 

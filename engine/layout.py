@@ -21,6 +21,9 @@ meta       ``lineage``                                  CBOR ``[[old id, new id,
 meta       ``dropped:<table>``                          CBOR ``[hlc, node]``: the table's latest
                                                         deletion (:mod:`engine.schema`)
 meta       ``x:<name>``                                 CBOR value of :meth:`Store.set_meta`
+meta       ``p:`` + item key                            empty: the item holds tombstones that came
+                                                        through a snapshot (purged by version,
+                                                        :mod:`engine.retention`)
 meta       ``ttl-pending:<table>``                      CBOR ``[ttl attribute, hlc, node]`` of a
                                                         TTL whose table has not arrived yet
 items      ``enc(table) enc(pk) [enc(sk)]``             item state (:mod:`engine.codec`)
@@ -29,7 +32,10 @@ log        position (:data:`U64`, local apply order)    :data:`LOGHDR` ``(origin
                                                         what travels to peers), CBOR ``images``
 index      origin + seq (:data:`U64x2`)                 position (:data:`U64`)
 vv         origin (:data:`U64`)                         highest seq applied (remote origins)
-floors     origin (:data:`U64`)                         seqs at or below are not in the log
+floors     origin (:data:`U64`)                         :data:`FLOOR` ``(seq, hlc)``: seqs at or
+                                                        below are not in the log; ``hlc`` is that
+                                                        seq's change's (8-byte records of older
+                                                        stores hold the seq alone)
 tables     table name (UTF-8)                           CBOR ``[pk, sk, hlc, node]``, then
                                                         ``ttl, ttl_hlc, ttl_node`` once a TTL was
                                                         set (:class:`engine.changes.TableDef`)
@@ -68,6 +74,7 @@ import struct
 __all__ = [
     "CLOCK",
     "CONFLICTS",
+    "FLOOR",
     "DB_NAMES",
     "FORMAT",
     "LOGHDR",
@@ -78,6 +85,7 @@ __all__ = [
     "META_FORMAT",
     "META_IDENT",
     "META_LINEAGE",
+    "META_PENDING_PREFIX",
     "META_REISSUE",
     "META_USER_PREFIX",
     "READABLE_FORMATS",
@@ -97,6 +105,7 @@ U64x2 = struct.Struct(">QQ")       # index key: origin, seq
 CLOCK = struct.Struct(">QQQ")      # meta "clock": last hlc, local seq, last position
 LOGHDR = struct.Struct(">QQI")     # log value head: origin, seq, len(txn)
 CONFLICTS = struct.Struct(">QQQ")  # meta "conflicts": first id kept, next id, total recorded
+FLOOR = struct.Struct(">QQ")       # floors value: seq, hlc of that seq's change (0: unknown)
 
 META_FORMAT = b"format"
 META_IDENT = b"ident"
@@ -107,3 +116,4 @@ META_REISSUE = b"reissue"
 META_DROPPED_PREFIX = b"dropped:"
 META_LINEAGE = b"lineage"
 META_USER_PREFIX = b"x:"  # Store.set_meta / get_meta: replication's bookkeeping
+META_PENDING_PREFIX = b"p:"  # + item key: snapshot tombstones awaiting purge (retention)

@@ -34,7 +34,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import codec
-from .changelog import _txn_hlc, read_clock, version_vector, write_clock
+from .changelog import _txn_hlc, floor_seq, read_clock, version_vector, vv_hlcs, write_clock
 from .env import Env, Txn
 from .errors import SchemaError
 from .keys import decode_key
@@ -70,23 +70,9 @@ def _entry(txn: Txn, *, env: Env, origin: int, seq: int) -> bytes | None:
 
 
 def tips(store: Store) -> dict[int, int]:
-    """Per origin, the HLC of the entry at its vv position (where the log still holds it)."""
-    env = store._e()
-    me = store.node_id
-
-    def run(txn: Txn) -> dict[int, int]:
-        vv = {U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.vv)}
-        seq = read_clock(txn, env)[1]
-        if seq:
-            vv[me] = seq
-        out = {}
-        for origin, s in vv.items():
-            hlc = _hlc_at(txn, env, origin, s)
-            if hlc:
-                out[origin] = hlc
-        return out
-
-    return env.read(run)
+    """Per origin, the HLC of the entry at its vv position (where known): the store's
+    :func:`engine.changelog.vv_hlcs`, the one home of that value."""
+    return vv_hlcs(store)[1]
 
 
 def divergence(
@@ -127,7 +113,7 @@ def reidentify(store: Store, reason: str) -> int:
             return int(node)  # another process re-identified it meanwhile
         hlc, seq, pos = read_clock(txn, env)
         raw_floor = txn.get(U64.pack(old), db=env.floors)
-        floor = min(U64.unpack(raw_floor)[0] if raw_floor else 0, seq)
+        floor = min(floor_seq(raw_floor) if raw_floor else 0, seq)
         moved: list[list[Any]] = []
         for s in range(floor + 1, seq + 1):
             key = U64x2.pack(old, s)

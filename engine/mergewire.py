@@ -17,7 +17,7 @@ Every key is optional; an op without ext has none of them. ``t`` marks a TTL del
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -37,7 +37,7 @@ def totals_wire(totals: Mapping[int, tuple[int, Any]]) -> list[list[Any]]:
 
 def extra_wire(e: Extra) -> list[Any]:
     elems = sorted(([el, v[0], v[1], present] for el, (v, present) in e.elems.items()),
-                   key=lambda row: canonical(row[0]))
+                   key=lambda row: canonical(row[0])) if e.elems else []
     return [e.obs_v[0], e.obs_v[1], totals_wire(e.obs), totals_wire(e.incs), elems]
 
 
@@ -46,7 +46,12 @@ def extra_obj(w: list[Any]) -> Extra:
                  {el: ((h, n), present) for el, h, n, present in w[4]})
 
 
+_SMALL = 1 << 63
+
+
 def _check_number(v: Any, what: str) -> None:
+    if type(v) is int and -_SMALL < v < _SMALL:
+        return  # the usual total or amount
     if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
         raise ValidationError(f"{what} is not a number: {v!r:.60}")
     check_value(v, what)
@@ -166,7 +171,7 @@ def _check_part(key: str, name: str, value: Any, where: str) -> None:
 
 
 def op_wire(
-    kind: str, table: str, key: bytes, attrs: dict[str, Any], remove: tuple[str, ...] | list[str],
+    kind: str, table: str, key: bytes, attrs: dict[str, Any], remove: Sequence[str],
     seen: tuple[int, int], ext: WriteExt = NO_EXT, ttl: bool = False,
 ) -> list[Any]:
     """The wire form of a P, U or D op (see the module docstring of :mod:`engine.codec`)."""

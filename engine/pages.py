@@ -94,6 +94,7 @@ class PageQuery:
     segment: tuple[int, int] | None = None
     db: Any = None
     load: Loader = _visible
+    expired: Callable[[Txn, bytes, dict[str, Any]], bool] | None = None  # TTL (engine.ttl)
 
 
 def rows_in(txn: Txn, db: Any, rng: KeyRange, after: bytes | None, reverse: bool
@@ -134,19 +135,20 @@ def _read(txn: Txn, store: Store, q: PageQuery, after: bytes | None, limit: int 
     items: list[dict[str, Any]] = []
     scanned = size = 0
     last: tuple[bytes, dict[str, Any]] | None = None
-    keep, paths, load = q.keep, q.paths, q.load
+    keep, paths, load, gone = q.keep, q.paths, q.load, q.expired
     part, parts = q.segment or (0, 0)
     full = False
     for key, raw in rows_in(txn, db, q.range, after, q.reverse):
         if parts and zlib.crc32(key) % parts != part:
             continue
         if full:  # one more item exists past a full page: the page gets a last_key
-            if load(txn, key, raw) is not None:
+            more = load(txn, key, raw)
+            if more is not None and (gone is None or not gone(txn, key, more)):
                 assert last is not None
                 return Page(items, q.key_of(*last), scanned), last[0]
             continue
         item = load(txn, key, raw)
-        if item is None:
+        if item is None or (gone is not None and gone(txn, key, item)):
             continue
         scanned += 1
         size += len(raw)

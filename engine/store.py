@@ -230,6 +230,16 @@ class Store:
         """
         ttl.set_ttl(self, table, attribute)
 
+    def expire(self, limit: int | None = None) -> int:
+        """Delete expired items (see :meth:`set_ttl`); return how many were deleted.
+
+        Ordinary deletes, marked ``Change.ttl`` in the change feed, that replicate like any
+        delete; each re-checks its item in its write transaction, so an item refreshed
+        meanwhile survives. ``limit`` caps the deletes of one call. The live Replicator,
+        ``regiondb serve`` and the endpoint call it every few seconds (:class:`engine.ttl.Expirer`).
+        """
+        return ttl.expire(self, limit)
+
     def create_index(
         self, table: str, index: Index, *,
         progress: Callable[[int, int | None], None] | None = None,
@@ -329,11 +339,13 @@ class Store:
         from .table import Table
 
         wanted: list[bytes] = []
+        tables: list[str] = []
         for k in keys:
             if not isinstance(k, (tuple, list)) or len(k) not in (2, 3):
                 raise ValidationError(f"get_many takes (table, pk[, sk]) tuples, not {k!r}")
             t = k[0] if isinstance(k[0], Table) else self.table(k[0])
             wanted.append(t._key(k[1], k[2] if len(k) == 3 else None)[0])
+            tables.append(t.name)
         env = self._e()
 
         def run(txn: Txn) -> list[dict[str, Any] | None]:
@@ -343,7 +355,9 @@ class Store:
                 out.append(None if raw is None else codec.visible_from_raw(raw))
             return out
 
-        return env.read(run)
+        found = env.read(run)
+        return [ttl.hide_expired(self, name, item) for name, item in zip(tables, found,
+                                                                          strict=True)]
 
     # -- change log, feed and version vector (engine.changelog) ------------------------
 
@@ -431,7 +445,9 @@ class Store:
 
     def merge_snapshot(
         self, vv: Mapping[int, int], tables: Iterable[TableDef],
-        items: Iterable[tuple[bytes, bytes]], indexes: Iterable[IndexDef] = (),
+        items: Iterable[tuple[bytes, bytes]], indexes: Iterable[IndexDef] = (), *,
+        covers: Mapping[int, int] | None = None,
+        span: tuple[bytes | None, bytes | None] | None = None,
     ) -> int:
         """Merge a peer's full state atomically; return how many item states were merged.
 
@@ -441,9 +457,23 @@ class Store:
         ``indexes`` are the sender's index definitions (``Snapshot.indexes``); any new one is
         filled here from the merged items before this returns.
 
+        ``covers`` (the snapshot's :attr:`Snapshot.covers`) makes the snapshot authoritative
+        for what its sender had seen: our item entries written by changes it covers are
+        replaced by the sender's state, and within ``span`` — the inclusive key range
+        ``(low, high)`` the items list completely, ``None`` for an open end — an item we hold
+        that the snapshot lacks loses them (it was deleted there and its tombstone purged).
+        Snapshot entries our own covers cover and we lack are dropped likewise. Tombstones
+        the merge leaves are purged by :meth:`compact` once stable, like others.
+
         :raises ValidationError: for a malformed table, key or state; nothing is applied.
         """
-        return retention.merge_snapshot(self, vv, tables, items, indexes)
+        return retention.merge_snapshot(self, vv, tables, items, indexes, covers, span)
+
+    def vv_hlcs(self) -> tuple[dict[int, int], dict[int, int]]:
+        """``(vv, hlcs)``: the version vector and, per origin, the HLC of the change at its
+        vv position (where known), read together. An origin's HLCs grow with its seqs, so
+        ``(hlc, o)`` was written by a change this store holds iff ``hlc <= hlcs[o]``."""
+        return changelog.vv_hlcs(self)
 
     def compact(
         self, stable: Mapping[int, int], *, purge_tombstones: bool = True
@@ -455,12 +485,20 @@ class Store:
         """
         return retention.compact(self, stable, purge_tombstones)
 
-    def forget(self, node_id: int) -> None:
-        """Remove a dead node for good: its changes are refused from now on.
+    def forget(self, node_id: int, *, cut: int | None = None) -> int:
+        """Remove a dead node for good: its changes after the *cut* are refused from now on.
 
+        The cut is the last seq of the node still accepted: the largest of ``cut``, what this
+        store holds of it, and any cut recorded before (a forget adopted from several peers
+        keeps the largest). Its changes up to the cut still apply and relay, so members that
+        had received different prefixes of its log end equal. Returns the cut.
         A forgotten node that comes back must rejoin as a new node from a snapshot.
         """
-        retention.forget(self, node_id)
+        return retention.forget(self, node_id, cut)
+
+    def forget_cuts(self) -> dict[int, int]:
+        """Forgotten node id -> its cut (the last seq of it still accepted)."""
+        return retention.forget_cuts_of(self)
 
     def forgotten(self) -> frozenset[int]:
         """Node ids this store has forgotten."""

@@ -17,7 +17,7 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from . import codec
+from . import codec, ttl
 from . import index as index_mod
 from .batch import Batch
 from .checks import check_limit as _check_limit
@@ -355,7 +355,8 @@ class Table:
             ex.finish()
         env = self._store._e()
         raw = env.get(key, env.items)
-        item = None if raw is None else codec.visible_from_raw(raw)
+        item = None if raw is None else ttl.hide_expired(self._store, self.name,
+                                                         codec.visible_from_raw(raw))
         return item if paths is None or item is None else project(item, paths)
 
     def _read_exprs(self, filter: str | None, projection: str | None, names: Names,
@@ -394,7 +395,8 @@ class Table:
             conds = self._key_bounds(pk, kc, d)
         if d is None:
             rng = self.sort_range(self._prefix + encode_value(pk, pk_name), conds)
-            return PageQuery(rng, self._key_of, reverse, keep, paths), None
+            return PageQuery(rng, self._key_of, reverse, keep, paths,
+                             expired=ttl.page_expiry(self._store, self.name)), None
         return self._index_query(d, pk, conds, reverse, keep, paths), d
 
     def _index_query(self, d: IndexDef, pk: Any, conds: Mapping[str, Any], reverse: bool,
@@ -430,7 +432,7 @@ class Table:
             return {n: item[n] for n in names}
 
         return PageQuery(KeyRange(lo, hi, lo_incl, hi_incl), key_of, reverse, keep, paths,
-                         None, env.idx, load)
+                         None, env.idx, load, ttl.page_expiry(self._store, self.name, d))
 
     def _index_start(self, d: IndexDef, start: object) -> bytes | None:
         """An exclusive start key of an index page: the index keys and the table keys."""
@@ -553,7 +555,8 @@ class Table:
             d = index_mod.queryable(self._store, self.name, index)
             return replace(self._index_query(d, _WHOLE_INDEX, {}, False, keep, paths),
                            segment=part)
-        return PageQuery(KeyRange.prefix(self._prefix), self._key_of, False, keep, paths, part)
+        return PageQuery(KeyRange.prefix(self._prefix), self._key_of, False, keep, paths, part,
+                         expired=ttl.page_expiry(self._store, self.name))
 
     def scan(self, limit: int | None = None, *, filter: str | None = None,  # noqa: A002
              projection: str | None = None, names: Names = None, values: Values = None,

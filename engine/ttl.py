@@ -18,6 +18,7 @@ already hide the item.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -28,13 +29,14 @@ from .changes import TableDef, decode_table_def
 from .checks import check_limit
 from .clock import tick
 from .env import Txn
-from .errors import TableNotFound
-from .keys import encode_value
+from .errors import StoreClosed, TableNotFound, ValidationError
+from .keys import decode_key, decode_value, encode_value
 
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["DEFAULT_EXPIRE_INTERVAL", "expired", "expired_keys", "expiry_filter", "set_ttl"]
+__all__ = ["DEFAULT_EXPIRE_INTERVAL", "EXPIRE_BATCH", "Expirer", "expire", "expired",
+           "expired_keys", "expiry_filter", "hide_expired", "page_expiry", "set_ttl"]
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +128,126 @@ def expired_keys(store: Store, tdef: TableDef, limit: int | None) -> Iterator[by
             return
         after = rows[-1][0]
 
+
+
+EXPIRE_BATCH = 100  # expired items deleted per write transaction
+
+
+def expire(store: Store, limit: int | None = None) -> int:
+    """See :meth:`engine.Store.expire`."""
+    from .writepath import WriteOp, commit_local  # the write path imports this module
+
+    check_limit(limit)
+    total = 0
+    for tdef in store.table_defs():
+        if tdef.ttl_attribute is None:
+            continue
+        want = None if limit is None else limit - total
+        if want == 0:
+            break
+        keys = list(expired_keys(store, tdef, want))
+        for i in range(0, len(keys), EXPIRE_BATCH):
+            ops = [WriteOp("D", tdef, k, decode_key(k)[1], {}, (), None, returning="ALL_OLD",
+                           ttl=True) for k in keys[i:i + EXPIRE_BATCH]]
+            total += sum(r is not None for r in commit_local(store, ops))
+    if total:
+        log.info("expired %d items in %s", total, store.path)
+    return total
+
+
+class Expirer:
+    """Runs :meth:`Store.expire` every ``interval`` seconds in a daemon thread.
+
+    What the live Replicator, ``regiondb serve`` and the DynamoDB endpoint use to delete
+    expired items as DynamoDB does in the background. ``start()``/``stop()`` or ``with``; a
+    failure is logged and the next round tries again; a closed store ends the thread.
+    """
+
+    def __init__(self, store: Store, interval: float = DEFAULT_EXPIRE_INTERVAL) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) \
+                or not interval > 0:
+            raise ValidationError(f"interval must be a positive number of seconds, "
+                                  f"not {interval!r}")
+        self.store = store
+        self.interval = float(interval)
+        self.expired = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"<Expirer {self.store.region} every {self.interval:g} s>"
+
+    def start(self) -> Expirer:
+        """Start the thread (idempotent); the first round runs after one interval."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name=f"regiondb-expire-{self.store.region}")
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and wait for a running round to end. Idempotent."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            thread.join(timeout)
+
+    def __enter__(self) -> Expirer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.expired += self.store.expire()
+            except StoreClosed:
+                return
+            except Exception:  # keep expiring: the next round may succeed
+                log.exception("expiring items of %s failed", self.store.path)
+
+
+def page_expiry(store: Store, table: str, index: Any = None
+                ) -> Callable[[Txn, bytes, dict[str, Any]], bool] | None:
+    """The ``expired`` test of a page read (:class:`engine.pages.PageQuery`) of ``table`` or
+    of its secondary ``index`` (an :class:`engine.index.IndexDef`), as of now; ``None`` if the
+    table has no TTL. An index entry that does not hold the TTL attribute (``KEYS_ONLY`` or a
+    projection without it) is judged by its item, read in the same transaction."""
+    tdef = store._table_def(table)
+    attribute = tdef.ttl_attribute
+    if attribute is None:
+        return None
+    now_s = store._wall() / 1000
+    projection = None if index is None else index.index.projection
+    if projection is None or projection == "ALL" or (
+            isinstance(projection, (list, tuple)) and attribute in projection):
+        return lambda txn, key, item: expired(item, attribute, now_s)
+    env = store._e()
+
+    def by_item(txn: Txn, key: bytes, item: dict[str, Any]) -> bool:
+        state = txn.get(_entry_item_key(index, key), db=env.items)
+        return state is not None and expired(codec.visible_from_raw(bytes(state)), attribute,
+                                             now_s)
+
+    return by_item
+
+
+def _entry_item_key(d: Any, entry: bytes) -> bytes:
+    """The item key of an index entry key ``prefix enc(ipk) [enc(isk)] item-key-suffix``."""
+    pos = len(d.prefix)
+    for _ in range(1 if d.index.sort_key is None else 2):
+        pos = decode_value(entry, pos)[1]
+    return encode_value(d.table, "table name") + entry[pos:]
+
+
+def hide_expired(store: Store, table: str, item: dict[str, Any] | None
+                 ) -> dict[str, Any] | None:
+    """``item``, or ``None`` if it is expired (point reads: get, get_many)."""
+    if item is None:
+        return None
+    attribute = store._table_def(table).ttl_attribute
+    if attribute is not None and expired(item, attribute, store._wall() / 1000):
+        return None
+    return item

@@ -7,9 +7,12 @@ commit. A false condition raises ``ConditionFailed`` (a batch: ``TransactionCanc
 every failed op) and, like every error raised inside, aborts the transaction: nothing is
 written.
 
-``ADD`` and ``DELETE`` on top-level attributes become plain values in exactly one place,
-:func:`fold_add_delete` (DynamoDB's single-region semantics). Merging them as counters and
-set deltas across replicas replaces that function only.
+``ADD`` and ``DELETE`` on top-level attributes become merge deltas in exactly one place,
+:func:`merge_add_delete`: ``ADD n`` on a number is a counter increment, ``ADD``/``DELETE`` of
+set elements are element changes (:mod:`engine.item`), checked against the current item with
+DynamoDB's type rules. Every put, delete, SET and REMOVE of a counter records the totals it
+observed (observed-reset). A delete of kind ``ttl`` (:func:`engine.ttl.expire`) is skipped if
+the item is no longer expired when its transaction runs.
 """
 
 from __future__ import annotations
@@ -24,15 +27,28 @@ from .clock import BOTTOM, Version, tick_local
 from .errors import ConditionFailed, TransactionCanceled, ValidationError
 from .expr import MISSING, Path, UpdateActions, project
 from .expr.values import add_value, delete_value
-from .item import ItemState, delete_delta, max_version, merge, put_delta, update_delta, visible
+from .item import (
+    NO_EXT,
+    ItemState,
+    WriteExt,
+    delete_delta,
+    max_version,
+    merge,
+    plan_write,
+    put_delta,
+    update_delta,
+    visible,
+)
+from .mergewire import op_wire
+from .ttl import expired
 
 if TYPE_CHECKING:
     from .changes import TableDef
     from .env import Env, Txn
     from .store import Store
 
-__all__ = ["MAX_TRANSACTION_BYTES", "RETURN_VALUES", "WriteOp", "commit_local",
-           "fold_add_delete"]
+__all__ = ["MAX_TRANSACTION_BYTES", "RETURN_VALUES", "AddDelete", "WriteOp", "commit_local",
+           "merge_add_delete"]
 
 Condition = Callable[[dict[str, Any] | None], bool]
 RETURN_VALUES = ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW")
@@ -58,31 +74,54 @@ class WriteOp(NamedTuple):
     condition: Condition | None
     plan: Callable[[dict[str, Any] | None], UpdateActions] | None = None
     returning: str = "NONE"
+    ttl: bool = False  # D only: a TTL expiry, skipped if the item is no longer expired
 
 
-def fold_add_delete(actions: UpdateActions, current: dict[str, Any] | None
-                    ) -> tuple[dict[str, Any], set[str]]:
-    """Turn top-level ``ADD``/``DELETE`` into plain SET/REMOVE values against ``current``.
+class AddDelete(NamedTuple):
+    """An update's top-level ``ADD``/``DELETE``, sorted into counter and set-element parts."""
 
-    DynamoDB's single-region semantics: ``ADD n`` sets the attribute to its value plus ``n``
-    (missing counts as 0), ``ADD`` of a set unites, ``DELETE`` subtracts elements and removes
-    an attribute left empty. The merge-types work replaces this function to make them deltas.
+    add: dict[str, Any]                 # counter attribute -> number to add
+    add_elems: dict[str, Any]           # set attribute -> elements to add
+    del_elems: dict[str, Any]           # set attribute -> elements to delete
+
+
+def merge_add_delete(actions: UpdateActions, current: dict[str, Any] | None
+                     ) -> tuple[dict[str, Any], set[str], AddDelete]:
+    """Split an update's actions into SET/REMOVE values and ``ADD``/``DELETE`` merge deltas.
+
+    ``ADD n`` on a number (or a missing attribute) becomes a counter increment, ``ADD`` and
+    ``DELETE`` of set elements become element changes; each is checked against ``current``
+    with DynamoDB's rules first (a number added to a number, elements of the set's type; the
+    result within DynamoDB's number range), so what replicates is what DynamoDB would accept.
+    ``DELETE`` from a missing attribute does nothing, as in DynamoDB.
 
     :raises ValidationError: for an attribute of the wrong type.
     """
-    set_ = dict(actions.set)
-    remove = set(actions.remove)
     old = current or {}
+    parts = AddDelete({}, {}, {})
     for name, operand in actions.add.items():
-        set_[name] = add_value(old.get(name, MISSING), operand)
-    for name, operand in actions.delete.items():
-        left = delete_value(old.get(name, MISSING), operand)
-        if left is MISSING:
-            if name in old:
-                remove.add(name)
+        add_value(old.get(name, MISSING), operand)  # the type and range checks
+        if isinstance(operand, (set, frozenset)):
+            parts.add_elems[name] = operand
         else:
-            set_[name] = left
-    return set_, remove
+            parts.add[name] = operand
+    for name, operand in actions.delete.items():
+        delete_value(old.get(name, MISSING), operand)  # the type checks
+        if name in old:
+            parts.del_elems[name] = operand
+    return dict(actions.set), set(actions.remove), parts
+
+
+def _ext(op: WriteOp, state: ItemState | None, origin: int, attrs: dict[str, Any],
+         remove: Sequence[str], parts: AddDelete | None) -> WriteExt:
+    """The counter/set part of ``op``'s change (``NO_EXT`` in the usual, plain case)."""
+    if parts is None and (state is None or not state.extra):
+        return NO_EXT
+    if parts is None:
+        parts = AddDelete({}, {}, {})
+    reset = None if op.kind in ("P", "D") else [*attrs, *remove]
+    return plan_write(state, origin, add=parts.add, add_elems=parts.add_elems,
+                      del_elems=parts.del_elems, reset=reset)
 
 
 def _check_item_size(size: int, op: WriteOp) -> None:
@@ -139,7 +178,9 @@ def _blind_put(t: _Txn, op: WriteOp) -> None:
     else:
         raw = t.get(key, db=t.db)
         seen = codec.max_version_raw(raw)
-        if seen >= t.v:  # cannot happen (the clock observes all it applies); merge to be safe
+        # seen >= v cannot happen (the clock observes all it applies): merge to be safe; an
+        # item with counters takes the full path too (the put resets them, observing them)
+        if seen >= t.v or codec.has_extra_raw(raw):
             state = codec.decode_state(raw)
             _write(t, op, state, seen, visible(state))
             return
@@ -160,9 +201,10 @@ def _write(t: _Txn, op: WriteOp, state: ItemState | None, seen: Version,
     dumps = codec.dumps
     paths: tuple[Path, ...] = ()
     remove: Sequence[str] = op.remove
+    parts: AddDelete | None = None
     if kind == "U" and op.plan is not None:
         actions = op.plan(old)
-        set_, removed = fold_add_delete(actions, old)
+        set_, removed, parts = merge_add_delete(actions, old)
         codec.check_attrs(set_, f"table {table!r} update")
         attrs = {**attrs, **set_}
         remove = tuple(removed)
@@ -170,9 +212,10 @@ def _write(t: _Txn, op: WriteOp, state: ItemState | None, seen: Version,
     elif kind == "U" and op.returning.startswith("UPDATED"):
         keys = (op.tdef.partition_key, op.tdef.sort_key)
         paths = tuple(Path((n,)) for n in (*attrs, *remove) if n not in keys)
+    ext = _ext(op, state, v[1], attrs, remove, parts)
     # v is above every version held (the clock observes all it applies), so a put or delete
     # replaces the state outright; only an update merges.
-    if kind == "P" and seen < v:
+    if kind == "P" and seen < v and not ext:
         attrs_cbor = dumps(attrs)
         _check_item_size(len(attrs_cbor), op)
         t.put(key, t.puts.state(attrs_cbor, seen), db=t.db)
@@ -184,14 +227,12 @@ def _write(t: _Txn, op: WriteOp, state: ItemState | None, seen: Version,
         t.images.append(True)
         return
     if kind == "P":
-        delta = put_delta(attrs, v, seen)
-        t.wire.append(dumps(["P", table, key, attrs, seen[0], seen[1]]))
+        delta = put_delta(attrs, v, seen, ext)
     elif kind == "U":
-        delta = update_delta(attrs, remove, v, seen)
-        t.wire.append(dumps(["U", table, key, attrs, list(remove), seen[0], seen[1]]))
+        delta = update_delta(attrs, remove, v, seen, ext)
     else:
-        delta = delete_delta(v, seen)
-        t.wire.append(dumps(["D", table, key, seen[0], seen[1]]))
+        delta = delete_delta(v, seen, ext)
+    t.wire.append(dumps(op_wire(kind, table, key, attrs, remove, seen, ext, op.ttl)))
     if state is None or (kind == "D" and seen < v):
         new = delta
     else:
@@ -239,8 +280,11 @@ def commit_local(store: Store, ops: Sequence[WriteOp], *, transaction: bool = Fa
             # the item as it was, built only where something reads it (the plain update that
             # returns ALL_NEW, of a table without indexes, the commonest write, does not)
             old = visible(state) if (
-                op.condition is not None or op.plan is not None
+                op.condition is not None or op.plan is not None or op.ttl
                 or op.returning in _RETURNS_OLD or t.indexes(op.tdef.name)) else None
+            if op.ttl and not expired(old, op.tdef.ttl_attribute, wall() / 1000):
+                t.results.append(None)  # refreshed (or gone) since it was found expired
+                continue
             if op.condition is not None and not op.condition(old):
                 if not transaction:
                     raise _failed(op, old)

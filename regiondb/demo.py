@@ -17,13 +17,15 @@ the offline sync and the summary):
 4. At 40 %, Mumbai is SIGKILLed; Virginia and Ireland keep selling. At 60 % it restarts from
    its store: the demo checks that every order it had committed survived, and times its
    catch-up to what the others wrote meanwhile.
-5. At 80 %, Virginia and Ireland both sell the single unit of a limited product kept as one
-   global counter: both local conditions pass, so it is oversold once, and regiondb records the
-   conflict. Everyday stock is allocated per region (one attribute per region on one item),
-   which is why it is never oversold; the demo says so.
+5. At 80 %, Virginia and Ireland both sell the single unit of a limited product at the same
+   instant: both local conditions pass, so it is oversold once; its stock counter counts both
+   sales (-1) and regiondb records the conflict on who it was sold to. Everyday stock is one
+   counter per product, decremented in every region at once (``ADD stock -1``): counters merge
+   by origin, so no decrement is ever lost.
 6. At D, selling stops; the three live nodes converge; the pop-up syncs through a mailbox
    folder (``regiondb sync-dir``) with Ireland, whose changes then reach the others live.
-7. A summary: orders and writes per region, conflicts recorded, lag, catch-up time, every
+7. A summary: orders and writes per region, conflicts recorded, lag, catch-up time, the sum
+   of all sales against the stock consumed on every node (equal: no lost decrement), every
    node's ``digest()``, and ``converged: 4/4 nodes, digest <hex>``. The exit status is 0 only
    if all four digests are equal and every step finished in time.
 
@@ -50,7 +52,7 @@ from replication import vv as vvmod
 
 from .demo_render import NodeTotals, RegionRow, Screen, status_table, summary_lines
 from .demo_worker import STEP_TIMEOUT, DemoError, Worker
-from .jsonvalues import dumps, loads
+from .jsonvalues import loads
 
 __all__ = ["DemoError", "run"]
 
@@ -129,14 +131,13 @@ class Demo:
                      f"127.0.0.1:{info['address'][1]}  node {info['node_id']}")
         m = self.workers[MUMBAI]
         m.request({"cmd": "seed", "regions": [r for r, _ in REGIONS],
-                   "stock": max(100, int(self.rate * self.duration * 0.4))})
+                   "stock": max(300, int(self.rate * self.duration * 1.2))})
         seeded = m.request({"cmd": "vv"})
         for region in (VIRGINIA, IRELAND):
             self._wait_vv(self.workers[region], seeded, "the catalogue")
         self.say("Mumbai created the tables and the catalogue; Virginia and Ireland received "
-                 "them. Everyday stock is allocated per region: one item per product with a "
-                 "stock_<region> attribute that only that region decrements (under a local "
-                 "condition), merged per attribute, so it is never oversold.")
+                 "them. Stock is one counter per product, decremented with ADD stock -1 in "
+                 "every region at once: counters merge by origin, so no sale is ever lost.")
         self._popup_init()
 
     def _start_broker(self) -> str:
@@ -151,19 +152,25 @@ class Demo:
         return url
 
     def _popup_init(self) -> None:
+        import engine
+
         region, city = POPUP
         d = self.workdir / region
         self.cli("init", d, "--region", region)
-        self.cli("create-table", d, "orders", "--partition-key", "customer_id",
-                 "--sort-key", "order_id")
         now = int(time.time() * 1000)
-        lines = "".join(dumps({"customer_id": f"goa-{i:03d}", "order_id": f"{now}-goa-{i:05d}",
-                               "product": "chai", "qty": 1, "region": region,
-                               "status": "PAID_CASH", "placed_at": now}) + "\n"
-                        for i in range(5))
-        self.cli("put", d, "orders", "-", input=lines)
+        with engine.open(d, create=False) as s:
+            s.create_table("orders", partition_key="customer_id", sort_key="order_id")
+            s.create_table("inventory", partition_key="product")
+            for i in range(5):  # it has never seen the catalogue: the counter still counts
+                with s.batch() as b:
+                    b.put("orders", {"customer_id": f"goa-{i:03d}",
+                                     "order_id": f"{now}-goa-{i:05d}", "product": "chai",
+                                     "qty": 1, "region": region, "status": "PAID_CASH",
+                                     "placed_at": now})
+                    b.update("inventory", "chai", add={"stock": -1})
         self.say(f"A fourth node, the {city} (region {region}), has no network: it was created "
-                 f"with `regiondb init` and has recorded 5 cash sales offline.")
+                 f"with `regiondb init` and has recorded 5 cash sales offline (ADD stock -1 "
+                 f"each, on a catalogue it has never seen).")
 
     def cli(self, *args: Any, input: str | None = None) -> str:
         cmd = [sys.executable, "-m", "regiondb", *map(str, args)]
@@ -225,8 +232,7 @@ class Demo:
             stock = None
             if w.stats and not down:
                 st = w.stats[-1].get("stock", {})
-                stock = sum(v for p, allocs in st.items() if p != "limited"
-                            for v in allocs.values() if isinstance(v, int))
+                stock = sum(v for p, v in st.items() if p != "limited" and isinstance(v, int))
             rows.append(RegionRow(region, city, down, rate, total, stock))
         self.screen.table(status_table(elapsed, self.duration, self.phase, REGIONS, rows,
                                        self._steady))
@@ -260,9 +266,10 @@ class Demo:
     def concurrent_update(self) -> None:
         m, v = self.workers[MUMBAI], self.workers[VIRGINIA]
         pk, sk = "mum-007", "o-demo-0001"
-        m.request({"cmd": "put", "table": "orders", "item": {
-            "customer_id": pk, "order_id": sk, "product": "lamp", "qty": 1, "status": "PLACED",
-            "shipping_address": "12 Marine Drive, Mumbai 400020", "region": MUMBAI}})
+        # a real sale (its stock counted like every other), with an address to change
+        m.request({"cmd": "sell_one", "product": "lamp", "customer": pk, "order_id": sk})
+        m.request({"cmd": "update", "table": "orders", "pk": pk, "sk": sk,
+                   "set": {"shipping_address": "12 Marine Drive, Mumbai 400020"}})
         self._converge(self._live(), "the order")
         at = int(time.time() * 1000) + 300
         new_addr = "Flat 4B, Sea View, Bandra West, Mumbai 400050"
@@ -307,7 +314,7 @@ class Demo:
         self.down.add(MUMBAI)
         self.phase = "Mumbai DOWN — Virginia and Ireland keep selling"
         self.say(f"💥 SIGKILL Mumbai (pid {pid}) — no shutdown, no flush. Virginia and Ireland "
-                 f"keep selling; Mumbai's own stock allocation waits for it to come back.")
+                 f"keep selling, decrementing the same stock counters.")
 
     def restart_mumbai(self) -> None:
         m = self.workers[MUMBAI]
@@ -356,29 +363,29 @@ class Demo:
         v, i = self.workers[VIRGINIA], self.workers[IRELAND]
         at = int(time.time() * 1000) + 300
         wv = v.send({"cmd": "sell_one", "product": "limited", "customer": "traveller-01",
-                     "attr": "stock", "order_id": "o-limited-us", "at": at})
+                     "order_id": "o-limited-us", "at": at})
         wi = i.send({"cmd": "sell_one", "product": "limited", "customer": "traveller-02",
-                     "attr": "stock", "order_id": "o-limited-eu", "at": at})
+                     "order_id": "o-limited-eu", "at": at})
         sold = {VIRGINIA: wv()["order"] is not None, IRELAND: wi()["order"] is not None}
         self._converge(self._live(), "the limited sales")
         item = self.workers[MUMBAI if MUMBAI not in self.down else VIRGINIA].request(
             {"cmd": "get", "table": "inventory", "pk": "limited"}) or {}
         n = sum(sold.values())
-        lines = ["🏏 The last signed cricket jersey (1 in stock, one global counter) went on sale "
-                 "in Virginia and Ireland at the same instant:"]
+        lines = ["🏏 The last signed cricket jersey (1 in stock) went on sale in Virginia and "
+                 "Ireland at the same instant:"]
         if n == 2:
             lines.append(f"     both local conditions (stock > 0) passed: 2 orders for 1 unit — "
-                         f"oversold by 1. Merged stock: {item.get('stock')}, sold to "
-                         f"{item.get('last_sold_to')} (last writer wins; the other sale is "
-                         f"recorded as a conflict).")
+                         f"oversold by 1, and the stock counter says so: {item.get('stock')} "
+                         f"(both decrements counted). Sold to {item.get('last_sold_to')} (last "
+                         f"writer wins; the other buyer is recorded as a conflict).")
         else:
             lines.append(f"     {n} sale went through: the other region had already received "
                          f"the first sale, so its condition failed. Merged stock: "
                          f"{item.get('stock')}.")
         lines.append("     Conditions are checked on the local replica, as in DynamoDB Global "
-                     "Tables: across regions they cannot prevent this. That is why everyday "
-                     "stock is allocated per region above (never oversold), and why a 1-of-1 "
-                     "item should be sold by one home region.")
+                     "Tables: across regions they cannot prevent this. Counters make sure no "
+                     "sale is lost (DynamoDB would keep one decrement); a 1-of-1 item still "
+                     "needs one home region to sell it.")
         self.say("\n".join(lines))
 
     def finish(self) -> bool:
@@ -419,9 +426,11 @@ class Demo:
         finals = {r: w.request({"cmd": "final"}, timeout=60) for r, w in self.workers.items()}
         import engine
 
+        from .demo_node import stock_consumed
+
         with engine.open(popup, create=False) as s:
             popup_final = {"digest": s.digest(), "local_seq": s.stats()["local_seq"],
-                           "conflicts": s.conflict_count()}
+                           "conflicts": s.conflict_count(), "stock_consumed": stock_consumed(s)}
         return self.summary(finals, popup_final)
 
     def boto3_leg(self) -> None:
@@ -463,8 +472,14 @@ class Demo:
         nodes.append(NodeTotals(f"{region} (offline)", by_region.get(region, 0),
                                 popup["local_seq"], popup["conflicts"], popup["digest"]))
         self.say("\n".join(summary_lines(nodes, REGIONS, self._steady, self.catchup)))
+        sales = finals[IRELAND]["units_sold"]  # orders of inventory products, all regions
+        consumed = [finals[r]["stock_consumed"] for r, _ in REGIONS] + [popup["stock_consumed"]]
+        counted = all(c == sales for c in consumed)
+        self.say(f"stock: {sales:,} units sold in all regions; stock consumed on every node: "
+                 + " / ".join(f"{c:,}" for c in consumed)
+                 + (" — equal, no decrement lost" if counted else " — MISMATCH"))
         converged = len({n.digest for n in nodes}) == 1
-        return converged and not self.catchup.get("error")
+        return converged and counted and not self.catchup.get("error")
 
     # -- the timeline ------------------------------------------------------------------
 

@@ -7,13 +7,13 @@ reads commands on stdin and writes events on stdout (``ready``, ``stats`` every 
 ``reply`` to each command that carries an ``id``, ``warning`` when a sale fails). It exits
 when stdin closes, so it never outlives the demo.
 
-**Inventory.** Stock of everyday products is *allocated per region*: one inventory item per
-product, with one attribute per region (``stock_us-east-1``), which only that region
-decrements, under a local condition (the stock it read is still there). Per-attribute
-last-writer-wins merges the three regions' decrements on one item without losing any, so
-nothing is oversold. A single global counter could not do that: conditions are checked on the
-local replica, so two regions may both sell the last unit (the demo shows it once with the
-``limited`` product, and regiondb records the conflict).
+**Inventory.** Every product is one inventory item with one ``stock`` counter, decremented
+with ``ADD stock -1`` in every region at once. Counters merge by origin (each region's ADDs
+accumulate apart), so concurrent sales in three regions all count and no decrement is lost:
+the stock every node ends with is the initial stock minus every sale made anywhere. A sale
+checks ``stock > 0`` on the local replica, so two regions may still both sell the last unit
+(the demo shows it once with the 1-of-1 ``limited`` product: the merged stock goes to -1,
+honestly, where last-writer-wins would have hidden the second sale).
 
 **Lag.** Every change applied here from another region is timed: wall-clock time at apply
 minus the physical part of the change's HLC (its commit time on the origin; the nodes share a
@@ -40,9 +40,9 @@ import engine.clock
 
 from .jsonvalues import dumps, loads
 
-__all__ = ["PRODUCTS", "main", "stock_attr"]
+__all__ = ["PRODUCTS", "main"]
 
-#: product id -> (name, price); ``limited`` has one global stock attribute.
+#: product id -> (name, price); ``limited`` is the 1-of-1 product.
 PRODUCTS = {
     "phone": ("Pixel phone", Decimal("399.00")),
     "kurta": ("Cotton kurta", Decimal("24.50")),
@@ -54,8 +54,20 @@ CUSTOMERS_PER_REGION = 200
 TRAVELLERS = 12  # customers who buy in every region (their profile takes concurrent writes)
 
 
-def stock_attr(region: str) -> str:
-    return f"stock_{region}"
+def stock_consumed(store: engine.Store) -> int:
+    """Units the inventory says were sold: initial stock minus stock left, over products."""
+    total = 0
+    for item in store.table("inventory").scan():
+        if isinstance(item.get("initial_stock"), int) and isinstance(item.get("stock"), int):
+            total += item["initial_stock"] - item["stock"]
+    return total
+
+
+def units_sold(store: engine.Store) -> int:
+    """Units the orders say were sold, over the products the inventory counts."""
+    counted = {*PRODUCTS, LIMITED}
+    return sum(int(o.get("qty", 1)) for o in store.table("orders").scan()
+               if o.get("product") in counted)
 
 
 class Node:
@@ -159,44 +171,37 @@ class Node:
             return f"traveller-{self.rng.randrange(TRAVELLERS):02d}"
         return f"{self.short}-{self.rng.randrange(CUSTOMERS_PER_REGION):03d}"
 
-    def sell(self, product: str, customer: str, *, attr: str | None = None,
+    def sell(self, product: str, customer: str, *,
              order_id: str | None = None) -> dict[str, Any] | None:
-        """Sell one unit: the order, the stock decrement and the customer's profile, in one
-        atomic batch, under the condition that the stock read is still there."""
-        attr = attr or stock_attr(self.region)
+        """Sell one unit: the order, ``ADD stock -1`` and the customer's profile, in one
+        atomic batch, under the local condition that stock is left."""
         inventory = self.store.table("inventory")
-        for _ in range(5):
-            item = inventory.get(product)
-            have = None if item is None else item.get(attr)
-            if not isinstance(have, int):
-                return None  # not seeded here yet
-            if have <= 0:
-                self.sold_out += 1
-                return None
-            now = int(time.time() * 1000)
-            oid = order_id or f"{now}-{self.short}-{self.orders:05d}"
-            order = {"customer_id": customer, "order_id": oid, "product": product,
-                     "price": PRODUCTS.get(product, ("", Decimal("1999.00")))[1], "qty": 1,
-                     "region": self.region, "status": "PLACED", "placed_at": now}
-
-            def still(cur: dict[str, Any] | None, attr: str = attr, have: int = have) -> bool:
-                return cur is not None and cur.get(attr) == have
-
-            try:
-                with self.store.batch() as b:
-                    b.put("orders", order)
-                    change: dict[str, Any] = {attr: have - 1}
-                    if attr == "stock":  # the one global counter: say who got the last unit
-                        change["last_sold_to"] = customer
-                    b.update("inventory", product, set=change, condition=still)
-                    b.update("customers", customer, set={"last_order": oid,
-                                                         "last_region": self.region})
-            except engine.ConditionFailed:
-                self.retries += 1
-                continue
-            self.orders += 1
-            return order
-        return None
+        item = inventory.get(product)
+        have = None if item is None else item.get("stock")
+        if not isinstance(have, int):
+            return None  # not seeded here yet
+        if have <= 0:
+            self.sold_out += 1
+            return None
+        now = int(time.time() * 1000)
+        oid = order_id or f"{now}-{self.short}-{self.orders:05d}"
+        order = {"customer_id": customer, "order_id": oid, "product": product,
+                 "price": PRODUCTS.get(product, ("", Decimal("1999.00")))[1], "qty": 1,
+                 "region": self.region, "status": "PLACED", "placed_at": now}
+        try:
+            with self.store.batch() as b:
+                b.put("orders", order)
+                # a counter: concurrent decrements in every region all count
+                extra = {"last_sold_to": customer} if product == LIMITED else None
+                b.update("inventory", product, add={"stock": -1}, set=extra,
+                         condition="stock > :zero", values={":zero": 0})
+                b.update("customers", customer, set={"last_order": oid,
+                                                     "last_region": self.region})
+        except engine.ConditionFailed:
+            self.sold_out += 1  # sold out here meanwhile (another thread of this node)
+            return None
+        self.orders += 1
+        return order
 
     def _sell_loop(self) -> None:
         rate = self.args.rate
@@ -230,8 +235,7 @@ class Node:
             inventory = self.store.table("inventory")
             for product in (*PRODUCTS, LIMITED):
                 item = inventory.get(product) or {}
-                stock[product] = {k[len("stock_"):] if k != "stock" else "*": v
-                                  for k, v in item.items() if k.startswith("stock")}
+                stock[product] = item.get("stock")
         except engine.TableNotFound:
             pass
         with self._lags_lock:
@@ -262,8 +266,7 @@ class Node:
             (self.selling.set if cmd["on"] else self.selling.clear)()
             return True
         if name == "sell_one":
-            order = self.sell(cmd["product"], cmd["customer"], attr=cmd.get("attr"),
-                              order_id=cmd.get("order_id"))
+            order = self.sell(cmd["product"], cmd["customer"], order_id=cmd.get("order_id"))
             return {"order": order, "hlc": self.store.stats()["hlc"]}
         if name == "put":
             self.store.table(cmd["table"]).put(cmd["item"])
@@ -278,7 +281,7 @@ class Node:
         if name == "wait_vv":
             return self._wait_vv(cmd)
         if name == "sync_dir":
-            from replication.files import sync_dir
+            from replication.mailbox import sync_dir
 
             from .cli.output import report_dict
 
@@ -290,7 +293,9 @@ class Node:
                 r = str(order.get("region"))
                 by_region[r] = by_region.get(r, 0) + 1
             return {"digest": self.store.digest(), "local_seq": stats["local_seq"],
-                    "items": stats["items"], "orders_by_region": by_region, **self.snapshot()}
+                    "items": stats["items"], "orders_by_region": by_region,
+                    "stock_consumed": stock_consumed(self.store),
+                    "units_sold": units_sold(self.store), **self.snapshot()}
         if name == "dynamodb":  # the DynamoDB-compatible endpoint, for the demo's boto3 leg
             from .dynamodb import serve
 
@@ -309,12 +314,10 @@ class Node:
         store.create_table("customers", partition_key="customer_id")
         with store.batch() as b:
             for product, (name, price) in PRODUCTS.items():
-                item: dict[str, Any] = {"product": product, "name": name, "price": price}
-                for region in cmd["regions"]:
-                    item[stock_attr(region)] = cmd["stock"]
-                b.put("inventory", item)
+                b.put("inventory", {"product": product, "name": name, "price": price,
+                                    "stock": cmd["stock"], "initial_stock": cmd["stock"]})
             b.put("inventory", {"product": LIMITED, "name": "Signed cricket jersey (1 of 1)",
-                                "price": Decimal("1999.00"), "stock": 1})
+                                "price": Decimal("1999.00"), "stock": 1, "initial_stock": 1})
         return True
 
     def _wait_vv(self, cmd: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,8 @@ from .exchange import (
     record_peer,
     segments_for,
 )
-from .files import FileOutcome, ImportReport, SyncReport, export_changes, import_changes, sync_dir
+from .files import FileOutcome, ImportReport, export_changes, import_changes
+from .mailbox import SyncReport, sync_dir
 from .net import (
     AsyncServer,
     NetOptions,
@@ -52,18 +53,22 @@ if TYPE_CHECKING:
     from engine import Store
 
 
-def forget(store: Store, node_id: int) -> None:
+def forget(store: Store, node_id: int) -> int:
     """Remove a dead node from the membership for good, so garbage collection can proceed.
 
     Its segments are refused from now on (``ForgottenNodeError``) and the forgotten set travels
-    with every segment and state file, so the other nodes forget it too. A forgotten node that
-    comes back must rejoin as a new store (fresh directory) from a snapshot. Its ack row is
-    dropped here at once.
+    with every segment and state file, so the other nodes forget it too. Returns the *cut*:
+    the node's changes up to it (what this store holds of it) still apply and relay
+    everywhere, so members that had received different prefixes of its log end equal; its
+    later changes are refused. The cut travels too, and the largest one named wins. A
+    forgotten node that comes back must rejoin as a new store (fresh directory) from a
+    snapshot. Its ack row is dropped here at once.
 
     :raises ValidationError: for a bad node id, or our own.
     """
-    store.forget(node_id)
+    cut = store.forget(node_id)
     update_acks(store, {})
+    return cut
 
 
 __all__ = [

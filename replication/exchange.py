@@ -165,24 +165,35 @@ class SegmentReport(ApplyTotals):
 
 
 def local_state(store: Store) -> tuple[dict[int, int], dict[int, dict[int, int]], frozenset[int]]:
-    """``(vv, acks, forgotten)`` to tell a peer; ``acks`` includes our own row (= ``vv``)."""
+    """``(vv, acks, forgotten)`` to tell a peer; ``acks`` includes our own row (= ``vv``).
+
+    Forgotten origins stay in ``vv``: their changes up to the cut still relay (we hold none
+    beyond it)."""
     forgotten = store.forgotten()
-    vv = {o: s for o, s in store.version_vector().items() if o not in forgotten}
+    vv = store.version_vector()
     acks = {n: r for n, r in vvmod.load_acks(store).items() if n not in forgotten}
     acks[store.node_id] = vv
     return vv, acks, forgotten
 
 
-def _adopt_forgotten(store: Store, forgotten: frozenset[int] | set[int], who: int) -> list[str]:
+def _adopt_forgotten(store: Store, forgotten: frozenset[int] | set[int], who: int,
+                     cuts: Mapping[int, int] | None = None) -> list[str]:
+    """Forget what ``who`` forgot, at the larger of its cut and ours (docs/replication.md)."""
     warnings = []
-    mine = store.forgotten()
-    for node in sorted(set(forgotten) - mine):
+    mine = store.forget_cuts()
+    cuts = cuts or {}
+    for node in sorted(forgotten):
         if node == store.node_id:
-            warnings.append(f"node {who:016x} has forgotten this node ({node:016x}): its changes "
-                            "will be refused there; rejoin as a new store from a snapshot")
+            if node not in mine:
+                warnings.append(f"node {who:016x} has forgotten this node ({node:016x}): its "
+                                "changes will be refused there; rejoin as a new store from a "
+                                "snapshot")
             continue
-        log.info("node %016x forgot %016x: forgetting it too", who, node)
-        store.forget(node)
+        if node in mine and cuts.get(node, 0) <= mine[node]:
+            continue
+        if node not in mine:
+            log.info("node %016x forgot %016x: forgetting it too", who, node)
+        store.forget(node, cut=cuts.get(node))
     return warnings
 
 
@@ -192,8 +203,10 @@ def record_peer(
     vv: Mapping[int, int],
     acks: Mapping[int, Mapping[int, int]],
     forgotten: frozenset[int] | set[int],
+    cuts: Mapping[int, int] | None = None,
 ) -> list[str]:
-    """Take in what a peer said about itself: its vv, the ack table it knows, its forgotten set.
+    """Take in what a peer said about itself: its vv, the ack table it knows, its forgotten set
+    (with the cuts it named, where it said them).
 
     Adopts the peer's forgotten nodes (``store.forget``), then merges ``vv`` as the peer's own
     ack and ``acks`` into our ack table. Returns warnings (e.g. the peer forgot *us*).
@@ -211,7 +224,8 @@ def record_peer(
     rows = {check_node_id(n, "ack table node id"): vvmod.check_vv(r, f"ack of node {n!r:.20}")
             for n, r in acks.items()}
     gone = frozenset(check_node_id(n, "forgotten node id") for n in forgotten)
-    warnings = _adopt_forgotten(store, gone, node_id)
+    cut_map = vvmod.check_vv(cuts or {}, f"forget cuts of node {node_id:016x}")
+    warnings = _adopt_forgotten(store, gone, node_id, cut_map)
     rows[node_id] = vvmod.merge(rows.get(node_id, {}), own)
     vvmod.update_acks(store, rows)
     return warnings
@@ -369,16 +383,18 @@ class _Writer:
         self.sent: dict[int, int] = {}
 
     def _encode(self, kind: Kind, records: Sequence[Record], vv: Mapping[int, int],
-                own_row: Mapping[int, int] | None = None) -> tuple[SegmentHeader, bytes]:
+                own_row: Mapping[int, int] | None = None,
+                covers: Mapping[int, int] | None = None) -> tuple[SegmentHeader, bytes]:
         _, acks, forgotten = local_state(self.store)
         header_vv = dict(vv)
         if own_row is not None:  # a snapshot part: our row is the snapshot's vv (we held it)
             acks[self.store.node_id] = dict(own_row)
+        cuts = {n: c for n, c in self.store.forget_cuts().items() if c}
         return encode_segment(
-            kind=kind,
+            kind=kind, cuts=cuts,
             sender=self.store.node_id, region=self.store.region, records=records,
             vv=header_vv, acks=acks, forgotten=forgotten, created_hlc=self.store.tick(),
-            compress=self.compress, limits=self.limits,
+            compress=self.compress, limits=self.limits, covers=covers,
         )
 
     def changes(self, start: Mapping[int, int], target: Mapping[int, int]) -> Iterator[Encoded]:
@@ -425,14 +441,15 @@ class _Writer:
             rec: ItemRecord = ("I", key, state)
             cost = len(key) + len(state) + _RECORD_OVERHEAD
             if fresh and (size + cost > self.max_bytes or len(records) >= self.max_records):
-                yield self._encode("snapshot", records, {}, snap.vv)  # not last: no header vv
+                # not last: no header vv
+                yield self._encode("snapshot", records, {}, snap.vv, snap.covers)
                 assert last is not None
                 records, size, fresh = [last], len(last[1]) + len(last[2]), 0
             records.append(rec)
             size += cost
             fresh += 1
             last = rec
-        yield self._encode("snapshot", records, snap.vv, snap.vv)
+        yield self._encode("snapshot", records, snap.vv, snap.vv, snap.covers)
 
 
 def _index_record(d: IndexDef) -> IndexRecord:
@@ -477,7 +494,7 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
                 f"gap: changes of node {origin:016x} start at seq {first} but this store "
                 f"holds only up to {have}; seqs {have + 1}..{first - 1} must come first"
             )
-    report.warnings += _adopt_forgotten(store, h.forgotten, h.sender)
+    report.warnings += _adopt_forgotten(store, h.forgotten, h.sender, h.cuts)
     if h.kind == "changes":
         try:
             r = store.apply_changes(segment.change_records())
@@ -540,13 +557,19 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
         in_chain = (isinstance(link, list) and len(link) == 3 and bool(items)
                     and items[0][0] == link[1] and h.created_hlc > link[0] and link[2] == ident
                     and (not last or ident == sorted([o, s] for o, s in h.vv.items())))
+    # What this part lists completely: part 0 (it holds the tables) from the first key, the
+    # last part up to the last; in between, from its link to its last item.
+    span = (None if tables or not items else items[0][0], None if last else items[-1][0])
+    covers = h.covers
     try:
         if last and in_chain:
-            report.items = store.merge_snapshot(h.vv, tables, items, indexes)
+            report.items = store.merge_snapshot(h.vv, tables, items, indexes, covers=covers,
+                                                span=span)
             report.snapshot_complete = True
             chains.pop(h.sender, None)
         else:
-            report.items = store.merge_snapshot({}, tables, items, indexes)
+            report.items = store.merge_snapshot({}, tables, items, indexes, covers=covers,
+                                                span=span)
             report.snapshot_complete = False
             report.new = True
             if in_chain:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from engine import Store
 
+from .expiry import expire_periodically
 from .lag import PeerLag
 from .link import (
     PEER_ERRORS,
@@ -97,6 +98,7 @@ class Replicator:
                                                  strict=True)]
             self._tasks.append(asyncio.ensure_future(collect_garbage_periodically(
                 self.store, workers, self.options.gc_interval)))
+            self._tasks.append(asyncio.ensure_future(expire_periodically(self.store, workers)))
 
         self._runner.run(launch(), timeout=10)
         return self

@@ -78,6 +78,8 @@ _HEADER_KEYS = frozenset(
     {"kind", "sender", "region", "ranges", "vv", "acks", "forgotten", "record_count",
      "created_hlc", "compression"}
 )  # fmt: skip
+#: Header keys that may be absent (written only when not empty, so older segments still read).
+_OPTIONAL_KEYS = frozenset({"covers", "cuts"})
 
 Kind: TypeAlias = Literal["changes", "snapshot"]
 Compression: TypeAlias = Literal["none", "zlib"]
@@ -112,6 +114,9 @@ class SegmentHeader:
 
     ``ranges`` maps origin -> inclusive ``(first, last)`` seqs covered (``changes`` only);
     ``vv`` is the sender's version vector, ``acks`` the vvs it knows other nodes acknowledged.
+    ``covers`` (snapshot parts) maps origin -> the HLC of the change at the snapshot's vv
+    position: the snapshot reflects every change of that origin with an HLC up to it.
+    ``cuts`` maps forgotten nodes to the last seq of theirs the sender still accepts.
     """
 
     kind: Kind
@@ -124,6 +129,8 @@ class SegmentHeader:
     record_count: int = 0
     created_hlc: int = 0
     compression: Compression = "none"
+    covers: dict[int, int] = field(default_factory=dict)
+    cuts: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,12 +203,18 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
     if count > limits.max_records:
         raise ValidationError(f"record_count {count} is over the limit of {limits.max_records}")
     vv = _uint_map(header.vv, "vv")
+    covers = _uint_map(header.covers, "covers")
+    if covers and header.kind != "snapshot":
+        raise ValidationError("only a snapshot segment carries covers")
+    cuts = _uint_map(header.cuts, "cuts")
     if not isinstance(header.acks, Mapping):
         raise ValidationError("acks must be a map of node -> version vector")
     acks = {_node(k, "acks key"): _uint_map(v, f"acks[{k}]") for k, v in header.acks.items()}
     if not isinstance(header.forgotten, (frozenset, set)):
         raise ValidationError("forgotten must be a set of node ids")
     forgotten = frozenset(_node(n, "forgotten node id") for n in header.forgotten)
+    if not set(cuts) <= forgotten:
+        raise ValidationError("cuts name nodes that are not forgotten")
     if not isinstance(header.ranges, Mapping):
         raise ValidationError("ranges must be a map of origin -> (first, last)")
     ranges: dict[int, tuple[int, int]] = {}
@@ -224,7 +237,8 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
         covered = sum(last - first + 1 for first, last in ranges.values())
         if covered != count:
             raise ValidationError(f"ranges cover {covered} changes but record_count is {count}")
-    return replace(header, ranges=ranges, vv=vv, acks=acks, forgotten=forgotten)
+    return replace(header, ranges=ranges, vv=vv, acks=acks, forgotten=forgotten, covers=covers,
+                   cuts=cuts)
 
 
 def _check_records(
@@ -373,7 +387,7 @@ def _canonical_key(key: str) -> tuple[int, bytes]:
 #: The header's keys in canonical CBOR order (RFC 7049 §3.9: shorter encodings first, then
 #: bytewise). Maps built in this order encode with ``canonical=False`` to exactly the bytes
 #: ``canonical=True`` gives, without its sorting cost (a fifth of a small segment's encoding).
-_HEADER_ORDER = tuple(sorted(_HEADER_KEYS, key=_canonical_key))
+_HEADER_ORDER = tuple(sorted(_HEADER_KEYS | _OPTIONAL_KEYS, key=_canonical_key))
 
 
 def _sorted_map(m: Mapping[int, object]) -> dict[int, object]:
@@ -394,16 +408,20 @@ def _header_to_cbor(header: SegmentHeader) -> bytes:
         "created_hlc": header.created_hlc,
         "compression": header.compression,
     }
-    return cbor2.dumps({k: fields[k] for k in _HEADER_ORDER})
+    if header.covers:
+        fields["covers"] = _sorted_map(header.covers)
+    if header.cuts:
+        fields["cuts"] = _sorted_map(header.cuts)
+    return cbor2.dumps({k: fields[k] for k in _HEADER_ORDER if k in fields})
 
 
 def _header_from_obj(obj: object) -> SegmentHeader:
     if not isinstance(obj, dict):
         raise ValidationError("header must be a CBOR map")
     keys = set(obj)
-    if keys != _HEADER_KEYS:
+    if not _HEADER_KEYS <= keys <= _HEADER_KEYS | _OPTIONAL_KEYS:
         missing = sorted(str(k) for k in _HEADER_KEYS - keys)
-        extra = sorted(str(k) for k in keys - _HEADER_KEYS)
+        extra = sorted(str(k) for k in keys - _HEADER_KEYS - _OPTIONAL_KEYS)
         raise ValidationError(f"header fields wrong (missing {missing}, unknown {extra})")
     ranges = obj["ranges"]
     if not isinstance(ranges, dict):
@@ -420,7 +438,8 @@ def _header_from_obj(obj: object) -> SegmentHeader:
         ranges={k: tuple(v) if isinstance(v, list) else v for k, v in ranges.items()},
         vv=obj["vv"], acks=obj["acks"], forgotten=frozenset(forgotten),
         record_count=obj["record_count"], created_hlc=obj["created_hlc"],
-        compression=obj["compression"],
+        compression=obj["compression"], covers=obj.get("covers", {}),
+        cuts=obj.get("cuts", {}),
     )  # fmt: skip
 
 
@@ -455,6 +474,8 @@ def encode_segment(
     created_hlc: int,
     compress: bool | None = None,
     limits: SegmentLimits = DEFAULT_LIMITS,
+    covers: Mapping[int, int] | None = None,
+    cuts: Mapping[int, int] | None = None,
 ) -> tuple[SegmentHeader, bytes]:
     """Build a segment from records and the sender's state; return its header and bytes.
 
@@ -471,6 +492,7 @@ def encode_segment(
         ranges=_ranges_of(recs) if kind == "changes" else {},
         vv=dict(vv), acks={k: dict(v) for k, v in (acks or {}).items()},
         forgotten=frozenset(forgotten), record_count=len(recs), created_hlc=created_hlc,
+        covers=dict(covers or {}), cuts=dict(cuts or {}),
     )  # fmt: skip
     header = _check_header(draft, limits)
     # _ranges_of already checked that change records are contiguous (u64) triples; only the

@@ -162,6 +162,9 @@ class Session:
         self.stats.forgotten = peer.forgotten
         self.stats.acks = dict(peer.acks)
         merge_into(self.stats.acked, peer.vv)
+        # The handshake makes the peer a member: its row (empty for a newcomer) goes to the
+        # ack table before anything is sent, so GC waits for it even if this sync is cut.
+        self.stats.dirty = True
         self.hub.know(peer.node, peer.vv)
 
     # -- plumbing -----------------------------------------------------------------------
@@ -210,6 +213,7 @@ class Session:
     async def run(self) -> None:
         """Run until the peer closes (``EOFError`` at a frame boundary is a clean end) or fails."""
         self.hub.register(self)
+        await self._flush_acks(force=True)
         tasks = [asyncio.ensure_future(c) for c in
                  (self._sender(), self._receiver(), self._heartbeat())]
         try:
@@ -224,6 +228,7 @@ class Session:
     async def run_sync(self, timeout_at: float) -> None:
         """One-shot: both sides send what the other lacks; return when both are done and acked."""
         self.hub.register(self)
+        await self._flush_acks(force=True)
         tasks = [asyncio.ensure_future(c) for c in (self._sender(), self._receiver(),
                                                     self._heartbeat())]
         finished = asyncio.ensure_future(self._synced())

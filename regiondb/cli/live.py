@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import engine
+from engine.ttl import Expirer
 from replication.atomic import write_atomic
 from replication.net import Replicator, serve, status, sync
 
@@ -116,6 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with open_store(args) as store:
             server = serve(store, host=host, port=port, secret=secret, ssl=server_ssl)
             rep = ddb = None
+            expirer: Expirer | None = None
             nats_rep = fleet.start(store, args)
             try:
                 address = server.address
@@ -127,9 +129,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     rep = Replicator(store, peers=peers, secret=secret, ssl=client_ssl)
                     rep.start()
                 ddb = start_endpoint(store, args.dynamodb, args.credentials)
+                if rep is None and ddb is None:  # both expire TTL items themselves
+                    expirer = Expirer(store).start()
                 _serve_loop(store, rep, address, peers, args.status_interval, stop,
                             status_path, nats_rep)
             finally:
+                if expirer is not None:
+                    expirer.stop()
                 if ddb is not None:
                     ddb.close()
                 if rep is not None:

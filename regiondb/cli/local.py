@@ -53,7 +53,7 @@ def cmd_create_table(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         existed = args.table in store.tables()
         t = store.create_table(args.table, partition_key=args.partition_key,
-                               sort_key=args.sort_key)
+                               sort_key=args.sort_key, ttl_attribute=args.ttl_attribute)
     info = {"table": t.name, "partition_key": t.partition_key, "sort_key": t.sort_key,
             "created": not existed}
     if args.json:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import engine
 from replication.atomic import write_atomic
-from replication.files import ImportReport, SyncReport, export_changes, import_changes, sync_dir
+from replication.files import ImportReport, export_changes, import_changes
+from replication.mailbox import SyncReport, sync_dir
 
 from .args import open_store
 from .output import PROG, emit, report_dict, size_text, vv_json, write_line

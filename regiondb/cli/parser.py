@@ -36,6 +36,7 @@ from .local import (
 from .offline import cmd_export, cmd_import, cmd_sync_dir
 from .output import PROG
 from .status import cmd_status
+from .ttl import cmd_expire
 
 HELP_EPILOG = """\
 values:
@@ -192,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("table", metavar="TABLE")
     p.add_argument("--partition-key", "--pk", required=True, metavar="ATTR")
     p.add_argument("--sort-key", "--sk", metavar="ATTR")
+    p.add_argument("--ttl-attribute", metavar="ATTR",
+                   help="items whose ATTR is a number of epoch seconds in the past expire")
 
     p = _add(sub, "tables", cmd_tables, "list tables and their keys",
              "regiondb tables data/mumbai", common)
@@ -289,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     _dir(p)
     p.add_argument("--since", type=int, default=0, metavar="ID")
     p.add_argument("--limit", type=positive_int, metavar="N")
+
+    p = _add(sub, "expire", cmd_expire, "delete the items whose TTL has passed",
+             "regiondb expire data/mumbai\nregiondb expire data/mumbai --limit 1000", common,
+             "Delete every item whose table's TTL attribute (create-table --ttl-attribute) is a "
+             "number of epoch seconds at or before now, as deletes marked as TTL expiries in "
+             "the change feed, which replicate like any delete. Reads hide expired items "
+             "already; `regiondb serve` runs this every few seconds by itself.")
+    _dir(p)
+    p.add_argument("--limit", type=positive_int, metavar="N", help="delete at most N items")
 
     p = _add(sub, "forget", cmd_forget, "remove a dead node for good",
              "regiondb forget data/mumbai 3f9a0c1d2e4b5a67", common,

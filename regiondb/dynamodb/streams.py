@@ -208,7 +208,9 @@ def _record(ep: Endpoint, info: TableInfo, ch: engine.Change, idx: int,
         "dynamodb": body,
     }
     if getattr(ch, "ttl", False):
-        rec["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+        # the GetRecords wire shape (botocore's Identity: PrincipalId, Type); Lambda events
+        # spell the same fields in lower camel case
+        rec["userIdentity"] = {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
     return rec
 
 

@@ -272,6 +272,6 @@ def test_expired_items_go_and_their_stream_records_are_service_deletes(
             time.sleep(0.2)
     (rec,) = removes
     assert rec["dynamodb"]["Keys"] == {"pk": {"S": "old"}}
-    assert rec["userIdentity"] == {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    assert rec["userIdentity"] == {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
     assert "Item" not in ddb.get_item(TableName=name, Key={"pk": {"S": "old"}})
     assert "Item" in ddb.get_item(TableName=name, Key={"pk": {"S": "new"}})

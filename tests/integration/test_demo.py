@@ -31,6 +31,12 @@ def test_demo_converges(tmp_path: Path, transport: str) -> None:
     assert "SIGKILL Mumbai" in out and "caught up" in out
     assert "Both survive everywhere" in out and "DynamoDB Global Tables" in out
     assert "regiondb sync-dir" in out
+    # one stock counter per product, decremented everywhere: no decrement lost
+    sold = re.search(r"^stock: ([\d,]+) units sold in all regions; stock consumed on every "
+                     r"node: ([\d,]+) / ([\d,]+) / ([\d,]+) / ([\d,]+) — equal, no decrement "
+                     r"lost$", out, re.MULTILINE)
+    assert sold, out[-3000:]
+    assert len(set(sold.groups())) == 1 and int(sold.group(1).replace(",", "")) > 0
     assert "Traceback" not in p.stderr
     # the kept stores are real replicas with the digest the demo printed
     import engine

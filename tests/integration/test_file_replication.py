@@ -177,7 +177,9 @@ def test_log_truncated_and_segments_deleted_once_all_acked(
     r = a.sync(box)  # a now reads b's state: b holds everything of a
     assert r.removed >= a_vv and r.deleted
     assert a.do(lambda s: s.log_floor())[a.id] == a_vv
-    assert not list((box / f"{a.id:016x}").glob("*.seg"))
+    # the changes files are gone; one snapshot stays, for whoever joins next
+    left = sorted(p.name for p in (box / f"{a.id:016x}").glob("*.seg"))
+    assert left and all(n.endswith("-snapshot.seg") for n in left)
     assert converged(a, b)
 
 
@@ -190,11 +192,8 @@ def test_new_node_joins_from_a_snapshot(make: Callable[[str], Node], tmp_path: P
     a.sync(box)
     assert a.do(lambda s: s.log_floor()) != {}
     c = make("c")
-    c.sync(box)       # c announces itself; the old segments are gone
-    r = a.sync(box)   # a sees c below its log floor: a snapshot
-    assert any(p.name.endswith("-snapshot.seg") for p in r.exported)
-    c.sync(box)
-    assert c.digest() == a.digest()
+    r = c.sync(box)  # the old changes files are gone, but a's standing snapshot is there
+    assert r.items and c.digest() == a.digest()  # at once: no round trip through c's state
     for n in (b, c, a, b, c):
         n.sync(box)
     assert converged(a, b, c)
@@ -347,7 +346,7 @@ def test_state_file_with_bad_node_ids_is_a_warning(
 ) -> None:
     """A well-checksummed state file whose node ids are not u64s is reported, not raised, and
     teaches the store nothing (no bogus member that would block garbage collection)."""
-    from replication.files import _encode_state
+    from replication.mailbox import _encode_state
 
     box = tmp_path / "box"
     a, b = make("a"), make("b")
@@ -366,9 +365,34 @@ def test_state_file_with_bad_node_ids_is_a_warning(
 
 def test_only_node_folders_are_read_from_a_mailbox(tmp_path: Path) -> None:
     """Folders that merely parse as hex (signs, underscores, upper case, node 0) are not nodes."""
-    from replication.files import _node_dirs
+    from replication.mailbox import _node_dirs
 
     for name in ("00000000000000ab", "-000000000000001", "0000_0000_0000_1", "00000000000000AB",
                  "0000000000000000", "notanode"):
         (tmp_path / name).mkdir()
     assert [(n, p.name) for n, p in _node_dirs(tmp_path)] == [(0xAB, "00000000000000ab")]
+
+
+def test_stale_temp_files_of_a_crash_are_cleaned_from_our_own_folder(
+    make: Callable[[str], Node], tmp_path: Path,
+) -> None:
+    import os
+    import time
+
+    from replication.mailbox import STALE_TEMP_SECONDS
+
+    box = tmp_path / "box"
+    a, b = make("a"), make("b")
+    a.sync(box)
+    b.sync(box)
+    own, other = box / f"{a.id:016x}", box / f"{b.id:016x}"
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    for folder in (own, other):
+        for name in (".x.seg.0001.tmp", ".state.cbor.0002.tmp"):
+            (folder / name).write_bytes(b"half a file")
+            os.utime(folder / name, (old, old))
+    (own / ".y.seg.0003.tmp").write_bytes(b"a write in progress")  # fresh: left alone
+    report = a.sync(box)
+    assert sorted(p.name for p in own.glob(".*.tmp")) == [".y.seg.0003.tmp"]
+    assert {own / ".x.seg.0001.tmp", own / ".state.cbor.0002.tmp"} <= set(report.deleted)
+    assert len(list(other.glob(".*.tmp"))) == 2  # another node's folder is never touched

@@ -55,3 +55,16 @@ def test_data_api_example_runs(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split("\n")[:4] == ["6 {'city': 'Mumbai'} 1", "kept SHIPPED", "17", "3"]
+
+
+@pytest.mark.integration
+def test_counters_sets_and_ttl_example_runs(tmp_path: Path) -> None:
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"## Counters, sets and TTL\n.*?```python\n(.*?)```", text, re.S)
+    assert code, "README has no counters example"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code.group(1)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == [
+        "True 97 {'gift'}", "None 1"]

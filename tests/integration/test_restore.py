@@ -16,7 +16,7 @@ import pytest
 
 import engine
 from engine import lineage
-from replication.files import sync_dir
+from replication.mailbox import sync_dir
 
 pytestmark = pytest.mark.integration
 

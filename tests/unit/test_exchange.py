@@ -318,3 +318,109 @@ def test_snapshot_parts_of_two_snapshots_never_make_one_chain(
     assert b.version_vector() != a.version_vector()  # it does not claim the update
     ship(a, b)  # so the next exchange still brings it
     assert b.digest() == a.digest()
+
+
+# ------------------------------------------------------------------ authoritative snapshots
+
+
+def _deleted_and_purged_at_a(nodes: Callable[..., list[engine.Store]]
+                             ) -> tuple[engine.Store, engine.Store, engine.Store]:
+    """a and b hold 40 items; c took a copy of them and then fell silent. a deletes the first,
+    a middle and the last item and removes an attribute, and a and b purge those tombstones
+    (they do not know c). Returns ``(a, b, c)``."""
+    a, b, c = nodes("a", "b", "c")
+    t = orders(a)
+    for i in range(40):
+        t.put({"customer_id": "c", "order_id": f"o{i:02}", "total": i, "coupon": "X"})
+    ship(a, b)
+    for d in ex.segments_for(a, {}):  # a never hears of c
+        ex.apply_segment(c, decode_segment(d))
+    for i in (0, 17, 39):
+        t.delete("c", f"o{i:02}")
+    t.update("c", "o05", remove=["coupon"])
+    ship(a, b)
+    ship(b, a)
+    assert ex.collect_garbage(a)[1] == 4 and ex.collect_garbage(b)[1] == 4
+    return a, b, c
+
+
+@pytest.mark.parametrize("max_bytes", [ex.DEFAULT_MAX_BYTES, 400])
+def test_a_snapshot_deletes_what_its_sender_deleted_and_purged(
+    nodes: Callable[..., list[engine.Store]], max_bytes: int,
+) -> None:
+    a, _, c = _deleted_and_purged_at_a(nodes)
+    own = {"customer_id": "c", "order_id": "mine", "total": 1}
+    c.table("orders").put(own)
+    reports = ship(a, c, max_bytes=max_bytes)
+    assert reports[0].kind == "snapshot" and (max_bytes > 400 or len(reports) > 3)
+    t = c.table("orders")
+    assert [t.get("c", f"o{i:02}") for i in (0, 17, 39)] == [None] * 3
+    assert "coupon" not in t.get("c", "o05")  # type: ignore[operator]
+    assert t.get("c", "mine") == own  # what only c had seen stays
+    ship(c, a)
+    assert c.digest() == a.digest()
+
+
+def test_tombstones_that_came_through_a_snapshot_are_purged_once_stable(
+    nodes: Callable[..., list[engine.Store]],
+) -> None:
+    a, b = nodes("a", "b")
+    t = orders(a)
+    t.put({"customer_id": "c", "order_id": "1", "total": 1})
+    t.put({"customer_id": "c", "order_id": "2", "total": 2, "coupon": "X"})
+    t.delete("c", "1")
+    t.update("c", "2", remove=["coupon"])
+    for _, data in ex.iter_segments(a, {}, force_snapshot=True):
+        ex.apply_segment(b, decode_segment(data))
+    assert _item_records(b) == 2 and b.log_floor() == a.version_vector()
+    tell(b, a)
+    tell(a, b)
+    assert ex.collect_garbage(b)[1] == 2  # no log entry here: purged by version
+    assert _item_records(b) == 1 and ex.collect_garbage(b) == (0, 0)
+    assert b.table("orders").get("c", "2") == {"customer_id": "c", "order_id": "2", "total": 2}
+    ex.collect_garbage(a)
+    assert b.digest() == a.digest() and _item_records(a) == 1
+
+
+def test_an_old_replicas_snapshot_brings_nothing_back(
+    nodes: Callable[..., list[engine.Store]],
+) -> None:
+    """c, unknown to a and b, still holds what they deleted and purged; its snapshot is merged
+    (nobody knew c had held more), but b had seen the changes behind those entries itself."""
+    a, b, c = _deleted_and_purged_at_a(nodes)
+    c.table("orders").put({"customer_id": "c", "order_id": "mine", "total": 1})
+    for _, data in ex.iter_segments(c, {}, force_snapshot=True, max_bytes=400):
+        ex.apply_segment(b, decode_segment(data))
+    t = b.table("orders")
+    assert [t.get("c", f"o{i:02}") for i in (0, 17, 39)] == [None] * 3
+    assert "coupon" not in t.get("c", "o05")  # type: ignore[operator]
+    assert t.get("c", "mine") is not None
+    ship(b, a)
+    ship(a, c)
+    assert a.digest() == b.digest() == c.digest()
+
+
+def test_forget_cut_evens_out_the_prefixes_members_received(
+    nodes: Callable[..., list[engine.Store]],
+) -> None:
+    """x dies; a had received 10 of its changes, b 7, and d 12 (more than a's cut). Whoever
+    forgets first, everyone ends holding x's changes up to 12 and nothing after."""
+    a, b, d, x = nodes("a", "b", "d", "x")
+    t = orders(x)
+    for i in range(1, 16):
+        t.put({"customer_id": "x", "order_id": f"o{i:02}", "total": i})
+    log = [r for r in x.log_range(x.node_id, 0)]
+    a.apply_changes(log[:11])  # the create_table and 10 puts
+    b.apply_changes(log[:8])
+    d.apply_changes(log[:13])
+    assert a.forget(x.node_id) == 11  # the cut: what a holds
+    ship(a, b)   # b adopts the forget at a's cut and takes a's later changes of x
+    assert b.forget_cuts() == {x.node_id: 11} and b.version_vector()[x.node_id] == 11
+    tell(b, d)   # d hears of it (a handshake names no cut); d holds more: its cut is its own
+    assert d.forget_cuts() == {x.node_id: 13}
+    for src, dst in [(d, a), (d, b), (a, b), (b, a)]:
+        ship(src, dst)
+    assert a.digest() == b.digest() == d.digest()
+    assert {s.version_vector()[x.node_id] for s in (a, b, d)} == {13}
+    late = x.log_range(x.node_id, 13)  # x's changes after every cut are refused everywhere
+    assert a.apply_changes(late).refused and a.version_vector()[x.node_id] == 13
