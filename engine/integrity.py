@@ -10,7 +10,8 @@ Two agreements are checked, in one read transaction (a consistent snapshot of th
   origin's seqs are contiguous up to its version vector entry (from its floor, if truncated),
   and — when nothing was ever truncated or merged from a snapshot, so the log is the whole
   history — replaying every logged operation with the item CRDT's merge gives exactly the
-  stored visible items.
+  stored visible items (of the tables never deleted: a deletion and the late changes it drops
+  are not replayed).
 
 It reads everything, so it costs a full pass over the store: a tool for tests, ``regiondb
 check`` and operators, not for the hot path.
@@ -124,6 +125,7 @@ def _check_log(store: Store, txn: Txn, env: Env, items: dict[bytes, dict[str, An
     replay: dict[bytes, ItemState] = {}
     floors = {U64.unpack(k)[0]: floor_seq(v) for k, v in txn.cursor(db=env.floors)}
     bad: list[bytes] = []
+    deleted: set[bytes] = set()  # prefixes of tables deleted at some point (op R)
     for pkey, value in txn.cursor(db=env.log):
         report.log_entries += 1
         origin, seq, n = LOGHDR.unpack_from(value)
@@ -138,7 +140,9 @@ def _check_log(store: Store, txn: Txn, env: Env, items: dict[bytes, dict[str, An
         if floors:
             continue
         for op in ops:
-            if op.kind in ("P", "U", "D"):
+            if op.kind == "R":
+                deleted.add(table_prefix(op.table))
+            elif op.kind in ("P", "U", "D"):
                 delta = op_delta(op, (hlc, origin))
                 cur = replay.get(op.key)
                 replay[op.key] = delta if cur is None else merge(cur, delta, codec.canonical)
@@ -158,6 +162,9 @@ def _check_log(store: Store, txn: Txn, env: Env, items: dict[bytes, dict[str, An
     if floors:
         return
     report.replayed = True
+    # A deleted table's items went with it, and changes of its old incarnation that came late
+    # were dropped (engine.schema): the replay does not model that, so such tables are left out
     disagree = [k for k in set(replay) | set(items)
-                if visible(replay.get(k)) != items.get(k)]
+                if visible(replay.get(k)) != items.get(k)
+                and not any(k.startswith(p) for p in deleted)]
     _note(report, "items that disagree with a replay of the log", sorted(disagree))

@@ -433,3 +433,20 @@ def test_writes_during_a_backfill_are_kept(store: engine.Store,
     assert report.ok, report.problems
     assert sum(len(list(t.query(g, index="by_g"))) for g in range(5)) == \
         sum(1 for i in t.scan() if "g" in i)
+
+
+def test_delete_table_takes_its_indexes(store: engine.Store) -> None:
+    t = store.create_table("t", "id", indexes=[Index("by_g", "g")])
+    keep = store.create_table("u", "id", indexes=[Index("by_g", "g")])
+    for i in range(5):
+        t.put({"id": i, "g": "a"})
+        keep.put({"id": i, "g": "a"})
+    store.delete_table("t")
+    report = store.integrity_check()
+    assert report.ok and report.index_entries == 5, report.problems
+    t = store.create_table("t", "id")  # a new table: no index of the old one
+    assert t.indexes() == []
+    store.create_index("t", Index("by_g", "g"))
+    t.put({"id": 9, "g": "a"})
+    assert [i["id"] for i in t.query("a", index="by_g")] == [9]
+    assert store.integrity_check().ok
