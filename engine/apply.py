@@ -29,6 +29,7 @@ from .changelog import append, key_dict, read_clock, version_vector, write_clock
 from .changes import ApplyReport, Conflict, RawChange, TableDef, decode_table_def
 from .checks import check_u64, is_node_id
 from .clock import BOTTOM, Version, observe
+from .conflictlog import append_conflicts
 from .env import Env, Txn
 from .errors import ChangeRefused, ClockSkewError, ForgottenNodeError, ValidationError
 from .item import (
@@ -335,20 +336,11 @@ def forgotten_ids(txn: Txn, env: Env) -> set[int]:
 def _record_conflicts(
     txn: Txn, env: Env, op: codec.Op, v: Version, lost: list[AttrConflict], bound: int
 ) -> None:
-    raw = txn.get(META_CONFLICTS, db=env.meta)
-    first, nxt, total = CONFLICTS.unpack(raw) if raw else (1, 1, 0)
     _, values = decode_key(op.key)
-    for c in lost:
-        record = [op.table, list(values), c.attribute, list(c.winner), list(c.loser),
-                  c.value, None if c.winner_value is ABSENT else c.winner_value,
-                  c.local_lost]
-        txn.put(U64.pack(nxt), codec.dumps(record), db=env.conflicts, append=True)
-        nxt += 1
-        total += 1
-    while nxt - first > bound:
-        txn.delete(U64.pack(first), db=env.conflicts)
-        first += 1
-    txn.put(META_CONFLICTS, CONFLICTS.pack(first, nxt, total), db=env.meta)
+    append_conflicts(txn, env, (
+        [op.table, list(values), c.attribute, list(c.winner), list(c.loser), c.value,
+         None if c.winner_value is ABSENT else c.winner_value, c.local_lost]
+        for c in lost), bound)
 
 
 def conflicts(store: Store, since: int) -> Iterator[Conflict]:

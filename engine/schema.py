@@ -31,10 +31,11 @@ from . import index as index_mod
 from .changelog import append, read_clock
 from .changes import TableDef, decode_table_def
 from .clock import Version, tick_local
+from .conflictlog import append_conflicts
 from .env import Env, Txn
 from .errors import TableNotFound
 from .keys import encode_value
-from .layout import CONFLICTS, META_CONFLICTS, META_DROPPED_PREFIX, U64
+from .layout import META_DROPPED_PREFIX
 
 if TYPE_CHECKING:
     from .store import Store
@@ -137,18 +138,10 @@ def record_schema_conflict(
     bound: int,
 ) -> None:
     """Record a key-schema race of ``table`` as a conflict (module docstring)."""
-    raw = txn.get(META_CONFLICTS, db=env.meta)
-    first, nxt, total = CONFLICTS.unpack(raw) if raw else (1, 1, 0)
-    record = [table, [], SCHEMA_ATTRIBUTE, list(winner.version), list(loser.version),
-              [loser.partition_key, loser.sort_key], [winner.partition_key, winner.sort_key],
-              local_lost]
-    txn.put(U64.pack(nxt), codec.dumps(record), db=env.conflicts, append=True)
-    nxt += 1
-    total += 1
-    while nxt - first > bound:
-        txn.delete(U64.pack(first), db=env.conflicts)
-        first += 1
-    txn.put(META_CONFLICTS, CONFLICTS.pack(first, nxt, total), db=env.meta)
+    append_conflicts(txn, env, [[
+        table, [], SCHEMA_ATTRIBUTE, list(winner.version), list(loser.version),
+        [loser.partition_key, loser.sort_key], [winner.partition_key, winner.sort_key],
+        local_lost]], bound)
     log.warning("table %r: key schema (%s, %s) of %016x lost to (%s, %s) of %016x; recorded "
                 "as a conflict", table, loser.partition_key, loser.sort_key, loser.version[1],
                 winner.partition_key, winner.sort_key, winner.version[1])
