@@ -67,8 +67,9 @@ def test_a_table_created_again_is_new_late_changes_of_the_old_are_dropped(
     make_store: MakeStore,
 ) -> None:
     # a's wall clock runs ahead of b's and moves on before the deletion, so the deletion is
-    # later than b's late write whatever the node ids; a write concurrent with the deletion and *later* than it (a
-    # clock far ahead) is the documented gap: operations do not name their incarnation yet
+    # later than b's late write whatever the node ids; a write concurrent with the deletion
+    # and later than it (a clock far ahead) is the documented gap: operations do not name
+    # their incarnation yet
     clock_a, clock_b = engine.ManualClock(1_700_000_000_100), engine.ManualClock()
     a, b = make_store("a", wall_clock=clock_a), make_store("b", wall_clock=clock_b)
     a.create_table("orders", partition_key="id").put({"id": 1, "v": "old"})
