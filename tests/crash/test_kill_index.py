@@ -27,8 +27,10 @@ CHILD = Path(__file__).with_name("indexproc.py")
 ROUNDS = 30 if os.environ.get("REGIONDB_SLOW") else 8
 
 
-def _kill_after(args: list[str], rng: random.Random, most: float) -> list[str]:
-    """Run the child, let it work for a random while, SIGKILL it; return its lines."""
+def _kill_after(args: list[str], rng: random.Random, most: float,
+                lines_before: int | None = None) -> list[str]:
+    """Run the child, let it work for a random while (or until it printed ``lines_before``
+    lines, so a fast machine cannot finish first), SIGKILL it; return its lines."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, str(CHILD), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
@@ -37,7 +39,10 @@ def _kill_after(args: list[str], rng: random.Random, most: float) -> list[str]:
         if ready != ["ready"]:
             err = proc.stderr.read() if proc.poll() is not None else ""  # type: ignore[union-attr]
             pytest.fail(f"child did not start: {ready} {err}")
-        lines = _read_lines(proc, time.monotonic() + rng.uniform(0.0, most), None)
+        if lines_before is None:
+            lines = _read_lines(proc, time.monotonic() + rng.uniform(0.0, most), None)
+        else:
+            lines = _read_lines(proc, time.monotonic() + 60, lines_before)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert proc.stdout is not None
@@ -101,8 +106,11 @@ def test_sigkill_during_merges(tmp_path: Path) -> None:
         pass
     files = len(list(segdir.iterdir()))
     early = 0
-    for _ in range(ROUNDS):
-        lines = _kill_after(["merge", str(dst_path), str(segdir)], rng, 0.3)
+    for r in range(ROUNDS):
+        # every other round is killed part-way by progress (a fast machine would otherwise
+        # finish the pass inside any short random delay), the others by a random delay
+        cut = rng.randrange(1, files) if r % 2 == 0 else None
+        lines = _kill_after(["merge", str(dst_path), str(segdir)], rng, 0.3, cut)
         early += sum(1 for line in lines if line.startswith("applied")) < files
         _check(dst_path).close()
     assert early, "no kill landed before the first pass over the segments ended"
