@@ -220,13 +220,19 @@ def _reasons(exc: engine.ConditionFailed, count: int,
     return out
 
 
-def transact_write(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
-    """TransactWriteItems: Put, Update, Delete, ConditionCheck; all or nothing."""
+def _transact_items(req: dict[str, Any]) -> list[Any]:
+    """The ``TransactItems`` of a TransactWrite/GetItems request: present, 1 to 100 of them."""
     actions = list_param(req, "TransactItems")
     if actions is None:
         raise validation("1 validation error detected: Value null at 'transactItems' failed to "
                          "satisfy constraint: Member must not be null")
     check_length(actions, "transactItems", 1, 100)
+    return actions
+
+
+def transact_write(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
+    """TransactWriteItems: Put, Update, Delete, ConditionCheck; all or nothing."""
+    actions = _transact_items(req)
     token = req.get("ClientRequestToken")
     digest = hashlib.sha256(json.dumps(actions, sort_keys=True).encode()).hexdigest()
     if isinstance(token, str):
@@ -262,11 +268,7 @@ def transact_write(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
 
 def transact_get(ep: Endpoint, req: dict[str, Any]) -> dict[str, Any]:
     """TransactGetItems: up to 100 Gets read in one snapshot."""
-    actions = list_param(req, "TransactItems")
-    if actions is None:
-        raise validation("1 validation error detected: Value null at 'transactItems' failed to "
-                         "satisfy constraint: Member must not be null")
-    check_length(actions, "transactItems", 1, 100)
+    actions = _transact_items(req)
     refs: list[tuple[str, Any, Any]] = []
     projections: list[Any] = []
     seen: set[str] = set()
