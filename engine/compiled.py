@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["COMPILED_MODULES", "PURE_ENV", "native", "native_summary"]
+__all__ = ["COMPILED_MODULES", "PURE_ENV", "check_build", "native", "native_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,14 @@ _HERE = Path(__file__).resolve().parent
 _reason = ""  # why the pure sources are used ("" while the compiled modules are)
 
 
-def _source(name: str) -> Path:
-    return _HERE / (name.rsplit(".", 1)[1] + ".py")
+def _source(name: str, here: Path = _HERE) -> Path:
+    return here / (name.rsplit(".", 1)[1] + ".py")
 
 
-def _compiled_file(name: str) -> Path | None:
+def _compiled_file(name: str, here: Path = _HERE) -> Path | None:
     stem = name.rsplit(".", 1)[1]
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = _HERE / (stem + suffix)
+        path = here / (stem + suffix)
         if path.is_file():
             return path
     return None
@@ -72,23 +72,24 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _check_build() -> str:
-    """``""`` if the compiled modules can be used, else why not (for the summary and log)."""
+def check_build(here: Path = _HERE) -> str:
+    """``""`` if the compiled modules in ``here`` can be used, else why not."""
     if os.environ.get(PURE_ENV, "") not in ("", "0"):
         return f"{PURE_ENV}={os.environ[PURE_ENV]}"
-    present = [n for n in COMPILED_MODULES if _compiled_file(n) is not None]
+    present = [n for n in COMPILED_MODULES if _compiled_file(n, here) is not None]
     if not present:
         return "not compiled at install"
     try:
-        manifest = json.loads((_HERE / MANIFEST).read_text())
+        manifest = json.loads((here / MANIFEST).read_text())
         sources: dict[str, str] = manifest["sources"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"the build manifest {MANIFEST} is missing or unreadable"
-    missing = [n for n in COMPILED_MODULES if _compiled_file(n) is None or n not in sources]
+    missing = [n for n in COMPILED_MODULES
+               if _compiled_file(n, here) is None or n not in sources]
     if missing:
         return f"not every module is compiled (missing: {', '.join(missing)})"
     for name in COMPILED_MODULES:
-        src = _source(name)
+        src = _source(name, here)
         if src.is_file() and sha256_file(src) != sources[name]:
             return (f"{src.name} changed since it was compiled (reinstall, e.g. "
                     "`pip install -e .`, to compile it again)")
@@ -107,7 +108,7 @@ class _PureFinder(importlib.abc.MetaPathFinder):
 
 def _activate() -> None:
     global _reason
-    _reason = _check_build()
+    _reason = check_build()
     if not _reason:
         return
     if _reason.startswith(("not compiled", PURE_ENV)):

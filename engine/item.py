@@ -290,7 +290,7 @@ def _dec(x: Any) -> Decimal:
     if isinstance(x, Decimal):
         return x
     if isinstance(x, float):
-        return Decimal(repr(x))
+        return Decimal(float.__repr__(x))  # the value's, whatever a subclass prints
     return Decimal(x)
 
 

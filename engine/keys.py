@@ -56,11 +56,12 @@ def check_key_value(value: object, attr: str) -> None:
 
 
 def _as_decimal(value: Any) -> Decimal:
+    shown: object = value  # not narrowed below: compiled, a narrowed float loses its class
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValidationError(f"key number must be finite, not {value!r}")
+            raise ValidationError(f"key number must be finite, not {shown!r}")
         return Decimal(float.__repr__(value))  # the value's, whatever a subclass prints
     dec: Decimal = value
     if not dec.is_finite():
