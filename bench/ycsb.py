@@ -346,10 +346,10 @@ def _run_phase(runners: list[YcsbRunner], workload: str, threads: int, sizes: Si
                 continue
             try:
                 if threads > 1:
-                    res = _time_threaded(part, runner.execute, by_kind[name], threads)
+                    timed = _time_threaded(part, runner.execute, by_kind[name], threads)
                 else:
-                    res = _time_chunk(part, runner.execute, by_kind[name])
-                chunks[name].append(res)
+                    timed = _time_chunk(part, runner.execute, by_kind[name])
+                chunks[name].append(timed)
             except Exception as exc:  # noqa: BLE001 - recorded, the others go on
                 failed[name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
     rows: list[dict[str, Any]] = []
