@@ -42,6 +42,7 @@ from .changes import (
 from .clock import BOTTOM, DEFAULT_MAX_OFFSET_MS, physical_ms, system_wall_ms, tick, tick_local
 from .env import DEFAULT_MAP_SIZE, Env, Txn, acquire, release
 from .errors import (
+    Error,
     SchemaError,
     StoreClosed,
     TableNotFound,
@@ -429,6 +430,17 @@ class Store:
         """
         return apply.apply_changes(self, records)
 
+    def apply_change_lists(self, lists: Iterable[Iterable[RawChange]],
+                           ) -> list[ApplyReport | Error]:
+        """Merge several lists of remote transactions in one LMDB transaction and one commit.
+
+        Each list is applied as :meth:`apply_changes` would, after the lists before it, and
+        gets its own outcome, in order: its report, or the error that refused it (a malformed
+        record refuses its own list only; nothing of it is applied). This is how segments
+        that arrive together from several peers share one durable sync.
+        """
+        return apply.apply_change_lists(self, lists)
+
     def conflicts(self, since: int = 0) -> Iterator[Conflict]:
         """Recorded conflicts with id above ``since``, oldest first (bounded; never replicated)."""
         return apply.conflicts(self, since)
@@ -572,6 +584,7 @@ class Store:
         out.update({
             "node_id": self.node_id, "region": self.region, "path": str(self.path),
             "durable": self.durable, "map_size": info["map_size"],
+            "commits": info["last_txnid"],  # LMDB write transactions committed, ever
             "file_bytes": os.path.getsize(self.path / "data.mdb"),
             "conflicts_total": self.conflict_count(),
             "max_clock_offset_ms": self.max_offset_ms,
