@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .report import ycsb_label
+
 __all__ = ["make_plots"]
 
 _COLORS = {
@@ -57,9 +59,9 @@ def make_plots(result: dict[str, Any], out_dir: Path, stem: str) -> tuple[list[s
         names.append(name)
     ycsb = [r for r in result["rows"] if r.get("group") == "ycsb" and not r.get("error")]
     if ycsb:
-        wl = list(dict.fromkeys(r["workload"] for r in ycsb))
+        wl = list(dict.fromkeys(ycsb_label(r) for r in ycsb))
         yb = list(dict.fromkeys(r["backend"] for r in ycsb))
-        yby = {(r["workload"], r["backend"]): r["throughput"] for r in ycsb}
+        yby = {(ycsb_label(r), r["backend"]): r["throughput"] for r in ycsb}
         fig, ax = plt.subplots(figsize=(9, 4.5))
         _grouped_bars(ax, wl, {b: [yby.get((w, b)) for w in wl] for b in yb})
         ax.set_title("YCSB throughput per workload (log scale)")

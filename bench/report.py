@@ -67,12 +67,18 @@ def _local(result: dict[str, Any]) -> list[str]:
                    "÷ SQLite NORMAL", "÷ SQLite FULL"], rows)
 
 
+def ycsb_label(r: dict[str, Any]) -> str:
+    """A YCSB row's workload name, with its client threads when more than one (``A×4``)."""
+    threads = r.get("threads", 1)
+    return f"{r['workload']}×{threads}" if threads > 1 else str(r["workload"])
+
+
 def _ycsb(result: dict[str, Any]) -> list[str]:
     rows = []
     for r in result["rows"]:
         if r.get("group") != "ycsb":
             continue
-        name = "load" if r["phase"] == "load" else f"{r['workload']}"
+        name = "load" if r["phase"] == "load" else ycsb_label(r)
         if r.get("error"):
             rows.append([name, f"`{r['backend']}`", f"error: {r['error'][:80]}", ""])
             continue

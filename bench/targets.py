@@ -121,4 +121,25 @@ def evaluate_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                        _why_repl(rows, "bytes_per_change"),
                        "segment bytes per change as exported ÷ mean CBOR size of the item"
                        + plain_note))
+    out += _ycsb_targets(rows)
+    return out
+
+
+def _ycsb_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """YCSB A and F with several client threads: regiondb against SQLite FULL, same threads."""
+    def pick(workload: str, backend: str) -> dict[str, Any] | None:
+        return next((r for r in rows if r.get("group") == "ycsb" and r.get("phase") == "run"
+                     and r.get("workload") == workload and r.get("backend") == backend
+                     and r.get("threads", 1) > 1 and not r.get("error")), None)
+
+    out = []
+    for workload in ("A", "F"):
+        mine, theirs = pick(workload, "regiondb"), pick(workload, "sqlite_full")
+        threads = (mine or theirs or {}).get("threads", 4)
+        out.append(_target(f"YCSB {workload}, {threads} client threads vs SQLite FULL",
+                           _ratio(mine, theirs), 1.0, ">=",
+                           _why((f"regiondb ycsb {workload}×{threads}", mine),
+                                (f"sqlite_full ycsb {workload}×{threads}", theirs)),
+                           f"ops/s of YCSB {workload} with {threads} client threads sharing one "
+                           "durable store ÷ SQLite FULL with as many threads"))
     return out

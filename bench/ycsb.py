@@ -17,6 +17,7 @@ per operation type for p50/p95/p99.
 from __future__ import annotations
 
 import random
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -290,8 +291,88 @@ class YcsbRunner:
                         self.rnd)
 
 
+THREADED = ["A", "F"]  # run again with several client threads, after the single-thread phases
+
+
+def _time_threaded(chunk: list[Op], execute: Callable[[Op], Any],
+                   by_kind: dict[str, list[int]], threads: int) -> RoundResult:
+    """Run one chunk split round-robin over ``threads`` client threads that start together;
+    the wall time spans all of them (YCSB's ``-threads``)."""
+    shares = [chunk[i::threads] for i in range(threads)]
+    results: list[RoundResult | None] = [None] * threads
+    kinds: list[dict[str, list[int]]] = [{} for _ in range(threads)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads + 1)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = _time_chunk(shares[i], execute, kinds[i])
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    start = time.perf_counter_ns()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter_ns() - start
+    if errors:
+        raise errors[0]
+    for part in kinds:
+        for kind, values in part.items():
+            by_kind.setdefault(kind, []).extend(values)
+    lat = [x for r in results if r is not None for x in r.latencies_ns]
+    return RoundResult(lat, wall, len(lat))
+
+
+def _run_phase(runners: list[YcsbRunner], workload: str, threads: int, sizes: Sizes,
+               progress: Progress) -> tuple[list[dict[str, Any]], set[str]]:
+    """One phase on every runner, chunks interleaved across backends; rows and the failed."""
+    phase = "load" if workload == "load" else "run"
+    ops = {r.b.name: r.prepare(workload) for r in runners}
+    size = max(1, -(-max((len(v) for v in ops.values()), default=1) // sizes.ycsb_chunks))
+    chunks: dict[str, list[RoundResult]] = {r.b.name: [] for r in runners}
+    by_kind: dict[str, dict[str, list[int]]] = {r.b.name: {} for r in runners}
+    failed: dict[str, str] = {}
+    for c in range(sizes.ycsb_chunks):
+        k = c % max(1, len(runners))
+        for runner in runners[k:] + runners[:k]:
+            name = runner.b.name
+            part = ops[name][c * size : (c + 1) * size]
+            if name in failed or not part:
+                continue
+            try:
+                if threads > 1:
+                    timed = _time_threaded(part, runner.execute, by_kind[name], threads)
+                else:
+                    timed = _time_chunk(part, runner.execute, by_kind[name])
+                chunks[name].append(timed)
+            except Exception as exc:  # noqa: BLE001 - recorded, the others go on
+                failed[name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+    rows: list[dict[str, Any]] = []
+    label = f"{workload}×{threads}" if threads > 1 else workload
+    for runner in runners:
+        name = runner.b.name
+        base = {"group": "ycsb", "workload": workload, "phase": phase, "threads": threads,
+                "backend": name}
+        if name in failed:
+            err, tb = failed[name].split("\n", 1)
+            rows.append({**base, "error": err, "traceback": tb})
+            progress(f"ycsb  {label:<5} {name:<16} ERROR {err}")
+            continue
+        res = _phase_result(chunks[name], by_kind[name])
+        rows.append({**base, **res})
+        lat = "  ".join(f"{k} p99 {v['p99_us']:,.0f} us" for k, v in res["per_op"].items())
+        progress(f"ycsb  {label:<5} {name:<16} {res['throughput']:>12,.0f} ops/s  {lat}")
+    return rows, set(failed)
+
+
 def run_ycsb(sizes: Sizes, backends: list[str], progress: Progress) -> list[dict[str, Any]]:
-    """Load and run A-F against every backend, each on its own fresh store, all open at once.
+    """Load and run A-F against every backend, each on its own fresh store, all open at once,
+    then A and F again with ``sizes.threads`` client threads sharing each store.
 
     Chunks are interleaved across backends (chunk 1 of each backend, then chunk 2 in a rotated
     order, ...), so that machine noise lands on all of them alike.
@@ -308,39 +389,11 @@ def run_ycsb(sizes: Sizes, backends: list[str], progress: Progress) -> list[dict
                              "traceback": traceback.format_exc(limit=6)})
                 progress(f"ycsb  {name}: ERROR {type(exc).__name__}: {exc}")
         broken: set[str] = set()
-        for workload in ["load", *ORDER]:
-            phase = "load" if workload == "load" else "run"
+        phases = [("load", 1)] + [(w, 1) for w in ORDER] + [(w, sizes.threads) for w in THREADED]
+        for workload, threads in phases:
             live = [r for r in runners if r.b.name not in broken]
-            ops = {r.b.name: r.prepare(workload) for r in live}
-            size = max(1, -(-max((len(v) for v in ops.values()), default=1) // sizes.ycsb_chunks))
-            chunks: dict[str, list[RoundResult]] = {r.b.name: [] for r in live}
-            by_kind: dict[str, dict[str, list[int]]] = {r.b.name: {} for r in live}
-            failed: dict[str, str] = {}
-            for c in range(sizes.ycsb_chunks):
-                k = c % max(1, len(live))
-                for runner in live[k:] + live[:k]:
-                    name = runner.b.name
-                    part = ops[name][c * size : (c + 1) * size]
-                    if name in failed or not part:
-                        continue
-                    try:
-                        chunks[name].append(_time_chunk(part, runner.execute, by_kind[name]))
-                    except Exception as exc:  # noqa: BLE001 - recorded, the others go on
-                        failed[name] = (f"{type(exc).__name__}: {exc}\n"
-                                        f"{traceback.format_exc(limit=6)}")
-            for runner in live:
-                name = runner.b.name
-                if name in failed:
-                    err, tb = failed[name].split("\n", 1)
-                    rows.append({"group": "ycsb", "workload": workload, "phase": phase,
-                                 "backend": name, "error": err, "traceback": tb})
-                    progress(f"ycsb  {workload:<5} {name:<16} ERROR {err}")
-                    if phase == "load":
-                        broken.add(name)
-                    continue
-                res = _phase_result(chunks[name], by_kind[name])
-                rows.append({"group": "ycsb", "workload": workload, "phase": phase,
-                             "backend": name, **res})
-                lat = "  ".join(f"{k} p99 {v['p99_us']:,.0f} us" for k, v in res["per_op"].items())
-                progress(f"ycsb  {workload:<5} {name:<16} {res['throughput']:>12,.0f} ops/s  {lat}")
+            phase_rows, failed = _run_phase(live, workload, threads, sizes, progress)
+            rows += phase_rows
+            if workload == "load":
+                broken |= failed
     return rows
