@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from . import codec
 from .errors import ValidationError
 from .keys import KeyValue
+from .table import Condition, Names, Table, Values
 from .writepath import WriteOp, commit_local
 
 if TYPE_CHECKING:
     from .context import Context
-    from .table import Condition, Names, Table, Values
 
 __all__ = ["MAX_BATCH_OPS", "MAX_TRANSACTION_OPS", "Batch"]
 
@@ -75,8 +75,6 @@ class Batch:
         self._ops.append(op)
 
     def _table(self, table: str | Table) -> Table:
-        from .table import Table  # the table module imports this one
-
         if not isinstance(table, str) and isinstance(table, Table):
             return table
         t = self._by_name.get(table) if isinstance(table, str) else None

@@ -92,7 +92,6 @@ __all__ = [  # the definitions' names are re-exported: engine.index is the one e
     "merge_def",
     "project",
     "queryable",
-    "read_rows",
     "table_prefix",
 ]
 
@@ -381,32 +380,6 @@ def queryable(ctx: Context, table: str, name: object) -> IndexDef:
             "(store.create_index with the same definition, or reopening the store, finishes it)"
         )
     return d
-
-
-def read_rows(d: IndexDef, env: Env) -> Callable[..., list[tuple[bytes, Any]]]:
-    """A row reader for :func:`engine.table._range` over index ``d``: ``(entry key, item)``.
-
-    ``ALL`` entries are resolved to their item in the same read transaction (so the result is
-    exactly the table's item); projected entries decode their own value.
-    """
-    all_ = d.index.projection == "ALL"
-
-    def rows(txn: Txn, *, lo: bytes, lo_incl: bool, hi: bytes, hi_incl: bool, reverse: bool,
-             most: int) -> list[tuple[bytes, Any]]:
-        from .table import _range_rows
-
-        raw = _range_rows(txn, db=env.idx, lo=lo, lo_incl=lo_incl, hi=hi, hi_incl=hi_incl,
-                          reverse=reverse, most=most)
-        out: list[tuple[bytes, Any]] = []
-        for k, v in raw:
-            if all_:
-                state = txn.get(v, db=env.items)
-                out.append((k, None if state is None else codec.visible_from_raw(bytes(state))))
-            else:
-                out.append((k, codec.loads(v)))
-        return out
-
-    return rows
 
 
 # -- definitions in snapshots -----------------------------------------------------------------

@@ -34,13 +34,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import codec
+from .batch import Batch
 from .changelog import _txn_hlc, floor_seq, read_clock, version_vector, vv_hlcs, write_clock
 from .env import Env, Txn
 from .errors import SchemaError
 from .keys import decode_key
 from .layout import LOGHDR, META_IDENT, META_LINEAGE, META_REISSUE, U64, U64x2
 from .schema import create_table
-from .table import Batch, Table
+from .table import Table
 
 if TYPE_CHECKING:
     from .context import Context

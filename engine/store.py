@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import apply, changelog, codec, lineage, retention, schema, ttl
 from . import index as index_mod
+from .batch import Batch
 from .changelog import read_clock, write_clock
 from .changes import (
     ApplyReport,
@@ -39,9 +40,8 @@ from .changes import (
 from .clock import DEFAULT_MAX_OFFSET_MS, physical_ms, system_wall_ms, tick
 from .context import Context
 from .env import DEFAULT_MAP_SIZE, Env, Txn, acquire, release
-from .errors import (
-    ValidationError,
-)
+from .errors import ValidationError
+from .integrity import IntegrityReport, integrity_check
 from .layout import (
     FORMAT,
     META_FORMAT,
@@ -50,11 +50,10 @@ from .layout import (
     READABLE_FORMATS,
     U64,
 )
+from .table import Table
 
 if TYPE_CHECKING:
     from .index import Index, IndexDef
-    from .integrity import IntegrityReport
-    from .table import Batch, Table
 
 __all__ = ["DEFAULT_MAX_CONFLICTS", "Snapshot", "Store", "TableDef", "open"]
 
@@ -171,8 +170,6 @@ class Store:
             set in the same transaction, or on an existing table by :meth:`set_ttl`.
         :raises SchemaError: if the table exists with a different key schema.
         """
-        from .table import Table
-
         return Table(self._ctx, schema.create_table(
             self._ctx, name, partition_key, sort_key, indexes=indexes,
             ttl_attribute=ttl_attribute))
@@ -232,8 +229,6 @@ class Store:
 
     def table(self, name: str) -> Table:
         """The table called ``name``. :raises TableNotFound: if there is none."""
-        from .table import Table
-
         return Table(self._ctx, self._ctx.table_def(name))
 
     def tables(self) -> list[str]:
@@ -252,8 +247,6 @@ class Store:
 
     def batch(self) -> Batch:
         """A batch of writes applied atomically, with one version, as one log entry."""
-        from .table import Batch
-
         self._e()
         return Batch(self._ctx)
 
@@ -263,8 +256,6 @@ class Store:
         :param keys: ``(table, pk)`` or ``(table, pk, sk)`` tuples; ``table`` a name or Table.
         :returns: the items (``None`` where missing), in the order asked.
         """
-        from .table import Table
-
         wanted: list[bytes] = []
         tables: list[str] = []
         for k in keys:
@@ -478,8 +469,6 @@ class Store:
         Never raises for what it finds: the report's ``problems`` lists every disagreement
         (``report.ok`` when there is none). See :mod:`engine.integrity`.
         """
-        from .integrity import integrity_check
-
         return integrity_check(self._ctx)
 
     def get_meta(self, name: str) -> Any:

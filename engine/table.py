@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import codec, ttl
 from . import index as index_mod
-from .batch import Batch
 from .checks import check_limit as _check_limit
 from .errors import TableNotFound, ValidationError
 from .expr import Expressions, KeyCondition, Path, compile_cond, key_parts, plan_update, project
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
     from .env import Txn
     from .index import Index, IndexDef
 
-__all__ = ["Batch", "Condition", "Table"]
+__all__ = ["Condition", "Table"]
 
 Condition = Callable[[dict[str, Any] | None], bool]
 Names = Mapping[str, str] | None
@@ -609,19 +608,3 @@ def sort_range(prefix: bytes, conds: Mapping[str, Any], sk_name: str) -> KeyRang
         stop = prefix + encode_value(_sk(high, sk_name), sk_name)
         stop_incl = "lte" in conds
     return KeyRange(start, stop, start_incl, stop_incl)
-
-
-def _range_rows(
-    txn: Txn, *, db: Any, lo: bytes, lo_incl: bool, hi: bytes, hi_incl: bool, reverse: bool,
-    most: int,
-) -> list[tuple[bytes, bytes]]:
-    """Up to ``most`` stored ``(key, value)`` rows between the bounds, in scan order (kept for
-    :func:`engine.index.read_rows`; pages read through :mod:`engine.pages`)."""
-    from .pages import rows_in
-
-    out: list[tuple[bytes, bytes]] = []
-    for row in rows_in(txn, db, KeyRange(lo, hi, lo_incl, hi_incl), None, reverse):
-        out.append(row)
-        if len(out) >= most:
-            break
-    return out
