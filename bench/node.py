@@ -164,23 +164,41 @@ def main(argv: list[str] | None = None) -> int:
 def _watch(store: Any, n: int, timeout: float) -> dict[str, Any]:
     """Wait for lag items 0..n-1 in order; lag = arrival wall time minus the writer's stamp.
 
-    Polls every 0.5 ms, so a reported lag is at most ~0.5 ms late; both processes read the same
-    system clock, so stamps compare directly.
+    Woken by the store's commit listener (it runs right after each commit made in this
+    process, the applies of replication included), so an arrival is seen as soon as it is
+    readable, not up to a poll interval later, and an idle watcher costs no CPU (a poll every
+    0.5 ms did: 2,000 reads a second on a 2-core machine that also runs the nodes). It still
+    looks every 5 ms in case a commit came from elsewhere. Both processes read the same system
+    clock, so stamps compare directly.
     """
     deadline = time.monotonic() + timeout
+    woke = threading.Event()
+
+    def listener(_position: int) -> None:
+        woke.set()
+
+    store.add_listener(listener)
+    try:
+        return _watch_items(store, n, deadline, woke)
+    finally:
+        store.remove_listener(listener)
+
+
+def _watch_items(store: Any, n: int, deadline: float, woke: threading.Event) -> dict[str, Any]:
     table = None
     lags: list[float] = []
     i = 0
     while i < n and time.monotonic() < deadline:
+        woke.clear()  # before reading: a commit after this wakes the wait below at once
         if table is None:
             try:
                 table = store.table(LAG_TABLE)
             except Exception:  # noqa: BLE001 - the table definition has not arrived yet
-                time.sleep(0.0005)
+                woke.wait(0.005)
                 continue
         item = table.get(f"{i:08d}")
         if item is None:
-            time.sleep(0.0005)
+            woke.wait(0.005)
             continue
         lags.append((time.time_ns() - int(item["t_ns"])) / 1e6)
         i += 1

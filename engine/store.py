@@ -40,7 +40,7 @@ from .changes import (
 from .clock import DEFAULT_MAX_OFFSET_MS, physical_ms, system_wall_ms, tick
 from .context import Context
 from .env import DEFAULT_MAP_SIZE, Env, Txn, acquire, release
-from .errors import ValidationError
+from .errors import Error, ValidationError
 from .integrity import IntegrityReport, integrity_check
 from .layout import (
     FORMAT,
@@ -339,6 +339,17 @@ class Store:
         """
         return apply.apply_changes(self._ctx, records)
 
+    def apply_change_lists(self, lists: Iterable[Iterable[RawChange]],
+                           ) -> list[ApplyReport | Error]:
+        """Merge several lists of remote transactions in one LMDB transaction and one commit.
+
+        Each list is applied as :meth:`apply_changes` would, after the lists before it, and
+        gets its own outcome, in order: its report, or the error that refused it (a malformed
+        record refuses its own list only; nothing of it is applied). This is how segments
+        that arrive together from several peers share one durable sync.
+        """
+        return apply.apply_change_lists(self._ctx, lists)
+
     def conflicts(self, since: int = 0) -> Iterator[Conflict]:
         """Recorded conflicts with id above ``since``, oldest first (bounded; never replicated)."""
         return apply.conflicts(self._ctx, since)
@@ -507,6 +518,7 @@ class Store:
         out.update({
             "node_id": self.node_id, "region": self.region, "path": str(self.path),
             "durable": self.durable, "map_size": info["map_size"],
+            "commits": info["last_txnid"],  # LMDB write transactions committed, ever
             "file_bytes": os.path.getsize(self.path / "data.mdb"),
             "conflicts_total": self.conflict_count(),
             "max_clock_offset_ms": self.max_offset_ms,
