@@ -149,7 +149,7 @@ class Session:
         self._relay = RelayGate(store.node_id, options.relay_delay)
         self._recheck_pending = False
         self._refusals = 0  # ACKs that refused something (they rewind ``sent``)
-        self._reissue = store._reissue_waiting()  # writes of a re-identification wait
+        self._reissue = store.pending_reissues() > 0  # writes of a re-identification wait
         self._last_send = time.monotonic()
         self._last_recv = time.monotonic()
         self._advertised: dict[int, int] = {}
@@ -531,7 +531,7 @@ class Session:
             if report.applied and self._reissue:
                 # set-aside writes of a re-identification wait for these seqs (lineage)
                 self._reissue = bool(await self.workers.apply(lineage.reissue_pending, self.store)
-                                     or self.store._reissue_waiting())
+                                     or self.store.pending_reissues() > 0)
             if merge_into(self.stats.acked, h.vv):
                 self.stats.dirty = True
             self.stats.adopt_acks(h.acks)
