@@ -13,6 +13,7 @@ from __future__ import annotations
 
 # first: decides whether the hot modules load compiled or as pure Python (engine.compiled)
 from .compiled import native, native_summary  # isort: skip
+from .batch import Batch
 from .changes import ApplyReport, Change, Conflict, RawChange
 from .clock import ManualClock
 from .errors import (
@@ -38,7 +39,7 @@ from .index import Index
 from .integrity import IntegrityReport
 from .pages import Page
 from .store import Snapshot, Store, TableDef, open
-from .table import Batch, Table
+from .table import Table
 
 __all__ = [
     "ApplyReport",
