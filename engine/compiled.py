@@ -13,7 +13,7 @@ extension modules when
   or unreadable, or does not list every module;
 * any source differs from the one that was compiled (its SHA-256 is not the manifest's): an
   editable install whose ``.py`` was edited since, where running the old compiled code would
-  silently ignore the edit. A warning says so; reinstall (``pip install -e .``) to recompile.
+  silently ignore the edit; reinstall (``pip install -e .``) to compile it again.
 
 It is all or nothing: compiled modules call each other directly, so a mix could run old code.
 :func:`native` says what is in use, :func:`native_summary` says it in one line (shown by
@@ -111,10 +111,9 @@ def _activate() -> None:
     _reason = check_build()
     if not _reason:
         return
-    if _reason.startswith(("not compiled", PURE_ENV)):
-        log.debug("engine: pure Python (%s)", _reason)
-    else:
-        log.warning("engine: running the pure-Python modules: %s", _reason)
+    # info, not a warning: an edited source is the daily state of a checkout (the pure code
+    # then runs, as it should), and native_summary() says it wherever the build is shown
+    log.info("engine: running the pure-Python modules: %s", _reason)
     if any(_compiled_file(n) is not None for n in COMPILED_MODULES):
         sys.meta_path.insert(0, _PureFinder())
 
