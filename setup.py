@@ -69,8 +69,12 @@ class OptionalMypycBuild(build_ext):
         pip's metadata steps finalize build_ext too, and need no C generated)."""
         if self.extensions and self.extensions[0].sources:
             return  # already generated in this process
-        self.distribution.ext_modules = self._mypycify()
-        super().finalize_options()  # again: set up the new extensions as setuptools does
+        self.distribution.ext_modules = self.extensions = self._mypycify()
+        for ext in self.extensions:  # what setuptools' finalize_options sets on each one
+            name = ext._full_name = self.get_ext_fullname(ext.name)
+            self.ext_map[name] = self.ext_map[name.split(".")[-1]] = ext
+            ext._links_to_dynamic = ext._needs_stub = False
+            ext._file_name = self.get_ext_filename(name)
 
     def _mypycify(self) -> list[Extension]:
         try:
