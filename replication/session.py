@@ -502,7 +502,7 @@ class Session:
             # instead of a second write transaction per segment as apply_segment does.
             future = self.workers.apply_changes(self.store, list(seg.change_records()))
         else:
-            future = asyncio.ensure_future(self.workers.apply(self._apply_segment_vv, seg))
+            future = self.workers.submit(self._apply_segment_vv, seg)  # queued in order
         await self._applying.put((seg, future))
 
     async def _acker(self) -> None:
