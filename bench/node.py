@@ -15,6 +15,8 @@ Start: ``python -m bench.node [--store DIR --region NAME [--nosync]]``. Commands
     {"cmd": "flush", "timeout": s}         -> {"ok": bool}  (the Replicator's flush)
     {"cmd": "vv"}                          -> {"vv": {origin: seq}}
     {"cmd": "lag"}                         -> {"lag": <Replicator.lag() as JSON>}
+    {"cmd": "applies"}                     -> {"segments": n, "commits": m, "largest_group": k}
+                                            (received change segments and their commits)
     {"cmd": "frames", "file": F, "n": N}   -> {"address": [...]}  (the raw asyncio floor)
     {"cmd": "quit"}                        -> {"ok": true}, then exit
 """
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 engine.open(args.store, region=args.region, durable=not args.nosync)
             )
         rep: Any = None
+        server: Any = None
         for line in sys.stdin:
             msg = json.loads(line)
             cmd = msg["cmd"]
@@ -149,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                     reply({"written": n, "seconds": time.perf_counter() - t0})
                 elif cmd == "watch":
                     reply(_watch(store, int(msg["n"]), float(msg["timeout"])))
+                elif cmd == "applies":
+                    counts = [x.applies for x in (server, rep) if hasattr(x, "applies")]
+                    reply({"segments": sum(c.segments for c in counts),
+                           "commits": sum(c.commits for c in counts),
+                           "largest_group": max((c.largest_group for c in counts), default=0)})
                 elif cmd == "lag":
                     reply({"lag": _jsonable(rep.lag() if rep is not None else None)})
                 elif cmd == "frames":

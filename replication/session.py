@@ -13,13 +13,15 @@ per-peer counters) is in :mod:`replication.peers`; lag samples and reports in
   peer that stops reading therefore costs at most the transport buffer (``max_buffer``) plus
   one segment; past ``write_timeout`` the connection is dropped and the peer catches up from
   the log when it reconnects ("catch up later" mode is the normal mode).
-- **receiver**: verifies each ``SEGMENT`` whole (``segment.decode_segment``), applies it in one
-  transaction (``store.apply_changes``; ``exchange.apply_segment`` for snapshots and segments
-  carrying a forgotten set), and answers exactly one ``ACK`` carrying our vv, the lag samples
-  and any refusals (clock skew) in order. The sender's vv and ack table from segment headers,
-  like the ``ACK``s we receive, go to the ack table (``exchange.record_peer``) throttled to
-  one write per ``ack_flush_interval``, never as a second transaction per segment: the table
-  only ever lags behind the truth, which delays garbage collection and nothing else.
+- **receiver**: verifies each ``SEGMENT`` whole (``segment.decode_segment``) and queues its
+  apply (:meth:`Workers.apply_changes`: segments queued together, from any session, share one
+  transaction and one commit; ``exchange.apply_segment`` for snapshots and segments carrying a
+  forgotten set), reading on meanwhile; the acker answers each, in order, with exactly one
+  ``ACK`` once it is durable, carrying our vv, the lag samples and any refusals (clock skew,
+  gaps). The sender's vv and ack table from segment headers, like the ``ACK``s we receive, go
+  to the ack table (``exchange.record_peer``) throttled to one write per
+  ``ack_flush_interval``, never as a second transaction per segment: the table only ever lags
+  behind the truth, which delays garbage collection and nothing else.
 - **heartbeats**: a ``PING`` after ``heartbeat`` seconds without sending; a peer silent for
   ``idle_timeout`` is dropped. Garbage collection is not a session's business: the server or
   replicator runs it on its own schedule (:func:`replication.workers.collect_garbage_periodically`).
@@ -552,8 +554,13 @@ class Session:
             log.warning("%s: %s", self.label, warning)
         # A range starting past what we hold follows a refused one still in flight: it was
         # held (not applied); the sender offers it again from the vv in this ACK.
-        for origin, (held, first) in (getattr(report, "gaps", None) or {}).items():
-            refused.setdefault(origin, f"gap: seq {first} offered, this node holds up to {held}")
+        gaps = getattr(report, "gaps", None)
+        if gaps:
+            skip = self.store.forgotten() | h.forgotten | {self.store.node_id}
+            for origin, (held, first) in gaps.items():
+                if origin not in skip:
+                    refused.setdefault(
+                        origin, f"gap: seq {first} offered, this node holds up to {held}")
         changes: Any = seg.records if h.kind == "changes" else ()
         lags = sample_lags(changes, before, after)
         self.stats.in_lag.extend(us / 1000 for us in lags)
