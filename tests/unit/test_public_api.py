@@ -15,7 +15,7 @@ def test_all_is_pinned() -> None:
         "ManualClock", "Page", "ProtocolError", "RawChange", "SchemaError", "SegmentError",
         "Snapshot", "StorageError", "Store", "StoreClosed", "Table", "TableDef", "TableNotFound",
         "TransactionCanceled", "TransportBrokenError", "TransportError", "TransportTimeoutError",
-        "ValidationError", "open",
+        "ValidationError", "native", "native_summary", "open",
     ]
     for name in engine.__all__:
         assert hasattr(engine, name), name
