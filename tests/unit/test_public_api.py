@@ -128,7 +128,8 @@ def test_store_identity_is_read_only(tmp_path: object) -> None:
     import pytest
 
     with engine.open(pathlib.Path(str(tmp_path)) / "s", region="ap-south-1") as store:
-        for name, value in (("node_id", 7), ("region", "x"), ("path", "/elsewhere")):
+        for name, value in (("node_id", 7), ("region", "x"), ("path", "/elsewhere"),
+                            ("durable", False)):
             with pytest.raises(AttributeError):
                 setattr(store, name, value)
         assert store.region == "ap-south-1" and store.node_id > 0
