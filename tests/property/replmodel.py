@@ -257,7 +257,7 @@ class ReplicationModel(RuleBasedStateMachine):
         self.backups: list[Backup] = []
         self.joining: set[int] = set()  # nodes that have not merged a whole snapshot yet
         self.unsent: dict[int, list[list[Event]]] = {}  # restored in place, before contact
-        self.lost: dict[int, bool] = {}  # whether that restore lost commits peers hold
+        self.lost: dict[int, tuple[int, bool]] = {}  # its id then, whether commits were lost
         self.set_aside: dict[int, list[list[Event]]] = {}  # may be re-issued, per node
         for i, s in enumerate(self.stores):
             s.create_table("orders", partition_key="pk", sort_key="sk")
@@ -548,16 +548,24 @@ class ReplicationModel(RuleBasedStateMachine):
             txns = s.version_vector().get(s.node_id, 0)
             self.backups.append(Backup(i, self._save(i), s.node_id, txns))
 
-    @rule(pick=st.integers(0, 1), in_place=st.booleans())
-    def restore(self, pick: int, in_place: bool) -> None:
+    @rule(pick=st.integers(0, 1), in_place=st.booleans(), peer=st.integers(0, 6))
+    def restore(self, pick: int, in_place: bool, peer: int) -> None:
         """Restore a backup over its node: in place (same inode, same id: the node notices at
-        its first contact) or the documented way (``regiondb restore``: a new id at once)."""
+        its first contact) or the documented way (``regiondb restore``: a new id at once).
+        The node first sends what it holds to ``peer`` (its last sync before the disk died);
+        with no backup yet, this move takes one."""
         if not self.backups:
+            self.backup(pick + peer)
             return
         b = self.backups[pick % len(self.backups)]
         i, s = b.node, self.stores[b.node]
-        if s.node_id != b.node_id or not self._held_elsewhere(i) or not self._sends(i):
-            return  # only while its peers hold everything it wrote under that id
+        j = self._node(peer)
+        if s.node_id != b.node_id or not self._sends(i) or i == j or j in self.joining:
+            return
+        for data in ex.segments_for(s, self.stores[j].version_vector()):
+            self._apply(j, data)
+        if not self._held_elsewhere(i):
+            return  # (a gap at the peer): only while its peers hold all it wrote under that id
         self.backups.remove(b)
         lost = s.version_vector().get(s.node_id, 0) > b.txns
         s.close()
@@ -568,7 +576,7 @@ class ReplicationModel(RuleBasedStateMachine):
         self.local_txns[i], self.feed_pos[i] = b.txns, s.position()
         if in_place:
             self.unsent[i] = []
-            self.lost[i] = lost
+            self.lost[i] = (b.node_id, lost)
         else:
             engine_lineage.reidentify(s, "restored from a backup (model)")
             self._reissued(i)
@@ -586,7 +594,8 @@ class ReplicationModel(RuleBasedStateMachine):
                 vv = peer.version_vector()
                 if lineage.check_peer(s, peer.node_id, vv, lineage.tips(peer)) is not None:
                     break
-        assert s.node_id != self.ids[i] or not self.lost[i], "the restored node did not notice"
+        old, lost = self.lost.pop(i, (0, False))
+        assert s.node_id != old or not lost, "the restored node did not notice"
         self._reissued(i)  # (if it re-identified, the writes it made before go to set_aside)
         self.unsent.pop(i, None)
         self._introduce(i)
