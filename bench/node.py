@@ -15,6 +15,8 @@ Start: ``python -m bench.node [--store DIR --region NAME [--nosync]]``. Commands
     {"cmd": "flush", "timeout": s}         -> {"ok": bool}  (the Replicator's flush)
     {"cmd": "vv"}                          -> {"vv": {origin: seq}}
     {"cmd": "lag"}                         -> {"lag": <Replicator.lag() as JSON>}
+    {"cmd": "applies"}                     -> {"segments": n, "commits": m, "largest_group": k}
+                                            (received change segments and their commits)
     {"cmd": "frames", "file": F, "n": N}   -> {"address": [...]}  (the raw asyncio floor)
     {"cmd": "quit"}                        -> {"ok": true}, then exit
 """
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 engine.open(args.store, region=args.region, durable=not args.nosync)
             )
         rep: Any = None
+        server: Any = None
         for line in sys.stdin:
             msg = json.loads(line)
             cmd = msg["cmd"]
@@ -149,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                     reply({"written": n, "seconds": time.perf_counter() - t0})
                 elif cmd == "watch":
                     reply(_watch(store, int(msg["n"]), float(msg["timeout"])))
+                elif cmd == "applies":
+                    counts = [x.applies for x in (server, rep) if hasattr(x, "applies")]
+                    reply({"segments": sum(c.segments for c in counts),
+                           "commits": sum(c.commits for c in counts),
+                           "largest_group": max((c.largest_group for c in counts), default=0)})
                 elif cmd == "lag":
                     reply({"lag": _jsonable(rep.lag() if rep is not None else None)})
                 elif cmd == "frames":
@@ -164,23 +172,41 @@ def main(argv: list[str] | None = None) -> int:
 def _watch(store: Any, n: int, timeout: float) -> dict[str, Any]:
     """Wait for lag items 0..n-1 in order; lag = arrival wall time minus the writer's stamp.
 
-    Polls every 0.5 ms, so a reported lag is at most ~0.5 ms late; both processes read the same
-    system clock, so stamps compare directly.
+    Woken by the store's commit listener (it runs right after each commit made in this
+    process, the applies of replication included), so an arrival is seen as soon as it is
+    readable, not up to a poll interval later, and an idle watcher costs no CPU (a poll every
+    0.5 ms did: 2,000 reads a second on a 2-core machine that also runs the nodes). It still
+    looks every 5 ms in case a commit came from elsewhere. Both processes read the same system
+    clock, so stamps compare directly.
     """
     deadline = time.monotonic() + timeout
+    woke = threading.Event()
+
+    def listener(_position: int) -> None:
+        woke.set()
+
+    store.add_listener(listener)
+    try:
+        return _watch_items(store, n, deadline, woke)
+    finally:
+        store.remove_listener(listener)
+
+
+def _watch_items(store: Any, n: int, deadline: float, woke: threading.Event) -> dict[str, Any]:
     table = None
     lags: list[float] = []
     i = 0
     while i < n and time.monotonic() < deadline:
+        woke.clear()  # before reading: a commit after this wakes the wait below at once
         if table is None:
             try:
                 table = store.table(LAG_TABLE)
             except Exception:  # noqa: BLE001 - the table definition has not arrived yet
-                time.sleep(0.0005)
+                woke.wait(0.005)
                 continue
         item = table.get(f"{i:08d}")
         if item is None:
-            time.sleep(0.0005)
+            woke.wait(0.005)
             continue
         lags.append((time.time_ns() - int(item["t_ns"])) / 1e6)
         i += 1

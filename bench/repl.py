@@ -326,19 +326,24 @@ def _lag_row(sizes: Sizes, root: Path, progress: Progress, *, nosync: bool = Fal
         written = a.call({"cmd": "write", "n": n, "rate": sizes.lag_rate}, timeout=timeout)
         watched = [w.receive(timeout=timeout + 10) for w in (b, c)]
         reported = b.call({"cmd": "lag"}).get("lag")
+        applies = [x.call({"cmd": "applies"}) for x in (b, c)]
     finally:
         for node in nodes:
             node.close()
     lags = sorted(x for w in watched for x in w["lags_ms"])
     missing = sum(w["missing"] for w in watched)
     p50, p99 = percentile(lags, 50), percentile(lags, 99)
+    segments = sum(x.get("segments", 0) for x in applies)
+    commits = sum(x.get("commits", 0) for x in applies)
     progress(f"repl  live lag          {backend:<16} p50 {p50:,.2f} ms  p99 {p99:,.2f} ms"
              f"  ({len(lags):,} arrivals, {missing} missing,"
-             f" {n / written['seconds']:,.0f} writes/s achieved)")
+             f" {n / written['seconds']:,.0f} writes/s achieved;"
+             f" receivers: {segments:,} segments in {commits:,} commits)")
     return _row("live_lag", backend, p99 if not missing else None, unit="ms",
                 p50_ms=p50, p95_ms=percentile(lags, 95), p99_ms=p99,
                 max_ms=lags[-1] if lags else None, arrivals=len(lags), missing=missing,
                 writes=n, achieved_rate=n / written["seconds"], replicator_lag=reported,
+                receiver_segments=segments, receiver_commits=commits,
                 reason=f"{missing} of {2 * n} arrivals never seen" if missing else None)
 
 
@@ -465,3 +470,33 @@ def run_replication(sizes: Sizes, progress: Progress) -> list[dict[str, Any]]:
             if ok:
                 guarded("nats", lambda: _nats_rows(sizes, root, items, progress))
     return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Only the live-lag row, several times: ``python -m bench.repl [--size quick|full]
+    [--rounds N] [--nosync]``; prints each run and the medians of p50 and p99."""
+    import argparse
+    import json
+
+    from .sizes import SIZES
+
+    ap = argparse.ArgumentParser(prog="python -m bench.repl")
+    ap.add_argument("--size", choices=sorted(SIZES), default="quick")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--nosync", action="store_true")
+    args = ap.parse_args(argv)
+    rows = []
+    for _ in range(args.rounds):
+        with scratch_dir("regiondb-bench-lag-") as root:
+            rows.append(_lag_row(SIZES[args.size], root, print, nosync=args.nosync))
+    print(json.dumps({
+        "size": args.size, "nosync": args.nosync, "rounds": args.rounds,
+        "p50_ms": [round(r["p50_ms"], 2) for r in rows],
+        "p99_ms": [round(r["p99_ms"], 2) for r in rows],
+        "median_p50_ms": round(statistics.median(r["p50_ms"] for r in rows), 2),
+        "median_p99_ms": round(statistics.median(r["p99_ms"] for r in rows), 2)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

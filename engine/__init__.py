@@ -11,6 +11,7 @@ last-writer-wins items and a durable change log. Knows nothing of peers, files o
 
 from __future__ import annotations
 
+from .batch import Batch
 from .changes import ApplyReport, Change, Conflict, RawChange
 from .clock import ManualClock
 from .errors import (
@@ -36,7 +37,7 @@ from .index import Index
 from .integrity import IntegrityReport
 from .pages import Page
 from .store import Snapshot, Store, TableDef, open
-from .table import Batch, Table
+from .table import Table
 
 __all__ = [
     "ApplyReport",

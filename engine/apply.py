@@ -31,7 +31,7 @@ from .checks import check_u64, is_node_id
 from .clock import BOTTOM, Version, observe
 from .conflictlog import append_conflicts
 from .env import Env, Txn
-from .errors import ChangeRefused, ClockSkewError, ForgottenNodeError, ValidationError
+from .errors import ChangeRefused, ClockSkewError, Error, ForgottenNodeError, ValidationError
 from .item import (
     ABSENT,
     AttrConflict,
@@ -46,10 +46,10 @@ from .keys import decode_key
 from .layout import CONFLICTS, META_CONFLICTS, META_FORGOTTEN, U64
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .context import Context
 
-__all__ = ["apply_changes", "conflict_count", "conflicts", "forget_cuts", "forgotten_ids",
-           "merge_table", "merge_ttl", "op_delta"]
+__all__ = ["apply_change_lists", "apply_changes", "conflict_count", "conflicts", "forget_cuts",
+           "forgotten_ids", "merge_table", "merge_ttl", "op_delta"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ Decoded = tuple[int, int, bytes, int, list[codec.Op]]  # origin, seq, raw, hlc, 
 _PREREAD = 64  # from this many records on, look up what is already known before decoding
 
 
-def _decode_records(store: Store, records: Iterable[RawChange]) -> tuple[list[Decoded], int]:
+def _decode_records(ctx: Context, records: Iterable[RawChange]) -> tuple[list[Decoded], int]:
     """Check and decode every record; raise ``ValidationError`` before anything is applied.
 
     Records this store already holds are only type-checked, never decoded (they will be
@@ -69,7 +69,7 @@ def _decode_records(store: Store, records: Iterable[RawChange]) -> tuple[list[De
     if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
         raise ValidationError(f"records must be an iterable of (origin, seq, txn), not {records!r}")
     records = list(records)
-    known = version_vector(store) if len(records) >= _PREREAD else {}
+    known = version_vector(ctx) if len(records) >= _PREREAD else {}
     decoded: list[Decoded] = []
     skipped = 0
     for i, rec in enumerate(records):
@@ -99,99 +99,145 @@ def _decode_records(store: Store, records: Iterable[RawChange]) -> tuple[list[De
     return decoded, skipped
 
 
-def apply_changes(store: Store, records: Iterable[RawChange]) -> ApplyReport:
+def apply_changes(ctx: Context, records: Iterable[RawChange]) -> ApplyReport:
     """See :meth:`engine.Store.apply_changes`."""
-    env = store._e()
-    decoded, already_known = _decode_records(store, records)
-    node_id = store.node_id
+    return _apply_decoded(ctx, [_decode_records(ctx, records)])[0]
 
-    def run(txn: Txn) -> tuple[ApplyReport, int, bool, bool]:
-        report = ApplyReport(skipped=already_known)
-        hlc_last, local_seq, pos = read_clock(txn, env)
-        start_pos = pos
-        vv: dict[int, int] = {}
-        known: dict[int, int] = {}
-        cuts = forget_cuts(txn, env)
-        wall = store._wall()
-        tables_changed = False
-        builds = False
-        tcache: dict[str, Any] = {}  # table -> (deleted?, incarnation) for schema.stale_op
-        for origin, seq, raw, hlc, ops in decoded:
-            if origin in report.refused or origin in report.gaps:
-                report.held += 1
-                continue
-            if origin == node_id:
-                if seq <= local_seq:
-                    report.skipped += 1
-                else:
-                    report.refused[origin] = ValidationError(
-                        f"received seq {seq} of this node's own id, which it never wrote: "
-                        "is a copy of this store running elsewhere?"
-                    )
-                    report.held += 1
-                continue
-            have = vv.get(origin)
-            if have is None:
-                raw_have = txn.get(U64.pack(origin), db=env.vv)
-                have = vv[origin] = known[origin] = U64.unpack(raw_have)[0] if raw_have else 0
-            if seq <= have:
-                report.skipped += 1
-                continue
-            if seq != have + 1:
-                report.gaps[origin] = (have, seq)
-                report.held += 1
-                continue
-            if origin in cuts and seq > cuts[origin]:
-                report.refused[origin] = ForgottenNodeError(
-                    f"node {origin:016x} was forgotten after its seq {cuts[origin]}; it must "
-                    "rejoin from a snapshot"
-                )
-                report.held += 1
+
+def apply_change_lists(ctx: Context, lists: Iterable[Iterable[RawChange]],
+                       ) -> list[ApplyReport | Error]:
+    """See :meth:`engine.Store.apply_change_lists`."""
+    decoded: list[tuple[list[Decoded], int] | Error] = []
+    for records in lists:
+        try:
+            decoded.append(_decode_records(ctx, records))
+        except ValidationError as exc:  # this list alone is refused, before any write
+            decoded.append(exc)
+    good = [d for d in decoded if not isinstance(d, Error)]
+    try:
+        reports = iter(_apply_decoded(ctx, good) if good else [])
+    except Error:
+        if len(good) < 2:
+            raise
+        # Something raised inside the shared transaction (nothing of it committed): apply
+        # each list alone, so that the failure is its own list's outcome and no other's.
+        out: list[ApplyReport | Error] = []
+        for d in decoded:
+            if isinstance(d, Error):
+                out.append(d)
                 continue
             try:
-                hlc_last = observe(hlc_last, hlc, wall, store.max_offset_ms, origin=origin)
-            except ClockSkewError as exc:
-                report.refused[origin] = exc
-                report.held += 1
-                continue
-            v = (hlc, origin)
-            images: list[Any] = []
-            for op in ops:
-                if op.kind in ("T", "L"):
-                    tables_changed = True
-                    tcache.pop(op.table, None)
-                elif op.kind == "R":
-                    schema.merge_drop(txn, env, op, v)
-                    tables_changed = True
-                    tcache.pop(op.table, None)
-                    images.append(None)
-                    continue
-                elif op.kind in _ITEM_OR_INDEX and schema.stale_op(tcache, txn, env, op.table, v):
-                    images.append(None)  # a change of a deleted incarnation: dropped
-                    continue
-                elif op.kind in ("I", "X"):
-                    builds |= _merge_index_def(txn, env, op, v)
-                    images.append(None)
-                    continue
-                images.append(_merge_op(store, txn, env, op, v, report))
-            pos = append(txn, env, origin, seq, raw, images, pos)
-            vv[origin] = seq
-            report.applied += 1
-        if pos != start_pos:
-            for origin, seq in vv.items():
-                if seq != known[origin]:  # origins that only had gaps or refusals: no entry
-                    txn.put(U64.pack(origin), U64.pack(seq), db=env.vv)
-            write_clock(txn, env, hlc_last, local_seq, pos)
-        return report, pos if pos != start_pos else 0, tables_changed, builds
+                out.append(_apply_decoded(ctx, [d])[0])
+            except Error as exc:
+                out.append(exc)
+        return out
+    return [d if isinstance(d, Error) else next(reports) for d in decoded]
 
-    report, pos, tables_changed, builds = env.write(run)
+
+def _apply_decoded(ctx: Context, lists: list[tuple[list[Decoded], int]]) -> list[ApplyReport]:
+    """Merge decoded lists in one write transaction (one commit), each after the one before."""
+    env = ctx.env
+
+    def run(txn: Txn) -> tuple[list[ApplyReport], int, bool, bool]:
+        reports, last, tables_changed, builds = [], 0, False, False
+        for decoded, already_known in lists:
+            report, pos, tables, build = _merge_records(ctx, env, txn, decoded, already_known)
+            reports.append(report)
+            last, tables_changed, builds = pos or last, tables_changed or tables, builds or build
+        return reports, last, tables_changed, builds
+
+    reports, pos, tables_changed, builds = env.write(run)
     if tables_changed:
-        store._tables.clear()
+        ctx.uncache_tables()
     if pos:
-        store._notify(pos)
+        ctx.notify(pos)
     if builds:  # an index definition arrived: fill (or clear) it here, as its creator did
-        index.build_pending(store)
-    return report
+        index.build_pending(ctx)
+    return reports
+
+
+def _merge_records(ctx: Context, env: Env, txn: Txn, decoded: list[Decoded],
+                   already_known: int) -> tuple[ApplyReport, int, bool, bool]:
+    """Merge one decoded list inside ``txn``: (report, new position or 0, tables changed,
+    index builds pending)."""
+    node_id = ctx.node_id
+    report = ApplyReport(skipped=already_known)
+    hlc_last, local_seq, pos = read_clock(txn, env)
+    start_pos = pos
+    vv: dict[int, int] = {}
+    known: dict[int, int] = {}
+    cuts = forget_cuts(txn, env)
+    wall = ctx.wall()
+    tables_changed = False
+    builds = False
+    tcache: dict[str, Any] = {}  # table -> (deleted?, incarnation) for schema.stale_op
+    for origin, seq, raw, hlc, ops in decoded:
+        if origin in report.refused or origin in report.gaps:
+            report.held += 1
+            continue
+        if origin == node_id:
+            if seq <= local_seq:
+                report.skipped += 1
+            else:
+                report.refused[origin] = ValidationError(
+                    f"received seq {seq} of this node's own id, which it never wrote: "
+                    "is a copy of this store running elsewhere?"
+                )
+                report.held += 1
+            continue
+        have = vv.get(origin)
+        if have is None:
+            raw_have = txn.get(U64.pack(origin), db=env.vv)
+            have = vv[origin] = known[origin] = U64.unpack(raw_have)[0] if raw_have else 0
+        if seq <= have:
+            report.skipped += 1
+            continue
+        if seq != have + 1:
+            report.gaps[origin] = (have, seq)
+            report.held += 1
+            continue
+        if origin in cuts and seq > cuts[origin]:
+            report.refused[origin] = ForgottenNodeError(
+                f"node {origin:016x} was forgotten after its seq {cuts[origin]}; it must "
+                "rejoin from a snapshot"
+            )
+            report.held += 1
+            continue
+        try:
+            hlc_last = observe(hlc_last, hlc, wall, ctx.max_offset_ms, origin=origin)
+        except ClockSkewError as exc:
+            report.refused[origin] = exc
+            report.held += 1
+            continue
+        v = (hlc, origin)
+        images: list[Any] = []
+        for op in ops:
+            if op.kind in ("T", "L"):
+                tables_changed = True
+                tcache.pop(op.table, None)
+            elif op.kind == "R":
+                schema.merge_drop(txn, env, op, v)
+                tables_changed = True
+                tcache.pop(op.table, None)
+                images.append(None)
+                continue
+            elif op.kind in _ITEM_OR_INDEX and schema.stale_op(tcache, txn, env, op.table, v):
+                images.append(None)  # a change of a deleted incarnation: dropped
+                continue
+            elif op.kind in ("I", "X"):
+                builds |= _merge_index_def(txn, env, op, v)
+                images.append(None)
+                continue
+            images.append(_merge_op(ctx, txn, env, op, v, report))
+        pos = append(txn, env, origin, seq, raw, images, pos)
+        vv[origin] = seq
+        report.applied += 1
+    if pos != start_pos:
+        for origin, seq in vv.items():
+            if seq != known[origin]:  # origins that only had gaps or refusals: no entry
+                txn.put(U64.pack(origin), U64.pack(seq), db=env.vv)
+        write_clock(txn, env, hlc_last, local_seq, pos)
+    return report, pos if pos != start_pos else 0, tables_changed, builds
 
 
 _ITEM_OR_INDEX = frozenset("PUDIX")  # operations dropped when their table incarnation is gone
@@ -208,11 +254,11 @@ def _merge_index_def(txn: Txn, env: Env, op: codec.Op, v: Version) -> bool:
 
 
 def _merge_op(
-    store: Store, txn: Txn, env: Env, op: codec.Op, v: Version, report: ApplyReport
+    ctx: Context, txn: Txn, env: Env, op: codec.Op, v: Version, report: ApplyReport
 ) -> Any:
     """Merge one remote operation into its item; return the image for the log entry."""
     if op.kind == "T":
-        merge_table(txn, env, op, v, store.max_conflicts)
+        merge_table(txn, env, op, v, ctx.max_conflicts)
         return None
     if op.kind == "L":
         merge_ttl(txn, env, op.table, op.attrs["ttl_attribute"], v)
@@ -241,7 +287,7 @@ def _merge_op(
             lost = [c for c in lost if c.attribute not in (tdef.partition_key, tdef.sort_key)]
     if lost:
         report.conflicts += len(lost)
-        _record_conflicts(txn, env, op, v, lost, store.max_conflicts)
+        _record_conflicts(txn, env, op, v, lost, ctx.max_conflicts)
     image = visible(new)
     return True if op.kind == "P" and image == op.attrs else image
 
@@ -343,13 +389,13 @@ def _record_conflicts(
         for c in lost), bound)
 
 
-def conflicts(store: Store, since: int) -> Iterator[Conflict]:
+def conflicts(ctx: Context, since: int) -> Iterator[Conflict]:
     """Recorded conflicts with id above ``since`` (argument checked before the first ``next``)."""
     check_u64(since, "since (a conflict id)")
-    return _conflicts(store, store._e(), since)
+    return _conflicts(ctx, ctx.env, since)
 
 
-def _conflicts(store: Store, env: Env, since: int) -> Iterator[Conflict]:
+def _conflicts(ctx: Context, env: Env, since: int) -> Iterator[Conflict]:
     def run(txn: Txn) -> list[tuple[int, bytes]]:
         cur = txn.cursor(db=env.conflicts)
         rows = []
@@ -361,13 +407,13 @@ def _conflicts(store: Store, env: Env, since: int) -> Iterator[Conflict]:
 
     for cid, raw in env.read(run):
         table, values, attr, winner, loser, value, winner_value, local_lost = codec.loads(raw)
-        keyd = key_dict(store, table, tuple(values))
+        keyd = key_dict(ctx, table, tuple(values))
         yield Conflict(cid, table, keyd, attr, tuple(winner), tuple(loser), loser[1], value,
                        winner_value, local_lost)
 
 
-def conflict_count(store: Store) -> int:
+def conflict_count(ctx: Context) -> int:
     """How many conflicts were ever recorded (including those trimmed)."""
-    env = store._e()
+    env = ctx.env
     raw = env.read(lambda txn: txn.get(META_CONFLICTS, db=env.meta))
     return CONFLICTS.unpack(raw)[2] if raw else 0

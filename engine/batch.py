@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 from . import codec
 from .errors import ValidationError
 from .keys import KeyValue
+from .table import Condition, Names, Table, Values
 from .writepath import WriteOp, commit_local
 
 if TYPE_CHECKING:
-    from .store import Store
-    from .table import Condition, Names, Table, Values
+    from .context import Context
 
 __all__ = ["MAX_BATCH_OPS", "MAX_TRANSACTION_OPS", "Batch"]
 
@@ -35,8 +35,8 @@ class Batch:
     If the block raises, nothing is written. An item may appear once per batch.
     """
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
         self._ops: list[WriteOp] = []
         self._keys: set[bytes] = set()
         self._done = False
@@ -55,7 +55,7 @@ class Batch:
                 raise ValidationError(
                     f"a batch with conditions or checks is a transaction of at most "
                     f"{MAX_TRANSACTION_OPS} ops, not {len(self._ops)}; nothing written")
-            commit_local(self._store, self._ops, transaction=self._conditional)
+            commit_local(self._ctx, self._ops, transaction=self._conditional)
 
     def __len__(self) -> int:
         return len(self._ops)
@@ -75,14 +75,11 @@ class Batch:
         self._ops.append(op)
 
     def _table(self, table: str | Table) -> Table:
-        if not isinstance(table, str):
-            from .table import Table
-
-            if isinstance(table, Table):
-                return table
+        if not isinstance(table, str) and isinstance(table, Table):
+            return table
         t = self._by_name.get(table) if isinstance(table, str) else None
         if t is None:
-            t = self._store.table(table)
+            t = Table(self._ctx, self._ctx.table_def(table))
             self._by_name[table] = t
         return t
 

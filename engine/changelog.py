@@ -41,7 +41,7 @@ from .keys import decode_key
 from .layout import CLOCK, FLOOR, LOGHDR, META_CLOCK, U64, U64x2
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .context import Context
 
 __all__ = [
     "CHUNK",
@@ -133,10 +133,10 @@ def append(
 # -- readers --------------------------------------------------------------------------------
 
 
-def version_vector(store: Store) -> dict[int, int]:
+def version_vector(ctx: Context) -> dict[int, int]:
     """``{origin node id: highest seq applied}``, this node included."""
-    env = store._e()
-    return env.read(lambda txn: vv_txn(txn, env, store.node_id))
+    env = ctx.env
+    return env.read(lambda txn: vv_txn(txn, env, ctx.node_id))
 
 
 def vv_hlcs_txn(txn: Txn, env: Env, vv: dict[int, int]) -> dict[int, int]:
@@ -163,27 +163,27 @@ def vv_txn(txn: Txn, env: Env, node_id: int) -> dict[int, int]:
     return vv
 
 
-def vv_hlcs(store: Store) -> tuple[dict[int, int], dict[int, int]]:
+def vv_hlcs(ctx: Context) -> tuple[dict[int, int], dict[int, int]]:
     """``(vv, hlcs)`` read together: ``hlcs[o]`` is the HLC of the change at ``vv[o]``
     (origins whose HLC is unknown, e.g. in a store older than floors with HLCs, are absent)."""
-    env = store._e()
+    env = ctx.env
 
     def run(txn: Txn) -> tuple[dict[int, int], dict[int, int]]:
-        vv = vv_txn(txn, env, store.node_id)
+        vv = vv_txn(txn, env, ctx.node_id)
         return vv, vv_hlcs_txn(txn, env, vv)
 
     return env.read(run)
 
 
-def log_floor(store: Store) -> dict[int, int]:
+def log_floor(ctx: Context) -> dict[int, int]:
     """Per origin, the seq at or below which entries may be missing from the log."""
-    env = store._e()
+    env = ctx.env
     return env.read(lambda txn: {
         U64.unpack(k)[0]: floor_seq(v) for k, v in txn.cursor(db=env.floors)
     })
 
 
-def log_range(store: Store, origin: int, after: int, limit: int | None) -> list[RawChange]:
+def log_range(ctx: Context, origin: int, after: int, limit: int | None) -> list[RawChange]:
     """Log entries of ``origin`` with seq above ``after``, ascending, contiguous.
 
     :raises LogTruncated: if entries right after ``after`` were truncated (send a snapshot).
@@ -191,7 +191,7 @@ def log_range(store: Store, origin: int, after: int, limit: int | None) -> list[
     check_node_id(origin, "origin")
     check_u64(after, "after (a sequence number)")
     check_limit(limit)
-    env = store._e()
+    env = ctx.env
 
     def run(txn: Txn) -> list[RawChange]:
         floor_raw = txn.get(U64.pack(origin), db=env.floors)
@@ -220,14 +220,14 @@ def log_range(store: Store, origin: int, after: int, limit: int | None) -> list[
     return env.read(run)
 
 
-def changes(store: Store, since: int, limit: int | None) -> Iterator[Change]:
+def changes(ctx: Context, since: int, limit: int | None) -> Iterator[Change]:
     """The change feed after position ``since`` (arguments checked before the first ``next``)."""
     check_u64(since, "since (a position)")
     check_limit(limit)
-    return _changes(store, store._e(), since, limit)
+    return _changes(ctx, ctx.env, since, limit)
 
 
-def _changes(store: Store, env: Env, since: int, limit: int | None) -> Iterator[Change]:
+def _changes(ctx: Context, env: Env, since: int, limit: int | None) -> Iterator[Change]:
     pos = since
     produced = 0
     while True:
@@ -242,7 +242,7 @@ def _changes(store: Store, env: Env, since: int, limit: int | None) -> Iterator[
 
         rows = env.read(run)
         for position_, value in rows:
-            for change in _expand(store, position_, value):
+            for change in _expand(ctx, position_, value):
                 yield change
                 produced += 1
                 if limit is not None and produced >= limit:
@@ -252,10 +252,10 @@ def _changes(store: Store, env: Env, since: int, limit: int | None) -> Iterator[
             return
 
 
-def key_dict(store: Store, table: str, values: tuple[Any, ...]) -> dict[str, Any]:
+def key_dict(ctx: Context, table: str, values: tuple[Any, ...]) -> dict[str, Any]:
     """Key values by attribute name (``#0``/``#1`` for a table this store does not know)."""
     try:
-        return store._table_def(table).key_dict(values)
+        return ctx.table_def(table).key_dict(values)
     except TableNotFound:
         return TableDef(table, "", None).key_dict(values)
 
@@ -264,7 +264,7 @@ _DEFINITIONS = {"T": "create_table", "I": "create_index", "X": "drop_index",
                 "R": "delete_table", "L": "set_ttl"}
 
 
-def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
+def _expand(ctx: Context, position_: int, value: bytes) -> Iterator[Change]:
     origin, seq, n = LOGHDR.unpack_from(value)
     hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
     images = codec.loads(value[LOGHDR.size + n:])
@@ -279,7 +279,7 @@ def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
                          seq, definition, None)
             continue
         table, values = decode_key(op.key)
-        keyd = key_dict(store, table, values)
+        keyd = key_dict(ctx, table, values)
         delta: dict[str, Any]
         if op.kind == "P":
             kind, delta = "put", {"item": op.attrs}
@@ -297,7 +297,7 @@ def _expand(store: Store, position_: int, value: bytes) -> Iterator[Change]:
                      op.attrs if image is True else image, op.ttl)
 
 
-def position(store: Store) -> int:
+def position(ctx: Context) -> int:
     """The position of the last applied transaction (0 for an empty log)."""
-    env = store._e()
+    env = ctx.env
     return env.read(lambda txn: read_clock(txn, env)[2])

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .index import IndexDef
 
 __all__ = ["ApplyReport", "Change", "Conflict", "RawChange", "Snapshot", "TableDef",
-           "decode_table_def"]
+           "decode_table_def", "is_tombstone"]
 
 RawChange = tuple[int, int, bytes]
 """``(origin, seq, txn)``: one log entry as it travels between nodes."""
@@ -57,6 +57,12 @@ def decode_table_def(name: str, raw: bytes) -> TableDef:
         return TableDef(name, row[0], row[1], (row[2], row[3]), row[4], (row[5], row[6]))
     pk, sk, hlc, node = row
     return TableDef(name, pk, sk, (hlc, node))
+
+
+def is_tombstone(raw: bytes | None) -> bool:
+    """Whether a ``tables`` value is a table tombstone (a deleted table: see
+    :mod:`engine.schema`)."""
+    return raw is not None and codec.loads(raw)[0] is None
 
 
 @dataclass(slots=True)

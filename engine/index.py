@@ -72,7 +72,7 @@ from .indexdefs import (
 
 if TYPE_CHECKING:
     from .changes import TableDef
-    from .store import Store
+    from .context import Context
 
 __all__ = [  # the definitions' names are re-exported: engine.index is the one entry point
     "BUILD_CHUNK",
@@ -92,7 +92,6 @@ __all__ = [  # the definitions' names are re-exported: engine.index is the one e
     "merge_def",
     "project",
     "queryable",
-    "read_rows",
     "table_prefix",
 ]
 
@@ -202,7 +201,7 @@ def _step(txn: Txn, env: Env, table: str, name: str, chunk: int) -> tuple[bool, 
     return not more, n, "fill"
 
 
-def build(store: Store, table: str, name: str,
+def build(ctx: Context, table: str, name: str,
           progress: Callable[[int, int | None], None] | None = None,
           chunk: int | None = None) -> int:
     """Run index ``name``'s pending clear and fill to the end; return the items filled.
@@ -210,10 +209,10 @@ def build(store: Store, table: str, name: str,
     Each chunk is its own write transaction, so other writers interleave and a crash loses
     at most one chunk of work (which is redone, idempotently).
     """
-    env = store._e()
+    env = ctx.env
     step = BUILD_CHUNK if chunk is None else chunk
     filled = 0
-    total = _total(store, env, table) if progress is not None else None
+    total = _total(ctx, env, table) if progress is not None else None
     while True:
         done, n, phase = env.write(lambda txn: _step(txn, env, table, name, step))
         if phase == "fill":
@@ -226,7 +225,7 @@ def build(store: Store, table: str, name: str,
     return filled
 
 
-def _total(store: Store, env: Env, table: str) -> int | None:
+def _total(ctx: Context, env: Env, table: str) -> int | None:
     """The table's item count if cheap to know (the only table), else ``None``."""
     def run(txn: Txn) -> int | None:
         if txn.stat(env.tables)["entries"] != 1:
@@ -235,9 +234,9 @@ def _total(store: Store, env: Env, table: str) -> int | None:
     return env.read(run)
 
 
-def pending(store: Store) -> list[tuple[str, str]]:
+def pending(ctx: Context) -> list[tuple[str, str]]:
     """``(table, index)`` of every definition whose fill or clear is unfinished."""
-    env = store._e()
+    env = ctx.env
 
     def run(txn: Txn) -> list[tuple[str, str]]:
         out = []
@@ -250,11 +249,11 @@ def pending(store: Store) -> list[tuple[str, str]]:
     return env.read(run)
 
 
-def build_pending(store: Store) -> None:
+def build_pending(ctx: Context) -> None:
     """Finish every unfinished fill or clear (after a crash, or a definition merged)."""
-    for table, name in pending(store):
+    for table, name in pending(ctx):
         log.info("resuming build of index %s.%s", table, name)
-        build(store, table, name)
+        build(ctx, table, name)
 
 
 # -- the local API (Store.create_index, drop_index, Table.indexes, queries) ----------------------
@@ -284,12 +283,12 @@ def wire_create(table: str, ix: Index) -> list[Any]:
     return ["I", table, ix.name, ix.partition_key, ix.sort_key, proj]
 
 
-def create(store: Store, table: str, ix: Index,
+def create(ctx: Context, table: str, ix: Index,
            progress: Callable[[int, int | None], None] | None = None) -> Index:
     """See :meth:`engine.Store.create_index`."""
-    tdef = store._table_def(table)
+    tdef = ctx.table_def(table)
     check_for_table(tdef, ix)
-    env = store._e()
+    env = ctx.env
 
     def run(txn: Txn) -> int | None:
         cur = next((d for d in load_defs(txn, env, table) if d.index.name == ix.name), None)
@@ -303,37 +302,37 @@ def create(store: Store, table: str, ix: Index,
         # a local write: the log entry carries the clock (engine.changelog.read_clock), and
         # the definition's version is above everything this node holds
         hlc, seq, pos = read_clock(txn, env)
-        hlc = tick_local(hlc, store._wall(), store.max_offset_ms)
-        merge_def(txn, env, table, ix, ix.name, (hlc, store.node_id))
-        return append(txn, env, store.node_id, seq + 1,
+        hlc = tick_local(hlc, ctx.wall(), ctx.max_offset_ms)
+        merge_def(txn, env, table, ix, ix.name, (hlc, ctx.node_id))
+        return append(txn, env, ctx.node_id, seq + 1,
                       codec.encode_txn(hlc, [wire_create(table, ix)]), [None], pos)
 
     pos = env.write(run)
     if pos is not None:
-        store._notify(pos)
-    build(store, table, ix.name, progress)
+        ctx.notify(pos)
+    build(ctx, table, ix.name, progress)
     return ix
 
 
-def drop(store: Store, table: str, name: str) -> None:
+def drop(ctx: Context, table: str, name: str) -> None:
     """See :meth:`engine.Store.drop_index`."""
-    store._table_def(table)
+    ctx.table_def(table)
     if not isinstance(name, str):
         raise ValidationError(f"index name must be a string, not {name!r}")
-    env = store._e()
+    env = ctx.env
 
     def run(txn: Txn) -> int:
         cur = next((d for d in load_defs(txn, env, table) if d.index.name == name), None)
         if cur is None or cur.dropped:
             raise ValidationError(f"table {table!r} has no index {name!r}")
         hlc, seq, pos = read_clock(txn, env)
-        hlc = tick_local(hlc, store._wall(), store.max_offset_ms)
-        merge_def(txn, env, table, None, name, (hlc, store.node_id))
-        return append(txn, env, store.node_id, seq + 1,
+        hlc = tick_local(hlc, ctx.wall(), ctx.max_offset_ms)
+        merge_def(txn, env, table, None, name, (hlc, ctx.node_id))
+        return append(txn, env, ctx.node_id, seq + 1,
                       codec.encode_txn(hlc, [["X", table, name]]), [None], pos)
 
-    store._notify(env.write(run))
-    build(store, table, name)
+    ctx.notify(env.write(run))
+    build(ctx, table, name)
 
 
 def new_table_ops(txn: Txn, env: Env, table: str, indexes: Iterable[Index],
@@ -360,17 +359,17 @@ def check_new(tdef: TableDef, indexes: object) -> list[Index]:
     return out
 
 
-def indexes(store: Store, table: str) -> list[Index]:
+def indexes(ctx: Context, table: str) -> list[Index]:
     """The live index definitions of ``table`` (ready or being built), by name."""
-    env = store._e()
+    env = ctx.env
     return env.read(lambda txn: [d.index for d in load_defs(txn, env, table) if not d.dropped])
 
 
-def queryable(store: Store, table: str, name: object) -> IndexDef:
+def queryable(ctx: Context, table: str, name: object) -> IndexDef:
     """The definition of index ``name`` for a query; ``ValidationError`` unless it is ready."""
     if not isinstance(name, str):
         raise ValidationError(f"index must be an index name (str), not {name!r}")
-    env = store._e()
+    env = ctx.env
     d = env.read(lambda txn: next(
         (d for d in load_defs(txn, env, table) if d.index.name == name), None))
     if d is None or d.dropped:
@@ -383,38 +382,12 @@ def queryable(store: Store, table: str, name: object) -> IndexDef:
     return d
 
 
-def read_rows(d: IndexDef, env: Env) -> Callable[..., list[tuple[bytes, Any]]]:
-    """A row reader for :func:`engine.table._range` over index ``d``: ``(entry key, item)``.
-
-    ``ALL`` entries are resolved to their item in the same read transaction (so the result is
-    exactly the table's item); projected entries decode their own value.
-    """
-    all_ = d.index.projection == "ALL"
-
-    def rows(txn: Txn, *, lo: bytes, lo_incl: bool, hi: bytes, hi_incl: bool, reverse: bool,
-             most: int) -> list[tuple[bytes, Any]]:
-        from .table import _range_rows
-
-        raw = _range_rows(txn, db=env.idx, lo=lo, lo_incl=lo_incl, hi=hi, hi_incl=hi_incl,
-                          reverse=reverse, most=most)
-        out: list[tuple[bytes, Any]] = []
-        for k, v in raw:
-            if all_:
-                state = txn.get(v, db=env.items)
-                out.append((k, None if state is None else codec.visible_from_raw(bytes(state))))
-            else:
-                out.append((k, codec.loads(v)))
-        return out
-
-    return rows
-
-
 # -- definitions in snapshots -----------------------------------------------------------------
 
 
-def all_defs(store: Store) -> list[IndexDef]:
+def all_defs(ctx: Context) -> list[IndexDef]:
     """Every index definition of the store (drops included), for a snapshot."""
-    env = store._e()
+    env = ctx.env
 
     def run(txn: Txn) -> list[IndexDef]:
         out: list[IndexDef] = []

@@ -31,7 +31,7 @@ from .item import ItemState, merge, visible
 from .layout import LOGHDR, U64, U64x2
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .context import Context
 
 __all__ = ["IntegrityReport", "integrity_check"]
 
@@ -59,20 +59,20 @@ class IntegrityReport:
                 "log_replayed": self.replayed, "problems": list(self.problems)}
 
 
-def integrity_check(store: Store) -> IntegrityReport:
+def integrity_check(ctx: Context) -> IntegrityReport:
     """See :meth:`engine.Store.integrity_check`."""
-    env = store._e()
-    return env.read(lambda txn: _check(store, txn, env))
+    env = ctx.env
+    return env.read(lambda txn: _check(ctx, txn, env))
 
 
-def _check(store: Store, txn: Txn, env: Env) -> IntegrityReport:
+def _check(ctx: Context, txn: Txn, env: Env) -> IntegrityReport:
     report = IntegrityReport()
     visible_items: dict[bytes, dict[str, Any] | None] = {}
     for k, v in txn.cursor(db=env.items):
         visible_items[bytes(k)] = codec.visible_from_raw(bytes(v))
     report.items = len(visible_items)
     _check_indexes(txn, env, visible_items, report)
-    _check_log(store, txn, env, visible_items, report)
+    _check_log(ctx, txn, env, visible_items, report)
     return report
 
 
@@ -118,7 +118,7 @@ def _check_indexes(txn: Txn, env: Env, items: dict[bytes, dict[str, Any] | None]
     _note(report, "index entries of no index definition", sorted(set(actual) - claimed))
 
 
-def _check_log(store: Store, txn: Txn, env: Env, items: dict[bytes, dict[str, Any] | None],
+def _check_log(ctx: Context, txn: Txn, env: Env, items: dict[bytes, dict[str, Any] | None],
                report: IntegrityReport) -> None:
     by_origin: dict[int, list[int]] = {}
     index = {bytes(k): bytes(v) for k, v in txn.cursor(db=env.index)}
@@ -151,7 +151,7 @@ def _check_log(store: Store, txn: Txn, env: Env, items: dict[bytes, dict[str, An
     vv = {U64.unpack(k)[0]: U64.unpack(v)[0] for k, v in txn.cursor(db=env.vv)}
     _, local_seq, _ = read_clock(txn, env)
     if local_seq:
-        vv[store.node_id] = local_seq
+        vv[ctx.node_id] = local_seq
     for origin in sorted(set(by_origin) | set(vv)):
         low, top = floors.get(origin, 0), vv.get(origin, 0)
         above = sorted(s for s in by_origin.get(origin, ()) if s > low)

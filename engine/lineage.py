@@ -34,14 +34,17 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import codec
+from .batch import Batch
 from .changelog import _txn_hlc, floor_seq, read_clock, version_vector, vv_hlcs, write_clock
 from .env import Env, Txn
 from .errors import SchemaError
 from .keys import decode_key
 from .layout import LOGHDR, META_IDENT, META_LINEAGE, META_REISSUE, U64, U64x2
+from .schema import create_table
+from .table import Table
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .context import Context
 
 __all__ = ["divergence", "lineage_events", "pending_reissues", "reidentify", "reissue_pending",
            "tips"]
@@ -69,21 +72,21 @@ def _entry(txn: Txn, *, env: Env, origin: int, seq: int) -> bytes | None:
     return bytes(value[LOGHDR.size:LOGHDR.size + n])
 
 
-def tips(store: Store) -> dict[int, int]:
+def tips(ctx: Context) -> dict[int, int]:
     """Per origin, the HLC of the entry at its vv position (where known): the store's
     :func:`engine.changelog.vv_hlcs`, the one home of that value."""
-    return vv_hlcs(store)[1]
+    return vv_hlcs(ctx)[1]
 
 
 def divergence(
-    store: Store, peer_vv: Mapping[int, int], peer_tips: Mapping[int, int]
+    ctx: Context, peer_vv: Mapping[int, int], peer_tips: Mapping[int, int]
 ) -> str | None:
     """Why this store's own log forked from a peer's view of it, or ``None`` if it did not."""
-    me = store.node_id
+    me = ctx.node_id
     p = peer_vv.get(me, 0)
     if not p:
         return None
-    env = store._e()
+    env = ctx.env
 
     def run(txn: Txn) -> str | None:
         seq = read_clock(txn, env)[1]
@@ -100,12 +103,12 @@ def divergence(
     return env.read(run)
 
 
-def reidentify(store: Store, reason: str) -> int:
+def reidentify(ctx: Context, reason: str) -> int:
     """Stop writing under this id: take a new one, give the old one's entries back to its
     peers' copies (module docstring). Returns the new node id."""
-    env = store._e()
-    old = store.node_id
-    wall = store._wall()
+    env = ctx.env
+    old = ctx.node_id
+    wall = ctx.wall()
 
     def run(txn: Txn) -> int:
         node, region, dev, ino = codec.loads(txn.get(META_IDENT, db=env.meta))
@@ -141,38 +144,38 @@ def reidentify(store: Store, reason: str) -> int:
         events.append([old, new, wall, reason[:300]])
         txn.put(META_LINEAGE, codec.dumps(events), db=env.meta)
         log.error("store %s: %s; it stops writing as node %016x and is now node %016x (%d of "
-                  "its writes set aside to compare and re-issue)", store.path, reason, old, new,
+                  "its writes set aside to compare and re-issue)", ctx.path, reason, old, new,
                   len(moved))
         return new
 
     new = env.write(run)
-    store._adopt_identity(new)
+    ctx.adopt_identity(new)
     return new
 
 
-def pending_reissues(store: Store) -> int:
+def pending_reissues(ctx: Context) -> int:
     """How many set-aside writes still wait to be compared with a peer's copy."""
-    env = store._e()
+    env = ctx.env
     raw = env.read(lambda txn: txn.get(META_REISSUE, db=env.meta))
     return sum(len(entries) for _, entries in codec.loads(raw)) if raw else 0
 
 
-def lineage_events(store: Store) -> list[dict[str, Any]]:
+def lineage_events(ctx: Context) -> list[dict[str, Any]]:
     """Re-identifications of this store, oldest first (for ``regiondb status``)."""
-    env = store._e()
+    env = ctx.env
     raw = env.read(lambda txn: txn.get(META_LINEAGE, db=env.meta))
     return [{"old": o, "new": n, "at_ms": at, "reason": why}
             for o, n, at, why in (codec.loads(raw) if raw else [])]
 
 
-def reissue_pending(store: Store, peer_vv: Mapping[int, int] | None = None) -> int:
+def reissue_pending(ctx: Context, peer_vv: Mapping[int, int] | None = None) -> int:
     """Compare set-aside writes with what arrived of their old origin; re-issue the ones that
     differ (or that the peer, whose vv is ``peer_vv``, never had). Returns how many."""
-    env = store._e()
+    env = ctx.env
     raw = env.read(lambda txn: txn.get(META_REISSUE, db=env.meta))
     if not raw:
         return 0
-    vv = version_vector(store)
+    vv = version_vector(ctx)
     keep: list[list[Any]] = []
     todo: list[bytes] = []
     for old, entries in codec.loads(raw):
@@ -191,7 +194,7 @@ def reissue_pending(store: Store, peer_vv: Mapping[int, int] | None = None) -> i
         if rest:
             keep.append([old, rest])
     for txn_bytes in todo:
-        _reissue(store, txn_bytes)
+        _reissue(ctx, txn_bytes)
     def save(txn: Txn) -> None:
         if keep:
             txn.put(META_REISSUE, codec.dumps(keep), db=env.meta)
@@ -202,11 +205,11 @@ def reissue_pending(store: Store, peer_vv: Mapping[int, int] | None = None) -> i
         env.write(save)
     if todo:
         log.warning("store %s: re-issued %d writes that collided under its old node id",
-                    store.path, len(todo))
+                    ctx.path, len(todo))
     return len(todo)
 
 
-def _reissue(store: Store, txn_bytes: bytes) -> None:
+def _reissue(ctx: Context, txn_bytes: bytes) -> None:
     """Write one set-aside transaction again, as a new local write (atomically)."""
     _, ops = codec.decode_txn(txn_bytes, trusted=True)
     items = [op for op in ops if op.kind in ("P", "U", "D")]  # table/index definitions:
@@ -214,14 +217,14 @@ def _reissue(store: Store, txn_bytes: bytes) -> None:
     for op in ops:
         if op.kind == "T":
             try:
-                store.create_table(op.table, op.attrs["partition_key"], op.attrs["sort_key"])
+                create_table(ctx, op.table, op.attrs["partition_key"], op.attrs["sort_key"])
             except SchemaError as exc:
                 log.warning("re-issue of table %r skipped: %s", op.table, exc)
     if not items:
         return
-    with store.batch() as b:
+    with Batch(ctx) as b:
         for op in items:
-            table = store.table(op.table)
+            table = Table(ctx, ctx.table_def(op.table))
             _, values = decode_key(op.key)
             pk, sk = values[0], values[1] if len(values) > 1 else None
             if op.kind == "P":

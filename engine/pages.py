@@ -22,8 +22,8 @@ from .errors import StoreClosed
 from .expr import Path, project
 
 if TYPE_CHECKING:
+    from .context import Context
     from .env import Txn
-    from .store import Store
 
 __all__ = ["PAGE_BYTES", "KeyRange", "Page", "PageQuery", "iterate", "read_page", "rows_in",
            "successor"]
@@ -129,9 +129,9 @@ def rows_in(txn: Txn, db: Any, rng: KeyRange, after: bytes | None, reverse: bool
         ok = cur.prev()
 
 
-def _read(txn: Txn, store: Store, q: PageQuery, after: bytes | None, limit: int | None,
+def _read(txn: Txn, ctx: Context, q: PageQuery, after: bytes | None, limit: int | None,
           max_bytes: int) -> tuple[Page, bytes | None]:
-    db = store._e().items if q.db is None else q.db
+    db = ctx.env.items if q.db is None else q.db
     items: list[dict[str, Any]] = []
     scanned = size = 0
     last: tuple[bytes, dict[str, Any]] | None = None
@@ -159,14 +159,14 @@ def _read(txn: Txn, store: Store, q: PageQuery, after: bytes | None, limit: int 
     return Page(items, None, scanned), None
 
 
-def read_page(store: Store, q: PageQuery, *, after: bytes | None = None,
+def read_page(ctx: Context, q: PageQuery, *, after: bytes | None = None,
               limit: int | None = None, max_bytes: int = PAGE_BYTES) -> tuple[Page, bytes | None]:
     """Read one page in one read transaction; return it and the stored key to resume after."""
-    env = store._e()
-    return env.read(lambda txn: _read(txn, store, q, after, limit, max_bytes))
+    env = ctx.env
+    return env.read(lambda txn: _read(txn, ctx, q, after, limit, max_bytes))
 
 
-def iterate(store: Store, q: PageQuery, *, after: bytes | None = None,
+def iterate(ctx: Context, q: PageQuery, *, after: bytes | None = None,
             limit: int | None = None) -> Iterator[dict[str, Any]]:
     """The items of ``q`` (filtered, projected), paging internally; ``limit`` caps the items
     yielded. Each page is its own read transaction, so the iterator holds none between items."""
@@ -175,9 +175,9 @@ def iterate(store: Store, q: PageQuery, *, after: bytes | None = None,
         want = ITER_ROWS
         if limit is not None and q.keep is None:
             want = min(want, limit - produced)  # without a filter every item read is yielded
-        page, after = read_page(store, q, after=after, limit=want)
-        if store.closed:
-            raise StoreClosed(f"store {store.path} was closed during iteration")
+        page, after = read_page(ctx, q, after=after, limit=want)
+        if ctx.closed:
+            raise StoreClosed(f"store {ctx.path} was closed during iteration")
         for item in page.items:
             yield item
             produced += 1

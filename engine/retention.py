@@ -56,7 +56,7 @@ from .keys import decode_key
 from .layout import FLOOR, LOGHDR, META_FORGOTTEN, META_PENDING_PREFIX, U64, U64x2
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .context import Context
 
 __all__ = ["compact", "forget", "forget_cuts_of", "forgotten", "merge_snapshot", "snapshot",
            "strip_covered"]
@@ -65,11 +65,11 @@ _MAX_KEY = codec.MAX_KEY_BYTES
 _PENDING = META_PENDING_PREFIX  # + item key: holds tombstones that came through a snapshot
 
 
-def snapshot(store: Store) -> Snapshot:
+def snapshot(ctx: Context) -> Snapshot:
     """See :meth:`engine.Store.snapshot`."""
-    env = store._e()
-    vv, covers = vv_hlcs(store)
-    tables = store.table_defs()
+    env = ctx.env
+    vv, covers = vv_hlcs(ctx)
+    tables = ctx.table_defs()
     forgotten_ = frozenset(env.read(lambda txn: forgotten_ids(txn, env)))
 
     def items() -> Iterator[tuple[bytes, bytes]]:
@@ -86,13 +86,13 @@ def snapshot(store: Store) -> Snapshot:
                     ok = cur.next()
                 return rows
 
-            rows = store._e().read(run)
+            rows = ctx.env.read(run)
             yield from rows
             if len(rows) < CHUNK * 4:
                 return
             after = rows[-1][0]
 
-    return Snapshot(vv, tables, forgotten_, items, index.all_defs(store), covers)
+    return Snapshot(vv, tables, forgotten_, items, index.all_defs(ctx), covers)
 
 
 def _check_table_def(t: object) -> None:
@@ -211,12 +211,12 @@ def _absent_in_span(txn: Txn, env: Env, span: Span, present: set[bytes]) -> list
 
 
 def merge_snapshot(
-    store: Store, vv: Mapping[int, int], tables: Iterable[TableDef],
+    ctx: Context, vv: Mapping[int, int], tables: Iterable[TableDef],
     items: Iterable[tuple[bytes, bytes]], indexes: Iterable[index.IndexDef] = (),
     covers: Covers | None = None, span: Span | None = None,
 ) -> int:
     """See :meth:`engine.Store.merge_snapshot`."""
-    env = store._e()
+    env = ctx.env
     vv = check_vv(vv, "snapshot vv")
     ixdefs_in = index.check_snapshot_defs(indexes)
     covers, span = _check_snapshot_args(covers, span)
@@ -226,11 +226,11 @@ def merge_snapshot(
     # holds): a later local write then beats every delete it covers, purged or not
     top = max(top, *covers.values()) if covers else top
     # a snapshot is remote data too: a peer clock far ahead must not capture LWW through it
-    skew = physical_ms(top) - store._wall()
-    if skew > store.max_offset_ms:
+    skew = physical_ms(top) - ctx.wall()
+    if skew > ctx.max_offset_ms:
         raise ClockSkewError(
             f"snapshot holds versions {skew} ms ahead of the local clock (maximum offset "
-            f"{store.max_offset_ms} ms); nothing merged", skew_ms=skew)
+            f"{ctx.max_offset_ms} ms); nothing merged", skew_ms=skew)
     order = codec.canonical
 
     ixdefs: dict[str, tuple[index.IndexDef, ...]] = {}
@@ -254,11 +254,11 @@ def merge_snapshot(
         hlc, seq, pos = read_clock(txn, env)
         # What we have seen ourselves: the snapshot's entries we lack among those, we
         # overwrote or deleted (an old copy's snapshot must not bring them back).
-        mine = vv_hlcs_txn(txn, env, vv_txn(txn, env, store.node_id))
+        mine = vv_hlcs_txn(txn, env, vv_txn(txn, env, ctx.node_id))
         for t in tdefs:
             merge_table(txn, env, codec.Op("T", t.name, b"", {
                 "partition_key": t.partition_key, "sort_key": t.sort_key}, (), BOTTOM),
-                t.version, store.max_conflicts)
+                t.version, ctx.max_conflicts)
             if t.ttl_version != BOTTOM:
                 merge_ttl(txn, env, t.name, t.ttl_attribute, t.ttl_version)
         # index definitions before items, so that the items merged here are maintained
@@ -282,7 +282,7 @@ def merge_snapshot(
             if held is not None or new is not None:
                 put(txn, key, held, new if new is not None else ours)
         for origin, s in vv.items():
-            if origin == store.node_id:
+            if origin == ctx.node_id:
                 continue
             raw = txn.get(U64.pack(origin), db=env.vv)
             have = U64.unpack(raw)[0] if raw else 0
@@ -293,18 +293,18 @@ def merge_snapshot(
         return builds
 
     builds = env.write(run)
-    store._tables.clear()
+    ctx.uncache_tables()
     if builds:  # an index definition arrived: fill (or clear) it here
-        index.build_pending(store)
+        index.build_pending(ctx)
     return len(states)
 
 
-def compact(store: Store, stable: Mapping[int, int], purge_tombstones: bool) -> tuple[int, int]:
+def compact(ctx: Context, stable: Mapping[int, int], purge_tombstones: bool) -> tuple[int, int]:
     """See :meth:`engine.Store.compact`."""
     stable = check_vv(stable, "stable")
     if not isinstance(purge_tombstones, bool):
         raise ValidationError(f"purge_tombstones must be a bool, not {purge_tombstones!r}")
-    env = store._e()
+    env = ctx.env
 
     def run(txn: Txn) -> tuple[int, int]:
         removed = purged = 0
@@ -419,14 +419,14 @@ def _purge_txn(txn: Txn, env: Env, origin: int, value: bytes) -> int:
     return purged
 
 
-def forget(store: Store, node_id: int, cut: int | None = None) -> int:
+def forget(ctx: Context, node_id: int, cut: int | None = None) -> int:
     """See :meth:`engine.Store.forget`."""
     check_node_id(node_id, "node_id")
     if cut is not None:
         check_u64(cut, "cut")
-    if node_id == store.node_id:
+    if node_id == ctx.node_id:
         raise ValidationError("a node cannot forget itself")
-    env = store._e()
+    env = ctx.env
 
     def run(txn: Txn) -> int:
         cuts = forget_cuts(txn, env)
@@ -442,13 +442,13 @@ def forget(store: Store, node_id: int, cut: int | None = None) -> int:
     return env.write(run)
 
 
-def forget_cuts_of(store: Store) -> dict[int, int]:
+def forget_cuts_of(ctx: Context) -> dict[int, int]:
     """Forgotten node id -> the last seq of it this store accepts."""
-    env = store._e()
+    env = ctx.env
     return env.read(lambda txn: forget_cuts(txn, env))
 
 
-def forgotten(store: Store) -> frozenset[int]:
+def forgotten(ctx: Context) -> frozenset[int]:
     """Node ids this store has forgotten."""
-    env = store._e()
+    env = ctx.env
     return frozenset(env.read(lambda txn: forgotten_ids(txn, env)))

@@ -24,33 +24,30 @@ into it (operations do not name their incarnation yet). Snapshots carry live tab
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import codec
+from . import codec, ttl
 from . import index as index_mod
 from .changelog import append, read_clock
-from .changes import TableDef, decode_table_def
-from .clock import Version, tick_local
+from .changes import TableDef, decode_table_def, is_tombstone
+from .clock import BOTTOM, Version, tick_local
 from .conflictlog import append_conflicts
 from .env import Env, Txn
-from .errors import TableNotFound
+from .errors import SchemaError, TableNotFound
 from .keys import encode_value
 from .layout import META_DROPPED_PREFIX
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .context import Context
+    from .index import Index
 
-__all__ = ["SCHEMA_ATTRIBUTE", "delete_table", "is_tombstone", "merge_drop",
+__all__ = ["SCHEMA_ATTRIBUTE", "create_table", "delete_table", "is_tombstone", "merge_drop",
            "record_schema_conflict", "stale_op"]
 
 log = logging.getLogger(__name__)
 
 SCHEMA_ATTRIBUTE = "(key schema)"
-
-
-def is_tombstone(raw: bytes | None) -> bool:
-    """Whether a ``tables`` value is a table tombstone (a deleted table)."""
-    return raw is not None and codec.loads(raw)[0] is None
 
 
 def _tombstone(txn: Txn, env: Env, name: str, v: Version) -> bytes:
@@ -75,19 +72,69 @@ def _drop_contents(txn: Txn, env: Env, name: str) -> int:
     return n
 
 
-def delete_table(store: Store, name: str) -> None:
+def create_table(
+    ctx: Context, name: str, partition_key: str, sort_key: str | None = None, *,
+    indexes: Iterable[Index] | None = None, ttl_attribute: str | None = None,
+) -> TableDef:
+    """See :meth:`engine.Store.create_table`; returns the table's definition."""
+    codec.check_key_schema(name, partition_key, sort_key)
+    if ttl_attribute is not None:
+        codec.check_attr_name(ttl_attribute, f"table {name!r} ttl_attribute")
+    initial = index_mod.check_new(TableDef(name, partition_key, sort_key), indexes)
+    env = ctx.env
+    node = ctx.node_id
+
+    def run(txn: Txn) -> tuple[TableDef, int | None]:
+        raw = txn.get(name.encode(), db=env.tables)
+        if raw is not None and not is_tombstone(raw):  # a deleted one: created anew
+            existing = decode_table_def(name, raw)
+            if (existing.partition_key, existing.sort_key) != (partition_key, sort_key):
+                raise SchemaError(
+                    f"table {name!r} exists with key ({existing.partition_key!r}, "
+                    f"{existing.sort_key!r}), not ({partition_key!r}, {sort_key!r})"
+                )
+            return existing, None
+        hlc, seq, pos = read_clock(txn, env)
+        hlc = tick_local(hlc, ctx.wall(), ctx.max_offset_ms)
+        v = (hlc, node)
+        tdef = TableDef(name, partition_key, sort_key, v, ttl_attribute,
+                        BOTTOM if ttl_attribute is None else v)
+        txn.put(name.encode(), tdef.stored(), db=env.tables)
+        wire: list[list[Any]] = [["T", name, partition_key, sort_key]]
+        if ttl_attribute is not None:
+            wire.append(["L", name, ttl_attribute])
+        wire += index_mod.new_table_ops(txn, env, name, initial, tdef.version)
+        pos = append(txn, env, node, seq + 1, codec.encode_txn(hlc, wire),
+                     [None] * len(wire), pos)  # a local write: the entry carries hlc and
+        return tdef, pos                         # seq (see read_clock)
+
+    tdef, pos = env.write(run)
+    ctx.cache_table(tdef)
+    if pos is not None:
+        ctx.notify(pos)
+        if initial:
+            index_mod.build_pending(ctx)  # normally nothing to fill: the table is new
+    else:
+        for ix in initial:
+            index_mod.create(ctx, name, ix)
+    if ttl_attribute is not None and tdef.ttl_attribute != ttl_attribute:
+        tdef = ttl.set_ttl(ctx, name, ttl_attribute)
+    return tdef
+
+
+def delete_table(ctx: Context, name: str) -> None:
     """See :meth:`engine.Store.delete_table`."""
     codec.check_table_name(name)
-    env = store._e()
-    node = store.node_id
+    env = ctx.env
+    node = ctx.node_id
 
     def run(txn: Txn) -> int:
         raw = txn.get(name.encode(), db=env.tables)
         if raw is None or is_tombstone(raw):
-            raise TableNotFound(f"table {name!r} does not exist in {store.path}")
+            raise TableNotFound(f"table {name!r} does not exist in {ctx.path}")
         tdef = decode_table_def(name, raw)
         hlc, seq, pos = read_clock(txn, env)
-        hlc = tick_local(hlc, store._wall(), store.max_offset_ms)
+        hlc = tick_local(hlc, ctx.wall(), ctx.max_offset_ms)
         n = _drop_contents(txn, env, name)
         txn.put(name.encode(), _tombstone(txn, env, name, (hlc, node)), db=env.tables)
         wire = [["R", name, tdef.version[0], tdef.version[1]]]
@@ -95,9 +142,9 @@ def delete_table(store: Store, name: str) -> None:
         return append(txn, env, node, seq + 1, codec.encode_txn(hlc, wire), [None], pos)
 
     pos = env.write(run)
-    store._tables.pop(name, None)
+    ctx.uncache_tables(name)
     env.drops[name] = env.drops.get(name, 0) + 1
-    store._notify(pos)
+    ctx.notify(pos)
 
 
 def merge_drop(txn: Txn, env: Env, op: codec.Op, v: Version) -> None:

@@ -16,20 +16,19 @@ peers, so relays are free.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import re
 import secrets
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import apply, changelog, codec, retention, schema, ttl, writepath
+from . import apply, changelog, codec, lineage, retention, schema, ttl
 from . import index as index_mod
-from .changelog import append, read_clock, write_clock
+from .batch import Batch
+from .changelog import read_clock, write_clock
 from .changes import (
     ApplyReport,
     Change,
@@ -37,30 +36,24 @@ from .changes import (
     RawChange,
     Snapshot,
     TableDef,
-    decode_table_def,
 )
-from .clock import BOTTOM, DEFAULT_MAX_OFFSET_MS, physical_ms, system_wall_ms, tick, tick_local
+from .clock import DEFAULT_MAX_OFFSET_MS, physical_ms, system_wall_ms, tick
+from .context import Context
 from .env import DEFAULT_MAP_SIZE, Env, Txn, acquire, release
-from .errors import (
-    SchemaError,
-    StoreClosed,
-    TableNotFound,
-    ValidationError,
-)
+from .errors import Error, ValidationError
+from .integrity import IntegrityReport, integrity_check
 from .layout import (
     FORMAT,
     META_FORMAT,
     META_IDENT,
-    META_REISSUE,
     META_USER_PREFIX,
     READABLE_FORMATS,
     U64,
 )
+from .table import Table
 
 if TYPE_CHECKING:
     from .index import Index, IndexDef
-    from .integrity import IntegrityReport
-    from .table import Batch, Table
 
 __all__ = ["DEFAULT_MAX_CONFLICTS", "Snapshot", "Store", "TableDef", "open"]
 
@@ -88,24 +81,15 @@ class Store:
         max_conflicts: int,
         wall_clock: Callable[[], int],
     ) -> None:
-        self._env: Env | None = env
-        self._path = env.path
-        self._node_id = node_id
-        self._region = region
-        self.durable = env.durable
-        self.max_offset_ms = max_offset_ms
-        self.max_conflicts = max_conflicts
-        self._wall = wall_clock
-        self._tables: dict[str, TableDef] = {}
-        self._listeners: list[Callable[[int], None]] = []
-        self._lock = threading.Lock()
+        self._ctx = Context(env, node_id=node_id, region=region, max_offset_ms=max_offset_ms,
+                            max_conflicts=max_conflicts, wall=wall_clock)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     @property
     def path(self) -> Path:
-        """The store's directory."""
-        return self._path
+        """The store's directory (read-only)."""
+        return self._ctx.path
 
     @property
     def node_id(self) -> int:
@@ -114,25 +98,40 @@ class Store:
         It changes only when the store re-identifies (:mod:`engine.lineage`); every Store of
         this process on the same directory shares the environment and sees the change.
         """
-        env = self._env
-        return env.identity if env is not None else self._node_id
-
-    def _reissue_waiting(self) -> bool:
-        """Whether writes set aside by a re-identification still wait (one meta read)."""
-        env = self._e()
-        return env.read(lambda txn: txn.get(META_REISSUE, db=env.meta)) is not None
-
-    def _adopt_identity(self, node_id: int) -> None:
-        """Take a new node id (:func:`engine.lineage.reidentify` wrote it in the same store)."""
-        self._node_id = node_id
-        env = self._env
-        if env is not None:
-            env.identity = node_id
+        return self._ctx.node_id
 
     @property
     def region(self) -> str:
         """The human name of this replica's region, e.g. ``ap-south-1`` (read-only)."""
-        return self._region
+        return self._ctx.region
+
+    @property
+    def durable(self) -> bool:
+        """Whether every commit is synced to disk (``engine.open(durable=)``; read-only)."""
+        return self._ctx.durable
+
+    @property
+    def max_offset_ms(self) -> int:
+        """How far (ms) a remote change's clock may be ahead of ours (``max_clock_offset``)."""
+        return self._ctx.max_offset_ms
+
+    @max_offset_ms.setter
+    def max_offset_ms(self, value: int) -> None:
+        self._ctx.max_offset_ms = value
+
+    @property
+    def max_conflicts(self) -> int:
+        """How many recorded conflicts are kept (the oldest are dropped past it)."""
+        return self._ctx.max_conflicts
+
+    @max_conflicts.setter
+    def max_conflicts(self, value: int) -> None:
+        self._ctx.max_conflicts = value
+
+    @property
+    def _wall(self) -> Callable[[], int]:
+        """The wall clock this store was opened with (tests reach it to move a ManualClock)."""
+        return self._ctx.wall
 
     def __enter__(self) -> Store:
         return self
@@ -142,23 +141,18 @@ class Store:
 
     def close(self) -> None:
         """Close the store; further use raises ``StoreClosed``. Closing twice is allowed."""
-        with self._lock:
-            env, self._env = self._env, None
-        if env is not None:
-            release(env)
+        self._ctx.close()
 
     @property
     def closed(self) -> bool:
-        return self._env is None
+        return self._ctx.closed
 
     def _e(self) -> Env:
-        env = self._env
-        if env is None:
-            raise StoreClosed(f"store {self.path} is closed")
-        return env
+        """The environment (``StoreClosed`` once closed); for tests that inspect LMDB."""
+        return self._ctx.env
 
     def __repr__(self) -> str:
-        state = "closed" if self._env is None else ("durable" if self.durable else "non-durable")
+        state = "closed" if self.closed else ("durable" if self.durable else "non-durable")
         return f"<Store {str(self.path)!r} region={self.region!r} node={self.node_id:016x} {state}>"
 
     # -- tables ------------------------------------------------------------------------
@@ -176,50 +170,9 @@ class Store:
             set in the same transaction, or on an existing table by :meth:`set_ttl`.
         :raises SchemaError: if the table exists with a different key schema.
         """
-        from .table import Table
-
-        codec.check_key_schema(name, partition_key, sort_key)
-        if ttl_attribute is not None:
-            codec.check_attr_name(ttl_attribute, f"table {name!r} ttl_attribute")
-        initial = index_mod.check_new(TableDef(name, partition_key, sort_key), indexes)
-        env = self._e()
-
-        def run(txn: Txn) -> tuple[TableDef, int | None]:
-            raw = txn.get(name.encode(), db=env.tables)
-            if raw is not None and not schema.is_tombstone(raw):  # a deleted one: created anew
-                existing = decode_table_def(name, raw)
-                if (existing.partition_key, existing.sort_key) != (partition_key, sort_key):
-                    raise SchemaError(
-                        f"table {name!r} exists with key ({existing.partition_key!r}, "
-                        f"{existing.sort_key!r}), not ({partition_key!r}, {sort_key!r})"
-                    )
-                return existing, None
-            hlc, seq, pos = read_clock(txn, env)
-            hlc = tick_local(hlc, self._wall(), self.max_offset_ms)
-            v = (hlc, self.node_id)
-            tdef = TableDef(name, partition_key, sort_key, v, ttl_attribute,
-                            BOTTOM if ttl_attribute is None else v)
-            txn.put(name.encode(), tdef.stored(), db=env.tables)
-            wire: list[list[Any]] = [["T", name, partition_key, sort_key]]
-            if ttl_attribute is not None:
-                wire.append(["L", name, ttl_attribute])
-            wire += index_mod.new_table_ops(txn, env, name, initial, tdef.version)
-            pos = append(txn, env, self.node_id, seq + 1, codec.encode_txn(hlc, wire),
-                         [None] * len(wire), pos)  # a local write: the entry carries hlc and
-            return tdef, pos                         # seq (see read_clock)
-
-        tdef, pos = env.write(run)
-        self._tables[name] = tdef
-        if pos is not None:
-            self._notify(pos)
-            if initial:
-                index_mod.build_pending(self)  # normally nothing to fill: the table is new
-        else:
-            for ix in initial:
-                self.create_index(name, ix)
-        if ttl_attribute is not None and tdef.ttl_attribute != ttl_attribute:
-            tdef = ttl.set_ttl(self, name, ttl_attribute)
-        return Table(self, tdef)
+        return Table(self._ctx, schema.create_table(
+            self._ctx, name, partition_key, sort_key, indexes=indexes,
+            ttl_attribute=ttl_attribute))
 
     def set_ttl(self, table: str, attribute: str | None) -> None:
         """Name the attribute that holds ``table``'s items' expiry time (``None``: no TTL).
@@ -228,7 +181,7 @@ class Store:
         reads leave it out at once and :meth:`expire` deletes it. Replicated like the table
         definition (the latest setting wins). :raises TableNotFound: if there is no such table.
         """
-        ttl.set_ttl(self, table, attribute)
+        ttl.set_ttl(self._ctx, table, attribute)
 
     def expire(self, limit: int | None = None) -> int:
         """Delete expired items (see :meth:`set_ttl`); return how many were deleted.
@@ -238,7 +191,7 @@ class Store:
         meanwhile survives. ``limit`` caps the deletes of one call. The live Replicator,
         ``regiondb serve`` and the endpoint call it every few seconds (:class:`engine.ttl.Expirer`).
         """
-        return ttl.expire(self, limit)
+        return ttl.expire(self._ctx, limit)
 
     def create_index(
         self, table: str, index: Index, *,
@@ -256,14 +209,14 @@ class Store:
         :raises ValidationError: for a bad index, or a name this table already uses for a
             different definition.
         """
-        return index_mod.create(self, table, index, progress)
+        return index_mod.create(self._ctx, table, index, progress)
 
     def drop_index(self, table: str, name: str) -> None:
         """Remove secondary index ``name`` of ``table`` (a replicated change) and its entries.
 
         :raises ValidationError: if the table has no such index.
         """
-        index_mod.drop(self, table, name)
+        index_mod.drop(self._ctx, table, name)
 
     def delete_table(self, name: str) -> None:
         """Remove table ``name``, its items and its indexes, on every replica (a replicated
@@ -272,26 +225,11 @@ class Store:
 
         :raises TableNotFound: if there is no such table.
         """
-        schema.delete_table(self, name)
-
-    def _table_def(self, name: str) -> TableDef:
-        tdef = self._tables.get(name)
-        if tdef is None:
-            if not isinstance(name, str):
-                raise ValidationError(f"table name must be a string, not {name!r}")
-            env = self._e()
-            raw = env.read(lambda txn: txn.get(name.encode(), db=env.tables))
-            if raw is None or schema.is_tombstone(raw):
-                raise TableNotFound(f"table {name!r} does not exist in {self.path}")
-            tdef = self._tables[name] = decode_table_def(name, raw)
-        return tdef
+        schema.delete_table(self._ctx, name)
 
     def table(self, name: str) -> Table:
         """The table called ``name``. :raises TableNotFound: if there is none."""
-        from .table import Table
-
-        self._e()
-        return Table(self, self._table_def(name))
+        return Table(self._ctx, self._ctx.table_def(name))
 
     def tables(self) -> list[str]:
         """Names of all tables, sorted."""
@@ -305,30 +243,12 @@ class Store:
 
     def table_defs(self) -> list[TableDef]:
         """All table definitions with their versions."""
-        env = self._e()
-
-        def run(txn: Txn) -> list[TableDef]:
-            cur = txn.cursor(db=env.tables)
-            return [decode_table_def(bytes(k).decode(), bytes(v)) for k, v in cur
-                    if not schema.is_tombstone(v)]
-
-        return env.read(run)
+        return self._ctx.table_defs()
 
     def batch(self) -> Batch:
         """A batch of writes applied atomically, with one version, as one log entry."""
-        from .table import Batch
-
         self._e()
-        return Batch(self)
-
-    # -- the local write path ----------------------------------------------------------
-
-    def _commit_local(self, ops: Sequence[Any], *, transaction: bool = False
-                      ) -> list[dict[str, Any] | None]:
-        """Apply pending item operations (``engine.writepath.WriteOp``, from Table or Batch) as
-        one transaction; return what each op returns (:func:`engine.writepath.commit_local`).
-        """
-        return writepath.commit_local(self, ops, transaction=transaction)
+        return Batch(self._ctx)
 
     def get_many(self, keys: Iterable[Sequence[Any]]) -> list[dict[str, Any] | None]:
         """Several items read in one snapshot (DynamoDB's TransactGetItems).
@@ -336,8 +256,6 @@ class Store:
         :param keys: ``(table, pk)`` or ``(table, pk, sk)`` tuples; ``table`` a name or Table.
         :returns: the items (``None`` where missing), in the order asked.
         """
-        from .table import Table
-
         wanted: list[bytes] = []
         tables: list[str] = []
         for k in keys:
@@ -356,25 +274,25 @@ class Store:
             return out
 
         found = env.read(run)
-        return [ttl.hide_expired(self, name, item) for name, item in zip(tables, found,
+        return [ttl.hide_expired(self._ctx, name, item) for name, item in zip(tables, found,
                                                                           strict=True)]
 
     # -- change log, feed and version vector (engine.changelog) ------------------------
 
     def version_vector(self) -> dict[int, int]:
         """``{origin node id: highest seq applied}``, this node included."""
-        return changelog.version_vector(self)
+        return changelog.version_vector(self._ctx)
 
     def log_floor(self) -> dict[int, int]:
         """Per origin, the seq at or below which entries may be missing from the log."""
-        return changelog.log_floor(self)
+        return changelog.log_floor(self._ctx)
 
     def log_range(self, origin: int, after: int, limit: int | None = None) -> list[RawChange]:
         """Log entries of ``origin`` with seq above ``after``, ascending, contiguous.
 
         :raises LogTruncated: if entries right after ``after`` were truncated (send a snapshot).
         """
-        return changelog.log_range(self, origin, after, limit)
+        return changelog.log_range(self._ctx, origin, after, limit)
 
     def changes(self, since: int = 0, *, limit: int | None = None) -> Iterator[Change]:
         """The change feed: every applied operation after position ``since``, in apply order.
@@ -382,11 +300,11 @@ class Store:
         Local writes and merged remote changes alike; snapshot merges and truncated entries
         are not in it. Resume by passing the last ``Change.position`` seen.
         """
-        return changelog.changes(self, since, limit)
+        return changelog.changes(self._ctx, since, limit)
 
     def position(self) -> int:
         """The position of the last applied transaction (0 for an empty log)."""
-        return changelog.position(self)
+        return changelog.position(self._ctx)
 
     def tick(self) -> int:
         """Issue (and persist) a fresh HLC of this node, e.g. to stamp a segment it creates."""
@@ -394,7 +312,7 @@ class Store:
 
         def run(txn: Txn) -> int:
             hlc, seq, pos = read_clock(txn, env)
-            hlc = tick(hlc, self._wall())
+            hlc = tick(hlc, self._ctx.wall())
             write_clock(txn, env, hlc, seq, pos)
             return hlc
 
@@ -402,19 +320,11 @@ class Store:
 
     def add_listener(self, callback: Callable[[int], None]) -> None:
         """Call ``callback(position)`` after each commit made through this process's store."""
-        self._listeners.append(callback)
+        self._ctx.add_listener(callback)
 
     def remove_listener(self, callback: Callable[[int], None]) -> None:
         """Stop calling a listener added with :meth:`add_listener`."""
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(callback)
-
-    def _notify(self, position: int) -> None:
-        for cb in list(self._listeners):
-            try:
-                cb(position)
-            except Exception:  # a listener must never fail a committed write
-                log.exception("change listener %r failed", cb)
+        self._ctx.remove_listener(callback)
 
     # -- remote changes and conflicts (engine.apply) -----------------------------------
 
@@ -427,21 +337,32 @@ class Store:
 
         :raises ValidationError: for a malformed record; nothing is applied.
         """
-        return apply.apply_changes(self, records)
+        return apply.apply_changes(self._ctx, records)
+
+    def apply_change_lists(self, lists: Iterable[Iterable[RawChange]],
+                           ) -> list[ApplyReport | Error]:
+        """Merge several lists of remote transactions in one LMDB transaction and one commit.
+
+        Each list is applied as :meth:`apply_changes` would, after the lists before it, and
+        gets its own outcome, in order: its report, or the error that refused it (a malformed
+        record refuses its own list only; nothing of it is applied). This is how segments
+        that arrive together from several peers share one durable sync.
+        """
+        return apply.apply_change_lists(self._ctx, lists)
 
     def conflicts(self, since: int = 0) -> Iterator[Conflict]:
         """Recorded conflicts with id above ``since``, oldest first (bounded; never replicated)."""
-        return apply.conflicts(self, since)
+        return apply.conflicts(self._ctx, since)
 
     def conflict_count(self) -> int:
         """How many conflicts were ever recorded here (including those trimmed)."""
-        return apply.conflict_count(self)
+        return apply.conflict_count(self._ctx)
 
     # -- snapshots, retention, tombstones (engine.retention) ---------------------------
 
     def snapshot(self) -> Snapshot:
         """A full-state export for a peer whose needs lie below the log's retention point."""
-        return retention.snapshot(self)
+        return retention.snapshot(self._ctx)
 
     def merge_snapshot(
         self, vv: Mapping[int, int], tables: Iterable[TableDef],
@@ -467,13 +388,13 @@ class Store:
 
         :raises ValidationError: for a malformed table, key or state; nothing is applied.
         """
-        return retention.merge_snapshot(self, vv, tables, items, indexes, covers, span)
+        return retention.merge_snapshot(self._ctx, vv, tables, items, indexes, covers, span)
 
     def vv_hlcs(self) -> tuple[dict[int, int], dict[int, int]]:
         """``(vv, hlcs)``: the version vector and, per origin, the HLC of the change at its
         vv position (where known), read together. An origin's HLCs grow with its seqs, so
         ``(hlc, o)`` was written by a change this store holds iff ``hlc <= hlcs[o]``."""
-        return changelog.vv_hlcs(self)
+        return changelog.vv_hlcs(self._ctx)
 
     def compact(
         self, stable: Mapping[int, int], *, purge_tombstones: bool = True
@@ -483,7 +404,7 @@ class Store:
         The caller (replication) decides what is stable: acknowledged by every known peer.
         Returns ``(log entries removed, tombstones purged)``.
         """
-        return retention.compact(self, stable, purge_tombstones)
+        return retention.compact(self._ctx, stable, purge_tombstones)
 
     def forget(self, node_id: int, *, cut: int | None = None) -> int:
         """Remove a dead node for good: its changes after the *cut* are refused from now on.
@@ -494,15 +415,42 @@ class Store:
         had received different prefixes of its log end equal. Returns the cut.
         A forgotten node that comes back must rejoin as a new node from a snapshot.
         """
-        return retention.forget(self, node_id, cut)
+        return retention.forget(self._ctx, node_id, cut)
 
     def forget_cuts(self) -> dict[int, int]:
         """Forgotten node id -> its cut (the last seq of it still accepted)."""
-        return retention.forget_cuts_of(self)
+        return retention.forget_cuts_of(self._ctx)
 
     def forgotten(self) -> frozenset[int]:
         """Node ids this store has forgotten."""
-        return retention.forgotten(self)
+        return retention.forgotten(self._ctx)
+
+    # -- lineage: noticing that this store reused seqs of its own id (engine.lineage) ------
+
+    def divergence(self, peer_vv: Mapping[int, int], peer_tips: Mapping[int, int]) -> str | None:
+        """Why this store's own log forked from a peer's view of it (the peer's vv and
+        :meth:`vv_hlcs` tips), or ``None`` if it did not (:func:`engine.lineage.divergence`)."""
+        return lineage.divergence(self._ctx, peer_vv, peer_tips)
+
+    def reidentify(self, reason: str) -> int:
+        """Stop writing under this node id and take a new one, setting aside this id's writes
+        that peers may hold differently (:func:`engine.lineage.reidentify`). Returns the new
+        id; ``reason`` is logged and recorded (:meth:`lineage_events`)."""
+        return lineage.reidentify(self._ctx, reason)
+
+    def reissue_pending(self, peer_vv: Mapping[int, int] | None = None) -> int:
+        """Re-issue set-aside writes that a peer (whose vv is ``peer_vv``) holds differently or
+        never had; return how many (:func:`engine.lineage.reissue_pending`). One meta read when
+        none wait."""
+        return lineage.reissue_pending(self._ctx, peer_vv)
+
+    def pending_reissues(self) -> int:
+        """How many set-aside writes still wait to be compared with a peer's copy."""
+        return lineage.pending_reissues(self._ctx)
+
+    def lineage_events(self) -> list[dict[str, Any]]:
+        """Re-identifications of this store, oldest first (for ``regiondb status``)."""
+        return lineage.lineage_events(self._ctx)
 
     # -- state summaries ---------------------------------------------------------------
 
@@ -532,9 +480,7 @@ class Store:
         Never raises for what it finds: the report's ``problems`` lists every disagreement
         (``report.ok`` when there is none). See :mod:`engine.integrity`.
         """
-        from .integrity import integrity_check
-
-        return integrity_check(self)
+        return integrity_check(self._ctx)
 
     def get_meta(self, name: str) -> Any:
         """A value stored by :meth:`set_meta` (for replication's bookkeeping), or ``None``."""
@@ -562,7 +508,7 @@ class Store:
                 "conflicts_stored": txn.stat(env.conflicts)["entries"],
                 "hlc": hlc,
                 # > max_clock_offset: local writes fail with ClockSkewError (clock.tick_local)
-                "clock_ahead_ms": max(0, physical_ms(hlc) - self._wall()),
+                "clock_ahead_ms": max(0, physical_ms(hlc) - self._ctx.wall()),
                 "local_seq": seq,
                 "position": pos,
             }
@@ -572,6 +518,7 @@ class Store:
         out.update({
             "node_id": self.node_id, "region": self.region, "path": str(self.path),
             "durable": self.durable, "map_size": info["map_size"],
+            "commits": info["last_txnid"],  # LMDB write transactions committed, ever
             "file_bytes": os.path.getsize(self.path / "data.mdb"),
             "conflicts_total": self.conflict_count(),
             "max_clock_offset_ms": self.max_offset_ms,
@@ -659,7 +606,7 @@ def open(  # noqa: A001 - the contract's name, like io.open
                   max_offset_ms=round(max_clock_offset * 1000), max_conflicts=max_conflicts,
                   wall_clock=wall_clock or system_wall_ms)
     try:
-        index_mod.build_pending(store)  # an index fill or clear interrupted by a crash
+        index_mod.build_pending(store._ctx)  # an index fill or clear interrupted by a crash
     except BaseException:
         store.close()
         raise

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import codec, ttl
 from . import index as index_mod
-from .batch import Batch
 from .checks import check_limit as _check_limit
 from .errors import TableNotFound, ValidationError
 from .expr import Expressions, KeyCondition, Path, compile_cond, key_parts, plan_update, project
@@ -28,15 +27,15 @@ from .expr import update_actions as _keyword_actions
 from .expr.numbers import is_number
 from .keys import KeyValue, check_key_value, encode_prefix, encode_value, item_key
 from .pages import KeyRange, Page, PageQuery, iterate, read_page, successor
-from .writepath import RETURN_VALUES, WriteOp
+from .writepath import RETURN_VALUES, WriteOp, commit_local
 
 if TYPE_CHECKING:
     from .changes import TableDef
+    from .context import Context
     from .env import Txn
     from .index import Index, IndexDef
-    from .store import Store
 
-__all__ = ["Batch", "Condition", "Table"]
+__all__ = ["Condition", "Table"]
 
 Condition = Callable[[dict[str, Any] | None], bool]
 Names = Mapping[str, str] | None
@@ -95,8 +94,8 @@ def _sk(value: Any, name: str) -> Any:
 class Table:
     """One table of a store. Cheap to create; holds no transaction."""
 
-    def __init__(self, store: Store, tdef: TableDef) -> None:
-        self._store = store
+    def __init__(self, ctx: Context, tdef: TableDef) -> None:
+        self._ctx = ctx
         self._def = tdef
         self.name = tdef.name
         self.partition_key = tdef.partition_key
@@ -105,7 +104,7 @@ class Table:
         self._two_keys = tdef.sort_key is not None
         self._key_names = (tdef.partition_key,) if tdef.sort_key is None else \
             (tdef.partition_key, tdef.sort_key)
-        self._drops = store._e().drops  # shared with every Store of this process on the path
+        self._drops = ctx.env.drops  # shared with every Store of this process on the path
         self._generation = self._drops.get(tdef.name, 0)
 
     def __repr__(self) -> str:
@@ -290,7 +289,7 @@ class Table:
         :raises ConditionFailed: if it is false (``.item`` holds the item); nothing written.
         """
         r = _returning(returning, ("NONE", "ALL_OLD"))
-        return self._store._commit_local([self._put_op(item, condition, names, values, r)])[0]
+        return commit_local(self._ctx, [self._put_op(item, condition, names, values, r)])[0]
 
     @overload
     def update(self, pk: KeyValue, sk: KeyValue | None = None, *,
@@ -329,7 +328,7 @@ class Table:
         r = _returning(returning, RETURN_VALUES)
         op = self._update_op(pk, sk, set, remove, condition, expression=expression,
                              names=names, values=values, add=add, delete=delete, returning=r)
-        return self._store._commit_local([op])[0]
+        return commit_local(self._ctx, [op])[0]
 
     def delete(self, pk: KeyValue, sk: KeyValue | None = None,
                condition: Condition | str | None = None, *, names: Names = None,
@@ -339,7 +338,7 @@ class Table:
         :param returning: ``"NONE"`` (returns ``None``) or ``"ALL_OLD"`` (the item deleted).
         """
         r = _returning(returning, ("NONE", "ALL_OLD"))
-        return self._store._commit_local([self._delete_op(pk, sk, condition, names, values,
+        return commit_local(self._ctx, [self._delete_op(pk, sk, condition, names, values,
                                                           r)])[0]
 
     # -- reads -------------------------------------------------------------------------
@@ -353,9 +352,9 @@ class Table:
             ex = _binder(names, None)
             paths = None if projection is None else ex.bind_projection(projection)
             ex.finish()
-        env = self._store._e()
+        env = self._ctx.env
         raw = env.get(key, env.items)
-        item = None if raw is None else ttl.hide_expired(self._store, self.name,
+        item = None if raw is None else ttl.hide_expired(self._ctx, self.name,
                                                          codec.visible_from_raw(raw))
         return item if paths is None or item is None else project(item, paths)
 
@@ -379,7 +378,7 @@ class Table:
         reverse: object, key: str | None, filter: str | None, projection: str | None,
         names: Names, values: Values, index: str | None = None,
     ) -> tuple[PageQuery, IndexDef | None]:
-        d = None if index is None else index_mod.queryable(self._store, self.name, index)
+        d = None if index is None else index_mod.queryable(self._ctx, self.name, index)
         pk_name = self.partition_key if d is None else d.index.partition_key
         check_key_value(pk, pk_name)
         if not isinstance(reverse, bool):
@@ -396,7 +395,7 @@ class Table:
         if d is None:
             rng = self.sort_range(self._prefix + encode_value(pk, pk_name), conds)
             return PageQuery(rng, self._key_of, reverse, keep, paths,
-                             expired=ttl.page_expiry(self._store, self.name)), None
+                             expired=ttl.page_expiry(self._ctx, self.name)), None
         return self._index_query(d, pk, conds, reverse, keep, paths), d
 
     def _index_query(self, d: IndexDef, pk: Any, conds: Mapping[str, Any], reverse: bool,
@@ -419,7 +418,7 @@ class Table:
             hi, hi_incl = successor(hi), False
         names = tuple(dict.fromkeys((*self._key_names, ix.partition_key,
                                      *((ix.sort_key,) if ix.sort_key else ()))))
-        env = self._store._e()
+        env = self._ctx.env
         all_ = ix.projection == "ALL"
 
         def load(txn: Txn, key: bytes, raw: bytes) -> dict[str, Any] | None:
@@ -432,7 +431,7 @@ class Table:
             return {n: item[n] for n in names}
 
         return PageQuery(KeyRange(lo, hi, lo_incl, hi_incl), key_of, reverse, keep, paths,
-                         None, env.idx, load, ttl.page_expiry(self._store, self.name, d))
+                         None, env.idx, load, ttl.page_expiry(self._ctx, self.name, d))
 
     def _index_start(self, d: IndexDef, start: object) -> bytes | None:
         """An exclusive start key of an index page: the index keys and the table keys."""
@@ -452,7 +451,7 @@ class Table:
 
     def indexes(self) -> list[Index]:
         """The table's secondary indexes (ready or being built), by name."""
-        return index_mod.indexes(self._store, self.name)
+        return index_mod.indexes(self._ctx, self.name)
 
     def _key_bounds(self, pk: Any, kc: KeyCondition, d: IndexDef | None = None
                     ) -> dict[str, Any]:
@@ -511,7 +510,7 @@ class Table:
         _check_limit(limit)
         q, _ = self._query(pk, begins_with, between, gt, gte, lt, lte, reverse, key, filter,
                            projection, names, values, index)
-        return iterate(self._store, q, limit=limit)
+        return iterate(self._ctx, q, limit=limit)
 
     def query_page(
         self, pk: KeyValue, *, begins_with: str | bytes | None = None,
@@ -534,7 +533,7 @@ class Table:
         if start is not None and not _compare("=", start[pk_name], pk):
             raise ValidationError("The provided starting key is invalid: its partition key "
                                   "is not the one queried")
-        return read_page(self._store, q, after=after, limit=limit)[0]
+        return read_page(self._ctx, q, after=after, limit=limit)[0]
 
     def _scan(self, filter: str | None, projection: str | None, names: Names,
               values: Values, segment: object, total_segments: object,
@@ -552,11 +551,11 @@ class Table:
                                       f"not {segment!r}")
             part = (segment, total_segments)
         if index is not None:  # the whole index, in index key order
-            d = index_mod.queryable(self._store, self.name, index)
+            d = index_mod.queryable(self._ctx, self.name, index)
             return replace(self._index_query(d, _WHOLE_INDEX, {}, False, keep, paths),
                            segment=part)
         return PageQuery(KeyRange.prefix(self._prefix), self._key_of, False, keep, paths, part,
-                         expired=ttl.page_expiry(self._store, self.name))
+                         expired=ttl.page_expiry(self._ctx, self.name))
 
     def scan(self, limit: int | None = None, *, filter: str | None = None,  # noqa: A002
              projection: str | None = None, names: Names = None, values: Values = None,
@@ -566,7 +565,7 @@ class Table:
         with ``index=NAME`` every entry of that secondary index, in index key order."""
         _check_limit(limit)
         q = self._scan(filter, projection, names, values, segment, total_segments, index)
-        return iterate(self._store, q, limit=limit)
+        return iterate(self._ctx, q, limit=limit)
 
     def scan_page(self, limit: int | None = None, *, filter: str | None = None,  # noqa: A002
                   projection: str | None = None, names: Names = None, values: Values = None,
@@ -577,8 +576,8 @@ class Table:
         _check_limit(limit)
         q = self._scan(filter, projection, names, values, segment, total_segments, index)
         after = self._start(start) if index is None else self._index_start(
-            index_mod.queryable(self._store, self.name, index), start)
-        return read_page(self._store, q, after=after, limit=limit)[0]
+            index_mod.queryable(self._ctx, self.name, index), start)
+        return read_page(self._ctx, q, after=after, limit=limit)[0]
 
 
 def sort_range(prefix: bytes, conds: Mapping[str, Any], sk_name: str) -> KeyRange:
@@ -609,19 +608,3 @@ def sort_range(prefix: bytes, conds: Mapping[str, Any], sk_name: str) -> KeyRang
         stop = prefix + encode_value(_sk(high, sk_name), sk_name)
         stop_incl = "lte" in conds
     return KeyRange(start, stop, start_incl, stop_incl)
-
-
-def _range_rows(
-    txn: Txn, *, db: Any, lo: bytes, lo_incl: bool, hi: bytes, hi_incl: bool, reverse: bool,
-    most: int,
-) -> list[tuple[bytes, bytes]]:
-    """Up to ``most`` stored ``(key, value)`` rows between the bounds, in scan order (kept for
-    :func:`engine.index.read_rows`; pages read through :mod:`engine.pages`)."""
-    from .pages import rows_in
-
-    out: list[tuple[bytes, bytes]] = []
-    for row in rows_in(txn, db, KeyRange(lo, hi, lo_incl, hi_incl), None, reverse):
-        out.append(row)
-        if len(out) >= most:
-            break
-    return out

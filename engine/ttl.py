@@ -21,7 +21,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import codec
 from .changelog import CHUNK, append, read_clock
@@ -33,7 +34,7 @@ from .errors import StoreClosed, TableNotFound, ValidationError
 from .keys import decode_key, decode_value, encode_value
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .context import Context
 
 __all__ = ["DEFAULT_EXPIRE_INTERVAL", "EXPIRE_BATCH", "Expirer", "expire", "expired",
            "expired_keys", "expiry_filter", "hide_expired", "page_expiry", "set_ttl"]
@@ -53,53 +54,53 @@ def expired(item: dict[str, Any] | None, attribute: str | None, now_s: float) ->
     return bool(value <= now_s)
 
 
-def expiry_filter(store: Store, tdef: TableDef) -> Callable[[dict[str, Any] | None], bool] | None:
+def expiry_filter(ctx: Context, tdef: TableDef) -> Callable[[dict[str, Any] | None], bool] | None:
     """A predicate that is true for the table's expired items as of now; ``None`` if the
     table has no TTL (so the read paths pay nothing)."""
     attribute = tdef.ttl_attribute
     if attribute is None:
         return None
-    now_s = store._wall() / 1000
+    now_s = ctx.wall() / 1000
     return lambda item: expired(item, attribute, now_s)
 
 
-def set_ttl(store: Store, table: str, attribute: str | None) -> TableDef:
+def set_ttl(ctx: Context, table: str, attribute: str | None) -> TableDef:
     """See :meth:`engine.Store.set_ttl`."""
     codec.check_table_name(table)
     if attribute is not None:
         codec.check_attr_name(attribute, f"table {table!r} TTL attribute")
-    env = store._e()
+    env = ctx.env
 
     def run(txn: Txn) -> tuple[TableDef, int | None]:
         raw = txn.get(table.encode(), db=env.tables)
         if raw is None:
-            raise TableNotFound(f"table {table!r} does not exist in {store.path}")
+            raise TableNotFound(f"table {table!r} does not exist in {ctx.path}")
         cur = decode_table_def(table, raw)
         if cur.ttl_attribute == attribute:
             return cur, None
         hlc, seq, pos = read_clock(txn, env)
-        hlc = tick(hlc, store._wall())
+        hlc = tick(hlc, ctx.wall())
         new = TableDef(table, cur.partition_key, cur.sort_key, cur.version, attribute,
-                       (hlc, store.node_id))
+                       (hlc, ctx.node_id))
         txn.put(table.encode(), new.stored(), db=env.tables)
         txn_bytes = codec.encode_txn(hlc, [["L", table, attribute]])
-        return new, append(txn, env, store.node_id, seq + 1, txn_bytes, [None], pos)
+        return new, append(txn, env, ctx.node_id, seq + 1, txn_bytes, [None], pos)
 
     tdef, pos = env.write(run)
-    store._tables[table] = tdef
+    ctx.cache_table(tdef)
     if pos is not None:
         log.info("table %r: TTL attribute %r", table, attribute)
-        store._notify(pos)
+        ctx.notify(pos)
     return tdef
 
 
-def expired_keys(store: Store, tdef: TableDef, limit: int | None) -> Iterator[bytes]:
+def expired_keys(ctx: Context, tdef: TableDef, limit: int | None) -> Iterator[bytes]:
     """Keys of the table's expired items as of now, in key order, read in chunks."""
     check_limit(limit)
-    test = expiry_filter(store, tdef)
+    test = expiry_filter(ctx, tdef)
     if test is None:
         return
-    env = store._e()
+    env = ctx.env
     prefix = encode_value(tdef.name, "table name")
     after = prefix
     found = 0
@@ -133,26 +134,36 @@ def expired_keys(store: Store, tdef: TableDef, limit: int | None) -> Iterator[by
 EXPIRE_BATCH = 100  # expired items deleted per write transaction
 
 
-def expire(store: Store, limit: int | None = None) -> int:
+def expire(ctx: Context, limit: int | None = None) -> int:
     """See :meth:`engine.Store.expire`."""
     from .writepath import WriteOp, commit_local  # the write path imports this module
 
     check_limit(limit)
     total = 0
-    for tdef in store.table_defs():
+    for tdef in ctx.table_defs():
         if tdef.ttl_attribute is None:
             continue
         want = None if limit is None else limit - total
         if want == 0:
             break
-        keys = list(expired_keys(store, tdef, want))
+        keys = list(expired_keys(ctx, tdef, want))
         for i in range(0, len(keys), EXPIRE_BATCH):
             ops = [WriteOp("D", tdef, k, decode_key(k)[1], {}, (), None, returning="ALL_OLD",
                            ttl=True) for k in keys[i:i + EXPIRE_BATCH]]
-            total += sum(r is not None for r in commit_local(store, ops))
+            total += sum(r is not None for r in commit_local(ctx, ops))
     if total:
-        log.info("expired %d items in %s", total, store.path)
+        log.info("expired %d items in %s", total, ctx.path)
     return total
+
+
+class Expiring(Protocol):
+    """What an :class:`Expirer` runs on: an :class:`engine.Store`."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def region(self) -> str: ...
+    def expire(self, limit: int | None = None) -> int: ...
 
 
 class Expirer:
@@ -163,7 +174,7 @@ class Expirer:
     failure is logged and the next round tries again; a closed store ends the thread.
     """
 
-    def __init__(self, store: Store, interval: float = DEFAULT_EXPIRE_INTERVAL) -> None:
+    def __init__(self, store: Expiring, interval: float = DEFAULT_EXPIRE_INTERVAL) -> None:
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) \
                 or not interval > 0:
             raise ValidationError(f"interval must be a positive number of seconds, "
@@ -209,22 +220,22 @@ class Expirer:
                 log.exception("expiring items of %s failed", self.store.path)
 
 
-def page_expiry(store: Store, table: str, index: Any = None
+def page_expiry(ctx: Context, table: str, index: Any = None
                 ) -> Callable[[Txn, bytes, dict[str, Any]], bool] | None:
     """The ``expired`` test of a page read (:class:`engine.pages.PageQuery`) of ``table`` or
     of its secondary ``index`` (an :class:`engine.index.IndexDef`), as of now; ``None`` if the
     table has no TTL. An index entry that does not hold the TTL attribute (``KEYS_ONLY`` or a
     projection without it) is judged by its item, read in the same transaction."""
-    tdef = store._table_def(table)
+    tdef = ctx.table_def(table)
     attribute = tdef.ttl_attribute
     if attribute is None:
         return None
-    now_s = store._wall() / 1000
+    now_s = ctx.wall() / 1000
     projection = None if index is None else index.index.projection
     if projection is None or projection == "ALL" or (
             isinstance(projection, (list, tuple)) and attribute in projection):
         return lambda txn, key, item: expired(item, attribute, now_s)
-    env = store._e()
+    env = ctx.env
 
     def by_item(txn: Txn, key: bytes, item: dict[str, Any]) -> bool:
         state = txn.get(_entry_item_key(index, key), db=env.items)
@@ -242,12 +253,12 @@ def _entry_item_key(d: Any, entry: bytes) -> bytes:
     return encode_value(d.table, "table name") + entry[pos:]
 
 
-def hide_expired(store: Store, table: str, item: dict[str, Any] | None
+def hide_expired(ctx: Context, table: str, item: dict[str, Any] | None
                  ) -> dict[str, Any] | None:
     """``item``, or ``None`` if it is expired (point reads: get, get_many)."""
     if item is None:
         return None
-    attribute = store._table_def(table).ttl_attribute
-    if attribute is not None and expired(item, attribute, store._wall() / 1000):
+    attribute = ctx.table_def(table).ttl_attribute
+    if attribute is not None and expired(item, attribute, ctx.wall() / 1000):
         return None
     return item

@@ -44,8 +44,8 @@ from .ttl import expired
 
 if TYPE_CHECKING:
     from .changes import TableDef
+    from .context import Context
     from .env import Env, Txn
-    from .store import Store
 
 __all__ = ["MAX_TRANSACTION_BYTES", "RETURN_VALUES", "AddDelete", "WriteOp", "commit_local",
            "merge_add_delete"]
@@ -253,7 +253,7 @@ def _failed(op: WriteOp, old: dict[str, Any] | None) -> ConditionFailed:
         f"condition failed for {op.tdef.name} {op.key_values}; nothing written", item=old)
 
 
-def commit_local(store: Store, ops: Sequence[WriteOp], *, transaction: bool = False
+def commit_local(ctx: Context, ops: Sequence[WriteOp], *, transaction: bool = False
                  ) -> list[dict[str, Any] | None]:
     """Apply ``ops`` as one transaction with one version; return what each op returns.
 
@@ -261,10 +261,10 @@ def commit_local(store: Store, ops: Sequence[WriteOp], *, transaction: bool = Fa
         failures are reported together by ``TransactionCanceled``; checks (``C``) write
         nothing and are not logged.
     """
-    env = store._e()
-    node = store.node_id
-    wall = store._wall
-    max_offset = store.max_offset_ms
+    env = ctx.env
+    node = ctx.node_id
+    wall = ctx.wall
+    max_offset = ctx.max_offset_ms
 
     def run(txn: Txn) -> tuple[list[dict[str, Any] | None], int]:
         hlc, seq, pos = read_clock(txn, env)
@@ -310,7 +310,7 @@ def commit_local(store: Store, ops: Sequence[WriteOp], *, transaction: bool = Fa
 
     results, pos = env.write(run)
     if pos >= 0:
-        store._notify(pos)
+        ctx.notify(pos)
     return results
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from engine import lineage
 from engine.errors import ProtocolError
 
 if TYPE_CHECKING:
@@ -27,24 +26,25 @@ class Reidentified(ProtocolError):
     """Raised to end a connection made under an id the store just gave up (it had reused
     seqs of it); a new connection goes under the new id."""
 
-tips = lineage.tips
+
+def tips(store: Store) -> dict[int, int]:
+    """Per origin, the HLC of the entry at its vv position, where known (``store.vv_hlcs()``)."""
+    return store.vv_hlcs()[1]
 
 
 def check_peer(store: Store, peer: int, peer_vv: Mapping[int, int],
                peer_tips: Mapping[int, int]) -> int | None:
     """Re-identify ``store`` if ``peer``'s view of our origin shows our log forked; return the
     new node id, or ``None`` when all is well."""
-    reason = lineage.divergence(store, peer_vv, peer_tips)
+    reason = store.divergence(peer_vv, peer_tips)
     if reason is None:
         return None
     who = "this node's own earlier state" if peer == store.node_id else f"node {peer:016x}"
-    new = lineage.reidentify(store, f"{reason} (seen in what {who} holds)")
-    lineage.reissue_pending(store, peer_vv)
+    new = store.reidentify(f"{reason} (seen in what {who} holds)")
+    store.reissue_pending(peer_vv)
     return new
 
 
 def reissue_pending(store: Store) -> int:
     """Re-issue set-aside writes whose old-origin seq has now arrived (cheap when none wait)."""
-    if not store._reissue_waiting():
-        return 0
-    return lineage.reissue_pending(store)
+    return store.reissue_pending()

@@ -31,17 +31,15 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from engine import Store
 
 from .lag import LAG_WINDOW, LagStats, PeerLag, lag_stats
+from .protocol import PeerInfo
 from .vv import merge_into
 
-if TYPE_CHECKING:
-    from .session import Session
-
-__all__ = ["Hub", "PeerStats", "Waker", "applying_remote", "hub_for", "peer_lag",
+__all__ = ["Hub", "Member", "PeerStats", "Waker", "applying_remote", "hub_for", "peer_lag",
            "peer_rows"]
 
 
@@ -160,6 +158,30 @@ def _wake_all(group: list[Waker]) -> None:
         w.now()
 
 
+class Member(Protocol):
+    """What the hub needs of a live session (:class:`replication.session.Session` is one).
+
+    The hub only schedules wake-ups and elects pushers; sessions depend on it, never the
+    reverse, so this module does not import the session module.
+    """
+
+    @property
+    def peer(self) -> PeerInfo: ...
+    @property
+    def live(self) -> bool: ...
+    @property
+    def initiator(self) -> bool: ...
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def waker(self) -> Waker: ...
+    @property
+    def wants_commits(self) -> bool:
+        """Whether commits of this store should wake the session's sender."""
+    def set_pusher(self, on: bool) -> None:
+        """Make the session the one that pushes to its peer (or not)."""
+
+
 class Hub:
     """Per-Store registry of live sessions: wake-ups, peer knowledge, pusher election."""
 
@@ -168,7 +190,7 @@ class Hub:
         # would keep every store (and its hub) that ever replicated alive for ever.
         self._store = weakref.ref(store)
         self.lock = threading.Lock()
-        self.sessions: set[Session] = set()
+        self.sessions: set[Member] = set()
         self.peers: dict[int, PeerStats] = {}
         self.known: dict[int, dict[int, int]] = {}  # best knowledge of each peer's vv
         self._listening = False
@@ -201,7 +223,7 @@ class Hub:
                 st = self.peers[node] = PeerStats(node)
             return st
 
-    def register(self, s: Session) -> None:
+    def register(self, s: Member) -> None:
         """Add a session; the first one subscribes the hub to the store's commits."""
         with self.lock:
             self.sessions.add(s)
@@ -211,7 +233,7 @@ class Hub:
         self.peer(s.peer.node).sessions += 1
         self.elect(s.peer.node)
 
-    def unregister(self, s: Session) -> None:
+    def unregister(self, s: Member) -> None:
         """Remove a session; the last one unsubscribes; a standby may become the pusher."""
         with self.lock:
             self.sessions.discard(s)

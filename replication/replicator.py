@@ -15,7 +15,7 @@ import ssl as _ssl
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine import Store
 
@@ -34,7 +34,7 @@ from .options import NetOptions
 from .peers import hub_for, peer_lag
 from .protocol import Hello, normalize_secret, send_error
 from .session import Session
-from .workers import Workers, collect_garbage_periodically
+from .workers import ApplyCounts, Workers, collect_garbage_periodically
 
 __all__ = ["Replicator"]
 
@@ -154,6 +154,12 @@ class Replicator:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.002)
+
+    @property
+    def applies(self) -> ApplyCounts:
+        """Change segments received and applied so far, and the commits they took (segments
+        that arrived together share one: :mod:`replication.workers`). A copy; diagnostic."""
+        return replace(self._workers.applies) if self._workers is not None else ApplyCounts()
 
     def lag(self) -> dict[str, PeerLag]:
         """Per peer address: replication latency (last/p50/p99 ms) and unacknowledged changes."""

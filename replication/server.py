@@ -24,6 +24,7 @@ import ssl as _ssl
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 
 from engine import Store
 from engine.errors import ProtocolError
@@ -40,7 +41,7 @@ from .link import (
 from .options import NetOptions
 from .protocol import normalize_secret, send_error
 from .session import Session
-from .workers import Workers, collect_garbage_periodically
+from .workers import ApplyCounts, Workers, collect_garbage_periodically
 
 __all__ = ["AsyncServer", "Server", "serve", "serve_async"]
 
@@ -241,6 +242,12 @@ class Server:
     def pending(self) -> int:
         """Connections still handshaking."""
         return self._inner.pending
+
+    @property
+    def applies(self) -> ApplyCounts:
+        """Change segments received and applied so far, and the commits they took (segments
+        that arrived together share one: :mod:`replication.workers`). A copy; diagnostic."""
+        return replace(self._inner._workers.applies)
 
     def close(self) -> None:
         """Stop listening, close every connection and end the thread; once it returns, no

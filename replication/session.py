@@ -13,13 +13,15 @@ per-peer counters) is in :mod:`replication.peers`; lag samples and reports in
   peer that stops reading therefore costs at most the transport buffer (``max_buffer``) plus
   one segment; past ``write_timeout`` the connection is dropped and the peer catches up from
   the log when it reconnects ("catch up later" mode is the normal mode).
-- **receiver**: verifies each ``SEGMENT`` whole (``segment.decode_segment``), applies it in one
-  transaction (``store.apply_changes``; ``exchange.apply_segment`` for snapshots and segments
-  carrying a forgotten set), and answers exactly one ``ACK`` carrying our vv, the lag samples
-  and any refusals (clock skew) in order. The sender's vv and ack table from segment headers,
-  like the ``ACK``s we receive, go to the ack table (``exchange.record_peer``) throttled to
-  one write per ``ack_flush_interval``, never as a second transaction per segment: the table
-  only ever lags behind the truth, which delays garbage collection and nothing else.
+- **receiver**: verifies each ``SEGMENT`` whole (``segment.decode_segment``) and queues its
+  apply (:meth:`Workers.apply_changes`: segments queued together, from any session, share one
+  transaction and one commit; ``exchange.apply_segment`` for snapshots and segments carrying a
+  forgotten set), reading on meanwhile; the acker answers each, in order, with exactly one
+  ``ACK`` once it is durable, carrying our vv, the lag samples and any refusals (clock skew,
+  gaps). The sender's vv and ack table from segment headers, like the ``ACK``s we receive, go
+  to the ack table (``exchange.record_peer``) throttled to one write per
+  ``ack_flush_interval``, never as a second transaction per segment: the table only ever lags
+  behind the truth, which delays garbage collection and nothing else.
 - **heartbeats**: a ``PING`` after ``heartbeat`` seconds without sending; a peer silent for
   ``idle_timeout`` is dropped. Garbage collection is not a session's business: the server or
   replicator runs it on its own schedule (:func:`replication.workers.collect_garbage_periodically`).
@@ -79,9 +81,9 @@ from .protocol import (
 from .relay import RelayGate
 from .segment import Segment, decode_segment, encode_segment
 from .stalls import record_stall
-from .vv import merge_into, range_gaps
+from .vv import merge_into
 from .window import Window
-from .workers import Workers
+from .workers import Applied, Workers
 
 # LagStats, PeerLag, PeerStats and hub_for live in .lag and .peers; re-exported for callers
 # that imported them from here.
@@ -147,7 +149,7 @@ class Session:
         self._relay = RelayGate(store.node_id, options.relay_delay)
         self._recheck_pending = False
         self._refusals = 0  # ACKs that refused something (they rewind ``sent``)
-        self._reissue = store._reissue_waiting()  # writes of a re-identification wait
+        self._reissue = store.pending_reissues() > 0  # writes of a re-identification wait
         self._last_send = time.monotonic()
         self._last_recv = time.monotonic()
         self._advertised: dict[int, int] = {}
@@ -155,6 +157,10 @@ class Session:
         self._advert_timer = False
         self._ack_flushed = 0.0
         self._progress = asyncio.Event()  # an ACK arrived or DONE was sent
+        # Received segments whose apply is queued or running, in arrival order (the acker
+        # answers each once it is durable); bounded, so a peer ignoring the window waits.
+        self._applying: asyncio.Queue[tuple[Segment, asyncio.Future[Any]]] = asyncio.Queue(
+            max(8, 2 * options.max_window))
         self._closing = False
         self._high_water = self.writer.transport.get_write_buffer_limits()[1]
         # Totals for the sync report.
@@ -215,7 +221,7 @@ class Session:
         self.hub.register(self)
         await self._flush_acks(force=True)
         tasks = [asyncio.ensure_future(c) for c in
-                 (self._sender(), self._receiver(), self._heartbeat())]
+                 (self._sender(), self._receiver(), self._acker(), self._heartbeat())]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:
@@ -230,7 +236,7 @@ class Session:
         self.hub.register(self)
         await self._flush_acks(force=True)
         tasks = [asyncio.ensure_future(c) for c in (self._sender(), self._receiver(),
-                                                    self._heartbeat())]
+                                                    self._acker(), self._heartbeat())]
         finished = asyncio.ensure_future(self._synced())
         pending: set[asyncio.Future[Any]] = {finished, *tasks}
         try:
@@ -462,6 +468,7 @@ class Session:
                 self.hub.know(self.peer.node, fields["vv"])
             elif msg_type == MsgType.DONE:
                 self.hub.know(self.peer.node, fields["vv"])
+                await self._applying.join()  # done means applied: what came before it is
                 self.peer_done.set()
             elif msg_type == MsgType.PING:
                 self._send(MsgType.PONG, encode_body({"t": fields["t"]}))
@@ -474,6 +481,12 @@ class Session:
                     f"{type_name(msg_type)} is not allowed after the handshake")
 
     async def _on_segment(self, body: bytes) -> None:
+        """Decode, check and queue a segment's apply; the acker answers it once applied.
+
+        Reading goes on meanwhile, so a segment that arrives while the one before it is
+        syncing waits in the apply queue and shares the next commit with whatever else is
+        queued (:class:`~replication.workers.Workers`), from this peer or others.
+        """
         inline = len(body) <= INLINE_BYTES
         seg = decode_segment(body) if inline else await self.workers.run(decode_segment, body)
         h = seg.header
@@ -482,32 +495,46 @@ class Session:
                 f"segment from node {h.sender:016x} on the connection of {self.peer.node:016x}")
         self.totals.segments_received += 1
         self.stats.segments_received += 1
-        before = self.store.version_vector()
-        # A range starting past what we hold follows a refused one still in flight: decline
-        # it whole (the sender offers it again from our ACKed vv) instead of failing.
-        skip = self.store.forgotten() | h.forgotten | {self.store.node_id}
-        gaps = {o: f"gap: seq {first} offered, this node holds up to {held}"
-                for o, (held, first) in range_gaps(before, h.ranges, skip).items()}
-        if gaps:
-            self._send(MsgType.ACK, encode_body({"vv": before, "lag_us": [],
-                                                 "refused": gaps}))
-            return
-        report: ApplyReport | exchange.SegmentReport
+        future: asyncio.Future[Any]
         if h.kind == "changes" and not h.forgotten:
-            # No forgotten set to adopt: apply the records in one transaction and fold the
-            # sender's vv and ack table into the throttled ack-table update (_flush_acks),
+            # No forgotten set to adopt: the records go into the next grouped transaction;
+            # the sender's vv and ack table into the throttled ack-table update (_flush_acks),
             # instead of a second write transaction per segment as apply_segment does.
-            report = await self.workers.apply(self._apply_changes, seg)
+            future = self.workers.apply_changes(self.store, list(seg.change_records()))
+        else:
+            future = asyncio.ensure_future(self.workers.apply(self._apply_segment_vv, seg))
+        await self._applying.put((seg, future))
+
+    async def _acker(self) -> None:
+        """Answer each received segment, in order, once its apply is durable."""
+        while True:
+            seg, future = await self._applying.get()
+            try:
+                await self._answer(seg, await future)
+            finally:
+                self._applying.task_done()
+
+    async def _answer(self, seg: Segment, done: Applied) -> None:
+        h = seg.header
+        report: ApplyReport | exchange.SegmentReport
+        outcome, before, after = done.outcome, done.before, done.after
+        if isinstance(outcome, ChangeRefused):
+            await self.workers.apply(record_stall, self.store, h.sender, outcome)
+            self.stats.stalled[outcome.origin] = str(outcome)
+            raise SegmentError(f"bad change record: {outcome}") from outcome
+        if isinstance(outcome, ValidationError):
+            raise SegmentError(f"bad change record: {outcome}") from outcome
+        if isinstance(outcome, Exception):
+            raise outcome
+        report = outcome
+        if h.kind == "changes" and not h.forgotten:
             if report.applied and self._reissue:
                 # set-aside writes of a re-identification wait for these seqs (lineage)
                 self._reissue = bool(await self.workers.apply(lineage.reissue_pending, self.store)
-                                     or self.store._reissue_waiting())
+                                     or self.store.pending_reissues() > 0)
             if merge_into(self.stats.acked, h.vv):
                 self.stats.dirty = True
             self.stats.adopt_acks(h.acks)
-        else:
-            report = await self.workers.apply(self._apply_segment, seg)
-        after = self.store.version_vector()
         for o in [o for o in self.stats.stalled if after.get(o, 0) > before.get(o, 0)]:
             del self.stats.stalled[o]  # the origin moves again: that stall is over
         self.hub.know(self.peer.node, h.vv)
@@ -525,6 +552,15 @@ class Session:
             self.totals.refused[origin] = why
         for warning in getattr(report, "warnings", None) or []:
             log.warning("%s: %s", self.label, warning)
+        # A range starting past what we hold follows a refused one still in flight: it was
+        # held (not applied); the sender offers it again from the vv in this ACK.
+        gaps = getattr(report, "gaps", None)
+        if gaps:
+            skip = self.store.forgotten() | h.forgotten | {self.store.node_id}
+            for origin, (held, first) in gaps.items():
+                if origin not in skip:
+                    refused.setdefault(
+                        origin, f"gap: seq {first} offered, this node holds up to {held}")
         changes: Any = seg.records if h.kind == "changes" else ()
         lags = sample_lags(changes, before, after)
         self.stats.in_lag.extend(us / 1000 for us in lags)
@@ -532,16 +568,11 @@ class Session:
                                              "refused": refused}))
         self._advertised = after
 
-    def _apply_changes(self, seg: Segment) -> ApplyReport:
-        try:
-            with applying_remote():
-                return self.store.apply_changes(seg.change_records())
-        except ChangeRefused as exc:
-            record_stall(self.store, seg.header.sender, exc)
-            self.stats.stalled[exc.origin] = str(exc)
-            raise SegmentError(f"bad change record: {exc}") from exc
-        except ValidationError as exc:
-            raise SegmentError(f"bad change record: {exc}") from exc
+    def _apply_segment_vv(self, seg: Segment) -> Applied:
+        """:meth:`_apply_segment` with the vvs around it (on the apply thread)."""
+        before = self.store.version_vector()
+        report = self._apply_segment(seg)
+        return Applied(report, before, self.store.version_vector())
 
     def _apply_segment(self, seg: Segment) -> exchange.SegmentReport:
         try:

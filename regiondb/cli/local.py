@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import engine
-from engine import lineage
 from replication import forget
 
 from .args import (
@@ -291,8 +290,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     shutil.copyfile(backup / "data.mdb", target / "data.mdb")  # in place: the inode is kept
     with engine.open(target, create=False) as store:
         old = store.node_id
-        new = lineage.reidentify(store, f"restored from backup {backup} by `regiondb restore`")
-        pending = lineage.pending_reissues(store)
+        new = store.reidentify(f"restored from backup {backup} by `regiondb restore`")
+        pending = store.pending_reissues()
     if args.json:
         emit({"restored": str(target), "old_node_id": hex_id(old), "node_id": hex_id(new),
               "set_aside": pending})

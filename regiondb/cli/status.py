@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import engine
-from engine import lineage
 from engine.clock import logical as clock_logical
 from engine.clock import physical_ms
 from replication.stalls import stalls
@@ -83,8 +82,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         forgotten = sorted(store.forgotten())
         tables = store.tables()
         stalled = stalls(store)
-        reidentified = lineage.lineage_events(store)
-        set_aside = lineage.pending_reissues(store)
+        reidentified = store.lineage_events()
+        set_aside = store.pending_reissues()
     live = _live(Path(args.dir))
     info = {
         "path": stats["path"], "region": stats["region"], "node_id": hex_id(stats["node_id"]),

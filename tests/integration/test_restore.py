@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine import lineage
 from replication.mailbox import sync_dir
 
 pytestmark = pytest.mark.integration
@@ -60,7 +59,7 @@ def test_restore_in_place_through_the_mailbox_loses_nothing(
             a.table("t").put({"id": f"new{i}", "v": 100 + i})
         sync_dir(a, box)  # first contact: the fork is noticed here
         assert a.node_id != old
-        events = lineage.lineage_events(a)
+        events = a.lineage_events()
         assert events and events[-1]["old"] == old and "restored from a backup" in \
             events[-1]["reason"]
     for _ in range(3):
@@ -72,7 +71,7 @@ def test_restore_in_place_through_the_mailbox_loses_nothing(
             {f"new{i}" for i in range(rewritten)}
         assert set(_items(a)) == want
         assert a.digest() == b.digest()
-        assert lineage.pending_reissues(a) == 0
+        assert a.pending_reissues() == 0
 
 
 def test_regiondb_restore_reidentifies_up_front(tmp_path: Path) -> None:
@@ -139,7 +138,7 @@ def test_restore_in_place_over_tcp_loses_nothing(tmp_path: Path) -> None:
             assert set(_items(a)) == want
             assert set(_items(b)) == want
             assert a.digest() == b.digest()
-            assert lineage.pending_reissues(a) == 0
+            assert a.pending_reissues() == 0
 
 
 def _counts(store: engine.Store) -> dict[str, object]:
@@ -215,7 +214,7 @@ def test_a_restore_undoes_no_later_write_after_gc(tmp_path: Path) -> None:
     with engine.open(a_dir) as a, engine.open(b_dir) as b:
         assert _items(a) == _items(b) == {"x": 2, "y": 1}
         assert a.digest() == b.digest()
-        assert lineage.pending_reissues(a) == 0
+        assert a.pending_reissues() == 0
 
 
 def test_a_data_file_restored_in_place_is_noticed_at_open(tmp_path: Path) -> None:
@@ -234,8 +233,8 @@ def test_a_data_file_restored_in_place_is_noticed_at_open(tmp_path: Path) -> Non
     with engine.open(a_dir) as a:
         assert a.node_id != old
         assert a.version_vector()[old] == 2  # its old log is kept, as an ordinary origin
-        assert lineage.pending_reissues(a) == 0
-        [event] = lineage.lineage_events(a)
+        assert a.pending_reissues() == 0
+        [event] = a.lineage_events()
         assert event["old"] == old and "restored" in event["reason"]
     with engine.open(a_dir) as a:  # and only once
-        assert len(lineage.lineage_events(a)) == 1
+        assert len(a.lineage_events()) == 1

@@ -536,3 +536,39 @@ def test_reapplying_a_large_batch_skips_every_known_record(make_store) -> None: 
     again = b.apply_changes(recs)
     assert (again.applied, again.skipped, again.held) == (0, len(recs), 0)
     assert (b.digest(), b.version_vector(), b.position()) == before
+
+
+# -- several lists in one commit (Store.apply_change_lists) ---------------------------------
+
+
+def _remote_puts(tmp_path: Path, name: str, n: int) -> tuple[int, list[engine.RawChange]]:
+    with engine.open(tmp_path / name, region=name) as src:
+        src.create_table("g", partition_key="id")
+        for i in range(n):
+            src.table("g").put({"id": f"{name}{i}", "n": i})
+        return src.node_id, src.log_range(src.node_id, 0)
+
+
+def test_change_lists_share_one_commit_each_with_its_own_report(tmp_path: Path) -> None:
+    a_id, a = _remote_puts(tmp_path, "a", 3)
+    b_id, b = _remote_puts(tmp_path, "b", 2)
+    with engine.open(tmp_path / "dst", region="dst") as dst:
+        before = dst.stats()["commits"]
+        reports = dst.apply_change_lists([a[:2], b, a[2:], a])
+        assert dst.stats()["commits"] - before == 1  # one LMDB commit for all four lists
+        assert [(r.applied, r.skipped) for r in reports] == [(2, 0), (3, 0), (2, 0), (0, 4)]
+        assert dst.version_vector() == {a_id: 4, b_id: 3}
+        assert {i["id"] for i in dst.table("g").scan()} == {"a0", "a1", "a2", "b0", "b1"}
+
+
+def test_a_malformed_list_is_refused_alone(tmp_path: Path) -> None:
+    a_id, a = _remote_puts(tmp_path, "a", 2)
+    b_id, b = _remote_puts(tmp_path, "b", 2)
+    bad = [(b_id, b[-1][1] + 1, b"\x82\x00not a transaction")]
+    with engine.open(tmp_path / "dst", region="dst") as dst:
+        out = dst.apply_change_lists([a, bad, b])
+        assert isinstance(out[1], engine.ValidationError)
+        assert f"{b_id:016x}" in str(out[1])
+        assert isinstance(out[0], engine.ApplyReport) and out[0].applied == 3
+        assert isinstance(out[2], engine.ApplyReport) and out[2].applied == 3
+        assert dst.version_vector() == {a_id: 3, b_id: 3}

@@ -150,9 +150,10 @@ def test_condition_cannot_use_the_store(users: engine.Table) -> None:
     users.put({"id": 3})  # and the store still works afterwards
 
 
-def test_condition_failure_with_concurrent_readers_is_prompt(users: engine.Table) -> None:
+def test_condition_failure_with_concurrent_readers_is_prompt(store: engine.Store,
+                                                           users: engine.Table) -> None:
     """Aborted writes must not stall behind readers (py-lmdb 3.0 abort drain)."""
-    with users._store.batch() as b:
+    with store.batch() as b:
         for i in range(50):
             b.put(users, {"id": i})
     stop = threading.Event()
@@ -182,8 +183,8 @@ def test_condition_failure_with_concurrent_readers_is_prompt(users: engine.Table
 
 
 @pytest.fixture
-def filled(orders: engine.Table) -> engine.Table:
-    with orders._store.batch() as b:
+def filled(store: engine.Store, orders: engine.Table) -> engine.Table:
+    with store.batch() as b:
         for sk in ["a", "ab", "abc", "abd", "b", "ba", "c"]:
             b.put(orders, {"customer_id": "c1", "order_id": sk})
         b.put(orders, {"customer_id": "c0", "order_id": "a"})
@@ -255,9 +256,9 @@ def test_tables_do_not_leak_into_each_other(store: engine.Store) -> None:
     assert list(t2.scan()) == [{"k": 1, "in": "t2"}]
 
 
-def test_numbers_sort_numerically(orders: engine.Table) -> None:
+def test_numbers_sort_numerically(store: engine.Store, orders: engine.Table) -> None:
     values = [10, 9, -1, 0, 1.5, Decimal("1.25"), 100, -0.5, 2**70, Decimal("-1e30")]
-    with orders._store.batch() as b:
+    with store.batch() as b:
         for v in values:
             b.put(orders, {"customer_id": "n", "order_id": v})
     got = _sks(orders.query("n"))
@@ -270,9 +271,9 @@ def test_numbers_sort_numerically(orders: engine.Table) -> None:
     assert orders.get("n", 10.0) == {"customer_id": "n", "order_id": 10}
 
 
-def test_bytes_keys(orders: engine.Table) -> None:
+def test_bytes_keys(store: engine.Store, orders: engine.Table) -> None:
     keys = [b"", b"\x00", b"\x00\x00", b"\x01", b"a", b"a\x00", b"\xff", b"\xff\xff"]
-    with orders._store.batch() as b:
+    with store.batch() as b:
         for k in reversed(keys):
             b.put(orders, {"customer_id": b"p", "order_id": k})
     assert _sks(orders.query(b"p")) == keys
