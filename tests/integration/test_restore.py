@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import engine
+from engine import lineage
 from replication.mailbox import sync_dir
 
 pytestmark = pytest.mark.integration
@@ -24,10 +25,17 @@ def _items(store: engine.Store) -> dict[str, int]:
     return {i["id"]: i["v"] for i in store.table("t").scan()}
 
 
-def _restore_in_place(backup: Path, store_dir: Path) -> None:
+def _restore_in_place(backup: Path, store_dir: Path, *, whole: bool = False) -> None:
+    """``cp backup/data.mdb store/``; ``whole``: the directory's other files too, as ``rm -rf
+    store && cp -a backup store`` does on a filesystem that reuses the inode (the lineage
+    stamp then comes from the backup: only the first contact can tell)."""
     ino = os.stat(store_dir / "data.mdb").st_ino
     shutil.copyfile(backup / "data.mdb", store_dir / "data.mdb")  # `cp backup/data.mdb store/`
     assert os.stat(store_dir / "data.mdb").st_ino == ino  # the copy check cannot see it
+    if whole:
+        (store_dir / lineage.STAMP_FILE).unlink()
+        if (backup / lineage.STAMP_FILE).exists():
+            shutil.copyfile(backup / lineage.STAMP_FILE, store_dir / lineage.STAMP_FILE)
 
 
 @pytest.mark.parametrize("lost,rewritten", [(2, 2), (3, 1), (1, 3)])
@@ -52,7 +60,7 @@ def test_restore_in_place_through_the_mailbox_loses_nothing(
     with engine.open(b_dir) as b:
         sync_dir(b, box)
         assert set(_items(b)) >= {f"lost{i}" for i in range(lost)}
-    _restore_in_place(backup, a_dir)
+    _restore_in_place(backup, a_dir, whole=True)
     with engine.open(a_dir) as a:
         assert a.node_id == old  # nothing noticed yet: same inode
         for i in range(rewritten):  # the same seqs again, other content
@@ -126,7 +134,7 @@ def test_restore_in_place_over_tcp_loses_nothing(tmp_path: Path) -> None:
             for i in range(2):
                 a.table("t").put({"id": f"lost{i}", "v": i})
             replication.sync(a, addr)
-        _restore_in_place(backup, a_dir)
+        _restore_in_place(backup, a_dir, whole=True)
         with engine.open(a_dir) as a:
             assert a.node_id == old
             for i in range(2):  # as many writes as were lost: the vvs alone look equal

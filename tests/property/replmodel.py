@@ -13,14 +13,14 @@ The edges of membership (docs/replication.md, "The edges of membership"):
 - a node's directory is **copied** and the copy opened later (after garbage collection: it
   takes a new id and holds state older than its peers' horizon);
 - **newcomers** join with a first snapshot that is cut short;
-- a node's directory is **backed up** (closed) and later **restored** over that node: in place
-  (``cp backup/data.mdb store/``: the inode and the node id stay; the node may write before its
-  first contact, under seqs its peers already hold with other content) or through
-  ``regiondb restore`` (:func:`engine.lineage.reidentify` up front). Either way the node
-  re-identifies, takes back what its peers hold of its old id and re-issues what collided.
-  A restore is only made while every write of the node has reached a live peer, and a node
-  restored in place meets every live peer (the handshake: vv and tips) before it sends
-  anything (docs/replication.md, "Restores").
+- a node's directory is **backed up** (closed) and later **restored** over that node, after
+  it wrote more: in place (``cp backup/data.mdb store/``: the inode and the node id stay; its
+  lineage stamp tells at open that its peers may hold more of its id) or through ``regiondb
+  restore`` (``reidentify(forked=False)`` up front). Either way the node takes a new id at
+  once, keeps the old id's entries it holds and takes back from its peers what they hold
+  beyond them; nothing is re-issued (the harness checks that no node writes on its own). A
+  restore is made only while every write of the node has reached a live peer (a restore
+  loses what no other node held).
 
 Copies and newcomers count as members from the start (as a handshake or a state file makes
 them) and write only once they have merged a whole snapshot.
@@ -30,8 +30,11 @@ mailbox variant, ``sync_dir`` alone): every node must have the same ``digest()``
 every node's visible items must equal the oracle built from the operations the test issued
 (only the versions come from the store's change feed): per attribute last-writer-wins in
 version order; the counter ``n`` the winning reset's value plus every ADD that reset had not
-seen (observed-reset); each element of the set ``tags`` by its own versions. A write a
-restored node re-issued counts at the version it was re-issued with.
+seen (observed-reset); each element of the set ``tags`` by its own versions.
+
+(A restore noticed only at a first contact — the whole directory restored over a reused inode,
+a ``durable=False`` store after a power loss — sets writes aside and re-issues them; that path
+is exercised by ``tests/integration/test_restore.py``, docs/replication.md says its limits.)
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 import engine
 from engine import lineage as engine_lineage
 from replication import exchange as ex
-from replication import lineage, mailbox
+from replication import mailbox
 from replication.segment import decode_segment
 
 PKS, SKS, ATTRS = ["a", "b"], ["1", "2"], ["x", "y", "z", "n"]
@@ -256,9 +259,6 @@ class ReplicationModel(RuleBasedStateMachine):
         self.copies: list[tuple[Path, str]] = []  # saved directories, not opened yet
         self.backups: list[Backup] = []
         self.joining: set[int] = set()  # nodes that have not merged a whole snapshot yet
-        self.unsent: dict[int, list[list[Event]]] = {}  # restored in place, before contact
-        self.lost: dict[int, tuple[int, bool]] = {}  # its id then, whether commits were lost
-        self.set_aside: dict[int, list[list[Event]]] = {}  # may be re-issued, per node
         for i, s in enumerate(self.stores):
             s.create_table("orders", partition_key="pk", sort_key="sk")
             self.local_txns[i] += 1
@@ -288,10 +288,6 @@ class ReplicationModel(RuleBasedStateMachine):
         i = self._node(i)
         return None if i in self.joining else i
 
-    def _sends(self, i: int) -> bool:
-        """Whether node ``i`` may send (a node restored in place meets its peers first)."""
-        return i not in self.unsent
-
     # -- accounting ---------------------------------------------------------------------
 
     def _issue(self, i: int, ops: list[GenOp], run: Any) -> None:
@@ -302,10 +298,7 @@ class ReplicationModel(RuleBasedStateMachine):
         vv, missing = s.version_vector(), {op[1] for op in ops if t.get(*op[1]) is None}
         run()
         self.local_txns[i] += 1
-        events = self._events_since(i, ops, vv, missing)
-        if i in self.unsent:
-            self.unsent[i].append(events)
-        self.events += events
+        self.events += self._events_since(i, ops, vv, missing)
 
     def _events_since(self, i: int, ops: list[GenOp], vv: dict[int, int],
                       missing: set[tuple[str, str]]) -> list[Event]:
@@ -324,36 +317,17 @@ class ReplicationModel(RuleBasedStateMachine):
         return Event(c.version, c.kind, key, c.delta, c.origin, c.seq, vv, key in missing)
 
     def _reissued(self, i: int) -> None:
-        """Account for the writes node ``i`` re-issued since we last looked: each replaces,
-        at its new version, the set-aside write it repeats (in the order they were set aside)."""
+        """Check what exchanges made node ``i`` write on its own: nothing (a restore noticed
+        at open or made by ``regiondb restore`` sets nothing aside to re-issue)."""
         s = self.stores[i]
         if s.node_id != self.ids[i]:  # it re-identified: the new id wrote nothing yet
             self.ids[i], self.local_txns[i] = s.node_id, 0
-            self.set_aside.setdefault(i, []).extend(self.unsent.pop(i, []))
-        txns: dict[Any, list[Any]] = {}
-        for c in s.changes(since=self.feed_pos[i]):
-            if c.origin == s.node_id:
-                txns.setdefault(c.version, []).append(c)
-        for changes in txns.values():
-            old = self._match_reissue(i, changes)
-            seen = {**s.version_vector(), s.node_id: changes[0].seq - 1}
-            self.events = [e for e in self.events if all(e is not o for o in old)]
-            self.events += [self._event(c, seen, set()) for c in changes]
-            self.local_txns[i] += 1
+        own = [c for c in s.changes(since=self.feed_pos[i]) if c.origin == s.node_id]
+        assert not own, f"node {i} wrote on its own (re-issued?): {own}"
         self.feed_pos[i] = s.position()
 
-    def _match_reissue(self, i: int, changes: list[Any]) -> list[Event]:
-        """The set-aside transaction that ``changes`` (one transaction) re-issue."""
-        pending = self.set_aside.get(i, [])
-        keys = sorted((c.key["pk"], c.key["sk"]) for c in changes)
-        for n, txn in enumerate(pending):
-            if sorted(e.key for e in txn) == keys:
-                return pending.pop(n)
-        raise AssertionError(f"node {i} re-issued a write it had not set aside: {changes}")
-
     def _after_exchange(self) -> None:
-        """Bring the accounting up to date with what exchanges made nodes do: re-issues, and
-        re-identifications (the new id has written only what it re-issued)."""
+        """Bring the accounting up to date with what exchanges made nodes do."""
         for i in range(len(self.stores)):
             self._reissued(i)
 
@@ -402,8 +376,6 @@ class ReplicationModel(RuleBasedStateMachine):
           mode=st.sampled_from(["now", "stale", "all"]),
           stale=st.integers(0, 1000), small=st.booleans())
     def export(self, src: int, dst: int, mode: str, stale: int, small: bool) -> None:
-        if not self._sends(self._node(src)):
-            return
         peer = {"now": self.stores[self._node(dst)].version_vector(), "all": {},
                 "stale": self.old_vvs[stale % len(self.old_vvs)]}[mode]
         kw = {"max_bytes": 400, "max_records": 3} if small else {}
@@ -428,7 +400,7 @@ class ReplicationModel(RuleBasedStateMachine):
     @rule(src=st.integers(0, 6), dst=st.integers(0, 6))
     def hear(self, src: int, dst: int) -> None:
         i, j = self._node(src), self._node(dst)
-        if i != j and self._sends(i):
+        if i != j:
             ex.record_peer(self.stores[j], self.stores[i].node_id,
                            *ex.local_state(self.stores[i]))
 
@@ -442,7 +414,7 @@ class ReplicationModel(RuleBasedStateMachine):
         tombstones every member has go."""
         for _, (i, a) in itertools.product(range(2), enumerate(self.stores)):
             for j, b in enumerate(self.stores):
-                if i != j and j not in self.joining and self._sends(i) and self._sends(j):
+                if i != j and j not in self.joining:
                     for data in ex.segments_for(a, b.version_vector()):
                         self._apply(j, data)
                     ex.record_peer(a, b.node_id, *ex.local_state(b))
@@ -452,8 +424,6 @@ class ReplicationModel(RuleBasedStateMachine):
     @rule(node=st.integers(0, 6))
     def mailbox(self, node: int) -> None:
         i = self._node(node)
-        if not self._sends(i):
-            return
         report = mailbox.sync_dir(self.stores[i], self.box)
         self._after_exchange()
         if any(f.report is not None and f.report.snapshot_complete for f in report.imported):
@@ -494,7 +464,7 @@ class ReplicationModel(RuleBasedStateMachine):
     def save_copy(self, node: int) -> None:
         """Copy a node's directory (closed), to open it later as an old copy."""
         i = self._node(node)
-        if len(self.copies) < 2 and self._sends(i):
+        if len(self.copies) < 2:
             self.copies.append((self._save(i), self.regions[i]))
 
     @rule()
@@ -524,7 +494,7 @@ class ReplicationModel(RuleBasedStateMachine):
     def reconcile(self, node: int, src: int) -> None:
         """A joining node takes a whole snapshot from a node that is not joining."""
         i, j = self._node(node), self._node(src)
-        if i not in self.joining or j in self.joining or not self._sends(j):
+        if i not in self.joining or j in self.joining:
             return
         for _, data in ex.iter_segments(self.stores[j], self.stores[i].version_vector(),
                                         force_snapshot=True, max_bytes=400, max_records=3):
@@ -543,24 +513,24 @@ class ReplicationModel(RuleBasedStateMachine):
     def backup(self, node: int) -> None:
         """Back up a node's directory while it is closed (to restore it later)."""
         i = self._node(node)
-        if len(self.backups) < 2 and i not in self.joining and self._sends(i):
+        if len(self.backups) < 2 and i not in self.joining:
             s = self.stores[i]
             txns = s.version_vector().get(s.node_id, 0)
             self.backups.append(Backup(i, self._save(i), s.node_id, txns))
 
     @rule(pick=st.integers(0, 1), in_place=st.booleans(), peer=st.integers(0, 6))
     def restore(self, pick: int, in_place: bool, peer: int) -> None:
-        """Restore a backup over its node: in place (same inode, same id: the node notices at
-        its first contact) or the documented way (``regiondb restore``: a new id at once).
-        The node first sends what it holds to ``peer`` (its last sync before the disk died);
-        with no backup yet, this move takes one."""
+        """Restore a backup over its node: in place (``cp backup/data.mdb store/``: same inode,
+        same id, noticed at open by the lineage stamp) or the documented way (``regiondb
+        restore``). The node first sends what it holds to ``peer`` (its last sync before the
+        disk died); with no backup yet, this move takes one."""
         if not self.backups:
             self.backup(pick + peer)
             return
         b = self.backups[pick % len(self.backups)]
         i, s = b.node, self.stores[b.node]
         j = self._node(peer)
-        if s.node_id != b.node_id or not self._sends(i) or i == j or j in self.joining:
+        if s.node_id != b.node_id or i == j or j in self.joining:
             return
         for data in ex.segments_for(s, self.stores[j].version_vector()):
             self._apply(j, data)
@@ -571,34 +541,18 @@ class ReplicationModel(RuleBasedStateMachine):
         s.close()
         (self.paths[i] / "lock.mdb").unlink(missing_ok=True)
         shutil.copyfile(b.path / "data.mdb", self.paths[i] / "data.mdb")  # the inode stays
+        if not in_place:  # `regiondb restore` removes the stamp and re-identifies itself
+            (self.paths[i] / engine_lineage.STAMP_FILE).unlink()
         self.stores[i] = s = self._open(i)
-        assert s.node_id == b.node_id
-        self.local_txns[i], self.feed_pos[i] = b.txns, s.position()
+        self.feed_pos[i] = s.position()
         if in_place:
-            self.unsent[i] = []
-            self.lost[i] = (b.node_id, lost)
+            assert (s.node_id != b.node_id) == lost, "the restored node did not notice"
         else:
-            engine_lineage.reidentify(s, "restored from a backup (model)")
-            self._reissued(i)
-
-    @rule(node=st.integers(0, 6))
-    def first_contact(self, node: int) -> None:
-        """A node restored in place meets every live peer (the handshake: vv and tips):
-        the one holding more of its id makes it re-identify and re-issue what collided."""
-        i = self._node(node)
-        if i not in self.unsent:
-            return
-        s = self.stores[i]
-        for j, peer in enumerate(self.stores):
-            if j != i:
-                vv = peer.version_vector()
-                if lineage.check_peer(s, peer.node_id, vv, lineage.tips(peer)) is not None:
-                    break
-        old, lost = self.lost.pop(i, (0, False))
-        assert s.node_id != old or not lost, "the restored node did not notice"
-        self._reissued(i)  # (if it re-identified, the writes it made before go to set_aside)
-        self.unsent.pop(i, None)
-        self._introduce(i)
+            assert s.node_id == b.node_id
+            s.reidentify("restored from a backup (model)", forked=False)
+        assert s.pending_reissues() == 0
+        self.local_txns[i] = b.txns if s.node_id == b.node_id else 0
+        self.ids[i] = s.node_id
 
     @invariant()
     def own_writes_are_all_kept(self) -> None:
@@ -608,8 +562,6 @@ class ReplicationModel(RuleBasedStateMachine):
     # -- the end ------------------------------------------------------------------------
 
     def full_exchange(self) -> None:
-        for i in list(self.unsent):
-            self.first_contact(i)
         top = max(c() for c in self.clocks) + 1_000
         for c in self.clocks:
             c.set(top)
@@ -652,8 +604,6 @@ class MailboxReplicationModel(ReplicationModel):
     """The same moves, but the replicas converge at the end through ``sync_dir`` alone."""
 
     def full_exchange(self) -> None:
-        for i in list(self.unsent):
-            self.first_contact(i)
         top = max(c() for c in self.clocks) + 1_000
         for c in self.clocks:
             c.set(top)

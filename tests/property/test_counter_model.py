@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import settings
-
 from replmodel import ReplicationModel, no_rule
 
 
 class CounterReplicationModel(ReplicationModel):
     save_copy = open_copy = newcomer = reconcile = no_rule
-    backup = restore = first_contact = no_rule
+    backup = restore = no_rule
 
 
 TestCounterReplicationModel = CounterReplicationModel.TestCase

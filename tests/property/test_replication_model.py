@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import settings
-
 from replmodel import MailboxReplicationModel, ReplicationModel
 
 TestReplicationModel = ReplicationModel.TestCase
@@ -52,21 +51,22 @@ def test_a_restore_with_counters_and_sets_loses_nothing(
     model: type[ReplicationModel], in_place: bool
 ) -> None:
     """A backup restored after the node wrote counter ADDs and set adds (held by a peer, lost
-    here), then, in place, more of them under the same seqs before its first contact."""
+    here) and its peers garbage-collected them; then more of them on the restored node."""
     m = model()
     m.setup(n=3)
     m.write(node=0, op=("add", ("a", "1"), {"n": 2}, ()))
     m.write(node=0, op=("tag", ("a", "1"), {"tags": frozenset({"red"})}, True))
-    m.gc_everywhere()
     m.backup(node=0)
+    m.gc_everywhere()
     m.write(node=0, op=("add", ("a", "1"), {"n": 3}, ()))     # lost here, held by peers
     m.write(node=0, op=("tag", ("a", "1"), {"tags": frozenset({"big"})}, True))
     m.write(node=0, op=("update", ("b", "2"), {"x": 1}, ()))
+    m.write(node=1, op=("put", ("b", "1"), {"x": 1}, ()))
     m.gc_everywhere()
-    m.restore(pick=0, in_place=in_place)
-    m.write(node=0, op=("add", ("a", "1"), {"n": 5}, ()))     # the same seqs again (in place)
+    m.restore(pick=0, in_place=in_place, peer=1)
+    m.write(node=0, op=("add", ("a", "1"), {"n": 5}, ()))
     m.write(node=0, op=("tag", ("a", "1"), {"tags": frozenset({"blue"})}, True))
     m.write(node=1, op=("add", ("a", "1"), {"n": -1}, ()))
-    m.first_contact(node=0)
+    m.write(node=2, op=("put", ("b", "1"), {"x": 2}, ()))      # later than the backup's
     m.gc_everywhere()
     m.teardown()
