@@ -39,7 +39,6 @@ is exercised by ``tests/integration/test_restore.py``, docs/replication.md says 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import shutil
 import tempfile
@@ -54,6 +53,9 @@ from engine import lineage as engine_lineage
 from replication import exchange as ex
 from replication import mailbox
 from replication.segment import decode_segment
+
+__all__ = ["OP", "Event", "MailboxReplicationModel", "ReplicationModel", "apply_op",
+           "delta_of", "expected_items", "no_rule"]
 
 PKS, SKS, ATTRS = ["a", "b"], ["1", "2"], ["x", "y", "z", "n"]
 MERGED = ("n", "tags")  # the counter and the set: checked against their own oracles
@@ -618,8 +620,3 @@ class MailboxReplicationModel(ReplicationModel):
 
 def no_rule(self: Any, *args: Any, **kwargs: Any) -> None:
     """Put in a subclass in place of a rule, to leave that move out of its runs."""
-
-
-with contextlib.suppress(NameError):  # keep linters from flagging the re-export
-    __all__ = ["OP", "Event", "MailboxReplicationModel", "ReplicationModel", "apply_op",
-               "delta_of", "expected_items", "no_rule"]
