@@ -182,7 +182,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"Linux {m['kernel']}; load average at start {m['load_average']}. "
         f"Stores in `{m['temp_dir']}` on {m['temp_fs']}.",
         f"Software: Python {m['python']}, py-lmdb {m['lmdb_binding']} (LMDB {m['lmdb_library']}),"
-        f" cbor2 {m['cbor2']}, SQLite {m['sqlite']}; regiondb at git `{m['git_revision']}`.",
+        f" cbor2 {m['cbor2']}, SQLite {m['sqlite']}; regiondb at git `{m['git_revision']}`"
+        f" ({m.get('regiondb_build', {}).get('summary', 'build unknown')}).",
         f"Wall time of this run: {result['elapsed_s']:.0f} s.",
         "",
         "## Targets",

@@ -69,6 +69,16 @@ def _git_revision() -> str | None:
         return None
 
 
+def _regiondb_build() -> dict[str, Any]:
+    """Whether the engine's hot modules ran compiled (mypyc) or as pure Python."""
+    try:
+        import engine
+
+        return {"summary": engine.native_summary(), "compiled": list(engine.native())}
+    except Exception as exc:  # noqa: BLE001 - the report still says what it can
+        return {"summary": f"unknown ({type(exc).__name__}: {exc})", "compiled": []}
+
+
 def machine_info() -> dict[str, Any]:
     """A JSON-able description of the machine and software versions."""
     try:
@@ -90,6 +100,7 @@ def machine_info() -> dict[str, Any]:
         "lmdb_binding": lmdb.__version__,
         "lmdb_library": ".".join(map(str, lmdb.version())),
         "cbor2": f"{_version('cbor2')} ({cbor2_impl})",
+        "regiondb_build": _regiondb_build(),
         "sqlite": sqlite3.sqlite_version,
         "pytest_benchmark": _version("pytest-benchmark"),
         "matplotlib": _version("matplotlib"),

@@ -11,6 +11,8 @@ last-writer-wins items and a durable change log. Knows nothing of peers, files o
 
 from __future__ import annotations
 
+# first: decides whether the hot modules load compiled or as pure Python (engine.compiled)
+from .compiled import native, native_summary  # isort: skip
 from .batch import Batch
 from .changes import ApplyReport, Change, Conflict, RawChange
 from .clock import ManualClock
@@ -70,5 +72,7 @@ __all__ = [
     "TransportError",
     "TransportTimeoutError",
     "ValidationError",
+    "native",
+    "native_summary",
     "open",
 ]

@@ -292,7 +292,7 @@ def check_bounded(
 
 
 def loads_bounded(
-    data: bytes,
+    data: object,
     *,
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_items: int = DEFAULT_MAX_ITEMS,

@@ -222,7 +222,7 @@ _SET_ELEMENTS = (str, int, float, Decimal, bytes)
 _MAX_INT_BITS = 8000  # the bounded decoder refuses larger bignums: never write one
 
 
-def _check_text(value: str, path: str) -> None:
+def _check_text(value: Any, path: str) -> None:
     if not value.isascii():
         try:
             value.encode("utf-8")
@@ -230,17 +230,17 @@ def _check_text(value: str, path: str) -> None:
             raise ValidationError(f"{path}: string is not valid Unicode") from None
 
 
-def _check_int(value: int, path: str) -> None:
+def _check_int(value: Any, path: str) -> None:
     if value.bit_length() > _MAX_INT_BITS:
         raise ValidationError(f"{path}: integer of {value.bit_length()} bits is too large")
 
 
-def _check_float(value: float, path: str) -> None:
+def _check_float(value: Any, path: str) -> None:
     if not math.isfinite(value):
         raise ValidationError(f"{path}: numbers must be finite, not {value!r}")
 
 
-def _check_decimal(value: Decimal, path: str) -> None:
+def _check_decimal(value: Any, path: str) -> None:
     if not value.is_finite():
         raise ValidationError(f"{path}: numbers must be finite, not {value!r}")
 
@@ -351,7 +351,7 @@ def capture(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def check_attrs(attrs: Mapping[str, Any], where: str, *, _in_table: bool = False) -> None:
+def check_attrs(attrs: Mapping[Any, Any], where: str, *, _in_table: bool = False) -> None:
     """Validate every name and value of an attribute map (hot path: no strings built on success).
 
     ``where`` names the map in error messages (``_in_table``: it is a table name, to be

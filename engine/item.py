@@ -54,7 +54,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
-from typing import Any, Final, NamedTuple
+from typing import Any, ClassVar, Final, NamedTuple
 
 from .clock import BOTTOM, Version
 
@@ -84,7 +84,7 @@ __all__ = [
 class _Absent:
     """Marks an attribute removed at some version (an attribute tombstone)."""
 
-    _instance: _Absent | None = None
+    _instance: ClassVar[_Absent | None] = None
 
     def __new__(cls) -> _Absent:
         if cls._instance is None:
@@ -290,7 +290,7 @@ def _dec(x: Any) -> Decimal:
     if isinstance(x, Decimal):
         return x
     if isinstance(x, float):
-        return Decimal(repr(x))
+        return Decimal(float.__repr__(x))  # the value's, whatever a subclass prints
     return Decimal(x)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import struct
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from .errors import ValidationError
 
@@ -54,16 +55,18 @@ def check_key_value(value: object, attr: str) -> None:
         )
 
 
-def _as_decimal(value: int | float | Decimal) -> Decimal:
+def _as_decimal(value: Any) -> Decimal:
+    shown: object = value  # not narrowed below: compiled, a narrowed float loses its class
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValidationError(f"key number must be finite, not {value!r}")
-        return Decimal(repr(value))
-    if not value.is_finite():
+            raise ValidationError(f"key number must be finite, not {shown!r}")
+        return Decimal(float.__repr__(value))  # the value's, whatever a subclass prints
+    dec: Decimal = value
+    if not dec.is_finite():
         raise ValidationError(f"key number must be finite, not {value!r}")
-    return value
+    return dec
 
 
 def _encode_int(value: int) -> bytes:
@@ -78,7 +81,7 @@ def _encode_int(value: int) -> bytes:
     return b"\x22" + body
 
 
-def _encode_number(value: int | float | Decimal) -> bytes:
+def _encode_number(value: Any) -> bytes:
     if type(value) is int:
         return _encode_int(value)
     dec = _as_decimal(value)
@@ -105,7 +108,7 @@ def _escape(raw: bytes) -> bytes:
     return raw.replace(b"\x00", b"\x00\xff")
 
 
-def encode_value(value: KeyValue, attr: str = "key") -> bytes:
+def encode_value(value: Any, attr: str = "key") -> bytes:
     """Encode one key value; ``attr`` names it in error messages."""
     if type(value) is str and value.isascii() and "\x00" not in value:
         return b"\x30" + value.encode("ascii") + b"\x00\x01"  # the common case, no escapes
@@ -128,7 +131,7 @@ def encode_value(value: KeyValue, attr: str = "key") -> bytes:
         raise ValidationError(f"key attribute {attr!r} is not a usable number: {value!r}") from None
 
 
-def item_key(prefix: bytes, pk: KeyValue, sk: KeyValue | None, pk_name: str,
+def item_key(prefix: bytes, pk: Any, sk: Any, pk_name: str,
              sk_name: str | None) -> bytes:
     """The item key ``prefix + enc(pk) [+ enc(sk)]``, ``prefix`` being ``encode_value(table)``.
 
@@ -142,11 +145,11 @@ def item_key(prefix: bytes, pk: KeyValue, sk: KeyValue | None, pk_name: str,
                 + b"\x00\x01")
     key = prefix + encode_value(pk, pk_name)
     if sk_name is not None:
-        key += encode_value(sk, sk_name)  # type: ignore[arg-type]  # checked by the caller
+        key += encode_value(sk, sk_name)  # the caller checked that a sort key was given
     return key
 
 
-def encode_prefix(value: str | bytes, attr: str = "sort key") -> bytes:
+def encode_prefix(value: object, attr: str = "sort key") -> bytes:
     """The encoding shared by every key value that starts with ``value`` (``begins_with``)."""
     if isinstance(value, str):
         return encode_value(value, attr)[: -len(_END)]

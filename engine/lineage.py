@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .batch import Batch
-from .changelog import _txn_hlc, floor_seq, read_clock, version_vector, vv_hlcs, write_clock
+from .changelog import entry_hlc, floor_seq, read_clock, version_vector, vv_hlcs, write_clock
 from .env import Env, Txn
 from .errors import SchemaError
 from .keys import decode_key
@@ -61,7 +61,7 @@ def _hlc_at(txn: Txn, env: Env, origin: int, seq: int) -> int | None:
     if pkey is None:
         return None
     value = txn.get(pkey, db=env.log)
-    return None if value is None else _txn_hlc(value, LOGHDR.size)
+    return None if value is None else entry_hlc(value)
 
 
 def _entry(txn: Txn, *, env: Env, origin: int, seq: int) -> bytes | None:

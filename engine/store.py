@@ -5,8 +5,13 @@ The on-disk layout (named LMDB databases, record formats, meta records) is
 
 The modules around it each own one job: :mod:`engine.changelog` (appends,
 ``log_range``, the change feed), :mod:`engine.apply` (merging remote changes, conflicts),
-:mod:`engine.retention` (snapshots, compaction, tombstones, forgetting) and
-:mod:`engine.table` (the item API and range reads). :class:`Store` is their one entry point.
+:mod:`engine.retention` (snapshots, compaction, tombstones, forgetting), :mod:`engine.schema`
+(table definitions), :mod:`engine.lineage` (a store that reused its own seqs),
+:mod:`engine.writepath` (the local write transaction) and :mod:`engine.table` (the item API
+and range reads). :class:`Store` is their one entry point: it owns an
+:class:`engine.context.Context` (environment, identity, clock, limits, listeners, table cache)
+and passes it to them; they never see the Store, so imports run one way
+(``tests/unit/test_layering.py`` keeps it so).
 
 A local write takes two gets (clock record, item), one cursor step (the log's last entry,
 which carries the clock between record writes: :func:`engine.changelog.read_clock`) and three

@@ -20,9 +20,9 @@ class NetOptions:
     real peer out for longer than it takes to handshake. Authenticated sessions count apart,
     up to ``max_connections``.
 
-    Flow control: at least ``max_in_flight`` and at most ``max_window`` segments may be
-    unacknowledged; in between, one per ``window_pace`` seconds of the link's round trip
-    (:mod:`replication.window`).
+    Flow control: at least ``max_in_flight`` (catch-up) or ``live_in_flight`` (live push,
+    after ``DONE``) and at most ``max_window`` segments may be unacknowledged; in between, one
+    per ``window_pace`` seconds of the link's round trip (:mod:`replication.window`).
     """
 
     handshake_timeout: float = 5.0
@@ -42,6 +42,7 @@ class NetOptions:
     max_pending: int = 64
     ack_flush_interval: float = 1.0
     max_in_flight: int = 2
+    live_in_flight: int = 1
     max_window: int = 64
     window_pace: float = 0.02
     gc_interval: float = 60.0

@@ -9,7 +9,7 @@ per-peer counters) is in :mod:`replication.peers`; lag samples and reports in
   a snapshot when that is below our log floor), sends ``DONE``, then pushes new log entries as
   they commit. It never queues changes in memory: a wake-up only says "look at the log", and
   each segment is built from the log when the socket can take it, so whatever committed since
-  the last push goes out as one segment (at most ``max_in_flight`` await their ``ACK``). A
+  the last push goes out as one segment (at most ``live_in_flight`` await their ``ACK``). A
   peer that stops reading therefore costs at most the transport buffer (``max_buffer``) plus
   one segment; past ``write_timeout`` the connection is dropped and the peer catches up from
   the log when it reconnects ("catch up later" mode is the normal mode).
@@ -298,6 +298,7 @@ class Session:
         await self._drain()
         if not self.live:
             return  # a one-shot sync sends nothing after DONE
+        self.window.narrow(self.opts.live_in_flight)  # live push: fewer, fuller segments
         while not self._closing:
             # A standby sends nothing, not even STATE: the pusher of the same pair does.
             await self.waker.wait(self.opts.poll_interval)
@@ -336,8 +337,8 @@ class Session:
 
     async def _window(self) -> None:
         """Wait until fewer segments await their ACK than the window allows
-        (:class:`~replication.window.Window`: ``max_in_flight`` on a LAN, which batches
-        under load; more on a long link, so that changes leave at once)."""
+        (:class:`~replication.window.Window`: ``max_in_flight`` or ``live_in_flight`` on a
+        LAN, which batches under load; more on a long link, so that changes leave at once)."""
         while self.outstanding >= self.window.size():
             self._progress.clear()
             try:
@@ -502,7 +503,7 @@ class Session:
             # instead of a second write transaction per segment as apply_segment does.
             future = self.workers.apply_changes(self.store, list(seg.change_records()))
         else:
-            future = asyncio.ensure_future(self.workers.apply(self._apply_segment_vv, seg))
+            future = self.workers.submit(self._apply_segment_vv, seg)  # queued in order
         await self._applying.put((seg, future))
 
     async def _acker(self) -> None:

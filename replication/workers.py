@@ -194,10 +194,15 @@ class Workers:
 
     async def apply(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the apply thread, after everything queued before it."""
+        return await self.submit(fn, *args)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue ``fn(*args)`` for the apply thread now (in call order with
+        :meth:`apply_changes`); the future of the running loop resolves with its result."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._applier.submit(_Job(loop, future, fn=lambda: fn(*args)))
-        return await future
+        return future
 
     def apply_changes(self, store: Store, records: list[RawChange]) -> asyncio.Future[Applied]:
         """Queue a change segment's records for the apply thread, which merges it together

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
+import engine
+
 from . import fleet
 from .args import host_port, node_id_arg, positive_int, seconds_arg
 from .dynamodb import add_parser as add_dynamodb
@@ -174,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         ver = version("regiondb")
     except PackageNotFoundError:
         ver = "unknown"
-    parser.add_argument("--version", action="version", version=f"{PROG} {ver}")
+    parser.add_argument("--version", action="version",
+                        version=f"{PROG} {ver} (engine: {engine.native_summary()})")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True,
                                 parser_class=_Parser)
 

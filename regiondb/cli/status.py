@@ -100,6 +100,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                          for e in reidentified],
         "set_aside_writes": set_aside,
         "server": live,
+        "engine_build": engine.native_summary(),
     }
     if args.json:
         emit(info)
@@ -121,6 +122,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if floors:
         write_line("log floor  " + ", ".join(f"{hex_id(k)}: {v:,}"
                                              for k, v in sorted(floors.items())))
+    write_line(f"engine     {info['engine_build']}")
     write_line(f"conflicts  {info['conflicts']:,} recorded ({info['conflicts_stored']:,} kept; "
                f"`{PROG} conflicts {args.dir}` lists them)")
     if acks:

@@ -15,7 +15,7 @@ def test_all_is_pinned() -> None:
         "ManualClock", "Page", "ProtocolError", "RawChange", "SchemaError", "SegmentError",
         "Snapshot", "StorageError", "Store", "StoreClosed", "Table", "TableDef", "TableNotFound",
         "TransactionCanceled", "TransportBrokenError", "TransportError", "TransportTimeoutError",
-        "ValidationError", "open",
+        "ValidationError", "native", "native_summary", "open",
     ]
     for name in engine.__all__:
         assert hasattr(engine, name), name
@@ -128,7 +128,8 @@ def test_store_identity_is_read_only(tmp_path: object) -> None:
     import pytest
 
     with engine.open(pathlib.Path(str(tmp_path)) / "s", region="ap-south-1") as store:
-        for name, value in (("node_id", 7), ("region", "x"), ("path", "/elsewhere")):
+        for name, value in (("node_id", 7), ("region", "x"), ("path", "/elsewhere"),
+                            ("durable", False)):
             with pytest.raises(AttributeError):
                 setattr(store, name, value)
         assert store.region == "ap-south-1" and store.node_id > 0

@@ -33,3 +33,15 @@ def test_lan_round_trips_keep_the_small_window_and_the_cap_holds() -> None:
     far.acked()
     assert far.size() == 8
     assert Window(2, 64, 0.02).acked() is None  # a stray ACK without a send is ignored
+
+
+def test_the_live_push_narrows_the_minimum_within_the_cap() -> None:
+    w = Window(2, 8, 0.02)
+    w.narrow(1)
+    assert w.size() == 1
+    w.sent()
+    w._sent_at[0] -= 0.1  # a long link still grows it
+    w.acked()
+    assert w.size() in (5, 6)
+    w.narrow(100)
+    assert w.size() == 8  # never past max_window
