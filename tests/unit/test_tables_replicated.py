@@ -145,3 +145,17 @@ def test_a_transaction_names_the_incarnations_it_wrote_to(make_store: MakeStore)
     with pytest.raises(engine.ValidationError, match="incarnation"):
         codec.decode_txn(codec.encode_txn(5, [["D", "users", ops[1].key, 0, 0]],
                                           {"users": (1, 2), "orders": (3, 4)}))
+
+
+def test_the_hlc_at_the_head_of_a_transaction_reads_with_incarnations() -> None:
+    """Inbound lag and the log read a transaction's HLC from its first bytes; a transaction
+    naming its tables' incarnations starts with a three-element array head."""
+    from engine import codec
+    from engine.changelog import _txn_hlc
+    from replication.lag import txn_hlc
+
+    hlc = 111411200000000003
+    for incs in (None, {"orders": (5, 6)}):
+        raw = codec.encode_txn_parts(hlc, [], incs)
+        assert txn_hlc(raw) == hlc
+        assert _txn_hlc(raw, 0) == hlc
