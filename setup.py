@@ -64,12 +64,17 @@ def _remove_compiled(base: Path) -> None:
 class OptionalMypycBuild(build_ext):
     """``build_ext`` that runs mypyc when the build starts and falls back to pure Python."""
 
-    _generated: list[Extension] | None = None
-
-    def finalize_options(self) -> None:
-        if self.distribution.ext_modules and not self._generated:
-            self.distribution.ext_modules = self._mypycify()
-        super().finalize_options()
+    def _generate(self) -> None:
+        """Replace the placeholder by mypyc's extensions (here, not in finalize_options:
+        pip's metadata steps finalize build_ext too, and need no C generated)."""
+        if self.extensions and self.extensions[0].sources:
+            return  # already generated in this process
+        self.distribution.ext_modules = self.extensions = self._mypycify()
+        for ext in self.extensions:  # what setuptools' finalize_options sets on each one
+            name = ext._full_name = self.get_ext_fullname(ext.name)
+            self.ext_map[name] = self.ext_map[name.split(".")[-1]] = ext
+            ext._links_to_dynamic = ext._needs_stub = False
+            ext._file_name = self.get_ext_filename(name)
 
     def _mypycify(self) -> list[Extension]:
         try:
@@ -83,12 +88,12 @@ class OptionalMypycBuild(build_ext):
                 raise
             _say(f"mypyc is not usable ({type(exc).__name__}: {exc}); installing pure Python")
             exts = []
-        OptionalMypycBuild._generated = exts
         return exts
 
     def run(self) -> None:
         for base in self._output_dirs():
             _remove_compiled(base)
+        self._generate()
         if not self.extensions:
             return
         try:

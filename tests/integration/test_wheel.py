@@ -73,6 +73,18 @@ def test_wheel_imports_from_site_packages_not_the_checkout(wheel_venv: Path,
 
 
 @pytest.mark.integration
+def test_wheel_is_compiled_as_the_checkout_is(wheel_venv: Path, tmp_path: Path) -> None:
+    """Built on the same machine, the wheel compiles (or falls back) as the editable install."""
+    import engine
+
+    out = _run([str(wheel_venv / "bin" / "python"), "-c",
+                "import engine; print(engine.native_summary())"], cwd=tmp_path,
+               env={**_clean_env(wheel_venv), "REGIONDB_PURE_PYTHON": ""}).stdout
+    assert out.strip() == engine.native_summary().replace("REGIONDB_PURE_PYTHON=1",
+                                                          "not compiled at install")
+
+
+@pytest.mark.integration
 def test_wheel_command_help_and_init(wheel_venv: Path, tmp_path: Path) -> None:
     env = _clean_env(wheel_venv)
     helptext = _run(["regiondb", "--help"], cwd=tmp_path, env=env).stdout
