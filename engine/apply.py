@@ -241,7 +241,8 @@ def _merge_records(ctx: Context, env: Env, txn: Txn, decoded: list[Decoded],
                 tcache.pop(op.table, None)
                 images.append(None)
                 continue
-            elif op.kind in _ITEM_OR_INDEX and schema.stale_op(tcache, txn, env, op.table, v):
+            elif op.kind in _ITEM_OR_INDEX and schema.stale_op(tcache, txn, env, op.table, v,
+                                                                    op.inc):
                 images.append(None)  # a change of a deleted incarnation: dropped
                 continue
             elif op.kind in ("I", "X"):

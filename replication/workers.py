@@ -87,13 +87,16 @@ class _ApplyThread:
         self._cv = threading.Condition()
         self._jobs: deque[_Job] = deque()
         self._closed = False
+        # Started with the first job (a server that never received anything, or failed to
+        # bind, leaves no thread behind).
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self._thread.start()
 
     def submit(self, job: _Job) -> None:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the apply thread is shut down")
+            if not self._thread.is_alive() and self._thread.ident is None:
+                self._thread.start()
             self._jobs.append(job)
             self._cv.notify()
 
@@ -167,7 +170,7 @@ class _ApplyThread:
         for job in dropped:
             with contextlib.suppress(RuntimeError):
                 job.loop.call_soon_threadsafe(job.future.cancel)
-        if threading.current_thread() is not self._thread:
+        if self._thread.ident is not None and threading.current_thread() is not self._thread:
             self._thread.join()
 
 
