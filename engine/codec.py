@@ -325,7 +325,7 @@ def _plainly_valid(value: Any, depth: int) -> bool:
                 return False
         return True
     if t is list:
-        for v in value:
+        for v in value:  # noqa: SIM110 - the loop: all(generator) costs more, both builds
             if not _plainly_valid(v, depth + 1):
                 return False
         return True
@@ -347,10 +347,12 @@ def capture(value: Any, depth: int = 0) -> Any:
     t = type(value)
     if t in _IMMUTABLE or depth > MAX_DEPTH:
         return value
+    # scalars inline (what capture() returns for them anyway): one call less per attribute
     if isinstance(value, dict):
-        return {k: capture(v, depth + 1) for k, v in value.items()}
+        return {k: v if type(v) in _IMMUTABLE else capture(v, depth + 1)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [capture(v, depth + 1) for v in value]
+        return [v if type(v) in _IMMUTABLE else capture(v, depth + 1) for v in value]
     if isinstance(value, set):
         return set(value)
     if isinstance(value, frozenset):
