@@ -105,7 +105,7 @@ def entry_hlc(value: Any) -> int:
 
 def _txn_hlc(value: Any, at: int) -> int:
     """The HLC at the head of the transaction ``[hlc, [ops]]`` stored from offset ``at``."""
-    info = value[at + 1] & 0x1F  # value[at] is the array head 0x82; then the uint head
+    info = value[at + 1] & 0x1F  # value[at] is the array head (0x82, 0x83); then the uint
     if info < 24:
         return int(info)
     n = 1 << (info - 24)  # 24..27: a 1-, 2-, 4- or 8-byte argument

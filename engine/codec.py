@@ -151,6 +151,8 @@ class Op(NamedTuple):
     seen: Version
     ext: WriteExt = NO_EXT      # counter and set parts (P, U, D)
     ttl: bool = False           # D only: a TTL expiry
+    inc: Version | None = None  # P, U, D: the incarnation of the table it was written to
+                                # (None: a transaction from before incarnations travelled)
 
 
 def check_key_schema(name: object, partition_key: object, sort_key: object) -> None:
@@ -317,11 +319,16 @@ def _plainly_valid(value: Any, depth: int) -> bool:
         return math.isfinite(value)
     if depth >= MAX_DEPTH:
         return False
-    if t is dict:
-        return all(type(k) is str and k.isascii() and _plainly_valid(v, depth + 1)
-                   for k, v in value.items())
+    if t is dict:  # loops, not all(generator): cheaper in both builds
+        for k, v in value.items():
+            if not (type(k) is str and k.isascii() and _plainly_valid(v, depth + 1)):
+                return False
+        return True
     if t is list:
-        return all(_plainly_valid(v, depth + 1) for v in value)
+        for v in value:  # noqa: SIM110 - the loop: all(generator) costs more, both builds
+            if not _plainly_valid(v, depth + 1):
+                return False
+        return True
     if t is Decimal:
         return value.is_finite()  # type: ignore[no-any-return]
     return False
@@ -340,10 +347,12 @@ def capture(value: Any, depth: int = 0) -> Any:
     t = type(value)
     if t in _IMMUTABLE or depth > MAX_DEPTH:
         return value
+    # scalars inline (what capture() returns for them anyway): one call less per attribute
     if isinstance(value, dict):
-        return {k: capture(v, depth + 1) for k, v in value.items()}
+        return {k: v if type(v) in _IMMUTABLE else capture(v, depth + 1)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [capture(v, depth + 1) for v in value]
+        return [v if type(v) in _IMMUTABLE else capture(v, depth + 1) for v in value]
     if isinstance(value, set):
         return set(value)
     if isinstance(value, frozenset):
@@ -499,8 +508,12 @@ def decode_state_untrusted(raw: bytes, where: str) -> ItemState:
 # -- transactions -----------------------------------------------------------------------
 
 
-def encode_txn(hlc: int, ops: list[list[Any]]) -> bytes:
-    """Encode a transaction from its wire-form op lists."""
+def encode_txn(hlc: int, ops: list[list[Any]],
+               incs: Mapping[str, Version] | None = None) -> bytes:
+    """Encode a transaction from its wire-form op lists (and the incarnations of the tables
+    its item ops were written to, see :func:`encode_txn_parts`)."""
+    if incs:
+        return cbor2.dumps([hlc, ops, {t: list(v) for t, v in incs.items()}])
     return cbor2.dumps([hlc, ops])
 
 
@@ -573,9 +586,33 @@ class PutEncoder:
         return b"".join((head, _KEY_HEADS[len(key)], key, attrs_cbor, tail))
 
 
-def encode_txn_parts(hlc: int, ops: list[bytes]) -> bytes:
-    """Encode a transaction from already-encoded ops."""
-    return b"\x82" + _head(0, hlc) + _head(4, len(ops)) + b"".join(ops)
+def encode_txn_parts(hlc: int, ops: list[bytes],
+                     incs: Mapping[str, Version] | None = None) -> bytes:
+    """Encode a transaction from already-encoded ops.
+
+    ``incs`` maps each table its item ops write to the incarnation (``TableDef.version``)
+    they were written to: ``[hlc, [op, ...], {table: [inc_hlc, inc_node]}]``. A receiver
+    drops an op of an incarnation deleted since (:func:`engine.schema.stale_op`)."""
+    if not incs:
+        return b"\x82" + _head(0, hlc) + _head(4, len(ops)) + b"".join(ops)
+    tail = [_head(5, len(incs))]
+    for table, (ih, inode) in incs.items():
+        tail += (_text(table), b"\x82", _head(0, ih), _head(0, inode))
+    return b"\x83" + _head(0, hlc) + _head(4, len(ops)) + b"".join(ops) + b"".join(tail)
+
+
+def _decode_incs(obj: Any, n_ops: int) -> dict[str, Version]:
+    """The incarnation map of a transaction (its optional third element), checked."""
+    if not isinstance(obj, dict) or not 0 < len(obj) <= n_ops:
+        raise ValidationError("transaction incarnations are not a map of at most one entry "
+                              "per op")
+    out = {}
+    for table, inc in obj.items():
+        if not isinstance(inc, list) or len(inc) != 2:
+            raise ValidationError("a transaction incarnation is not [hlc, node]")
+        out[check_table_name(table)] = (_check_u64(inc[0], "incarnation hlc"),
+                                        _check_u64(inc[1], "incarnation node"))
+    return out
 
 
 def _check_str(v: Any, what: str) -> str:
@@ -623,13 +660,23 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
     :raises ValidationError: for anything malformed (the message says what).
     """
     obj = cbor2.loads(raw) if trusted else loads_untrusted(raw)
-    if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[1], list)):
-        raise ValidationError("transaction is not [hlc, [ops]]")
+    if not (isinstance(obj, list) and len(obj) in (2, 3) and isinstance(obj[1], list)):
+        raise ValidationError("transaction is not [hlc, [ops]] or [hlc, [ops], {incarnations}]")
     hlc = _check_u64(obj[0], "transaction hlc")
     if not obj[1]:
         raise ValidationError("transaction has no operations")
+    if len(obj) == 3:
+        incs = _decode_incs(obj[2], len(obj[1]))
+        ops = _decode_ops(obj[1], trusted)
+        return hlc, [op._replace(inc=incs.get(op.table)) if op.kind in "PUD" else op
+                     for op in ops]
+    return hlc, _decode_ops(obj[1], trusted)
+
+
+def _decode_ops(wire: list[Any], trusted: bool) -> list[Op]:
+    """Decode (and, untrusted, check) the ops of a transaction."""
     ops: list[Op] = []
-    for i, w in enumerate(obj[1]):
+    for i, w in enumerate(wire):
         if not isinstance(w, list) or not w:
             raise ValidationError(f"operation {i} is not an array")
         kind = w[0]
@@ -711,4 +758,4 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
                 raise ValidationError(f"unknown operation {kind!r} of {len(w)} fields")
         except (ValidationError, TypeError) as exc:  # TypeError: e.g. unhashable remove names
             raise ValidationError(f"operation {i}: {exc}") from None
-    return hlc, ops
+    return ops

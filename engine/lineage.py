@@ -28,6 +28,7 @@ with the store open in one process only (``regiondb restore`` does it up front, 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import Mapping
 from functools import partial
@@ -46,8 +47,8 @@ from .table import Table
 if TYPE_CHECKING:
     from .context import Context
 
-__all__ = ["divergence", "lineage_events", "pending_reissues", "reidentify", "reissue_pending",
-           "tips"]
+__all__ = ["STAMP_FILE", "check_stamp", "divergence", "lineage_events", "pending_reissues",
+           "reidentify", "reissue_pending", "tips", "write_stamp"]
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,14 @@ def divergence(
     return env.read(run)
 
 
-def reidentify(ctx: Context, reason: str) -> int:
-    """Stop writing under this id: take a new one, give the old one's entries back to its
-    peers' copies (module docstring). Returns the new node id."""
+def reidentify(ctx: Context, reason: str, *, forked: bool = True) -> int:
+    """Stop writing under this id: take a new one (module docstring). Returns the new id.
+
+    ``forked``: this store wrote entries under the old id that its peers may hold differently
+    (noticed at a contact): they are set aside, to compare and re-issue. Otherwise (``regiondb
+    restore``, or a data file restored in place and noticed at open, :func:`check_stamp`)
+    every entry it holds of the old id is one the world holds too: they stay in the log, as
+    an ordinary origin's, the way a copied directory keeps them."""
     env = ctx.env
     old = ctx.node_id
     wall = ctx.wall()
@@ -116,7 +122,7 @@ def reidentify(ctx: Context, reason: str) -> int:
             return int(node)  # another process re-identified it meanwhile
         hlc, seq, pos = read_clock(txn, env)
         raw_floor = txn.get(U64.pack(old), db=env.floors)
-        floor = min(floor_seq(raw_floor) if raw_floor else 0, seq)
+        floor = min(floor_seq(raw_floor) if raw_floor else 0, seq) if forked else seq
         moved: list[list[Any]] = []
         for s in range(floor + 1, seq + 1):
             key = U64x2.pack(old, s)
@@ -151,6 +157,62 @@ def reidentify(ctx: Context, reason: str) -> int:
     new = env.write(run)
     ctx.adopt_identity(new)
     return new
+
+
+STAMP_FILE = "lineage.cbor"
+"""Beside ``data.mdb``: ``[node id, seq, hlc]`` of the last own entry this directory's store
+had written when it was last opened or closed (:func:`write_stamp`)."""
+
+
+def write_stamp(ctx: Context) -> None:
+    """Record in :data:`STAMP_FILE` how far this store's own log went (at open and close).
+
+    It stays when ``data.mdb`` alone is replaced (``cp backup/data.mdb store/``), so the next
+    open can tell (:func:`check_stamp`). Best effort: a stamp that cannot be written (a
+    read-only directory) only disables that check."""
+    env = ctx.env
+    me = ctx.node_id
+
+    def run(txn: Txn) -> list[int]:
+        seq = read_clock(txn, env)[1]
+        return [me, seq, (_hlc_at(txn, env, me, seq) or 0) if seq else 0]
+
+    stamp = env.read(run)
+    path = ctx.path / STAMP_FILE
+    tmp = path.with_name(f".{STAMP_FILE}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(codec.dumps(stamp))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("store %s: lineage stamp not written: %s", ctx.path, exc)
+
+
+def check_stamp(ctx: Context) -> int | None:
+    """At open: if :data:`STAMP_FILE` shows that this store had written more of its own id
+    than its data file holds (or another entry at the same seq), the data file was restored
+    in place from a backup, or lost its last commits: re-identify at once (without setting
+    anything aside: everything it holds of the old id, the world holds too). Returns the new
+    node id, or ``None``."""
+    try:
+        node, seq, hlc = codec.loads((ctx.path / STAMP_FILE).read_bytes())
+    except (OSError, ValueError, TypeError):  # missing or unreadable: nothing to compare
+        return None
+    env = ctx.env
+    if node != ctx.node_id or not isinstance(seq, int) or not seq:
+        return None
+
+    def run(txn: Txn) -> tuple[int, int | None]:
+        have = read_clock(txn, env)[1]
+        return have, _hlc_at(txn, env, node, seq) if have == seq else None
+
+    have, at = env.read(run)
+    if have > seq or (have == seq and (at is None or not hlc or at == hlc)):
+        return None
+    what = (f"holds seqs up to {have} of node {node:016x}, but this directory's store had "
+            f"written {seq}" if have < seq else
+            f"holds another entry under seq {seq} of node {node:016x} than the one written")
+    return reidentify(ctx, f"its data file {what} (lineage stamp): it was restored in place "
+                      "from a backup or lost its last commits", forked=False)
 
 
 def pending_reissues(ctx: Context) -> int:
@@ -210,7 +272,9 @@ def reissue_pending(ctx: Context, peer_vv: Mapping[int, int] | None = None) -> i
 
 
 def _reissue(ctx: Context, txn_bytes: bytes) -> None:
-    """Write one set-aside transaction again, as a new local write (atomically)."""
+    """Write one set-aside transaction again, as a new local write (atomically): puts,
+    deletes and updates with their counter ADDs (the amount, not the old id's running total)
+    and set element ADDs and DELETEs."""
     _, ops = codec.decode_txn(txn_bytes, trusted=True)
     items = [op for op in ops if op.kind in ("P", "U", "D")]  # table/index definitions:
     # a definition is idempotent (re-created below) or rare enough to leave to the operator
@@ -231,7 +295,10 @@ def _reissue(ctx: Context, txn_bytes: bytes) -> None:
                 b.put(table, dict(op.attrs))
             elif op.kind == "U":
                 keys = {table.partition_key, table.sort_key}
+                add: dict[str, Any] = {name: n for name, (n, _) in op.ext.add.items()}
+                add.update({name: set(els) for name, els in op.ext.add_elems.items()})
+                delete = {name: set(els) for name, els in op.ext.del_elems.items()}
                 b.update(table, pk, sk, set={k: v for k, v in op.attrs.items() if k not in keys},
-                         remove=list(op.remove))
+                         remove=list(op.remove), add=add or None, delete=delete or None)
             else:
                 b.delete(table, pk, sk)

@@ -10,15 +10,17 @@ on both sides instead of silent.
 (:func:`engine.index.drop_table_entries`) and leaves a *table tombstone* in the ``tables``
 database: ``[null, null, hlc, node]``, the version of the deletion. It replicates as the
 operation ``["R", table, inc_hlc, inc_node]`` naming the incarnation it deletes; a replica
-holding a newer incarnation ignores it. A table created again under the name is a new
-incarnation, whose version is above the tombstone's. Changes of items that arrive for a deleted
-table, or with a version below the table's latest deletion (``dropped:<table>`` in meta: they
-were written to an incarnation deleted since), are dropped: never mixed into the new table.
-Two regions creating one name with the same schema make one table: their writes all count.
+holding a newer incarnation ignores it (but remembers the incarnation as deleted). A table
+created again under the name is a new incarnation, whose version is above the tombstone's.
 
-Known limit: a write to the old incarnation made concurrently with its deletion, by a node
-whose clock runs ahead, can carry a version above a re-created incarnation and is then merged
-into it (operations do not name their incarnation yet). Snapshots carry live tables only.
+Every transaction names the incarnation of each table its item ops were written to
+(:func:`engine.codec.encode_txn_parts`), and ``dropped:<table>`` in meta records the latest
+deletion and the newest incarnation deleted. An item change that arrives for a deleted table,
+or that names an incarnation deleted since, is dropped: never mixed into the new table, even
+when its writer's clock ran ahead of the re-creation. (A change from before incarnations
+travelled keeps the older rule: dropped if its version is below the latest deletion.) Two
+regions creating one name with the same schema make one table: their writes all count.
+Snapshots carry live tables only.
 """
 
 from __future__ import annotations
@@ -50,12 +52,23 @@ log = logging.getLogger(__name__)
 SCHEMA_ATTRIBUTE = "(key schema)"
 
 
-def _tombstone(txn: Txn, env: Env, name: str, v: Version) -> bytes:
-    """Mark ``name`` deleted at ``v``: the tombstone value, and the deletion floor in meta."""
+def _mark_dropped(txn: Txn, env: Env, name: str, v: Version | None, inc: Version) -> None:
+    """Record in meta ``dropped:<name>`` the latest deletion (``v``) and the newest incarnation
+    deleted (``inc``): ``[v_hlc, v_node, inc_hlc, inc_node]`` (two elements before
+    incarnations travelled with operations: the deletion alone)."""
     key = META_DROPPED_PREFIX + name.encode()
     raw = txn.get(key, db=env.meta)
-    if raw is None or tuple(codec.loads(raw)) < v:
-        txn.put(key, codec.dumps(list(v)), db=env.meta)
+    row = codec.loads(raw) if raw is not None else [0, 0]
+    floor, dead = (row[0], row[1]), (tuple(row[2:4]) if len(row) == 4 else (0, 0))
+    new = [*max(floor, v or (0, 0)), *max(dead, inc)]
+    if new != row:
+        txn.put(key, codec.dumps(new), db=env.meta)
+
+
+def _tombstone(txn: Txn, env: Env, name: str, v: Version, inc: Version) -> bytes:
+    """Mark ``name`` deleted at ``v`` (incarnation ``inc``): the tombstone value, and the
+    deletion record in meta."""
+    _mark_dropped(txn, env, name, v, inc)
     return codec.dumps([None, None, v[0], v[1]])
 
 
@@ -136,7 +149,8 @@ def delete_table(ctx: Context, name: str) -> None:
         hlc, seq, pos = read_clock(txn, env)
         hlc = tick_local(hlc, ctx.wall(), ctx.max_offset_ms)
         n = _drop_contents(txn, env, name)
-        txn.put(name.encode(), _tombstone(txn, env, name, (hlc, node)), db=env.tables)
+        txn.put(name.encode(), _tombstone(txn, env, name, (hlc, node), tdef.version),
+                db=env.tables)
         wire = [["R", name, tdef.version[0], tdef.version[1]]]
         log.info("table %r deleted (%d items)", name, n)
         return append(txn, env, node, seq + 1, codec.encode_txn(hlc, wire), [None], pos)
@@ -157,27 +171,37 @@ def merge_drop(txn: Txn, env: Env, op: codec.Op, v: Version) -> None:
             if (cur[2], cur[3]) >= v:
                 return
         elif (cur[2], cur[3]) > inc:
+            _mark_dropped(txn, env, op.table, None, inc)  # its late ops are dropped still
             return  # a newer incarnation lives here: the deletion was of an older one
     _drop_contents(txn, env, op.table)
-    txn.put(op.table.encode(), _tombstone(txn, env, op.table, v), db=env.tables)
+    txn.put(op.table.encode(), _tombstone(txn, env, op.table, v, inc), db=env.tables)
     env.drops[op.table] = env.drops.get(op.table, 0) + 1  # (an aborted txn only over-counts)
 
 
-def stale_op(tables: dict[str, Any], txn: Txn, env: Env, table: str, v: Version) -> bool:
-    """Whether a remote item change at ``v`` belongs to no live incarnation of ``table``: the
-    table is deleted, or the change is older than its latest deletion (it was written to an
-    incarnation deleted since). ``tables`` caches the lookups of one apply."""
+def stale_op(tables: dict[str, Any], txn: Txn, env: Env, table: str, v: Version,
+             inc: Version | None = None) -> bool:
+    """Whether a remote item change at ``v`` belongs to no live incarnation of ``table``.
+
+    The table is deleted; or the change names its incarnation (``inc``) and that one, or a
+    newer one, was deleted; or (a change from before incarnations travelled, or a deletion
+    recorded before) it is older than the table's latest deletion. ``tables`` caches the
+    lookups of one apply."""
     state = tables.get(table)
     if state is None:
-        if txn.get(META_DROPPED_PREFIX + table.encode(), db=env.meta) is None:
-            state = tables[table] = (False, (0, 0))  # never deleted: the usual case
+        raw = txn.get(META_DROPPED_PREFIX + table.encode(), db=env.meta)
+        if raw is None:
+            state = tables[table] = (False, (0, 0), None)  # never deleted: the usual case
         else:
-            floor = tuple(codec.loads(txn.get(META_DROPPED_PREFIX + table.encode(),
-                                              db=env.meta)))
+            row = codec.loads(raw)
             state = tables[table] = (is_tombstone(txn.get(table.encode(), db=env.tables)),
-                                     floor)
-    dropped, floor = state
-    return bool(dropped) or v < floor
+                                     (row[0], row[1]), tuple(row[2:4]) if len(row) == 4
+                                     else None)
+    dropped, floor, dead = state
+    if dropped:
+        return True
+    if inc is not None and dead is not None:
+        return bool(inc <= dead)
+    return bool(v < floor)
 
 
 def record_schema_conflict(

@@ -21,6 +21,7 @@ peers, so relays are free.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -146,6 +147,9 @@ class Store:
 
     def close(self) -> None:
         """Close the store; further use raises ``StoreClosed``. Closing twice is allowed."""
+        if not self._ctx.closed:
+            with contextlib.suppress(Error):
+                lineage.write_stamp(self._ctx)
         self._ctx.close()
 
     @property
@@ -437,11 +441,13 @@ class Store:
         :meth:`vv_hlcs` tips), or ``None`` if it did not (:func:`engine.lineage.divergence`)."""
         return lineage.divergence(self._ctx, peer_vv, peer_tips)
 
-    def reidentify(self, reason: str) -> int:
-        """Stop writing under this node id and take a new one, setting aside this id's writes
-        that peers may hold differently (:func:`engine.lineage.reidentify`). Returns the new
-        id; ``reason`` is logged and recorded (:meth:`lineage_events`)."""
-        return lineage.reidentify(self._ctx, reason)
+    def reidentify(self, reason: str, *, forked: bool = True) -> int:
+        """Stop writing under this node id and take a new one (:func:`engine.lineage.
+        reidentify`). ``forked``: set aside this id's writes that peers may hold differently
+        (noticed at a contact); ``False`` (``regiondb restore``) keeps them in the log as the
+        old id's. Returns the new id; ``reason`` is logged and recorded
+        (:meth:`lineage_events`)."""
+        return lineage.reidentify(self._ctx, reason, forked=forked)
 
     def reissue_pending(self, peer_vv: Mapping[int, int] | None = None) -> int:
         """Re-issue set-aside writes that a peer (whose vv is ``peer_vv``) holds differently or
@@ -612,6 +618,8 @@ def open(  # noqa: A001 - the contract's name, like io.open
                   wall_clock=wall_clock or system_wall_ms)
     try:
         index_mod.build_pending(store._ctx)  # an index fill or clear interrupted by a crash
+        lineage.check_stamp(store._ctx)  # a data file restored in place: a new id at once
+        lineage.write_stamp(store._ctx)
     except BaseException:
         store.close()
         raise

@@ -297,7 +297,9 @@ def commit_local(ctx: Context, ops: Sequence[WriteOp], *, transaction: bool = Fa
             raise TransactionCanceled(len(ops), failures)
         if not t.wire:
             return [None] * len(ops), -1  # only checks: nothing to log
-        txn_bytes = codec.encode_txn_parts(hlc, t.wire)
+        # each table's incarnation: a receiver drops the ops of one deleted since
+        incs = {op.tdef.name: op.tdef.version for op in ops if op.kind != "C"}
+        txn_bytes = codec.encode_txn_parts(hlc, t.wire, incs)
         limit = MAX_TRANSACTION_BYTES if transaction else codec.MAX_TXN_BYTES
         if len(txn_bytes) > limit:
             raise ValidationError(

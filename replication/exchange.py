@@ -547,10 +547,12 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
         )
     chains: dict[int, Any] = dict(store.get_meta(_CHAIN_META) or {})
     link = chains.get(h.sender)
-    last = bool(h.vv) or not segment.records
     # Every part names its snapshot's vv (the sender's own ack row; the last part's header vv
     # too): parts of two snapshots split at the same keys must not pass for one chain.
     ident = sorted([o, s] for o, s in h.acks.get(h.sender, {}).items())
+    # (a snapshot of an empty vv — a sender that re-identified before any change arrived —
+    # has no last part to tell apart: each part claims nothing, so each counts as the last)
+    last = bool(h.vv) or not segment.records or not any(s for _, s in ident)
     if tables or not segment.records:
         in_chain = True  # part 0 starts a chain (an empty snapshot is complete by itself)
     else:

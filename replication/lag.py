@@ -74,10 +74,11 @@ class PeerLag:
 
 
 def txn_hlc(txn: bytes) -> int:
-    """The HLC of an encoded transaction ``[hlc, ops]``, read from its CBOR head (0 if odd)."""
-    if len(txn) >= 10 and txn[0] == 0x82 and txn[1] == 0x1B:
+    """The HLC of an encoded transaction ``[hlc, ops]`` or ``[hlc, ops, incarnations]``, read
+    from its CBOR head (0 if odd)."""
+    if len(txn) >= 10 and txn[0] in (0x82, 0x83) and txn[1] == 0x1B:
         return int.from_bytes(txn[2:10], "big")
-    if len(txn) >= 6 and txn[0] == 0x82 and txn[1] == 0x1A:
+    if len(txn) >= 6 and txn[0] in (0x82, 0x83) and txn[1] == 0x1A:
         return int.from_bytes(txn[2:6], "big")
     return 0
 

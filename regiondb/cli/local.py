@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import engine
+from engine import lineage
 from replication import forget
 
 from .args import (
@@ -276,9 +277,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     """``restore BACKUP DIR``: put a backup of a store in place, as a new node.
 
     A restored store must not issue seqs of the id it had when backed up (its peers hold other
-    changes under them since): it re-identifies up front (:mod:`engine.lineage`), and what its
-    peers hold of the old id comes back at the next sync; its own set-aside writes are compared
-    with those and re-issued where they differ.
+    changes under them since): it re-identifies up front (:mod:`engine.lineage`). It keeps the
+    old id's entries it holds (the world holds the same ones), and what its peers hold beyond
+    them comes back at the next sync; nothing is set aside.
     """
     backup, target = Path(args.backup), Path(args.dir)
     if not (backup / "data.mdb").is_file():
@@ -287,18 +288,19 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise engine.ValidationError(f"{target} exists and is not a directory")
     target.mkdir(parents=True, exist_ok=True)
     (target / "lock.mdb").unlink(missing_ok=True)
+    (target / lineage.STAMP_FILE).unlink(missing_ok=True)  # re-identified just below
     shutil.copyfile(backup / "data.mdb", target / "data.mdb")  # in place: the inode is kept
     with engine.open(target, create=False) as store:
         old = store.node_id
-        new = store.reidentify(f"restored from backup {backup} by `regiondb restore`")
+        new = store.reidentify(f"restored from backup {backup} by `regiondb restore`",
+                               forked=False)
         pending = store.pending_reissues()
     if args.json:
         emit({"restored": str(target), "old_node_id": hex_id(old), "node_id": hex_id(new),
               "set_aside": pending})
     else:
         write_line(f"restored {backup} into {target}: node {hex_id(old)} is now {hex_id(new)}; "
-                   f"{pending} of its writes are set aside until a sync compares them with "
-                   "what its peers hold")
+                   "what its peers hold of the old id comes back at the next sync")
     return 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import engine
+from engine import lineage
 from replication.mailbox import sync_dir
 
 pytestmark = pytest.mark.integration
@@ -24,10 +25,17 @@ def _items(store: engine.Store) -> dict[str, int]:
     return {i["id"]: i["v"] for i in store.table("t").scan()}
 
 
-def _restore_in_place(backup: Path, store_dir: Path) -> None:
+def _restore_in_place(backup: Path, store_dir: Path, *, whole: bool = False) -> None:
+    """``cp backup/data.mdb store/``; ``whole``: the directory's other files too, as ``rm -rf
+    store && cp -a backup store`` does on a filesystem that reuses the inode (the lineage
+    stamp then comes from the backup: only the first contact can tell)."""
     ino = os.stat(store_dir / "data.mdb").st_ino
     shutil.copyfile(backup / "data.mdb", store_dir / "data.mdb")  # `cp backup/data.mdb store/`
     assert os.stat(store_dir / "data.mdb").st_ino == ino  # the copy check cannot see it
+    if whole:
+        (store_dir / lineage.STAMP_FILE).unlink()
+        if (backup / lineage.STAMP_FILE).exists():
+            shutil.copyfile(backup / lineage.STAMP_FILE, store_dir / lineage.STAMP_FILE)
 
 
 @pytest.mark.parametrize("lost,rewritten", [(2, 2), (3, 1), (1, 3)])
@@ -52,7 +60,7 @@ def test_restore_in_place_through_the_mailbox_loses_nothing(
     with engine.open(b_dir) as b:
         sync_dir(b, box)
         assert set(_items(b)) >= {f"lost{i}" for i in range(lost)}
-    _restore_in_place(backup, a_dir)
+    _restore_in_place(backup, a_dir, whole=True)
     with engine.open(a_dir) as a:
         assert a.node_id == old  # nothing noticed yet: same inode
         for i in range(rewritten):  # the same seqs again, other content
@@ -126,7 +134,7 @@ def test_restore_in_place_over_tcp_loses_nothing(tmp_path: Path) -> None:
             for i in range(2):
                 a.table("t").put({"id": f"lost{i}", "v": i})
             replication.sync(a, addr)
-        _restore_in_place(backup, a_dir)
+        _restore_in_place(backup, a_dir, whole=True)
         with engine.open(a_dir) as a:
             assert a.node_id == old
             for i in range(2):  # as many writes as were lost: the vvs alone look equal
@@ -139,3 +147,102 @@ def test_restore_in_place_over_tcp_loses_nothing(tmp_path: Path) -> None:
             assert set(_items(b)) == want
             assert a.digest() == b.digest()
             assert a.pending_reissues() == 0
+
+
+def _counts(store: engine.Store) -> dict[str, object]:
+    item = store.table("c").get("k") or {}
+    return {"n": item.get("n"), "tags": item.get("tags")}
+
+
+def test_restore_in_place_keeps_counter_adds_and_set_adds(tmp_path: Path) -> None:
+    """Counter ADDs and set adds in the lost commits come back from the peer; those made
+    again under the same seqs before the first contact are re-issued as ADDs (not dropped,
+    and not counted twice)."""
+    box, a_dir, b_dir, backup = (tmp_path / n for n in ("box", "a", "b", "backup"))
+    with engine.open(a_dir, region="r-a") as a:
+        t = a.create_table("c", partition_key="id")
+        t.update("k", add={"n": 1, "tags": {"red"}})
+        sync_dir(a, box)
+    with engine.open(b_dir, region="r-b") as b:
+        sync_dir(b, box)
+    backup.mkdir()
+    shutil.copyfile(a_dir / "data.mdb", backup / "data.mdb")
+    with engine.open(a_dir) as a:  # lost here, held by b
+        a.table("c").update("k", add={"n": 10})
+        a.table("c").update("k", add={"tags": {"big"}})
+        sync_dir(a, box)
+    with engine.open(b_dir) as b:
+        sync_dir(b, box)
+        b.table("c").update("k", add={"n": 1000})
+        sync_dir(b, box)
+    _restore_in_place(backup, a_dir)
+    with engine.open(a_dir) as a:
+        a.table("c").update("k", add={"n": 100})  # the same two seqs, other content
+        a.table("c").update("k", add={"tags": {"blue"}})
+        a.table("c").update("k", delete={"tags": {"red"}})
+        sync_dir(a, box)
+    for _ in range(3):
+        for d in (b_dir, a_dir):
+            with engine.open(d) as s:
+                sync_dir(s, box)
+    with engine.open(a_dir) as a, engine.open(b_dir) as b:
+        assert _counts(a) == _counts(b) == {"n": 1111, "tags": {"big", "blue"}}
+        assert a.digest() == b.digest()
+
+
+def test_a_restore_undoes_no_later_write_after_gc(tmp_path: Path) -> None:
+    """The backup's own writes that its peers garbage-collected (they hold them only as item
+    states) are not written again: a later write of another node stays."""
+    from replication import collect_garbage
+
+    box, a_dir, b_dir, backup = (tmp_path / n for n in ("box", "a", "b", "backup"))
+    with engine.open(a_dir, region="r-a") as a:
+        a.create_table("t", partition_key="id").put({"id": "x", "v": 1})
+        sync_dir(a, box)
+    shutil.copytree(a_dir, backup)
+    with engine.open(a_dir) as a:
+        a.table("t").put({"id": "y", "v": 1})
+        sync_dir(a, box)
+    with engine.open(b_dir, region="r-b") as b:
+        sync_dir(b, box)
+        b.table("t").put({"id": "x", "v": 2})  # overwrites a's first write
+        for _ in range(2):
+            sync_dir(b, box)
+            with engine.open(a_dir) as a:
+                sync_dir(a, box)
+                collect_garbage(a)
+        sync_dir(b, box)
+        collect_garbage(b)
+    subprocess.run([sys.executable, "-m", "regiondb", "restore", str(backup), str(a_dir)],
+                   capture_output=True, text=True, timeout=60, check=True)
+    for _ in range(3):
+        for d in (a_dir, b_dir):
+            with engine.open(d) as s:
+                sync_dir(s, box)
+    with engine.open(a_dir) as a, engine.open(b_dir) as b:
+        assert _items(a) == _items(b) == {"x": 2, "y": 1}
+        assert a.digest() == b.digest()
+        assert a.pending_reissues() == 0
+
+
+def test_a_data_file_restored_in_place_is_noticed_at_open(tmp_path: Path) -> None:
+    """``cp backup/data.mdb store/`` over a store that was closed after more writes: the
+    store notices when it opens (its lineage stamp holds more of its id than the data) and
+    takes a new id before it writes anything."""
+    a_dir, backup = tmp_path / "a", tmp_path / "backup"
+    with engine.open(a_dir, region="r-a") as a:
+        a.create_table("t", partition_key="id").put({"id": "x", "v": 1})
+        old = a.node_id
+    backup.mkdir()
+    shutil.copyfile(a_dir / "data.mdb", backup / "data.mdb")
+    with engine.open(a_dir) as a:
+        a.table("t").put({"id": "lost", "v": 2})
+    _restore_in_place(backup, a_dir)
+    with engine.open(a_dir) as a:
+        assert a.node_id != old
+        assert a.version_vector()[old] == 2  # its old log is kept, as an ordinary origin
+        assert a.pending_reissues() == 0
+        [event] = a.lineage_events()
+        assert event["old"] == old and "restored" in event["reason"]
+    with engine.open(a_dir) as a:  # and only once
+        assert len(a.lineage_events()) == 1
