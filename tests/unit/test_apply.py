@@ -572,3 +572,26 @@ def test_a_malformed_list_is_refused_alone(tmp_path: Path) -> None:
         assert isinstance(out[0], engine.ApplyReport) and out[0].applied == 3
         assert isinstance(out[2], engine.ApplyReport) and out[2].applied == 3
         assert dst.version_vector() == {a_id: 3, b_id: 3}
+
+
+def test_decoding_a_batch_leaves_the_collector_as_it_was() -> None:
+    """The collector pauses while changes decode (engine.apply._gc_paused), on errors too,
+    and one the application disabled is not turned back on."""
+    import gc
+
+    from engine.apply import _gc_paused
+
+    assert gc.isenabled()
+    with _gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ZeroDivisionError), _gc_paused():
+        1 / 0  # noqa: B018
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

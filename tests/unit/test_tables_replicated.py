@@ -151,14 +151,15 @@ def test_the_hlc_at_the_head_of_a_transaction_reads_with_incarnations() -> None:
     """Inbound lag and the log read a transaction's HLC from its first bytes; a transaction
     naming its tables' incarnations starts with a three-element array head."""
     from engine import codec
-    from engine.changelog import _txn_hlc
-    from replication.lag import txn_hlc
+    from engine.changelog import txn_hlc
 
-    hlc = 111411200000000003
-    for incs in (None, {"orders": (5, 6)}):
-        raw = codec.encode_txn_parts(hlc, [], incs)
-        assert txn_hlc(raw) == hlc
-        assert _txn_hlc(raw, 0) == hlc
+    for hlc in (111411200000000003, 5, 300, 70_000):
+        for incs in (None, {"orders": (5, 6)}):
+            raw = codec.encode_txn_parts(hlc, [], incs)
+            assert txn_hlc(raw) == hlc
+            assert txn_hlc(b"\0" * 7 + raw, 7) == hlc
+    for odd in (b"", b"\x82", b"\x81\x05", b"\x82\x1b\x00", b"\x82\x60"):
+        assert txn_hlc(odd) == 0
 
 
 @pytest.mark.parametrize("first", ["a", "b"])
