@@ -337,13 +337,14 @@ def _lag_row(sizes: Sizes, root: Path, progress: Progress, *, nosync: bool = Fal
     commits = sum(x.get("commits", 0) for x in applies)
     progress(f"repl  live lag          {backend:<16} p50 {p50:,.2f} ms  p99 {p99:,.2f} ms"
              f"  ({len(lags):,} arrivals, {missing} missing,"
-             f" {n / written['seconds']:,.0f} writes/s achieved;"
-             f" receivers: {segments:,} segments in {commits:,} commits)")
+             f" {n / written['seconds']:,.0f} writes/s achieved"
+             + (f"; receivers: {segments:,} segments in {commits:,} commits)" if segments
+                else ")"))
     return _row("live_lag", backend, p99 if not missing else None, unit="ms",
                 p50_ms=p50, p95_ms=percentile(lags, 95), p99_ms=p99,
                 max_ms=lags[-1] if lags else None, arrivals=len(lags), missing=missing,
                 writes=n, achieved_rate=n / written["seconds"], replicator_lag=reported,
-                receiver_segments=segments, receiver_commits=commits,
+                receiver_segments=segments or None, receiver_commits=commits or None,
                 reason=f"{missing} of {2 * n} arrivals never seen" if missing else None)
 
 

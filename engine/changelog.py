@@ -84,7 +84,7 @@ def read_clock(txn: Txn, env: Env) -> tuple[int, int, int]:
         if last > pos:
             value = cur.value()
             s = LOGHDR.unpack_from(value)[1]
-            return max(hlc, _txn_hlc(value, LOGHDR.size)), max(seq, s), last
+            return max(hlc, txn_hlc(value, LOGHDR.size)), max(seq, s), last
     return hlc, seq, pos
 
 
@@ -100,16 +100,21 @@ def floor_hlc(raw: Any) -> int:
 
 def entry_hlc(value: Any) -> int:
     """The HLC of a log entry (the head of its transaction)."""
-    return _txn_hlc(value, LOGHDR.size)
+    return txn_hlc(value, LOGHDR.size)
 
 
-def _txn_hlc(value: Any, at: int) -> int:
-    """The HLC at the head of the transaction ``[hlc, [ops]]`` stored from offset ``at``."""
-    info = value[at + 1] & 0x1F  # value[at] is the array head (0x82, 0x83); then the uint
-    if info < 24:
+def txn_hlc(value: Any, at: int = 0) -> int:
+    """The HLC at the head of an encoded transaction ``[hlc, ops]`` or ``[hlc, ops,
+    incarnations]`` stored from offset ``at`` of ``value`` (0 if it has no such head)."""
+    if len(value) < at + 2 or value[at] not in (0x82, 0x83):
+        return 0
+    info = value[at + 1]
+    if info < 24:  # major type 0 (unsigned), the value in the head byte itself
         return int(info)
+    if info > 27:
+        return 0
     n = 1 << (info - 24)  # 24..27: a 1-, 2-, 4- or 8-byte argument
-    return int.from_bytes(value[at + 2:at + 2 + n], "big")
+    return int.from_bytes(value[at + 2:at + 2 + n], "big") if len(value) >= at + 2 + n else 0
 
 
 def write_clock(txn: Txn, env: Env, hlc: int, seq: int, pos: int) -> None:

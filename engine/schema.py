@@ -4,7 +4,8 @@ A table's *incarnation* is the version of the change that created it (``TableDef
 Two regions creating one name with different key schemas race: the larger incarnation wins on
 every replica (the merge is the same everywhere, whatever the order), and each replica that
 sees the race records it as a conflict (attribute :data:`SCHEMA_ATTRIBUTE`), so it is visible
-on both sides instead of silent.
+on both sides instead of silent. Items written under the losing schema stay under keys of its
+shape: :mod:`engine.orphans` lists them and re-keys those it can.
 
 :func:`delete_table` removes a table, its items and its indexes
 (:func:`engine.index.drop_table_entries`) and leaves a *table tombstone* in the ``tables``

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import apply, changelog, codec, lineage, retention, schema, ttl
+from . import apply, changelog, codec, lineage, orphans, retention, schema, ttl
 from . import index as index_mod
 from .batch import Batch
 from .changelog import read_clock, write_clock
@@ -235,6 +235,20 @@ class Store:
         :raises TableNotFound: if there is no such table.
         """
         schema.delete_table(self._ctx, name)
+
+    def schema_orphans(self, name: str) -> list[dict[str, Any]]:
+        """Items of table ``name`` stored under a key its live key schema does not give them:
+        written under a key schema that lost a creation race (:mod:`engine.orphans`). The
+        same on every converged replica; ``scan`` returns them too.
+
+        :raises TableNotFound: if there is no such table.
+        """
+        return orphans.orphans(self._ctx, name)
+
+    def rekey_orphans(self, name: str) -> int:
+        """Move each :meth:`schema_orphans` item that carries the live key attributes under
+        its key (unless an item lives there), as replicated writes; return how many moved."""
+        return orphans.rekey(self._ctx, name)
 
     def table(self, name: str) -> Table:
         """The table called ``name``. :raises TableNotFound: if there is none."""

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from engine.changelog import txn_hlc
 from engine.clock import physical_ms
 
 __all__ = ["LAG_WINDOW", "LagStats", "PeerLag", "lag_stats", "sample_lags", "txn_hlc"]
@@ -71,16 +72,6 @@ class PeerLag:
     inbound: LagStats
     last_error: str | None = None
     stalled: dict[int, str] = field(default_factory=dict)
-
-
-def txn_hlc(txn: bytes) -> int:
-    """The HLC of an encoded transaction ``[hlc, ops]`` or ``[hlc, ops, incarnations]``, read
-    from its CBOR head (0 if odd)."""
-    if len(txn) >= 10 and txn[0] in (0x82, 0x83) and txn[1] == 0x1B:
-        return int.from_bytes(txn[2:10], "big")
-    if len(txn) >= 6 and txn[0] in (0x82, 0x83) and txn[1] == 0x1A:
-        return int.from_bytes(txn[2:6], "big")
-    return 0
 
 
 def sample_lags(records: Iterable[tuple[int, int, bytes]], before: Mapping[int, int],

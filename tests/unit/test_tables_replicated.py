@@ -151,11 +151,44 @@ def test_the_hlc_at_the_head_of_a_transaction_reads_with_incarnations() -> None:
     """Inbound lag and the log read a transaction's HLC from its first bytes; a transaction
     naming its tables' incarnations starts with a three-element array head."""
     from engine import codec
-    from engine.changelog import _txn_hlc
-    from replication.lag import txn_hlc
+    from engine.changelog import txn_hlc
 
-    hlc = 111411200000000003
-    for incs in (None, {"orders": (5, 6)}):
-        raw = codec.encode_txn_parts(hlc, [], incs)
-        assert txn_hlc(raw) == hlc
-        assert _txn_hlc(raw, 0) == hlc
+    for hlc in (111411200000000003, 5, 300, 70_000):
+        for incs in (None, {"orders": (5, 6)}):
+            raw = codec.encode_txn_parts(hlc, [], incs)
+            assert txn_hlc(raw) == hlc
+            assert txn_hlc(b"\0" * 7 + raw, 7) == hlc
+    for odd in (b"", b"\x82", b"\x81\x05", b"\x82\x1b\x00", b"\x82\x60"):
+        assert txn_hlc(odd) == 0
+
+
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_items_of_a_losing_key_schema_are_listed_and_rekeyed(
+    make_store: MakeStore, first: str
+) -> None:
+    """The schema race through sync, both orders: the loser's items are the same orphans on
+    both sides; re-keying moves those that carry the winning key attributes (never over an
+    item of the winning schema) and both sides end the same, everything reachable by get."""
+    a = make_store("a", wall_clock=engine.ManualClock(1_700_000_000_000))
+    b = make_store("b", wall_clock=engine.ManualClock(1_700_000_000_010))
+    a.create_table("orders", partition_key="customer_id", sort_key="order_id")
+    b.create_table("orders", partition_key="id")  # later: wins
+    a.table("orders").put({"customer_id": "c1", "order_id": "o1", "id": "x1", "v": 1})
+    a.table("orders").put({"customer_id": "c2", "order_id": "o2", "v": 2})  # no "id"
+    a.table("orders").put({"customer_id": "c3", "order_id": "o3", "id": "x3", "v": 3})
+    b.table("orders").put({"id": "x3", "v": 30})  # the winner's item under that key
+    for src, dst in ([(a, b), (b, a)] if first == "a" else [(b, a), (a, b)]):
+        ship(src, dst)
+    for s in (a, b):
+        assert s.table("orders").partition_key == "id"
+        assert sorted(i["v"] for i in s.schema_orphans("orders")) == [1, 2, 3]
+    assert a.rekey_orphans("orders") == 1  # x1 moves; c2 has no id; x3 is taken
+    ship(a, b)
+    ship(b, a)
+    assert a.digest() == b.digest()
+    for s in (a, b):
+        assert s.table("orders").get("x1") == {"customer_id": "c1", "order_id": "o1",
+                                               "id": "x1", "v": 1}
+        assert s.table("orders").get("x3") == {"id": "x3", "v": 30}
+        assert sorted(i["v"] for i in s.schema_orphans("orders")) == [2, 3]
+    assert b.rekey_orphans("orders") == 0
