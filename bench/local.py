@@ -10,7 +10,6 @@ other row touches, and each backend draws the same random keys, so all do the sa
 from __future__ import annotations
 
 import random
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from .backends import Backend
 from .data import ORDERS, ORDERS_PK, ORDERS_SK, customer_id, order_id, order_item
 from .harness import opened
 from .sizes import Sizes
-from .stats import RoundResult, summarize, time_ops
+from .stats import RoundResult, summarize, threaded, time_ops
 
 __all__ = ["LOCAL_ROWS", "WRITE_BACKENDS", "run_local"]
 
@@ -47,29 +46,7 @@ Progress = Callable[[str], None]
 def _threaded_round(backend: Backend, items: list[dict[str, Any]], threads: int) -> RoundResult:
     """All threads start together and each writes its share; wall time spans all of them."""
     shares = [items[i::threads] for i in range(threads)]
-    results: list[RoundResult | None] = [None] * threads
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(threads + 1)
-
-    def work(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = time_ops(lambda it: backend.put(ORDERS, it), shares[i])
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            errors.append(exc)
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    barrier.wait()
-    start = time.perf_counter_ns()
-    for w in workers:
-        w.join()
-    wall = time.perf_counter_ns() - start
-    if errors:
-        raise errors[0]
-    lat = [x for r in results if r is not None for x in r.latencies_ns]
-    return RoundResult(lat, wall, len(lat))
+    return threaded(threads, lambda i: time_ops(lambda it: backend.put(ORDERS, it), shares[i]))
 
 
 class LocalRunner:

@@ -9,12 +9,13 @@ median over rounds is reported: medians resist the noise of a shared 2-core mach
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RoundResult", "Summary", "percentile", "summarize", "time_ops"]
+__all__ = ["RoundResult", "Summary", "percentile", "summarize", "threaded", "time_ops"]
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -113,3 +114,32 @@ def summarize(rounds: Sequence[RoundResult]) -> Summary:
         ops=len(pooled),
         rounds=len(rounds),
     )
+
+
+def threaded(threads: int, share: Callable[[int], RoundResult]) -> RoundResult:
+    """Run ``share(i)`` on ``threads`` threads that start together at a barrier; one round
+    whose wall time spans all of them, pooling their latencies. A thread's error is re-raised.
+    """
+    results: list[RoundResult | None] = [None] * threads
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads + 1)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = share(i)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    start = time.perf_counter_ns()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter_ns() - start
+    if errors:
+        raise errors[0]
+    lat = [x for r in results if r is not None for x in r.latencies_ns]
+    return RoundResult(lat, wall, len(lat))

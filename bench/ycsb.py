@@ -17,7 +17,6 @@ per operation type for p50/p95/p99.
 from __future__ import annotations
 
 import random
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from .backends import Backend
 from .data import USERTABLE, YCSB_FIELDS, YCSB_PARTITION, YCSB_PK, YCSB_SK, ycsb_record, ycsb_value
 from .harness import opened
 from .sizes import Sizes
-from .stats import RoundResult, percentile, summarize
+from .stats import RoundResult, percentile, summarize, threaded
 
 __all__ = [
     "WORKLOADS",
@@ -299,33 +298,12 @@ def _time_threaded(chunk: list[Op], execute: Callable[[Op], Any],
     """Run one chunk split round-robin over ``threads`` client threads that start together;
     the wall time spans all of them (YCSB's ``-threads``)."""
     shares = [chunk[i::threads] for i in range(threads)]
-    results: list[RoundResult | None] = [None] * threads
     kinds: list[dict[str, list[int]]] = [{} for _ in range(threads)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(threads + 1)
-
-    def work(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = _time_chunk(shares[i], execute, kinds[i])
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            errors.append(exc)
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    barrier.wait()
-    start = time.perf_counter_ns()
-    for w in workers:
-        w.join()
-    wall = time.perf_counter_ns() - start
-    if errors:
-        raise errors[0]
+    result = threaded(threads, lambda i: _time_chunk(shares[i], execute, kinds[i]))
     for part in kinds:
         for kind, values in part.items():
             by_kind.setdefault(kind, []).extend(values)
-    lat = [x for r in results if r is not None for x in r.latencies_ns]
-    return RoundResult(lat, wall, len(lat))
+    return result
 
 
 def _run_phase(runners: list[YcsbRunner], workload: str, threads: int, sizes: Sizes,

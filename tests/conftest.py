@@ -8,7 +8,7 @@ and ``slow`` (``make test-slow``: many more examples and longer stateful runs). 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +68,12 @@ def make_store(tmp_path: Path) -> Iterator[object]:
     yield make
     for s in opened:
         s.close()
+
+
+@pytest.fixture
+def closing() -> Iterator[list[Callable[[], None]]]:
+    """Append closers (servers, replicators, stores) to it; they run in reverse at the end."""
+    closers: list[Callable[[], None]] = []
+    yield closers
+    for close in reversed(closers):
+        close()

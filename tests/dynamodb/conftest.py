@@ -33,7 +33,7 @@ def needs(*features: str) -> pytest.MarkDecorator:
     """Mark a test as needing native features; it fails if one is missing (see :data:`NATIVE`)."""
     missing = [f for f in features if not NATIVE[f]]
     assert not missing, f"engine lacks {', '.join(missing)}"
-    return pytest.mark.usefixtures()
+    return pytest.mark.needs(*features)
 
 
 _names = itertools.count()

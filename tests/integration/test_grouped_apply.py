@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 FAST = NetOptions(heartbeat=0.5, idle_timeout=5.0, backoff_base=0.05, backoff_max=0.5,
                   ack_flush_interval=0.2, retry_delay=0.2, handshake_timeout=2.0)
-
-
-@pytest.fixture
-def closing() -> Iterator[list[Callable[[], None]]]:
-    closers: list[Callable[[], None]] = []
-    yield closers
-    for close in reversed(closers):
-        close()
 
 
 def _fill(store: engine.Store, n: int, prefix: str) -> None:

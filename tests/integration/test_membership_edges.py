@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,6 @@ def fill(store: engine.Store, n: int, pad: int = 0) -> None:
     with store.batch() as b:
         for i in range(n):
             b.put("t", {"id": f"k{i:06d}", "pad": secrets.token_hex(pad // 2)})
-
-
-@pytest.fixture
-def closing() -> Iterator[list[Callable[[], None]]]:
-    closers: list[Callable[[], None]] = []
-    yield closers
-    for close in reversed(closers):
-        close()
 
 
 def test_newcomer_cut_mid_snapshot_is_a_member_and_converges(

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,6 @@ OPTS = NetOptions(handshake_timeout=3.0, heartbeat=0.5, idle_timeout=5.0,
                   backoff_base=0.05, backoff_max=0.5)
 CLIENT = NetOptions(handshake_timeout=10.0, heartbeat=0.5, idle_timeout=5.0,
                     backoff_base=0.05, backoff_max=0.5)
-
-
-@pytest.fixture
-def closing() -> Iterator[list[Callable[[], None]]]:
-    closers: list[Callable[[], None]] = []
-    yield closers
-    for close in reversed(closers):
-        close()
 
 
 def flood(port: int, seconds: float, idle: int, loris: int) -> subprocess.Popen[str]:

@@ -61,14 +61,6 @@ def ids(store: engine.Store) -> set[str]:
     return {item["id"] for item in store.table("t").scan()} if "t" in store.tables() else set()
 
 
-@pytest.fixture
-def closing() -> Iterator[list[Callable[[], None]]]:
-    closers: list[Callable[[], None]] = []
-    yield closers
-    for close in reversed(closers):
-        close()
-
-
 def start_server(store: engine.Store, closers: list[Callable[[], None]], **kw: Any) -> Any:
     kw.setdefault("options", FAST)
     server = serve(store, **kw)
