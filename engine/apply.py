@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import heapq
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -61,21 +62,34 @@ Decoded = tuple[int, int, bytes, int, list[codec.Op]]  # origin, seq, raw, hlc, 
 _PREREAD = 64  # from this many records on, look up what is already known before decoding
 
 
+_gc_lock = threading.Lock()
+_gc_pauses = 0  # decodes under way that paused the collector (several threads may decode)
+_gc_was_enabled = False
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a batch of changes is decoded.
 
     Every decoded change stays alive until the batch is applied, so the collector's passes
     over them (a tenth of a large merge's time) find nothing: decoded CBOR holds no cycles, and
-    reference counting still frees it all. A collector the application had disabled stays so.
+    reference counting still frees it all. The first of overlapping pauses (threads) records
+    whether it was enabled and the last restores that: a collector the application had
+    disabled stays so, and one it had enabled is never left off.
     """
-    was = gc.isenabled()
-    gc.disable()
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
     try:
         yield
     finally:
-        if was:
-            gc.enable()
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def _decode_records(ctx: Context, records: Iterable[RawChange]) -> tuple[list[Decoded], int]:

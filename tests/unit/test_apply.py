@@ -595,3 +595,33 @@ def test_decoding_a_batch_leaves_the_collector_as_it_was() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_overlapping_pauses_leave_the_collector_on() -> None:
+    """Two threads decoding at once, the first to start finishing first: the collector stays
+    off until the last one ends, then is on again (one pause must not see the other's "off"
+    as the application's setting)."""
+    import gc
+    import threading
+
+    from engine.apply import _gc_paused
+
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def second() -> None:
+        first_in.wait(5)
+        with _gc_paused():
+            second_in.set()
+            first_out.wait(5)
+            seen.append(gc.isenabled())  # the first pause ended: still off for this one
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    with _gc_paused():
+        first_in.set()
+        assert second_in.wait(5)
+    first_out.set()
+    worker.join(5)
+    assert seen == [False]
+    assert gc.isenabled()
