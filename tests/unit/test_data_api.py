@@ -13,16 +13,6 @@ import pytest
 import engine
 
 
-@pytest.fixture
-def orders(store: engine.Store) -> engine.Table:
-    return store.create_table("orders", partition_key="customer_id", sort_key="order_id")
-
-
-@pytest.fixture
-def users(store: engine.Store) -> engine.Table:
-    return store.create_table("users", partition_key="id")
-
-
 def _seq(store: engine.Store) -> int:
     return store.version_vector().get(store.node_id, 0)
 

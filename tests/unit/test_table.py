@@ -14,16 +14,6 @@ import engine
 
 
 @pytest.fixture
-def orders(store: engine.Store) -> engine.Table:
-    return store.create_table("orders", partition_key="customer_id", sort_key="order_id")
-
-
-@pytest.fixture
-def users(store: engine.Store) -> engine.Table:
-    return store.create_table("users", partition_key="id")
-
-
-@pytest.fixture
 def fast(tmp_path: Path) -> Any:
     """A non-durable store for tests that write many items."""
     with engine.open(tmp_path / "fast", region="r", durable=False) as s:
