@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from . import codec, index, schema
+from . import codec, index, schema, voids
 from .changelog import append, key_dict, read_clock, version_vector, write_clock
 from .changes import ApplyReport, Conflict, RawChange, TableDef, decode_table_def
 from .checks import check_u64, is_node_id
@@ -205,8 +205,10 @@ def _merge_records(ctx: Context, env: Env, txn: Txn, decoded: list[Decoded],
     tables_changed = False
     builds = False
     tcache: dict[str, Any] = {}  # table -> (deleted?, incarnation) for schema.stale_op
+    void_set = voids.load(txn, env)
+    stopped: set[int] = set()  # origins whose next entry is one its writer relabeled
     for origin, seq, raw, hlc, ops in decoded:
-        if origin in report.refused or origin in report.gaps:
+        if origin in report.refused or origin in report.gaps or origin in stopped:
             report.held += 1
             continue
         if origin == node_id:
@@ -237,6 +239,10 @@ def _merge_records(ctx: Context, env: Env, txn: Txn, decoded: list[Decoded],
             )
             report.held += 1
             continue
+        if void_set and voids.is_void(void_set, origin, seq, hlc):
+            stopped.add(origin)  # the world holds other entries there: they come instead
+            report.held += 1
+            continue
         try:
             hlc_last = observe(hlc_last, hlc, wall, ctx.max_offset_ms, origin=origin)
         except ClockSkewError as exc:
@@ -244,8 +250,19 @@ def _merge_records(ctx: Context, env: Env, txn: Txn, decoded: list[Decoded],
             report.held += 1
             continue
         v = (hlc, origin)
+        if ops[-1].kind == "V":
+            old = ops[-1].attrs["origin"]
+            if voids.apply_void(txn, env, ops[-1], hlc, origin,
+                                {op.key for op in ops if op.kind in "PUD"}, vv):
+                known[old] = -1  # lowered: written below
+            void_set = voids.load(txn, env)
         images: list[Any] = []
         for op in ops:
+            if op.kind == "V":
+                images.append(None)
+                continue
+            if void_set and op.ext.observed:
+                op = voids.split_observed(void_set, op)
             if op.kind in ("T", "L"):
                 tables_changed = True
                 tcache.pop(op.table, None)

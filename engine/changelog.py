@@ -274,6 +274,8 @@ def _expand(ctx: Context, position_: int, value: bytes) -> Iterator[Change]:
     hlc, ops = codec.decode_txn(value[LOGHDR.size:LOGHDR.size + n], trusted=True)
     images = codec.loads(value[LOGHDR.size + n:])
     for op, image in zip(ops, images, strict=True):
+        if op.kind == "V":  # bookkeeping of a relabeled change (engine.voids): no change
+            continue
         if op.kind in _DEFINITIONS:
             definition = dict(op.attrs)
             if isinstance(definition.get("projection"), tuple):

@@ -140,8 +140,9 @@ def canonical(value: Any) -> bytes:
 class Op(NamedTuple):
     """One decoded operation of a transaction."""
 
-    kind: str                   # "T", "P", "U", "D", "I" (create index), "X" (drop index)
-                                # or "L" (set TTL)
+    kind: str                   # "T", "P", "U", "D", "I" (create index), "X" (drop index),
+                                # "L" (set TTL) or "V" (the forked entry a relabeled
+                                # transaction was, engine.voids)
     table: str
     key: bytes                  # item key ("T", "I", "X", "L": empty)
     attrs: dict[str, Any]       # P: item, U: set, T: {"partition_key":…, "sort_key":…},
@@ -673,6 +674,27 @@ def decode_txn(raw: bytes, *, trusted: bool = False) -> tuple[int, list[Op]]:
     return hlc, _decode_ops(obj[1], trusted)
 
 
+def _void_attrs(w: list[Any], trusted: bool) -> dict[str, Any]:
+    """``{origin, seq, bases}`` of a ``V`` op (:mod:`engine.voids`), checked."""
+    origin, seq = _check_u64(w[1], "void origin"), _check_u64(w[2], "void seq")
+    if not origin or not seq:
+        raise ValidationError("a void names a node id and a seq, both non-zero")
+    bases = w[3]
+    if not trusted:
+        if not isinstance(bases, list):
+            raise ValidationError("void bases are not an array")
+        for row in bases:
+            if not isinstance(row, list) or len(row) != 4 or not isinstance(row[0], bytes):
+                raise ValidationError("a void base is [item key, attribute, prev hlc, total]")
+            decode_key(row[0])
+            check_attr_name(row[1], "void base")
+            _check_u64(row[2], "void base hlc")
+            if isinstance(row[3], bool) or not isinstance(row[3], (int, float, Decimal)):
+                raise ValidationError("a void base total is not a number")
+            check_value(row[3], "void base total")
+    return {"origin": origin, "seq": seq, "bases": bases}
+
+
 def _decode_ops(wire: list[Any], trusted: bool) -> list[Op]:
     """Decode (and, untrusted, check) the ops of a transaction."""
     ops: list[Op] = []
@@ -747,6 +769,8 @@ def _decode_ops(wire: list[Any], trusted: bool) -> list[Op]:
                 table = check_table_name(w[1])
                 inc = (_check_u64(w[2], "incarnation hlc"), _check_u64(w[3], "incarnation node"))
                 ops.append(Op("R", table, b"", {"incarnation": inc}, (), BOTTOM))
+            elif kind == "V" and len(w) == 4:  # the forked entry a relabeled txn was
+                ops.append(Op("V", "", b"", _void_attrs(w, trusted), (), BOTTOM))
             elif kind == "D" and len(w) in (5, 6):
                 table = check_table_name(w[1])
                 seen = (_check_u64(w[3], "seen hlc"), _check_u64(w[4], "seen node"))

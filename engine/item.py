@@ -72,6 +72,7 @@ __all__ = [
     "merge",
     "merge_change",
     "num_add",
+    "num_sub",
     "plan_write",
     "purge",
     "put_delta",
@@ -148,13 +149,16 @@ class WriteExt(NamedTuple):
 
     ``add`` maps a counter attribute to ``(n, total)``: the amount added and the writer's own
     running total after it (what merges). ``observed`` maps each counter the write resets to
-    the totals it had seen. Built by :func:`plan_write` on the writer, carried in the change.
+    the totals it had seen. ``prev`` maps an added counter to the hlc of the writer's chain
+    entry its ADD replaced (absent: none): never merged, it lets a re-identified node put its
+    old chain back (:mod:`engine.relabel`). Built by :func:`plan_write` on the writer.
     """
 
     add: Mapping[str, tuple[Any, Any]] = {}
     add_elems: Mapping[str, frozenset[Any]] = {}
     del_elems: Mapping[str, frozenset[Any]] = {}
     observed: Mapping[str, Mapping[int, Total]] = {}
+    prev: Mapping[str, int] = {}
 
     def __bool__(self) -> bool:
         return bool(self.add or self.add_elems or self.del_elems or self.observed)
@@ -268,16 +272,20 @@ def plan_write(
     else:
         observed = {}
     totals: dict[str, tuple[Any, Any]] = {}
+    prev: dict[str, int] = {}
     for name, n in (add or {}).items():
         e = local_extra.get(name)
         # an origin's own chain is always current on the origin itself
         mine = e.incs.get(origin) if e is not None else None
         totals[name] = (n, n if mine is None else num_add(mine[1], n))
+        if mine is not None:
+            prev[name] = mine[0]
     return WriteExt(
         totals,
         {name: frozenset(v) for name, v in (add_elems or {}).items()},
         {name: frozenset(v) for name, v in (del_elems or {}).items()},
         observed,
+        prev,
     )
 
 
@@ -301,7 +309,8 @@ def num_add(a: Any, b: Any) -> Any:
     return _DECIMAL.add(_dec(a), _dec(b))
 
 
-def _num_sub(a: Any, b: Any) -> Any:
+def num_sub(a: Any, b: Any) -> Any:
+    """``a - b`` in counter arithmetic (as :func:`num_add`)."""
     if type(a) is int and type(b) is int:
         return a - b
     return _DECIMAL.subtract(_dec(a), _dec(b))
@@ -521,7 +530,7 @@ def _extra_value(base: Any, e: Extra) -> Any:
         seen = e.obs.get(o)
         if seen is not None and seen[0] >= hlc:
             continue  # all of this origin's ADDs were seen by the last reset
-        d = t if seen is None else _num_sub(t, seen[1])
+        d = t if seen is None else num_sub(t, seen[1])
         total = d if total is None else num_add(total, d)
         top = max(top, (hlc, o))
     elem_top = max((ent[0] for ent in e.elems.values()), default=BOTTOM)

@@ -15,9 +15,13 @@ meta       ``conflicts``                                :data:`CONFLICTS`: ``(fi
                                                         id, total ever recorded)``
 meta       ``forgotten``                                CBOR list of forgotten node ids
 meta       ``reissue``                                  CBOR ``[[old id, [[seq, txn], …]], …]``:
-                                                        writes set aside by a re-identification
-                                                        (:mod:`engine.lineage`)
+                                                        writes an earlier build set aside at a
+                                                        re-identification (:mod:`engine.lineage`)
 meta       ``lineage``                                  CBOR ``[[old id, new id, ms, reason], …]``
+meta       ``voids``                                    CBOR ``[[old id, [[hlc, seq, new id], …],
+                                                        [[key, attr, prev hlc, total], …]], …]``:
+                                                        forked entries relabeled
+                                                        (:mod:`engine.voids`)
 meta       ``dropped:<table>``                          CBOR ``[hlc, node]``: the table's latest
                                                         deletion (:mod:`engine.schema`)
 meta       ``x:<name>``                                 CBOR value of :meth:`Store.set_meta`
@@ -87,6 +91,7 @@ __all__ = [
     "META_LINEAGE",
     "META_PENDING_PREFIX",
     "META_REISSUE",
+    "META_VOIDS",
     "META_USER_PREFIX",
     "READABLE_FORMATS",
     "U64",
@@ -115,5 +120,6 @@ META_FORGOTTEN = b"forgotten"
 META_REISSUE = b"reissue"
 META_DROPPED_PREFIX = b"dropped:"
 META_LINEAGE = b"lineage"
+META_VOIDS = b"voids"
 META_USER_PREFIX = b"x:"  # Store.set_meta / get_meta: replication's bookkeeping
 META_PENDING_PREFIX = b"p:"  # + item key: snapshot tombstones awaiting purge (retention)

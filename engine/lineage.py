@@ -31,16 +31,27 @@ import logging
 import os
 import secrets
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import codec
+from . import codec, voids
 from .batch import Batch
-from .changelog import entry_hlc, floor_seq, read_clock, version_vector, vv_hlcs, write_clock
+from .changelog import (
+    append,
+    entry_hlc,
+    floor_seq,
+    read_clock,
+    version_vector,
+    vv_hlcs,
+    write_clock,
+)
+from .changes import decode_table_def
 from .env import Env, Txn
 from .errors import SchemaError
 from .keys import decode_key
 from .layout import LOGHDR, META_IDENT, META_LINEAGE, META_REISSUE, U64, U64x2
+from .relabel import Chains, Fork, relabel_txn, rename_state
 from .schema import create_table
 from .table import Table
 
@@ -104,14 +115,18 @@ def divergence(
     return env.read(run)
 
 
-def reidentify(ctx: Context, reason: str, *, forked: bool = True) -> int:
+def reidentify(ctx: Context, reason: str, *, forked: bool = True,
+               peer_tip: int | None = None) -> int:
     """Stop writing under this id: take a new one (module docstring). Returns the new id.
 
-    ``forked``: this store wrote entries under the old id that its peers may hold differently
-    (noticed at a contact): they are set aside, to compare and re-issue. Otherwise (``regiondb
-    restore``, or a data file restored in place and noticed at open, :func:`check_stamp`)
-    every entry it holds of the old id is one the world holds too: they stay in the log, as
-    an ordinary origin's, the way a copied directory keeps them."""
+    ``forked``: this store wrote entries under the old id that its peers hold differently
+    (noticed at a contact). ``peer_tip`` is the HLC of the peer's entry at its vv position of
+    the old id: our entries up to it were written before the backup (every forked entry comes
+    after every lost one) and stay; the later ones are relabeled as the new id's first
+    entries (:mod:`engine.relabel`). Unknown, every entry above the log floor counts as
+    forked. Not ``forked`` (``regiondb restore``, or a data file restored in place and noticed
+    at open, :func:`check_stamp`): every entry of the old id is one the world holds too; they
+    stay in the log, as an ordinary origin's, the way a copied directory keeps them."""
     env = ctx.env
     old = ctx.node_id
     wall = ctx.wall()
@@ -121,42 +136,82 @@ def reidentify(ctx: Context, reason: str, *, forked: bool = True) -> int:
         if node != old:
             return int(node)  # another process re-identified it meanwhile
         hlc, seq, pos = read_clock(txn, env)
-        raw_floor = txn.get(U64.pack(old), db=env.floors)
-        floor = min(floor_seq(raw_floor) if raw_floor else 0, seq) if forked else seq
-        moved: list[list[Any]] = []
-        for s in range(floor + 1, seq + 1):
-            key = U64x2.pack(old, s)
-            pkey = txn.get(key, db=env.index)
-            if pkey is None:
-                continue
-            value = txn.get(pkey, db=env.log)
-            if value is not None:
-                n = LOGHDR.unpack_from(value)[2]
-                moved.append([s, bytes(value[LOGHDR.size:LOGHDR.size + n])])
-                txn.delete(pkey, db=env.log)
-            txn.delete(key, db=env.index)
-        if floor:
-            txn.put(U64.pack(old), U64.pack(floor), db=env.vv)
-        if moved:
-            raw = txn.get(META_REISSUE, db=env.meta)
-            pending = codec.loads(raw) if raw else []
-            pending.append([old, moved])
-            txn.put(META_REISSUE, codec.dumps(pending), db=env.meta)
         new = secrets.randbits(64) or 1
+        kept, relabeled = seq, 0
+        if forked:
+            kept, relabeled, pos = _relabel_forked(ctx, txn, old, new, seq, pos, peer_tip)
+        if kept:
+            txn.put(U64.pack(old), U64.pack(kept), db=env.vv)
         txn.put(META_IDENT, codec.dumps([new, region, dev, ino]), db=env.meta)
-        write_clock(txn, env, hlc, 0, pos)
+        write_clock(txn, env, hlc, relabeled, pos)
         raw = txn.get(META_LINEAGE, db=env.meta)
         events = (codec.loads(raw) if raw else [])[-(_MAX_EVENTS - 1):]
         events.append([old, new, wall, reason[:300]])
         txn.put(META_LINEAGE, codec.dumps(events), db=env.meta)
-        log.error("store %s: %s; it stops writing as node %016x and is now node %016x (%d of "
-                  "its writes set aside to compare and re-issue)", ctx.path, reason, old, new,
-                  len(moved))
+        log.error("store %s: %s; it stops writing as node %016x and is now node %016x (%d "
+                  "writes made under the old id since the backup are now the new id's first)",
+                  ctx.path, reason, old, new, relabeled)
         return new
 
     new = env.write(run)
     ctx.adopt_identity(new)
+    ctx.uncache_tables()
     return new
+
+
+def _relabel_forked(ctx: Context, txn: Txn, old: int, new: int, seq: int, pos: int,
+                    tip: int | None) -> tuple[int, int, int]:
+    """Move the forked entries of ``old`` to ``new`` (seqs 1, 2, …, original HLCs) and rename
+    their versions in the items and tables they touched. Returns ``(the last seq of old kept,
+    how many moved, the log position)``."""
+    env = ctx.env
+    raw_floor = txn.get(U64.pack(old), db=env.floors)
+    floor = min(floor_seq(raw_floor) if raw_floor else 0, seq)
+    entries: list[tuple[int, bytes, bytes]] = []
+    for s in range(floor + 1, seq + 1):
+        pkey = txn.get(U64x2.pack(old, s), db=env.index)
+        value = None if pkey is None else txn.get(pkey, db=env.log)
+        if value is not None:
+            entries.append((s, bytes(pkey), bytes(value)))
+    first = next((i for i, (_, _, v) in enumerate(entries) if tip is None or entry_hlc(v) > tip),
+                 len(entries))
+    if tip is not None and any(entry_hlc(v) <= tip for _, _, v in entries[first:]):
+        log.warning("store %s: a write made after the restore has an HLC below the lost "
+                    "ones (the clock was behind): writes of the old id between seq %d and "
+                    "%d are kept as if made before the backup", ctx.path, floor + 1, seq)
+    if first == len(entries):
+        return seq, 0, pos
+    forked = entries[first:]
+    fork = Fork(old, {entry_hlc(v): new for _, _, v in forked})
+    chains: Chains = {}
+    keys: set[bytes] = set()
+    for k, (s, pkey, value) in enumerate(forked, 1):
+        n = LOGHDR.unpack_from(value)[2]
+        raw = value[LOGHDR.size:LOGHDR.size + n]
+        txn.delete(pkey, db=env.log)
+        txn.delete(U64x2.pack(old, s), db=env.index)
+        pos = append(txn, env, new, k, relabel_txn(raw, s, fork, chains),
+                     [*codec.loads(value[LOGHDR.size + n:]), None], pos)
+        for op in codec.decode_txn(raw, trusted=True)[1]:
+            if op.kind in "PUD":
+                keys.add(op.key)
+            elif op.kind in "IX":
+                log.warning("store %s: an index definition made after the restore keeps its "
+                            "old-id version here", ctx.path)
+    voids.record(txn, env, old, {entry_hlc(v): (s, new) for s, _, v in forked}, chains)
+    for key in keys:
+        raw_state = txn.get(key, db=env.items)
+        if raw_state is not None:
+            mine = {name: c for (k_, name), c in chains.items() if k_ == key}
+            txn.put(key, codec.encode_state(rename_state(codec.decode_state(raw_state), fork,
+                                                         mine)), db=env.items)
+    for name, raw_def in list(txn.cursor(db=env.tables)):
+        tdef = decode_table_def(bytes(name).decode(), bytes(raw_def))
+        renamed = replace(tdef, version=fork.version(tdef.version),
+                          ttl_version=fork.version(tdef.ttl_version))
+        if renamed != tdef:
+            txn.put(name, renamed.stored(), db=env.tables)
+    return forked[0][0] - 1, len(forked), pos
 
 
 STAMP_FILE = "lineage.cbor"

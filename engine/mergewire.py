@@ -9,10 +9,12 @@ State ``ext`` (the 7th element of a stored state, :mod:`engine.codec`)::
 
 Op ``ext`` (the optional last element of a P, U or D op)::
 
-    {"a": {name: [n, total]}, "s": {name: [element, ...]}, "d": {name: [element, ...]},
-     "o": {name: [[origin, hlc, total], ...]}, "t": true}
+    {"a": {name: [n, total] | [n, total, prev_hlc]}, "s": {name: [element, ...]},
+     "d": {name: [element, ...]}, "o": {name: [[origin, hlc, total], ...]}, "t": true}
 
-Every key is optional; an op without ext has none of them. ``t`` marks a TTL delete.
+Every key is optional; an op without ext has none of them. ``t`` marks a TTL delete. An
+ADD's ``prev_hlc`` is the hlc of the writer's chain entry it replaced, written when there was
+one (:attr:`engine.item.WriteExt.prev`); builds before it refuse a three-element ADD.
 """
 
 from __future__ import annotations
@@ -115,7 +117,9 @@ def op_ext_wire(ext: WriteExt, ttl: bool = False) -> dict[str, Any] | None:
     """The ``ext`` element of an op, or ``None`` when it carries nothing."""
     out: dict[str, Any] = {}
     if ext.add:
-        out["a"] = {name: [n, total] for name, (n, total) in ext.add.items()}
+        prev = ext.prev
+        out["a"] = {name: [n, total, prev[name]] if prev.get(name) else [n, total]
+                    for name, (n, total) in ext.add.items()}
     if ext.add_elems:
         out["s"] = {name: sorted(els, key=canonical) for name, els in ext.add_elems.items()}
     if ext.del_elems:
@@ -144,11 +148,13 @@ def op_ext(obj: Any, where: str, trusted: bool) -> tuple[WriteExt, bool]:
         busy = [n for key in "asd" for n in obj.get(key, {})]
         if len(busy) != len(set(busy)):
             raise ValidationError(f"{where}: one attribute in two ADD/DELETE actions")
+    adds = obj.get("a", {})
     ext = WriteExt(
-        {name: (n, total) for name, (n, total) in obj.get("a", {}).items()},
+        {name: (a[0], a[1]) for name, a in adds.items()},
         {name: frozenset(els) for name, els in obj.get("s", {}).items()},
         {name: frozenset(els) for name, els in obj.get("d", {}).items()},
         {name: {o: (h, t) for o, h, t in rows} for name, rows in obj.get("o", {}).items()},
+        {name: a[2] for name, a in adds.items() if len(a) == 3},
     )
     return (ext if ext else NO_EXT), bool(obj.get("t", False))
 
@@ -156,10 +162,12 @@ def op_ext(obj: Any, where: str, trusted: bool) -> tuple[WriteExt, bool]:
 def _check_part(key: str, name: str, value: Any, where: str) -> None:
     what = f"{where}: attribute {name!r}"
     if key == "a":
-        if not isinstance(value, list) or len(value) != 2:
-            raise ValidationError(f"{what}: an ADD is [n, total]")
+        if not isinstance(value, list) or len(value) not in (2, 3):
+            raise ValidationError(f"{what}: an ADD is [n, total] or [n, total, prev_hlc]")
         _check_number(value[0], f"{what} ADD amount")
         _check_number(value[1], f"{what} ADD total")
+        if len(value) == 3 and not _check_u64(value[2], f"{what} ADD prev_hlc"):
+            raise ValidationError(f"{what}: an ADD's prev_hlc is not 0 (it is left out)")
     elif key in "sd":
         if not isinstance(value, list) or not value:
             raise ValidationError(f"{what}: set elements must be a non-empty array")

@@ -419,6 +419,12 @@ class Store:
         ``(hlc, o)`` was written by a change this store holds iff ``hlc <= hlcs[o]``."""
         return changelog.vv_hlcs(self._ctx)
 
+    def hlcs_at(self, points: Mapping[int, int]) -> dict[int, int]:
+        """Per origin of ``points``, the HLC of its entry at seq ``points[origin]``, where
+        known (the log, or the floors record of exactly that seq)."""
+        env = self._e()
+        return env.read(lambda txn: changelog.vv_hlcs_txn(txn, env, dict(points)))
+
     def compact(
         self, stable: Mapping[int, int], *, purge_tombstones: bool = True
     ) -> tuple[int, int]:
@@ -455,18 +461,19 @@ class Store:
         :meth:`vv_hlcs` tips), or ``None`` if it did not (:func:`engine.lineage.divergence`)."""
         return lineage.divergence(self._ctx, peer_vv, peer_tips)
 
-    def reidentify(self, reason: str, *, forked: bool = True) -> int:
+    def reidentify(self, reason: str, *, forked: bool = True,
+                   peer_tip: int | None = None) -> int:
         """Stop writing under this node id and take a new one (:func:`engine.lineage.
-        reidentify`). ``forked``: set aside this id's writes that peers may hold differently
-        (noticed at a contact); ``False`` (``regiondb restore``) keeps them in the log as the
-        old id's. Returns the new id; ``reason`` is logged and recorded
-        (:meth:`lineage_events`)."""
-        return lineage.reidentify(self._ctx, reason, forked=forked)
+        reidentify`). ``forked``: this id's writes after ``peer_tip`` (the HLC of the peer's
+        entry at its vv position of this id) become the new id's first writes (noticed at a
+        contact); ``False`` (``regiondb restore``) keeps them all in the log as the old id's.
+        Returns the new id; ``reason`` is logged and recorded (:meth:`lineage_events`)."""
+        return lineage.reidentify(self._ctx, reason, forked=forked, peer_tip=peer_tip)
 
     def reissue_pending(self, peer_vv: Mapping[int, int] | None = None) -> int:
-        """Re-issue set-aside writes that a peer (whose vv is ``peer_vv``) holds differently or
-        never had; return how many (:func:`engine.lineage.reissue_pending`). One meta read when
-        none wait."""
+        """Re-issue writes an earlier build set aside at a re-identification, that a peer (whose
+        vv is ``peer_vv``) holds differently or never had; return how many
+        (:func:`engine.lineage.reissue_pending`). One meta read when none wait."""
         return lineage.reissue_pending(self._ctx, peer_vv)
 
     def pending_reissues(self) -> int:

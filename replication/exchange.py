@@ -390,8 +390,18 @@ class _Writer:
         if own_row is not None:  # a snapshot part: our row is the snapshot's vv (we held it)
             acks[self.store.node_id] = dict(own_row)
         cuts = {n: c for n, c in self.store.forget_cuts().items() if c}
+        bases = None
+        if kind == "changes":  # our tips and the entries before each range: fork checks
+            now, tips = self.store.vv_hlcs()
+            covers = {o: h for o, h in tips.items() if header_vv.get(o) == now[o]}
+            firsts: dict[int, tuple[int, int]] = {}
+            for rec in records:
+                o, seq = rec[0], rec[1]
+                if isinstance(o, int) and isinstance(seq, int):
+                    firsts.setdefault(o, (seq, seq))
+            bases = lineage.bases_for(self.store, firsts)
         return encode_segment(
-            kind=kind, cuts=cuts,
+            kind=kind, cuts=cuts, bases=bases,
             sender=self.store.node_id, region=self.store.region, records=records,
             vv=header_vv, acks=acks, forgotten=forgotten, created_hlc=self.store.tick(),
             compress=self.compress, limits=self.limits, covers=covers,
@@ -483,7 +493,7 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
             f"segment from node {h.sender:016x}, which was forgotten: it must rejoin as a new "
             "store from a snapshot"
         )
-    if lineage.check_peer(store, h.sender, h.vv, {}):
+    if lineage.check_peer(store, h.sender, h.vv, h.covers):
         me = store.node_id  # re-identified: the segment's changes of our old id apply normally
     report = SegmentReport(sender=h.sender, kind=h.kind, created_hlc=h.created_hlc)
     before = store.version_vector()
@@ -496,14 +506,17 @@ def apply_segment(store: Store, segment: Segment) -> SegmentReport:
             )
     report.warnings += _adopt_forgotten(store, h.forgotten, h.sender, h.cuts)
     if h.kind == "changes":
+        forked = lineage.forked_origins(store, h)
+        records = [r for r in segment.change_records() if r[0] not in forked]
         try:
-            r = store.apply_changes(segment.change_records())
+            r = store.apply_changes(records)
         except ChangeRefused as exc:
             record_stall(store, h.sender, exc)
             raise SegmentError(f"bad change record: {exc}") from exc
         except ValidationError as exc:
             raise SegmentError(f"bad change record: {exc}") from exc
-        report.applied, report.skipped, report.held = r.applied, r.skipped, r.held
+        report.applied, report.skipped = r.applied, r.skipped
+        report.held = r.held + len(segment.records) - len(records)
         report.conflicts, report.refused, report.gaps = r.conflicts, r.refused, r.gaps
         report.new = r.applied > 0
     else:

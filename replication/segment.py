@@ -79,7 +79,7 @@ _HEADER_KEYS = frozenset(
      "created_hlc", "compression"}
 )  # fmt: skip
 #: Header keys that may be absent (written only when not empty, so older segments still read).
-_OPTIONAL_KEYS = frozenset({"covers", "cuts"})
+_OPTIONAL_KEYS = frozenset({"bases", "covers", "cuts"})
 
 Kind: TypeAlias = Literal["changes", "snapshot"]
 Compression: TypeAlias = Literal["none", "zlib"]
@@ -114,9 +114,14 @@ class SegmentHeader:
 
     ``ranges`` maps origin -> inclusive ``(first, last)`` seqs covered (``changes`` only);
     ``vv`` is the sender's version vector, ``acks`` the vvs it knows other nodes acknowledged.
-    ``covers`` (snapshot parts) maps origin -> the HLC of the change at the snapshot's vv
-    position: the snapshot reflects every change of that origin with an HLC up to it.
+    ``covers`` maps origin -> the HLC of the change at ``vv``'s position (the sender's
+    *tips*): a snapshot part reflects every change of that origin with an HLC up to it, and a
+    node whose own origin's tip differs from ours tells us our log forked
+    (:mod:`replication.lineage`).
     ``cuts`` maps forgotten nodes to the last seq of theirs the sender still accepts.
+    ``bases`` (changes) maps an origin of ``ranges`` to the HLC of the sender's entry just
+    before the range: a receiver whose entry there differs holds another history of that
+    origin (a fork), and must not continue it with these (:mod:`replication.lineage`).
     """
 
     kind: Kind
@@ -131,6 +136,7 @@ class SegmentHeader:
     compression: Compression = "none"
     covers: dict[int, int] = field(default_factory=dict)
     cuts: dict[int, int] = field(default_factory=dict)
+    bases: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +210,7 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
         raise ValidationError(f"record_count {count} is over the limit of {limits.max_records}")
     vv = _uint_map(header.vv, "vv")
     covers = _uint_map(header.covers, "covers")
-    if covers and header.kind != "snapshot":
-        raise ValidationError("only a snapshot segment carries covers")
+    bases = _uint_map(header.bases, "bases")
     cuts = _uint_map(header.cuts, "cuts")
     if not isinstance(header.acks, Mapping):
         raise ValidationError("acks must be a map of node -> version vector")
@@ -231,6 +236,8 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
                 f"ranges[{origin}] ends at {last}, beyond the sender's vv ({vv.get(origin, 0)})"
             )
         ranges[origin] = (first, last)
+    if not set(bases) <= {o for o, (first, _) in ranges.items() if first > 1}:
+        raise ValidationError("bases name origins without a range that starts after seq 1")
     if header.kind == "snapshot" and ranges:
         raise ValidationError("a snapshot segment has no seq ranges")
     if header.kind == "changes":
@@ -238,7 +245,7 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
         if covered != count:
             raise ValidationError(f"ranges cover {covered} changes but record_count is {count}")
     return replace(header, ranges=ranges, vv=vv, acks=acks, forgotten=forgotten, covers=covers,
-                   cuts=cuts)
+                   cuts=cuts, bases=bases)
 
 
 def _check_records(
@@ -412,6 +419,8 @@ def _header_to_cbor(header: SegmentHeader) -> bytes:
         fields["covers"] = _sorted_map(header.covers)
     if header.cuts:
         fields["cuts"] = _sorted_map(header.cuts)
+    if header.bases:
+        fields["bases"] = _sorted_map(header.bases)
     return cbor2.dumps({k: fields[k] for k in _HEADER_ORDER if k in fields})
 
 
@@ -439,7 +448,7 @@ def _header_from_obj(obj: object) -> SegmentHeader:
         vv=obj["vv"], acks=obj["acks"], forgotten=frozenset(forgotten),
         record_count=obj["record_count"], created_hlc=obj["created_hlc"],
         compression=obj["compression"], covers=obj.get("covers", {}),
-        cuts=obj.get("cuts", {}),
+        cuts=obj.get("cuts", {}), bases=obj.get("bases", {}),
     )  # fmt: skip
 
 
@@ -476,6 +485,7 @@ def encode_segment(
     limits: SegmentLimits = DEFAULT_LIMITS,
     covers: Mapping[int, int] | None = None,
     cuts: Mapping[int, int] | None = None,
+    bases: Mapping[int, int] | None = None,
 ) -> tuple[SegmentHeader, bytes]:
     """Build a segment from records and the sender's state; return its header and bytes.
 
@@ -492,7 +502,7 @@ def encode_segment(
         ranges=_ranges_of(recs) if kind == "changes" else {},
         vv=dict(vv), acks={k: dict(v) for k, v in (acks or {}).items()},
         forgotten=frozenset(forgotten), record_count=len(recs), created_hlc=created_hlc,
-        covers=dict(covers or {}), cuts=dict(cuts or {}),
+        covers=dict(covers or {}), cuts=dict(cuts or {}), bases=dict(bases or {}),
     )  # fmt: skip
     header = _check_header(draft, limits)
     # _ranges_of already checked that change records are contiguous (u64) triples; only the
