@@ -679,20 +679,24 @@ def _void_attrs(w: list[Any], trusted: bool) -> dict[str, Any]:
     origin, seq = _check_u64(w[1], "void origin"), _check_u64(w[2], "void seq")
     if not origin or not seq:
         raise ValidationError("a void names a node id and a seq, both non-zero")
-    bases = w[3]
     if not trusted:
-        if not isinstance(bases, list):
-            raise ValidationError("void bases are not an array")
-        for row in bases:
-            if not isinstance(row, list) or len(row) != 4 or not isinstance(row[0], bytes):
-                raise ValidationError("a void base is [item key, attribute, prev hlc, total]")
-            decode_key(row[0])
-            check_attr_name(row[1], "void base")
-            _check_u64(row[2], "void base hlc")
-            if isinstance(row[3], bool) or not isinstance(row[3], (int, float, Decimal)):
-                raise ValidationError("a void base total is not a number")
-            check_value(row[3], "void base total")
-    return {"origin": origin, "seq": seq, "bases": bases}
+        check_void_bases(w[3])
+    return {"origin": origin, "seq": seq, "bases": w[3]}
+
+
+def check_void_bases(bases: Any) -> None:
+    """Check the counter chain bases of a void (:mod:`engine.voids`)."""
+    if not isinstance(bases, list):
+        raise ValidationError("void bases are not an array")
+    for row in bases:
+        if not isinstance(row, list) or len(row) != 4 or not isinstance(row[0], bytes):
+            raise ValidationError("a void base is [item key, attribute, prev hlc, total]")
+        decode_key(row[0])
+        check_attr_name(row[1], "void base")
+        _check_u64(row[2], "void base hlc")
+        if isinstance(row[3], bool) or not isinstance(row[3], (int, float, Decimal)):
+            raise ValidationError("a void base total is not a number")
+        check_value(row[3], "void base total")
 
 
 def _decode_ops(wire: list[Any], trusted: bool) -> list[Op]:

@@ -12,14 +12,16 @@ holding more of our own origin than we ever wrote here, or a different entry (an
 the peer's position of our origin, means our log forked from what the world holds.
 
 Recovery (:func:`reidentify`), in one write transaction: the node stops writing under that id
-and takes a new one; the old id becomes an ordinary remote origin whose vv entry goes back to
-its log floor, so the peer sends back everything it holds of it (the entries lost here are
-*taken back* and merged); our own entries above the floor are moved out of the log into the
-``reissue`` meta record. :func:`reissue_pending` compares each with the entry the peer sends
-for the same seq: equal ones were written before the backup and are dropped; the others —
-local writes that collided, or that no peer ever had — are written again as new local writes
-under the new id, so nothing is lost. Both steps are logged and recorded (``lineage`` meta
-record) for ``regiondb status``.
+and takes a new one; the old id becomes an ordinary remote origin. Its entries written before
+the backup (HLCs up to the peer's tip: every forked entry comes after every lost one) stay in
+the log; its vv entry for the old id ends at the last of them, so the peer sends back
+everything it holds beyond (the entries lost here are *taken back* and merged). The entries
+written since the restore (*forked*) become the new id's first entries under their original
+HLCs, and the item states are renamed to match (:mod:`engine.relabel`): nothing is lost,
+nothing counts twice, and every change keeps its place in last-writer-wins order. A node that
+took forked entries before the fork was known drops them when the relabeled ones reach it
+(:mod:`engine.voids`). Both steps are logged and recorded (``lineage`` meta record) for
+``regiondb status``.
 
 Other processes with the store open keep the old id in memory until they reopen: re-identify
 with the store open in one process only (``regiondb restore`` does it up front, offline).
@@ -116,17 +118,18 @@ def divergence(
 
 
 def reidentify(ctx: Context, reason: str, *, forked: bool = True,
-               peer_tip: int | None = None) -> int:
+               peer_tip: tuple[int, int] | None = None) -> int:
     """Stop writing under this id: take a new one (module docstring). Returns the new id.
 
     ``forked``: this store wrote entries under the old id that its peers hold differently
-    (noticed at a contact). ``peer_tip`` is the HLC of the peer's entry at its vv position of
-    the old id: our entries up to it were written before the backup (every forked entry comes
-    after every lost one) and stay; the later ones are relabeled as the new id's first
-    entries (:mod:`engine.relabel`). Unknown, every entry above the log floor counts as
-    forked. Not ``forked`` (``regiondb restore``, or a data file restored in place and noticed
-    at open, :func:`check_stamp`): every entry of the old id is one the world holds too; they
-    stay in the log, as an ordinary origin's, the way a copied directory keeps them."""
+    (noticed at a contact). ``peer_tip`` is ``(seq, hlc)`` of the peer's entry at its vv
+    position of the old id: our entries with an HLC up to it were written before the backup
+    (every forked entry comes after every lost one, unless our clock was behind) and stay;
+    the later ones are relabeled as the new id's first entries (:mod:`engine.relabel`).
+    Unknown, every entry above the log floor counts as forked. Not ``forked`` (``regiondb
+    restore``, or a data file restored in place and noticed at open, :func:`check_stamp`):
+    every entry of the old id is one the world holds too; they stay in the log, as an
+    ordinary origin's, the way a copied directory keeps them."""
     env = ctx.env
     old = ctx.node_id
     wall = ctx.wall()
@@ -160,7 +163,7 @@ def reidentify(ctx: Context, reason: str, *, forked: bool = True,
 
 
 def _relabel_forked(ctx: Context, txn: Txn, old: int, new: int, seq: int, pos: int,
-                    tip: int | None) -> tuple[int, int, int]:
+                    peer_tip: tuple[int, int] | None) -> tuple[int, int, int]:
     """Move the forked entries of ``old`` to ``new`` (seqs 1, 2, …, original HLCs) and rename
     their versions in the items and tables they touched. Returns ``(the last seq of old kept,
     how many moved, the log position)``."""
@@ -173,12 +176,7 @@ def _relabel_forked(ctx: Context, txn: Txn, old: int, new: int, seq: int, pos: i
         value = None if pkey is None else txn.get(pkey, db=env.log)
         if value is not None:
             entries.append((s, bytes(pkey), bytes(value)))
-    first = next((i for i, (_, _, v) in enumerate(entries) if tip is None or entry_hlc(v) > tip),
-                 len(entries))
-    if tip is not None and any(entry_hlc(v) <= tip for _, _, v in entries[first:]):
-        log.warning("store %s: a write made after the restore has an HLC below the lost "
-                    "ones (the clock was behind): writes of the old id between seq %d and "
-                    "%d are kept as if made before the backup", ctx.path, floor + 1, seq)
+    first = _first_forked(ctx, entries, peer_tip)
     if first == len(entries):
         return seq, 0, pos
     forked = entries[first:]
@@ -212,6 +210,26 @@ def _relabel_forked(ctx: Context, txn: Txn, old: int, new: int, seq: int, pos: i
         if renamed != tdef:
             txn.put(name, renamed.stored(), db=env.tables)
     return forked[0][0] - 1, len(forked), pos
+
+
+def _first_forked(ctx: Context, entries: list[tuple[int, bytes, bytes]],
+                  peer_tip: tuple[int, int] | None) -> int:
+    """The index in ``entries`` (our own, ascending) of the first forked one: the first
+    with an HLC above the peer's tip. Our entry at the tip's seq differs from the peer's, so
+    it is forked whatever its HLC: if it is not above the tip, our clock was behind the lost
+    writes' and the split is a guess, said in the log."""
+    if peer_tip is None:
+        return 0
+    at, tip = peer_tip
+    first = next((i for i, (_, _, v) in enumerate(entries) if entry_hlc(v) > tip),
+                 len(entries))
+    late = [i for i, (s, _, v) in enumerate(entries[:first]) if s >= at]
+    if late or any(entry_hlc(v) <= tip for _, _, v in entries[first:]):
+        log.warning("store %s: writes made after the restore have HLCs below the lost ones "
+                    "(the clock was behind): the split between writes before the backup "
+                    "and after it is a guess", ctx.path)
+        first = min([first, *late])
+    return first
 
 
 STAMP_FILE = "lineage.cbor"

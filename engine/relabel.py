@@ -135,6 +135,7 @@ def rename_state(state: ItemState, fork: Fork, chains: Mapping[str, Chain]) -> I
     extra = {}
     for name, e in state.extra.items():
         chain = chains.get(name)
-        extra[name] = Extra(rv(e.obs_v), split_totals(e.obs, fork, chain), split_totals(e.incs, fork, chain),
+        extra[name] = Extra(rv(e.obs_v), split_totals(e.obs, fork, chain),
+                            split_totals(e.incs, fork, chain),
                             {el: (rv(v), present) for el, (v, present) in e.elems.items()})
     return ItemState(rv(state.cleared), attrs, rv(state.seen), extra)

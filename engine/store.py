@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import apply, changelog, codec, lineage, orphans, retention, schema, ttl
+from . import apply, changelog, codec, lineage, orphans, retention, schema, ttl, voids
 from . import index as index_mod
 from .batch import Batch
 from .changelog import read_clock, write_clock
@@ -462,11 +462,11 @@ class Store:
         return lineage.divergence(self._ctx, peer_vv, peer_tips)
 
     def reidentify(self, reason: str, *, forked: bool = True,
-                   peer_tip: int | None = None) -> int:
+                   peer_tip: tuple[int, int] | None = None) -> int:
         """Stop writing under this node id and take a new one (:func:`engine.lineage.
-        reidentify`). ``forked``: this id's writes after ``peer_tip`` (the HLC of the peer's
-        entry at its vv position of this id) become the new id's first writes (noticed at a
-        contact); ``False`` (``regiondb restore``) keeps them all in the log as the old id's.
+        reidentify`). ``forked``: this id's writes after ``peer_tip`` (``(seq, hlc)`` of the
+        peer's entry at its vv position of this id) become the new id's first writes (noticed
+        at a contact); ``False`` (``regiondb restore``) keeps them all in the log as the old id's.
         Returns the new id; ``reason`` is logged and recorded (:meth:`lineage_events`)."""
         return lineage.reidentify(self._ctx, reason, forked=forked, peer_tip=peer_tip)
 
@@ -479,6 +479,19 @@ class Store:
     def pending_reissues(self) -> int:
         """How many set-aside writes still wait to be compared with a peer's copy."""
         return lineage.pending_reissues(self._ctx)
+
+    def voids(self) -> list[Any]:
+        """Forked entries relabeled by their writer, as snapshots carry them
+        (:func:`engine.voids.wire`)."""
+        env = self._e()
+        return env.read(lambda txn: voids.wire(txn, env))
+
+    def adopt_voids(self, rows: Any) -> bool:
+        """Take in a snapshot sender's voids before merging its items (:func:`engine.voids.
+        adopt`). :raises ValidationError: for malformed ones (nothing changes)."""
+        voids.check_wire(rows)
+        env = self._e()
+        return env.write(lambda txn: voids.adopt(txn, env, rows))
 
     def lineage_events(self) -> list[dict[str, Any]]:
         """Re-identifications of this store, oldest first (for ``regiondb status``)."""

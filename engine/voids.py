@@ -24,11 +24,14 @@ from typing import Any
 
 from . import codec
 from .changelog import entry_hlc, floor_seq
+from .checks import is_node_id
 from .env import Env, Txn
+from .errors import ValidationError
 from .layout import FLOOR, LOGHDR, META_VOIDS, U64, U64x2
 from .relabel import Chain, Chains, Fork, rename_state, split_totals
 
-__all__ = ["MAX_VOIDS", "Voids", "apply_void", "is_void", "load", "record", "split_observed"]
+__all__ = ["MAX_VOIDS", "Voids", "adopt", "apply_void", "is_void", "load", "record",
+           "check_wire", "split_observed", "wire"]
 
 log = logging.getLogger(__name__)
 
@@ -101,25 +104,64 @@ def split_observed(voids: Voids, op: codec.Op) -> codec.Op:
     return op._replace(ext=op.ext._replace(observed=out))
 
 
-def apply_void(txn: Txn, env: Env, op: codec.Op, hlc: int, new: int, keys: set[bytes],
-               vv: dict[int, int]) -> bool:
-    """Take in the ``V`` op of a relabeled transaction of ``new`` at ``hlc`` (module
-    docstring), before its other ops merge. ``vv`` is the caller's running vv (lowered here
-    when our own copy of the forked entry goes). Returns whether the vv of the old id moved."""
-    old, seq = op.attrs["origin"], op.attrs["seq"]
-    chains = {(k, name): Chain(p, t) for k, name, p, t in op.attrs["bases"]}
-    voids = record(txn, env, old, {hlc: (seq, new)}, chains)
+def _chain_heads(txn: Txn, env: Env, fork: Fork,
+                 keys: set[bytes]) -> dict[tuple[bytes, str], tuple[int, Any]]:
+    """The latest ADD total of the old id per counter of ``keys``, from its entries this
+    store holds (forked ones aside). A forked total that reached us inside another node's
+    reset replaced the head of the history we hold; the split puts the chain back to its
+    base, and this puts our own history's head back over it."""
+    out: dict[tuple[bytes, str], tuple[int, Any]] = {}
+    old = fork.old
+    cur = txn.cursor(db=env.index)
+    ok = cur.set_range(U64x2.pack(old, 1))
+    while ok:
+        o, _ = U64x2.unpack(cur.key())
+        if o != old:
+            break
+        value = txn.get(cur.value(), db=env.log)
+        if value is not None and entry_hlc(value) not in fork.hlcs:
+            n = LOGHDR.unpack_from(value)[2]
+            h, ops = codec.decode_txn(bytes(value[LOGHDR.size:LOGHDR.size + n]), trusted=True)
+            for op in ops:
+                if op.kind == "U" and op.key in keys:
+                    for name, (_, total) in op.ext.add.items():
+                        if h > out.get((op.key, name), (0, 0))[0]:
+                            out[(op.key, name)] = (h, total)
+        ok = cur.next()
+    return out
+
+
+def _rename(txn: Txn, env: Env, voids: Voids, old: int, keys: set[bytes] | None) -> None:
+    """Rename the forked versions of ``old`` in the items ``keys`` (``None``: every item)
+    and put each split counter chain's head back to our own history's."""
     fork, bases = fork_of(voids, old), voids[old][1]
-    for key in keys:
-        raw = txn.get(key, db=env.items)
-        if raw is not None:
-            mine = {name: c for (k, name), c in bases.items() if k == key}
-            txn.put(key, codec.encode_state(rename_state(codec.decode_state(raw), fork, mine)),
-                    db=env.items)
+    by_key: dict[bytes, dict[str, Chain]] = {}
+    for (k, name), c in bases.items():
+        by_key.setdefault(k, {})[name] = c
+    heads = _chain_heads(txn, env, fork, set(by_key)) if by_key else {}
+    if keys is None:
+        rows = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=env.items)]
+    else:
+        rows = [(k, bytes(v)) for k in keys if (v := txn.get(k, db=env.items)) is not None]
+    for key, raw in rows:
+        mine = by_key.get(key, {})
+        state = rename_state(codec.decode_state(raw), fork, mine)
+        for name in mine:
+            e, head = state.extra.get(name), heads.get((key, name))
+            if e is not None and head is not None and head[0] > e.incs.get(old, (0, 0))[0]:
+                e.incs[old] = head
+        new_raw = codec.encode_state(state)
+        if new_raw != raw:
+            txn.put(key, new_raw, db=env.items)
+
+
+def _drop(txn: Txn, env: Env, old: int, seq: int, hlc: int, vv: dict[int, int]) -> bool:
+    """Delete our copy of the forked entry ``old``/``seq`` (at ``hlc``), if we hold it, and
+    set ``vv[old]`` below it. Returns whether the vv moved."""
     ikey = U64x2.pack(old, seq)
     pkey = txn.get(ikey, db=env.index)
     value = None if pkey is None else txn.get(pkey, db=env.log)
-    if value is None or entry_hlc(value) != hlc or LOGHDR.unpack_from(value)[1] != seq:
+    if value is None or entry_hlc(value) != hlc:
         return False
     txn.delete(pkey, db=env.log)
     txn.delete(ikey, db=env.index)
@@ -133,6 +175,62 @@ def apply_void(txn: Txn, env: Env, op: codec.Op, hlc: int, new: int, keys: set[b
     raw_floor = txn.get(U64.pack(old), db=env.floors)
     if raw_floor is not None and floor_seq(raw_floor) >= seq:
         txn.put(U64.pack(old), FLOOR.pack(seq - 1, 0), db=env.floors)
-    log.warning("a forked entry %016x/%d (relabeled as node %016x's) left this store's log; "
-                "it takes the old id's entries from seq %d again", old, seq, new, seq)
+    log.warning("a forked entry %016x/%d, relabeled by its writer, left this store's log; "
+                "it takes the old id's entries from seq %d again", old, seq, seq)
     return True
+
+
+def apply_void(txn: Txn, env: Env, op: codec.Op, hlc: int, new: int, keys: set[bytes],
+               vv: dict[int, int]) -> bool:
+    """Take in the ``V`` op of a relabeled transaction of ``new`` at ``hlc`` (module
+    docstring), before its other ops merge. ``vv`` is the caller's running vv (lowered here
+    when our own copy of the forked entry goes). Returns whether the vv of the old id moved."""
+    old, seq = op.attrs["origin"], op.attrs["seq"]
+    chains = {(k, name): Chain(p, t) for k, name, p, t in op.attrs["bases"]}
+    voids = record(txn, env, old, {hlc: (seq, new)}, chains)
+    _rename(txn, env, voids, old, keys)
+    return _drop(txn, env, old, seq, hlc, vv)
+
+
+def wire(txn: Txn, env: Env) -> list[Any]:
+    """The voids record as it travels in snapshot headers (the ``voids`` meta record)."""
+    raw = txn.get(META_VOIDS, db=env.meta)
+    return [] if raw is None else list(codec.loads(raw))
+
+
+def check_wire(rows: Any) -> list[Any]:
+    """Check voids from a peer (:func:`wire`'s form); raise ``ValidationError``."""
+    if not isinstance(rows, list):
+        raise ValidationError("voids are not an array")
+    for row in rows:
+        if not isinstance(row, list) or len(row) != 3 or not all(
+                isinstance(x, list) for x in row[1:]):
+            raise ValidationError("a void is [old id, [[hlc, seq, new id], ...], [bases]]")
+        if not is_node_id(row[0]):
+            raise ValidationError("a void's old id is not a node id")
+        for e in row[1]:
+            if not (isinstance(e, list) and len(e) == 3 and all(is_node_id(x) for x in e)):
+                raise ValidationError("a voided entry is [hlc, seq, new id]")
+        codec.check_void_bases(row[2])
+    return rows
+
+
+def adopt(txn: Txn, env: Env, rows: list[Any]) -> bool:
+    """Take in a snapshot sender's voids (:func:`wire`) before its items merge: the item
+    states it sends are renamed already, ours must be too. Returns whether anything moved."""
+    known = load(txn, env)
+    changed = False
+    for old, entries, bases in rows:
+        have = known.get(old, ({}, {}))[0]
+        fresh = {h: (s, n) for h, s, n in entries if h not in have}
+        if not fresh:
+            continue
+        changed = True
+        voids = record(txn, env, old, fresh, {(k, name): Chain(p, t) for k, name, p, t in bases})
+        vv: dict[int, int] = {}
+        for h, (s, _) in sorted(fresh.items(), key=lambda e: e[1][0], reverse=True):
+            _drop(txn, env, old, s, h, vv)
+        _rename(txn, env, voids, old, None)
+        if old in vv:
+            txn.put(U64.pack(old), U64.pack(vv[old]), db=env.vv)
+    return changed

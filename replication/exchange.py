@@ -390,8 +390,10 @@ class _Writer:
         if own_row is not None:  # a snapshot part: our row is the snapshot's vv (we held it)
             acks[self.store.node_id] = dict(own_row)
         cuts = {n: c for n, c in self.store.forget_cuts().items() if c}
-        bases = None
-        if kind == "changes":  # our tips and the entries before each range: fork checks
+        bases, voids = None, None
+        if kind == "snapshot":
+            voids = self.store.voids()
+        else:  # our tips and the entries before each range: fork checks
             now, tips = self.store.vv_hlcs()
             covers = {o: h for o, h in tips.items() if header_vv.get(o) == now[o]}
             firsts: dict[int, tuple[int, int]] = {}
@@ -401,7 +403,7 @@ class _Writer:
                     firsts.setdefault(o, (seq, seq))
             bases = lineage.bases_for(self.store, firsts)
         return encode_segment(
-            kind=kind, cuts=cuts, bases=bases,
+            kind=kind, cuts=cuts, bases=bases, voids=voids,
             sender=self.store.node_id, region=self.store.region, records=records,
             vv=header_vv, acks=acks, forgotten=forgotten, created_hlc=self.store.tick(),
             compress=self.compress, limits=self.limits, covers=covers,
@@ -576,6 +578,8 @@ def _apply_snapshot(store: Store, segment: Segment, report: SegmentReport) -> No
     # last part up to the last; in between, from its link to its last item.
     span = (None if tables or not items else items[0][0], None if last else items[-1][0])
     covers = h.covers
+    if h.voids:  # before the items: ours must be renamed as the sender's were
+        store.adopt_voids(h.voids)
     try:
         if last and in_chain:
             report.items = store.merge_snapshot(h.vv, tables, items, indexes, covers=covers,

@@ -47,8 +47,10 @@ def check_peer(store: Store, peer: int, peer_vv: Mapping[int, int],
     if reason is None:
         return None
     who = "this node's own earlier state" if peer == store.node_id else f"node {peer:016x}"
+    me = store.node_id
+    tip = peer_tips.get(me)
     return store.reidentify(f"{reason} (seen in what {who} holds)",
-                            peer_tip=peer_tips.get(store.node_id))
+                            peer_tip=None if tip is None else (peer_vv[me], tip))
 
 
 def reissue_pending(store: Store) -> int:

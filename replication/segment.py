@@ -38,6 +38,7 @@ from engine.checks import check_node_id as _node
 from engine.checks import check_u64 as _u64
 from engine.codec import check_index_spec, check_table_name
 from engine.errors import SegmentError, ValidationError
+from engine.voids import check_wire as check_voids
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -73,13 +74,13 @@ AUTO_COMPRESS_RATIO = 0.9
 
 _PREFIX = struct.Struct(">8sHI")  # magic, version, header_len
 _U32 = struct.Struct(">I")
-_HEADER_MAX_DEPTH = 4  # acks: map -> map -> int
+_HEADER_MAX_DEPTH = 8  # voids: map -> list -> void -> bases -> base -> Decimal (3 levels)
 _HEADER_KEYS = frozenset(
     {"kind", "sender", "region", "ranges", "vv", "acks", "forgotten", "record_count",
      "created_hlc", "compression"}
 )  # fmt: skip
 #: Header keys that may be absent (written only when not empty, so older segments still read).
-_OPTIONAL_KEYS = frozenset({"bases", "covers", "cuts"})
+_OPTIONAL_KEYS = frozenset({"bases", "covers", "cuts", "voids"})
 
 Kind: TypeAlias = Literal["changes", "snapshot"]
 Compression: TypeAlias = Literal["none", "zlib"]
@@ -122,6 +123,9 @@ class SegmentHeader:
     ``bases`` (changes) maps an origin of ``ranges`` to the HLC of the sender's entry just
     before the range: a receiver whose entry there differs holds another history of that
     origin (a fork), and must not continue it with these (:mod:`replication.lineage`).
+    ``voids`` (snapshot parts) are the forked entries their writers relabeled, as the
+    sender knows them (:mod:`engine.voids`): the receiver renames its items as the
+    sender did before it merges the sender's.
     """
 
     kind: Kind
@@ -137,6 +141,7 @@ class SegmentHeader:
     covers: dict[int, int] = field(default_factory=dict)
     cuts: dict[int, int] = field(default_factory=dict)
     bases: dict[int, int] = field(default_factory=dict)
+    voids: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +216,9 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
     vv = _uint_map(header.vv, "vv")
     covers = _uint_map(header.covers, "covers")
     bases = _uint_map(header.bases, "bases")
+    voids = check_voids(header.voids)
+    if voids and header.kind != "snapshot":
+        raise ValidationError("only a snapshot segment carries voids")
     cuts = _uint_map(header.cuts, "cuts")
     if not isinstance(header.acks, Mapping):
         raise ValidationError("acks must be a map of node -> version vector")
@@ -245,7 +253,7 @@ def _check_header(header: SegmentHeader, limits: SegmentLimits) -> SegmentHeader
         if covered != count:
             raise ValidationError(f"ranges cover {covered} changes but record_count is {count}")
     return replace(header, ranges=ranges, vv=vv, acks=acks, forgotten=forgotten, covers=covers,
-                   cuts=cuts, bases=bases)
+                   cuts=cuts, bases=bases, voids=voids)
 
 
 def _check_records(
@@ -421,6 +429,8 @@ def _header_to_cbor(header: SegmentHeader) -> bytes:
         fields["cuts"] = _sorted_map(header.cuts)
     if header.bases:
         fields["bases"] = _sorted_map(header.bases)
+    if header.voids:
+        fields["voids"] = header.voids
     return cbor2.dumps({k: fields[k] for k in _HEADER_ORDER if k in fields})
 
 
@@ -448,7 +458,7 @@ def _header_from_obj(obj: object) -> SegmentHeader:
         vv=obj["vv"], acks=obj["acks"], forgotten=frozenset(forgotten),
         record_count=obj["record_count"], created_hlc=obj["created_hlc"],
         compression=obj["compression"], covers=obj.get("covers", {}),
-        cuts=obj.get("cuts", {}), bases=obj.get("bases", {}),
+        cuts=obj.get("cuts", {}), bases=obj.get("bases", {}), voids=obj.get("voids", []),
     )  # fmt: skip
 
 
@@ -486,6 +496,7 @@ def encode_segment(
     covers: Mapping[int, int] | None = None,
     cuts: Mapping[int, int] | None = None,
     bases: Mapping[int, int] | None = None,
+    voids: list[Any] | None = None,
 ) -> tuple[SegmentHeader, bytes]:
     """Build a segment from records and the sender's state; return its header and bytes.
 
@@ -503,6 +514,7 @@ def encode_segment(
         vv=dict(vv), acks={k: dict(v) for k, v in (acks or {}).items()},
         forgotten=frozenset(forgotten), record_count=len(recs), created_hlc=created_hlc,
         covers=dict(covers or {}), cuts=dict(cuts or {}), bases=dict(bases or {}),
+        voids=list(voids or []),
     )  # fmt: skip
     header = _check_header(draft, limits)
     # _ranges_of already checked that change records are contiguous (u64) triples; only the

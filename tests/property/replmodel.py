@@ -74,6 +74,7 @@ OP = st.one_of(
 )
 ABSENT = object()
 MAX_NODES = 7
+RESTORES = ("in_place", "tool", "whole")
 
 GenOp = tuple[str, tuple[str, str], dict[str, Any], Any]  # kind, key, values, remove | add?
 
@@ -89,6 +90,7 @@ class Event(NamedTuple):
     seq: int
     seen_vv: dict[int, int]     # the writer's version vector just before the write
     missing: bool               # the writer saw no item under this key
+    seen_tips: dict[int, int] = {}  # the HLC at each of its positions (which fork it saw)
 
 
 def delta_of(op: GenOp) -> tuple[str, dict[str, Any]]:
@@ -297,13 +299,13 @@ class ReplicationModel(RuleBasedStateMachine):
         s = self.stores[i]
         t = s.table("orders")
         self._reissued(i)
-        vv, missing = s.version_vector(), {op[1] for op in ops if t.get(*op[1]) is None}
+        (vv, tips), missing = s.vv_hlcs(), {op[1] for op in ops if t.get(*op[1]) is None}
         run()
         self.local_txns[i] += 1
-        self.events += self._events_since(i, ops, vv, missing)
+        self.events += self._events_since(i, ops, vv, missing, tips)
 
     def _events_since(self, i: int, ops: list[GenOp], vv: dict[int, int],
-                      missing: set[tuple[str, str]]) -> list[Event]:
+                      missing: set[tuple[str, str]], tips: dict[int, int]) -> list[Event]:
         """The events of the transaction node ``i`` just wrote: each op's kind and delta as
         the feed has them (a DELETE of set elements the writer did not hold is no element
         change there), its version, origin and seq."""
@@ -311,22 +313,47 @@ class ReplicationModel(RuleBasedStateMachine):
         self.feed_pos[i] = self.stores[i].position()
         assert len({(c.version, c.origin, c.seq) for c in changes}) == 1, changes
         assert len(changes) == len(ops), (changes, ops)
-        return [self._event(c, vv, missing) for c in changes]
+        return [self._event(c, vv, missing, tips) for c in changes]
 
     @staticmethod
-    def _event(c: Any, vv: dict[int, int], missing: set[tuple[str, str]]) -> Event:
+    def _event(c: Any, vv: dict[int, int], missing: set[tuple[str, str]],
+               tips: dict[int, int]) -> Event:
         key = (c.key["pk"], c.key["sk"])
-        return Event(c.version, c.kind, key, c.delta, c.origin, c.seq, vv, key in missing)
+        return Event(c.version, c.kind, key, c.delta, c.origin, c.seq, vv, key in missing,
+                     tips)
 
     def _reissued(self, i: int) -> None:
-        """Check what exchanges made node ``i`` write on its own: nothing (a restore noticed
-        at open or made by ``regiondb restore`` sets nothing aside to re-issue)."""
+        """Check what exchanges made node ``i`` write on its own: nothing but, when it
+        noticed at a contact that it was restored (``whole`` restores), its writes since the
+        restore relabeled as its new id's first entries (:meth:`_relabel`)."""
         s = self.stores[i]
-        if s.node_id != self.ids[i]:  # it re-identified: the new id wrote nothing yet
-            self.ids[i], self.local_txns[i] = s.node_id, 0
         own = [c for c in s.changes(since=self.feed_pos[i]) if c.origin == s.node_id]
+        if s.node_id != self.ids[i]:  # it re-identified: the new id wrote only relabels
+            self._relabel(self.ids[i], s.node_id, own)
+            self.ids[i], self.local_txns[i] = s.node_id, len({c.seq for c in own})
+            own = []
         assert not own, f"node {i} wrote on its own (re-issued?): {own}"
         self.feed_pos[i] = s.position()
+
+    def _relabel(self, old: int, new: int, moved: list[Any]) -> None:
+        """The oracle's side of a relabel: the forked events become the new id's, at the
+        same HLCs; a writer that had seen forked entries had seen the new id's instead."""
+        seqs = {c.version[0]: c.seq for c in moved}
+        forked = [e for e in self.events if e.origin == old and e.version[0] in seqs]
+        assert len(forked) == len(moved), (forked, moved)
+        if not forked:
+            return
+        first = min(e.seq for e in forked)
+        out = []
+        for e in self.events:
+            seen = e.seen_vv
+            if seen.get(old, 0) >= first and e.seen_tips.get(old) in seqs:
+                seen = {**seen, old: first - 1, new: seen[old] - first + 1}
+            if e.origin == old and e.version[0] in seqs:
+                e = e._replace(version=(e.version[0], new), origin=new,
+                               seq=seqs[e.version[0]])
+            out.append(e._replace(seen_vv=seen))
+        self.events = out
 
     def _after_exchange(self) -> None:
         """Bring the accounting up to date with what exchanges made nodes do."""
@@ -520,12 +547,14 @@ class ReplicationModel(RuleBasedStateMachine):
             txns = s.version_vector().get(s.node_id, 0)
             self.backups.append(Backup(i, self._save(i), s.node_id, txns))
 
-    @rule(pick=st.integers(0, 1), in_place=st.booleans(), peer=st.integers(0, 6))
-    def restore(self, pick: int, in_place: bool, peer: int) -> None:
+    @rule(pick=st.integers(0, 1), mode=st.sampled_from(RESTORES), peer=st.integers(0, 6))
+    def restore(self, pick: int, mode: str, peer: int) -> None:
         """Restore a backup over its node: in place (``cp backup/data.mdb store/``: same inode,
-        same id, noticed at open by the lineage stamp) or the documented way (``regiondb
-        restore``). The node first sends what it holds to ``peer`` (its last sync before the
-        disk died); with no backup yet, this move takes one."""
+        same id, noticed at open by the lineage stamp), the documented way (``regiondb
+        restore``), or the whole directory with its stamp (noticed only at a first contact:
+        the node writes under its old id until then). The node first sends what it holds to
+        ``peer`` (its last sync before the disk died); with no backup yet, this move takes
+        one."""
         if not self.backups:
             self.backup(pick + peer)
             return
@@ -543,15 +572,22 @@ class ReplicationModel(RuleBasedStateMachine):
         s.close()
         (self.paths[i] / "lock.mdb").unlink(missing_ok=True)
         shutil.copyfile(b.path / "data.mdb", self.paths[i] / "data.mdb")  # the inode stays
-        if not in_place:  # `regiondb restore` removes the stamp and re-identifies itself
-            (self.paths[i] / engine_lineage.STAMP_FILE).unlink()
+        stamp = engine_lineage.STAMP_FILE
+        if mode == "tool":  # `regiondb restore` removes the stamp and re-identifies itself
+            (self.paths[i] / stamp).unlink()
+        elif mode == "whole":  # `rm -rf store && cp -a backup store`, the inode reused
+            shutil.copyfile(b.path / stamp, self.paths[i] / stamp)
+            # a restore takes time: the node's clock passes every HLC written so far
+            self.clocks[i].set(max(c() for c in self.clocks) + 1)
         self.stores[i] = s = self._open(i)
         self.feed_pos[i] = s.position()
-        if in_place:
+        if mode == "in_place":
             assert (s.node_id != b.node_id) == lost, "the restored node did not notice"
-        else:
+        elif mode == "tool":
             assert s.node_id == b.node_id
             s.reidentify("restored from a backup (model)", forked=False)
+        else:
+            assert s.node_id == b.node_id, "nothing tells a whole restore before a contact"
         assert s.pending_reissues() == 0
         self.local_txns[i] = b.txns if s.node_id == b.node_id else 0
         self.ids[i] = s.node_id
