@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from . import codec, index
+from . import codec, index, voids
 from .apply import forget_cuts, forgotten_ids, merge_table, merge_ttl
 from .changelog import (
     CHUNK,
@@ -217,14 +217,14 @@ def merge_snapshot(
 ) -> int:
     """See :meth:`engine.Store.merge_snapshot`."""
     env = ctx.env
-    vv = check_vv(vv, "snapshot vv")
+    snap_vv = check_vv(vv, "snapshot vv")
     ixdefs_in = index.check_snapshot_defs(indexes)
-    covers, span = _check_snapshot_args(covers, span)
-    tdefs, states, top = _decode_snapshot(tables, items)
+    snap_covers, span = _check_snapshot_args(covers, span)
+    tdefs, snap_states, top = _decode_snapshot(tables, items)
     top = max(top, max((d.version[0] for d in ixdefs_in), default=0))
     # our clock passes every change the snapshot covers (not only the versions it still
     # holds): a later local write then beats every delete it covers, purged or not
-    top = max(top, *covers.values()) if covers else top
+    top = max(top, *snap_covers.values()) if snap_covers else top
     # a snapshot is remote data too: a peer clock far ahead must not capture LWW through it
     skew = physical_ms(top) - ctx.wall()
     if skew > ctx.max_offset_ms:
@@ -252,6 +252,10 @@ def merge_snapshot(
 
     def run(txn: Txn) -> bool:
         hlc, seq, pos = read_clock(txn, env)
+        vv, covers, states = dict(snap_vv), dict(snap_covers), list(snap_states)
+        known_voids = voids.load(txn, env)
+        if known_voids:
+            voids.clip_snapshot(known_voids, vv, covers, states)
         # What we have seen ourselves: the snapshot's entries we lack among those, we
         # overwrote or deleted (an old copy's snapshot must not bring them back).
         mine = vv_hlcs_txn(txn, env, vv_txn(txn, env, ctx.node_id))
@@ -296,7 +300,7 @@ def merge_snapshot(
     ctx.uncache_tables()
     if builds:  # an index definition arrived: fill (or clear) it here
         index.build_pending(ctx)
-    return len(states)
+    return len(snap_states)
 
 
 def compact(ctx: Context, stable: Mapping[int, int], purge_tombstones: bool) -> tuple[int, int]:

@@ -31,7 +31,7 @@ from .layout import FLOOR, LOGHDR, META_VOIDS, U64, U64x2
 from .relabel import Chain, Chains, Fork, rename_state, split_totals
 
 __all__ = ["MAX_VOIDS", "Voids", "adopt", "apply_void", "is_void", "load", "record",
-           "check_wire", "split_observed", "wire"]
+           "check_wire", "clip_snapshot", "split_observed", "wire"]
 
 log = logging.getLogger(__name__)
 
@@ -234,3 +234,22 @@ def adopt(txn: Txn, env: Env, rows: list[Any]) -> bool:
         if old in vv:
             txn.put(U64.pack(old), U64.pack(vv[old]), db=env.vv)
     return changed
+
+
+def clip_snapshot(voids: Voids, vv: dict[int, int], covers: dict[int, int],
+                  states: list[tuple[bytes, Any]]) -> None:
+    """Take a snapshot from a node that still holds forked entries we know are void (in
+    place): its item states renamed as ours are, and its claim to hold the old id up to a
+    forked entry cut back to before the fork, so that the entries the world holds there
+    still come to us."""
+    for old, (entries, bases) in voids.items():
+        tip = covers.get(old)
+        if tip is not None and tip in entries:
+            vv[old] = min(vv.get(old, 0), min(s for s, _ in entries.values()) - 1)
+            del covers[old]
+        fork = fork_of(voids, old)
+        by_key: dict[bytes, dict[str, Chain]] = {}
+        for (k, name), c in bases.items():
+            by_key.setdefault(k, {})[name] = c
+        for i, (key, state) in enumerate(states):
+            states[i] = (key, rename_state(state, fork, by_key.get(key, {})))

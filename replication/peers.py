@@ -256,6 +256,11 @@ class Hub:
         for s in live:
             s.set_pusher(s is chosen)
 
+    def forget_known(self, node: int) -> None:
+        """Drop what ``node`` told us it holds (a new handshake tells it afresh)."""
+        with self.lock:
+            self.known.pop(node, None)
+
     def know(self, node: int, vv: Mapping[int, int]) -> dict[int, int]:
         """Merge what ``node`` told us it holds; return a copy of all we know it holds."""
         with self.lock:

@@ -171,6 +171,9 @@ class Session:
         # The handshake makes the peer a member: its row (empty for a newcomer) goes to the
         # ack table before anything is sent, so GC waits for it even if this sync is cut.
         self.stats.dirty = True
+        # What the peer says it holds now replaces what we had learned: it may hold less
+        # (it dropped a restored node's forked entries, engine.voids, or lost commits).
+        self.hub.forget_known(peer.node)
         self.hub.know(peer.node, peer.vv)
 
     # -- plumbing -----------------------------------------------------------------------
@@ -398,7 +401,8 @@ class Session:
                 _, data = encode_segment(
                     kind="changes", sender=me, region=self.store.region, records=records,
                     vv=vv, acks={}, forgotten=(), created_hlc=txn_hlc(records[-1][2]),
-                    compress=False)
+                    compress=False, bases=lineage.bases_for(
+                        self.store, {origin: (records[0][1], records[-1][1])}))
                 await self._send_segment(data, {origin: (records[0][1], records[-1][1])})
                 after = records[-1][1]
         if self.totals.segments_sent == sent_before:
@@ -501,7 +505,9 @@ class Session:
             # No forgotten set to adopt: the records go into the next grouped transaction;
             # the sender's vv and ack table into the throttled ack-table update (_flush_acks),
             # instead of a second write transaction per segment as apply_segment does.
-            future = self.workers.apply_changes(self.store, list(seg.change_records()))
+            forked = lineage.forked_origins(self.store, h) if h.bases else set()
+            future = self.workers.apply_changes(
+                self.store, [r for r in seg.change_records() if r[0] not in forked])
         else:
             future = self.workers.submit(self._apply_segment_vv, seg)  # queued in order
         await self._applying.put((seg, future))

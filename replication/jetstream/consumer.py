@@ -35,7 +35,7 @@ from nats.js.errors import NotFoundError
 
 from engine.errors import ForgottenNodeError, SegmentError, ValidationError
 
-from .. import exchange
+from .. import exchange, lineage
 from ..exchange import GapError
 from ..lag import sample_lags
 from ..peers import applying_remote
@@ -200,7 +200,9 @@ class Consumer:
         plain: list[tuple[Msg, Segment]] = []
         slow: list[tuple[Msg, Segment]] = []
         for m, s in fast:
-            (slow if s.header.forgotten or s.header.sender in gone else plain).append((m, s))
+            forked = s.header.bases and lineage.forked_origins(f.store, s.header)
+            (slow if s.header.forgotten or s.header.sender in gone or forked
+             else plain).append((m, s))
         records = sorted({(r[0], r[1]): r for _, s in plain for r in s.change_records()}.values(),
                          key=lambda r: (r[0], r[1]))
         before = f.store.version_vector()

@@ -32,7 +32,7 @@ from nats.js.errors import NotFoundError
 
 from engine.errors import LogTruncated
 
-from .. import exchange
+from .. import exchange, lineage
 from ..lag import txn_hlc
 from ..peers import Waker
 from ..segment import encode_segment
@@ -144,6 +144,7 @@ class Publisher:
         vv = f.store.version_vector()
         _, data = encode_segment(kind="changes", sender=self.me, region=f.store.region,
                                  records=records, vv=vv, acks={}, forgotten=(),
+                                 bases=lineage.bases_for(f.store, {origin: (first, last)}),
                                  created_hlc=txn_hlc(records[-1][2]), compress=None)
         if len(data) > f.max_payload:
             raise PayloadTooLarge(

@@ -246,3 +246,49 @@ def test_a_data_file_restored_in_place_is_noticed_at_open(tmp_path: Path) -> Non
         assert event["old"] == old and "restored" in event["reason"]
     with engine.open(a_dir) as a:  # and only once
         assert len(a.lineage_events()) == 1
+
+
+def test_a_whole_restore_over_tcp_with_a_third_node_counts_every_add_once(
+    tmp_path: Path,
+) -> None:
+    """The whole directory restored (stamp included): the node ADDs again under its old id
+    and node c takes those forked writes first, then adds on top; node b holds what was lost
+    and refuses c's continuation of the other history. The restored node notices at its
+    contact with b and relabels; c drops its forked copies when the relabeled ones arrive.
+    Every ADD counts once, on every node."""
+    import replication
+
+    a_dir, b_dir, c_dir, backup = (tmp_path / n for n in ("a", "b", "c", "backup"))
+    with engine.open(b_dir, region="r-b") as b, engine.open(c_dir, region="r-c") as c, \
+            replication.serve(b) as sb, replication.serve(c) as sc:
+        with engine.open(a_dir, region="r-a") as a:
+            a.create_table("c", partition_key="id").update("k", add={"n": 1})
+            old = a.node_id
+            replication.sync(a, sb.address)
+            replication.sync(a, sc.address)
+        shutil.copytree(a_dir, backup)  # the whole closed directory, stamp included
+        with engine.open(a_dir) as a:
+            a.table("c").update("k", add={"n": 10})  # lost: only b takes it
+            replication.sync(a, sb.address)
+        _restore_in_place(backup, a_dir, whole=True)
+        with engine.open(a_dir) as a:
+            assert a.node_id == old  # nothing can tell yet
+            a.table("c").update("k", add={"n": 100}, set={"x": 1})
+            replication.sync(a, sc.address)  # c lacks the lost write: nothing looks wrong
+        assert _counts(c)["n"] == 101
+        c.table("c").update("k", add={"n": 1000})
+        replication.sync(c, sb.address)  # b refuses c's continuation of a's other history
+        assert b.version_vector()[old] == 3 and _counts(b)["n"] == 1011
+        with engine.open(a_dir) as a:
+            replication.sync(a, sb.address)  # noticed here
+            new = a.node_id
+            assert new != old
+            for _ in range(2):
+                replication.sync(a, sb.address)
+                replication.sync(a, sc.address)
+                replication.sync(c, sb.address)
+            assert _counts(a)["n"] == _counts(b)["n"] == _counts(c)["n"] == 1111
+            assert a.digest() == b.digest() == c.digest()
+            assert a.version_vector() == b.version_vector() == c.version_vector()
+            assert a.version_vector()[new] == 1  # the forked write, now the new id's first
+            assert a.integrity_check().ok and c.integrity_check().ok

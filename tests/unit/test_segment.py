@@ -363,7 +363,7 @@ def test_indefinite_and_tags_in_payload() -> None:
 
 def test_header_is_bounded_too() -> None:
     bomb = b"\xa1\x64kind" + b"\x81" * 50 + b"\x01"
-    refused(_frame(bomb, b"\x80"), "bad header: .*nesting deeper than 4")
+    refused(_frame(bomb, b"\x80"), "bad header: .*nesting deeper than 8")
 
 
 def test_lying_header_length_inside_valid_checksum() -> None:
@@ -484,3 +484,34 @@ def test_corpus(name: str) -> None:
     expected = _corpus_module().EXPECTED[name]
     err = refused(data, expected.replace("(", r"\(").replace(")", r"\)"), path=CORPUS / name)
     assert err.path == CORPUS / name and str(err).startswith(str(CORPUS / name))
+
+
+# ---------------------------------------------------------------------------- fork checks
+
+
+def test_tips_bases_and_voids_round_trip() -> None:
+    records: list[Record] = [(B, 4, b"\xa0"), (B, 5, b"\x80")]
+    header, data = encode_segment(
+        kind="changes", sender=A, region="eu", records=records, vv={A: 2, B: 5},
+        created_hlc=10, covers={A: 77, B: 99}, bases={B: 55},
+    )  # fmt: skip
+    assert decode_segment(data).header == header
+    assert header.covers == {A: 77, B: 99} and header.bases == {B: 55}
+    key = b"0t\x00\x010k\x00\x01"
+    voids = [[B, [[90, 5, A + 1]], [[key, "n", 0, 3]]]]
+    header, data = encode_segment(kind="snapshot", sender=A, region="eu", records=[],
+                                  vv={B: 4}, created_hlc=11, voids=voids)
+    assert decode_segment(data).header.voids == voids
+
+
+@pytest.mark.parametrize("fields,match", [
+    ({"bases": {B: 5}}, "bases name origins"),          # no range of B
+    ({"ranges": {A: (1, 2)}, "bases": {A: 5}}, "bases name origins"),  # starts at seq 1
+    ({"voids": [[B, [[1, 2, 3]], []]]}, "only a snapshot"),
+    ({"kind": "snapshot", "ranges": {}, "record_count": 0, "voids": [[B, [[1, 2]], []]]},
+     "voided entry"),
+    ({"kind": "snapshot", "ranges": {}, "record_count": 0, "voids": "junk"}, "not an array"),
+])
+def test_bad_fork_fields_are_refused(fields: dict[str, object], match: str) -> None:
+    refused(hostile([[A, 1, b"\x80"], [A, 2, b"\x80"]] if fields.get("kind") != "snapshot"
+                    else [], **fields), match)
