@@ -256,6 +256,12 @@ def merge_snapshot(
         known_voids = voids.load(txn, env)
         if known_voids:
             voids.clip_snapshot(known_voids, vv, covers, states)
+        # a sender whose entry at its vv position is not ours holds another history of that
+        # origin (a restored node's fork): its snapshot is no authority on what we hold of it
+        ours_at = vv_hlcs_txn(txn, env, {o: vv.get(o, 0) for o in covers})
+        for o, h in ours_at.items():
+            if covers.get(o) != h and o != ctx.node_id:
+                del covers[o]
         # What we have seen ourselves: the snapshot's entries we lack among those, we
         # overwrote or deleted (an old copy's snapshot must not bring them back).
         mine = vv_hlcs_txn(txn, env, vv_txn(txn, env, ctx.node_id))

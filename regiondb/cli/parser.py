@@ -316,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
              "regiondb restore backups/mumbai data/mumbai", common,
              "Copy BACKUP's data into DIR (in place, DIR may exist) and re-identify it: a "
              "restored store must not reuse the sequence numbers its old id already issued. "
-             "The next sync brings back what the peers hold of the old id and re-issues the "
-             "restored node's own writes that collided.")
+             "Everything the backup holds of the old id stays, as an ordinary origin's; the "
+             "next sync brings back what the peers hold beyond it.")
     p.add_argument("backup", metavar="BACKUP", help="the backup: a copy of a store directory")
     _dir(p)
 
