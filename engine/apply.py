@@ -252,10 +252,10 @@ def _merge_records(ctx: Context, env: Env, txn: Txn, decoded: list[Decoded],
         v = (hlc, origin)
         if ops[-1].kind == "V":
             old = ops[-1].attrs["origin"]
-            if voids.apply_void(txn, env, ops[-1], hlc, origin,
-                                {op.key for op in ops if op.kind in "PUD"}, vv):
-                known[old] = -1  # lowered: written below
-            void_set = voids.load(txn, env)
+            lowered, void_set = voids.apply_void(txn, env, ops[-1], hlc, origin,
+                                                 {op.key for op in ops if op.kind in "PUD"}, vv)
+            if lowered:
+                known[old] = -1  # written below
         images: list[Any] = []
         for op in ops:
             if op.kind == "V":

@@ -53,7 +53,7 @@ from .env import Env, Txn
 from .errors import SchemaError
 from .keys import decode_key
 from .layout import LOGHDR, META_IDENT, META_LINEAGE, META_REISSUE, U64, U64x2
-from .relabel import Chains, Fork, relabel_txn, rename_state
+from .relabel import Chains, Fork, chains_by_key, relabel_txn, rename_state
 from .schema import create_table
 from .table import Table
 
@@ -197,12 +197,12 @@ def _relabel_forked(ctx: Context, txn: Txn, old: int, new: int, seq: int, pos: i
                 log.warning("store %s: an index definition made after the restore keeps its "
                             "old-id version here", ctx.path)
     voids.record(txn, env, old, {entry_hlc(v): (s, new) for s, _, v in forked}, chains)
+    by_key = chains_by_key(chains)
     for key in keys:
         raw_state = txn.get(key, db=env.items)
         if raw_state is not None:
-            mine = {name: c for (k_, name), c in chains.items() if k_ == key}
             txn.put(key, codec.encode_state(rename_state(codec.decode_state(raw_state), fork,
-                                                         mine)), db=env.items)
+                                                         by_key.get(key, {}))), db=env.items)
     for name, raw_def in list(txn.cursor(db=env.tables)):
         tdef = decode_table_def(bytes(name).decode(), bytes(raw_def))
         renamed = replace(tdef, version=fork.version(tdef.version),

@@ -26,7 +26,8 @@ import cbor2
 from .clock import Version
 from .item import Extra, ItemState, Total, num_sub
 
-__all__ = ["Chain", "Chains", "Fork", "relabel_txn", "rename_state", "split_totals"]
+__all__ = ["Chain", "Chains", "Fork", "chains_by_key", "chains_from_wire", "chains_wire",
+           "relabel_txn", "rename_state", "split_totals"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,26 @@ class Chain:
 Chains = dict[tuple[bytes, str], Chain]
 """``(item key, attribute) -> Chain``, filled by :func:`relabel_txn` in seq order."""
 
+
+def chains_wire(chains: Chains, keys: set[bytes] | None = None) -> list[list[Any]]:
+    """``[[item key, attribute, prev hlc, total], ...]`` (of ``keys`` only, if given): the
+    bases as a ``V`` op and the voids record carry them."""
+    return [[k, name, c.prev, c.total] for (k, name), c in sorted(chains.items())
+            if keys is None or k in keys]
+
+
+def chains_from_wire(rows: list[list[Any]]) -> Chains:
+    """The inverse of :func:`chains_wire`."""
+    return {(k, name): Chain(p, t) for k, name, p, t in rows}
+
+
+def chains_by_key(chains: Chains) -> dict[bytes, dict[str, Chain]]:
+    """``chains`` grouped by item: what :func:`rename_state` takes for each item."""
+    out: dict[bytes, dict[str, Chain]] = {}
+    for (k, name), c in chains.items():
+        out.setdefault(k, {})[name] = c
+    return out
+
 _SEEN_AT = {"P": 4, "U": 5, "D": 3}  # where an item op's seen (hlc, node) starts
 _EXT_AT = {"P": 6, "U": 7, "D": 5}
 
@@ -87,8 +108,7 @@ def relabel_txn(raw: bytes, seq: int, fork: Fork, chains: Chains) -> bytes:
             _relabel_ext(w[ext_at], w[2], hlc, fork, chains)
     if len(obj) == 3:
         obj[2] = {t: list(fork.version((v[0], v[1]))) for t, v in obj[2].items()}
-    ops.append(["V", fork.old, seq, [[k, name, c.prev, c.total]
-                                     for (k, name), c in sorted(chains.items()) if k in keys]])
+    ops.append(["V", fork.old, seq, chains_wire(chains, keys)])
     return cbor2.dumps(obj)
 
 

@@ -28,7 +28,16 @@ from .checks import is_node_id
 from .env import Env, Txn
 from .errors import ValidationError
 from .layout import FLOOR, LOGHDR, META_VOIDS, U64, U64x2
-from .relabel import Chain, Chains, Fork, rename_state, split_totals
+from .relabel import (
+    Chain,
+    Chains,
+    Fork,
+    chains_by_key,
+    chains_from_wire,
+    chains_wire,
+    rename_state,
+    split_totals,
+)
 
 __all__ = ["MAX_VOIDS", "Voids", "adopt", "apply_void", "is_void", "load", "record",
            "check_wire", "clip_snapshot", "split_observed", "wire"]
@@ -49,8 +58,7 @@ def load(txn: Txn, env: Env) -> Voids:
         return {}
     out: Voids = {}
     for old, entries, bases in codec.loads(raw):
-        out[old] = ({h: (s, n) for h, s, n in entries},
-                    {(k, name): Chain(p, t) for k, name, p, t in bases})
+        out[old] = ({h: (s, n) for h, s, n in entries}, chains_from_wire(bases))
     return out
 
 
@@ -61,8 +69,7 @@ def _save(txn: Txn, env: Env, voids: Voids) -> None:
         entries, chains = voids[old]
         keep = sorted(entries.items())[-budget:] if budget > 0 else []
         budget -= len(keep)
-        rows.append([old, [[h, s, n] for h, (s, n) in keep],
-                     [[k, name, c.prev, c.total] for (k, name), c in sorted(chains.items())]])
+        rows.append([old, [[h, s, n] for h, (s, n) in keep], chains_wire(chains)])
     txn.put(META_VOIDS, codec.dumps(rows), db=env.meta)
 
 
@@ -134,10 +141,7 @@ def _chain_heads(txn: Txn, env: Env, fork: Fork,
 def _rename(txn: Txn, env: Env, voids: Voids, old: int, keys: set[bytes] | None) -> None:
     """Rename the forked versions of ``old`` in the items ``keys`` (``None``: every item)
     and put each split counter chain's head back to our own history's."""
-    fork, bases = fork_of(voids, old), voids[old][1]
-    by_key: dict[bytes, dict[str, Chain]] = {}
-    for (k, name), c in bases.items():
-        by_key.setdefault(k, {})[name] = c
+    fork, by_key = fork_of(voids, old), chains_by_key(voids[old][1])
     heads = _chain_heads(txn, env, fork, set(by_key)) if by_key else {}
     if keys is None:
         rows = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=env.items)]
@@ -181,15 +185,15 @@ def _drop(txn: Txn, env: Env, old: int, seq: int, hlc: int, vv: dict[int, int]) 
 
 
 def apply_void(txn: Txn, env: Env, op: codec.Op, hlc: int, new: int, keys: set[bytes],
-               vv: dict[int, int]) -> bool:
+               vv: dict[int, int]) -> tuple[bool, Voids]:
     """Take in the ``V`` op of a relabeled transaction of ``new`` at ``hlc`` (module
     docstring), before its other ops merge. ``vv`` is the caller's running vv (lowered here
-    when our own copy of the forked entry goes). Returns whether the vv of the old id moved."""
+    when our own copy of the forked entry goes). Returns whether the vv of the old id moved,
+    and the voids now known."""
     old, seq = op.attrs["origin"], op.attrs["seq"]
-    chains = {(k, name): Chain(p, t) for k, name, p, t in op.attrs["bases"]}
-    voids = record(txn, env, old, {hlc: (seq, new)}, chains)
+    voids = record(txn, env, old, {hlc: (seq, new)}, chains_from_wire(op.attrs["bases"]))
     _rename(txn, env, voids, old, keys)
-    return _drop(txn, env, old, seq, hlc, vv)
+    return _drop(txn, env, old, seq, hlc, vv), voids
 
 
 def wire(txn: Txn, env: Env) -> list[Any]:
@@ -226,7 +230,7 @@ def adopt(txn: Txn, env: Env, rows: list[Any]) -> bool:
         if not fresh:
             continue
         changed = True
-        voids = record(txn, env, old, fresh, {(k, name): Chain(p, t) for k, name, p, t in bases})
+        voids = record(txn, env, old, fresh, chains_from_wire(bases))
         vv: dict[int, int] = {}
         for h, (s, _) in sorted(fresh.items(), key=lambda e: e[1][0], reverse=True):
             _drop(txn, env, old, s, h, vv)
@@ -247,9 +251,6 @@ def clip_snapshot(voids: Voids, vv: dict[int, int], covers: dict[int, int],
         if tip is not None and tip in entries:
             vv[old] = min(vv.get(old, 0), min(s for s, _ in entries.values()) - 1)
             del covers[old]
-        fork = fork_of(voids, old)
-        by_key: dict[bytes, dict[str, Chain]] = {}
-        for (k, name), c in bases.items():
-            by_key.setdefault(k, {})[name] = c
+        fork, by_key = fork_of(voids, old), chains_by_key(bases)
         for i, (key, state) in enumerate(states):
             states[i] = (key, rename_state(state, fork, by_key.get(key, {})))
